@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Each bootstraps .venv by itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+KEYSHIFT := $(BIN)/keyshift
+
+.PHONY: run test lint bench sysdeps clean sandbox-down
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+sysdeps:
+	@scripts/ensure-system-deps
+
+# Start the sandbox (OpenBao + moto), seed it, sync it, open the TUI.
+# Runs inside a private D-Bus session with gnome-keyring unlocked, so keyshift's own
+# secrets (the fingerprint key, the sandbox's tokens) live in a real Secret Service.
+run: $(STAMP) sysdeps
+	@scripts/with-keyring scripts/demo
+
+test: $(STAMP) sysdeps
+	@$(BIN)/ruff check console rotators screens tests bench
+	@$(BIN)/lint-imports
+	@KEYSHIFT_TEST_KEYRING=1 scripts/with-keyring $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@$(BIN)/ruff check console rotators screens tests bench
+	@$(BIN)/lint-imports
+
+bench: $(STAMP) sysdeps
+	@scripts/with-keyring bash -c 'for b in bench/*.py; do $(BIN)/python $$b || exit 1; done'
+
+sandbox-down: $(STAMP)
+	@$(KEYSHIFT) sandbox down
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""keyshift's core: everything but the terminal UI. Never imports textual."""

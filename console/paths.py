@@ -1,0 +1,32 @@
+"""Where keyshift keeps its files: one place for the data dir, the default store, sandbox state.
+
+``KEYSHIFT_HOME`` overrides the platform's user data dir (tests and demos use it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+
+def data_dir() -> Path:
+    base = os.environ.get("KEYSHIFT_HOME")
+    path = Path(base) if base else Path(platformdirs.user_data_dir("keyshift", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_db() -> Path:
+    return data_dir() / "keyshift.db"
+
+
+def sandbox_dir() -> Path:
+    path = data_dir() / "sandbox"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_file() -> Path:
+    return data_dir() / "keyshift.log"
