@@ -42,26 +42,26 @@ class _Model(BaseModel):
 
 class VaultIdentity(_Model):
     type: Literal["vault-approle", "vault-token-role", "vault-entity"]
-    source: str                       # a vault source name
-    role: str                         # AppRole role / token role / entity name
-    policies: list[str] = Field(default_factory=list)   # seeded into the sandbox; found by sync
+    source: str  # a vault source name
+    role: str  # AppRole role / token role / entity name
+    policies: list[str] = Field(default_factory=list)  # seeded into the sandbox; found by sync
 
 
 class AwsIdentity(_Model):
     type: Literal["aws-iam-user", "aws-iam-role"]
-    source: str                       # an aws source name
-    name: str                         # IAM user or role name
+    source: str  # an aws source name
+    name: str  # IAM user or role name
 
 
 class KeyringIdentity(_Model):
     type: Literal["keyring"]
-    source: str                       # a keyring source name
+    source: str  # a keyring source name
     service: str
 
 
 class WorkspaceIdentity(_Model):
     type: Literal["workspace"]
-    path: str                         # relative to the inventory file
+    path: str  # relative to the inventory file
     env_files: list[str] = Field(default_factory=list)
 
 
@@ -90,7 +90,7 @@ class VaultSource(_Model):
     sandbox: bool = False
     address: str | None = None
     token: SecretRef | None = None
-    approle: dict[str, SecretRef] | None = None   # {role_id: ref, secret_id: ref}
+    approle: dict[str, SecretRef] | None = None  # {role_id: ref, secret_id: ref}
     namespace: str | None = None
     kv_mounts: list[str] = Field(default_factory=lambda: ["secret"])
     approle_mount: str = "approle"
@@ -109,7 +109,7 @@ class AwsSource(_Model):
     sandbox: bool = False
     account_id: str | None = None
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"])
-    profile: str | None = None            # the provider's standard chain when absent
+    profile: str | None = None  # the provider's standard chain when absent
     endpoint_url: str | None = None
     services: list[Literal["secretsmanager", "ssm", "iam"]] = Field(
         default_factory=lambda: ["secretsmanager", "ssm", "iam"]
@@ -153,7 +153,7 @@ class Policies(_Model):
 
 class EnvFileTarget(_Model):
     type: Literal["env-file"]
-    path: str                         # relative to the inventory file
+    path: str  # relative to the inventory file
     var: str
 
 
@@ -173,20 +173,20 @@ class Generator(_Model):
 
 class DeclaredCredential(_Model):
     name: Name
-    source: str                       # a declared source name
+    source: str  # a declared source name
     kind: Literal["api-key", "bot-token", "code-host-token", "payment-key", "webhook", "other"]
-    provider: str                     # openai, anthropic, stripe, github, slack, ...
+    provider: str  # openai, anthropic, stripe, github, slack, ...
     owner: str | None = None
     environment: Environment
     scope: str = ""
     sensitivity: Sensitivity = Sensitivity.medium
     created: date | None = None
     rotated: date | None = None
-    expires: date | None = None       # absent = never expires (a finding)
+    expires: date | None = None  # absent = never expires (a finding)
     last_used: date | None = None
     agents: list[str] = Field(default_factory=list)
     delivered_to: list[Delivery] = Field(default_factory=list)
-    rotator: str | None = None        # e.g. "manual"
+    rotator: str | None = None  # e.g. "manual"
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -197,7 +197,7 @@ class DeclaredCredential(_Model):
 
 
 class SeedVaultSecret(_Model):
-    path: str                         # under the kv mount, e.g. agents/support/openai
+    path: str  # under the kv mount, e.g. agents/support/openai
     mount: str = "secret"
     owner: str | None = None
     environment: Environment

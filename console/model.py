@@ -26,14 +26,14 @@ class Sensitivity(StrEnum):
 
 
 class CredentialKind(StrEnum):
-    vault_kv = "kv"                   # a KV v2 secret in Vault / OpenBao
+    vault_kv = "kv"  # a KV v2 secret in Vault / OpenBao
     vault_approle = "approle-secret-id"
     vault_token = "vault-token"
-    aws_secret = "secretsmanager"     # an AWS Secrets Manager secret
-    aws_parameter = "ssm-parameter"   # an SSM Parameter Store SecureString
-    aws_iam_key = "iam-key"           # an IAM user's access key
-    keyring = "keyring"               # an OS keyring entry
-    api_key = "api-key"               # a provider API key declared in the inventory
+    aws_secret = "secretsmanager"  # an AWS Secrets Manager secret
+    aws_parameter = "ssm-parameter"  # an SSM Parameter Store SecureString
+    aws_iam_key = "iam-key"  # an IAM user's access key
+    keyring = "keyring"  # an OS keyring entry
+    api_key = "api-key"  # a provider API key declared in the inventory
     bot_token = "bot-token"
     code_host_token = "code-host-token"
     payment_key = "payment-key"
@@ -42,9 +42,9 @@ class CredentialKind(StrEnum):
 
 class CredentialStatus(StrEnum):
     active = "active"
-    inactive = "inactive"   # e.g. an IAM key set Inactive
-    stale = "stale"         # its source failed to sync; what we knew is kept
-    gone = "gone"           # no longer in its source (row kept: history matters)
+    inactive = "inactive"  # e.g. an IAM key set Inactive
+    stale = "stale"  # its source failed to sync; what we knew is kept
+    gone = "gone"  # no longer in its source (row kept: history matters)
 
 
 class FindingStatus(StrEnum):
@@ -76,24 +76,24 @@ class Credential(_Record):
     kind: str
     native_id: str
     name: str
-    location: str = ""                      # where it lives: a path, an ARN, a file
+    location: str = ""  # where it lives: a path, an ARN, a file
     owner: str | None = None
     environment: str | None = None
-    scope: str | None = None                # what it grants, in words or a policy summary
+    scope: str | None = None  # what it grants, in words or a policy summary
     sensitivity: str | None = None
     created_at: datetime | None = None
     rotated_at: datetime | None = None
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     last_used_at: datetime | None = None
-    last_used_evidence: str | None = None   # e.g. "aws:GetAccessKeyLastUsed", "vault:audit"
+    last_used_evidence: str | None = None  # e.g. "aws:GetAccessKeyLastUsed", "vault:audit"
     rotator: str | None = None
     max_age_days: int | None = None
-    fingerprint: str | None = None          # HMAC-SHA256 under the installation key, hex
+    fingerprint: str | None = None  # HMAC-SHA256 under the installation key, hex
     version: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     status: str = CredentialStatus.active.value
-    agents: list[str] = Field(default_factory=list)   # derived from grants; filled by the store
+    agents: list[str] = Field(default_factory=list)  # derived from grants; filled by the store
     # store bookkeeping
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
@@ -116,7 +116,7 @@ class UsageEvent(_Record):
     identity: str | None = None
     remote: str | None = None
     operation: str | None = None
-    evidence: str                       # "vault:audit", "aws:last-used", "declared"
+    evidence: str  # "vault:audit", "aws:last-used", "declared"
 
 
 class ItemError(_Record):

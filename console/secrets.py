@@ -51,9 +51,7 @@ def redact(text: str) -> str:
 def parse_ref(ref: str) -> tuple[str, str]:
     match = KEYRING_REF.match(ref)
     if not match:
-        raise SecretError(
-            f"not a keyring reference: {ref!r}", hint="use keyring:<service>/<name>"
-        )
+        raise SecretError(f"not a keyring reference: {ref!r}", hint="use keyring:<service>/<name>")
     return match["service"], match["name"]
 
 

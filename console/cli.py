@@ -1,0 +1,510 @@
+"""The headless CLI. Its output and exit codes are a stable API for scripts.
+
+Every error is one line on stderr and a non-zero exit (console/errors.py maps exit codes);
+``-v`` adds detail, never a secret. Mutating commands refuse under ``--read-only``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from console import paths, secrets
+from console.errors import Aborted, KeyshiftError, NotFoundError, ReadOnlyError, UsageError
+
+log = logging.getLogger("keyshift")
+F = TypeVar("F", bound=Callable[..., Any])
+
+INTERNAL_ERROR_EXIT = 70
+
+
+@dataclass
+class Context:
+    inventory_path: Path
+    db_path: Path
+    read_only: bool
+    verbose: int
+    _store: Any = None
+    _loaded: Any = None
+    _audit: Any = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def loaded(self):  # type: ignore[no-untyped-def]
+        if self._loaded is None:
+            from console.config import load_inventory
+
+            self._loaded = load_inventory(self.inventory_path)
+        return self._loaded
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        if self._store is None:
+            from console.store import Store
+
+            self._store = Store(self.db_path)
+            self.closers.append(self._store.close)
+        return self._store
+
+    @property
+    def audit(self):  # type: ignore[no-untyped-def]
+        if self._audit is None:
+            from console.audit import AuditLog
+
+            self._audit = AuditLog(self.store)
+        return self._audit
+
+    def require_writable(self, action: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(action)
+
+    def actor(self) -> str:
+        from console.audit import current_actor
+
+        return current_actor()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # third-party clients log request details at DEBUG; keep them quiet below -vv
+    for noisy in ("botocore", "boto3", "urllib3", "hvac"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)
+    secrets.install_log_redaction(root)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--inventory",
+    "inventory",
+    type=click.Path(path_type=Path),
+    default="sample_inventory.yaml",
+    show_default=True,
+    envvar="KEYSHIFT_INVENTORY",
+    help="The inventory file: agents, sources, policies, declared credentials.",
+)
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="KEYSHIFT_DB",
+    help="The store (SQLite). Default: keyshift.db in the user data dir.",
+)
+@click.option("--read-only", is_flag=True, envvar="KEYSHIFT_READ_ONLY", help="Refuse every change.")
+@click.option("-v", "--verbose", count=True, help="More detail (-vv debug). Never a secret.")
+@click.version_option(package_name="keyshift")
+@click.pass_context
+def cli(
+    ctx: click.Context, inventory: Path, db: Path | None, read_only: bool, verbose: int
+) -> None:
+    """keyshift: the credentials your AI agents can touch, and what to do about them."""
+    _setup_logging(verbose)
+    obj = Context(
+        inventory_path=inventory,
+        db_path=db or paths.default_db(),
+        read_only=read_only,
+        verbose=verbose,
+    )
+    ctx.obj = obj
+    ctx.call_on_close(lambda: [close() for close in reversed(obj.closers)])
+
+
+def _out(text: str = "") -> None:
+    click.echo(secrets.redact(text))
+
+
+def _err(text: str) -> None:
+    click.echo(secrets.redact(text), err=True)
+
+
+def _fmt_time(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Aborted(f"{question} needs confirmation", hint="pass --yes in scripts")
+    if not click.confirm(question, default=False):
+        raise Aborted("cancelled")
+
+
+# --- sandbox ----------------------------------------------------------------------------
+
+
+@cli.group()
+def sandbox() -> None:
+    """The local sandbox: a real OpenBao dev server and a moto AWS server on loopback."""
+
+
+@sandbox.command("up")
+@click.option("--seed/--no-seed", default=False, help="Seed it from the inventory too.")
+@pass_ctx
+def sandbox_up(ctx: Context, seed: bool) -> None:
+    """Start (or reuse) the sandbox."""
+    ctx.require_writable("sandbox up")
+    from console import sandbox as sb
+
+    state = sb.up()
+    ctx.audit.append(ctx.actor(), "sandbox.up", "sandbox", state.describe())
+    _out(f"vault  {state.vault_addr}  (pid {state.vault_pid})")
+    _out(f"aws    {state.moto_endpoint}  (pid {state.moto_pid})")
+    if seed:
+        _seed(ctx)
+
+
+@sandbox.command("seed")
+@pass_ctx
+def sandbox_seed(ctx: Context) -> None:
+    """Plant the inventory's demo credentials in the running sandbox (idempotent)."""
+    ctx.require_writable("sandbox seed")
+    _seed(ctx)
+
+
+def _seed(ctx: Context) -> None:
+    from console import sandbox as sb
+
+    summary = sb.seed(ctx.loaded.inventory, ctx.loaded.base_dir)
+    detail = summary.as_dict()
+    ctx.audit.append(ctx.actor(), "sandbox.seed", str(ctx.loaded.path), detail)
+    _out("seeded: " + ", ".join(f"{k} {v}" for k, v in detail.items()))
+
+
+@sandbox.command("down")
+@pass_ctx
+def sandbox_down(ctx: Context) -> None:
+    """Stop what `sandbox up` started (by pid), and nothing else."""
+    ctx.require_writable("sandbox down")
+    from console import sandbox as sb
+
+    stopped = sb.down()
+    ctx.audit.append(ctx.actor(), "sandbox.down", "sandbox", {"stopped": stopped})
+    _out("\n".join(f"stopped {s}" for s in stopped) if stopped else "nothing was running")
+
+
+@sandbox.command("status")
+def sandbox_status() -> None:
+    """What runs, and whether it is healthy. Exit 0 only when all is healthy."""
+    from console import sandbox as sb
+
+    status = sb.status()
+    for line in status.lines():
+        _out(line)
+    if not status.healthy:
+        sys.exit(1)
+
+
+@sandbox.command("env")
+def sandbox_env() -> None:
+    """Shell exports for the sandbox: eval "$(keyshift sandbox env)". Throwaway tokens only."""
+    from console import sandbox as sb
+
+    # Deliberately unredacted: the point is to hand the sandbox's throwaway tokens to a shell.
+    click.echo(sb.env_exports())
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+@cli.group("secret")
+def secret_group() -> None:
+    """keyshift's own secrets, kept in the OS keyring."""
+
+
+@secret_group.command("set")
+@click.argument("name")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from stdin (scripts).")
+@pass_ctx
+def secret_set(ctx: Context, name: str, from_stdin: bool) -> None:
+    """Store a secret as keyring:<service>/<name>. NAME is service/name."""
+    ctx.require_writable("secret set")
+    if "/" not in name.removeprefix("keyring:"):
+        raise UsageError(
+            f"{name!r} is not service/name", hint="e.g. keyshift secret set vault/token"
+        )
+    if from_stdin:
+        value = sys.stdin.read().rstrip("\r\n")
+    else:
+        value = click.prompt("value", hide_input=True, confirmation_prompt=True, err=True)
+    ref = secrets.store(name, value)
+    ctx.audit.append(ctx.actor(), "secret.set", ref, {"fingerprint": secrets.fingerprint(value)})
+    _out(f"stored {ref}")
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@pass_ctx
+def audit_verify(ctx: Context) -> None:
+    """Check the chain: OK <count> entries, head <hash>; or the first bad seq and why."""
+    result = ctx.audit.verify()
+    if result.ok:
+        _out(f"OK {result.count} entries, head {result.head}")
+        return
+    from console.errors import AuditError
+
+    raise AuditError(result.message)
+
+
+@audit_group.command("tail")
+@click.option("-n", "count", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def audit_tail(ctx: Context, count: int, fmt: str) -> None:
+    """The last N audit entries."""
+    entries = ctx.audit.tail(count)
+    if fmt == "json":
+        _out(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    for e in entries:
+        detail = json.dumps(e.detail, sort_keys=True, separators=(",", ":"))
+        if len(detail) > 120:
+            detail = detail[:117] + "..."
+        _out(
+            f"{e.seq:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {e.actor:<12} {e.action:<16} "
+            f"{e.target}  {detail}"
+        )
+
+
+# --- inventory --------------------------------------------------------------------------
+
+
+@cli.command("sync")
+@click.option("--source", "only", multiple=True, help="Sync only this source (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def sync_cmd(ctx: Context, only: tuple[str, ...], fmt: str) -> None:
+    """Read every source and update the store. Exit 0 ok, 1 when a source failed or was partial."""
+    ctx.require_writable("sync")
+    from console.sync import run_sync
+
+    counts: dict[str, int] = {}
+
+    def progress(source: str, phase: str, message: str) -> None:
+        if fmt != "text":
+            return
+        if phase == "start":
+            counts[source] = 0
+            _err(f"{source}: reading ...")
+        elif phase == "item":
+            counts[source] += 1
+        elif phase == "done":
+            _err(f"{source}: {message}")
+        elif phase == "failed":
+            _err(f"{source}: FAILED {message}")
+
+    summary = run_sync(
+        ctx.loaded,
+        ctx.store,
+        ctx.audit,
+        actor=ctx.actor(),
+        only=list(only) or None,
+        progress=progress,
+    )
+    if fmt == "json":
+        _out(json.dumps(summary.as_dict(), indent=2, default=str))
+    else:
+        for o in summary.outcomes:
+            line = (
+                f"{o.source:<16} {o.status:<8} new {o.new}  changed {o.changed}  "
+                f"gone {o.gone}  stale {o.stale}  errors {len(o.errors)}"
+            )
+            _out(line)
+            for error in o.errors[: 5 if ctx.verbose == 0 else None]:
+                _out(f"    {error}")
+        _out(
+            f"sync {summary.sync_id}: new {summary.total('new')}, "
+            f"changed {summary.total('changed')}, "
+            f"gone {summary.total('gone')}, stale {summary.total('stale')}, "
+            f"errors {summary.error_count}"
+        )
+    if summary.status != "ok":
+        sys.exit(1)
+
+
+LS_COLUMNS = [
+    "id",
+    "name",
+    "kind",
+    "source",
+    "owner",
+    "environment",
+    "agents",
+    "expires_at",
+    "rotated_at",
+    "last_used_at",
+    "status",
+]
+
+
+def _cred_json(cred: Any) -> dict:
+    return cred.model_dump(mode="json")
+
+
+@cli.command("ls")
+@click.argument("filter_words", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.option("--sort", "sort", default="name", show_default=True)
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@pass_ctx
+def ls_cmd(
+    ctx: Context, filter_words: tuple[str, ...], fmt: str, sort: str, desc: bool, limit: int | None
+) -> None:
+    """List credentials, e.g. `keyshift ls env:prod owner:none` or `keyshift ls !kind:kv`."""
+    from console.query import parse
+
+    query = parse(" ".join(filter_words))
+    query.sort = sort
+    query.descending = desc
+    creds = ctx.store.all_credentials(query)
+    if limit is not None:
+        creds = (c for i, c in enumerate(creds) if i < limit)
+    if fmt == "json":
+        _out(json.dumps([_cred_json(c) for c in creds], indent=2))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(LS_COLUMNS)
+        for c in creds:
+            row = _cred_json(c)
+            writer.writerow(
+                [
+                    ";".join(row[k])
+                    if isinstance(row[k], list)
+                    else ("" if row[k] is None else row[k])
+                    for k in LS_COLUMNS
+                ]
+            )
+        return
+    _print_table(list(creds))
+
+
+def _print_table(creds: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in (
+        "NAME",
+        "KIND",
+        "SOURCE",
+        "OWNER",
+        "ENV",
+        "AGENTS",
+        "EXPIRES",
+        "ROTATED",
+        "LAST USED",
+        "STATUS",
+    ):
+        table.add_column(col, overflow="fold")
+    for c in creds:
+        table.add_row(
+            c.name,
+            c.kind,
+            c.source,
+            c.owner or "—",
+            c.environment or "-",
+            ",".join(c.agents) or "-",
+            _fmt_time(c.expires_at) if c.expires_at else "never",
+            _fmt_time(c.rotated_at),
+            _fmt_time(c.last_used_at),
+            c.status,
+        )
+    console = Console(width=max(160, Console().width), soft_wrap=False)
+    console.print(table)
+    click.echo(f"{len(creds)} credentials")
+
+
+@cli.command("show")
+@click.argument("cred_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
+    """Everything keyshift knows about one credential (never its value)."""
+    cred = ctx.store.get_credential(cred_id)
+    if cred is None:
+        raise NotFoundError(
+            f"no credential {cred_id!r}", hint="list ids with: keyshift ls --format json"
+        )
+    grants = ctx.store.grants_for_credential(cred_id)
+    if fmt == "json":
+        data = _cred_json(cred)
+        data["grants"] = [g.model_dump(mode="json") for g in grants]
+        _out(json.dumps(data, indent=2))
+        return
+    for key, value in _cred_json(cred).items():
+        if value in (None, [], {}):
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        _out(f"{key:<20} {value}")
+    if grants:
+        _out("")
+        _out("who can reach it:")
+        for g in grants:
+            used = "used" if g.used else "no use seen"
+            _out(f"  {g.agent:<18} {','.join(g.capabilities):<24} {' -> '.join(g.chain)}  ({used})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: typed errors become one line and their exit code; nothing else escapes."""
+    try:
+        cli.main(args=argv, prog_name="keyshift", standalone_mode=False)
+    except KeyshiftError as exc:
+        _err(f"keyshift: {exc.one_line()}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _err("keyshift: cancelled")
+        sys.exit(1)
+    except click.ClickException as exc:
+        _err(f"keyshift: {exc.format_message()}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("keyshift: interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:
+        _err(f"keyshift: internal error: {type(exc).__name__}: {exc}")
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            import traceback
+
+            _err("".join(traceback.format_exception(exc)))
+        else:
+            _err("keyshift: run with -v for detail")
+        sys.exit(INTERNAL_ERROR_EXIT)
+
+
+if __name__ == "__main__":
+    main()

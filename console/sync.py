@@ -1,0 +1,163 @@
+"""Sync: run the inventory's sources and write what they found through the store.
+
+A source that raises leaves its rows as they were, marked stale with the error (invariant 6).
+A partial listing (``complete=False``) never marks anything gone. The sync is one audit entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from console.errors import KeyshiftError
+from console.secrets import redact
+from console.sources.base import build_sources
+
+if TYPE_CHECKING:
+    from console.audit import AuditLog
+    from console.config import LoadedInventory
+    from console.store import Store
+
+
+@dataclass
+class SourceOutcome:
+    source: str
+    status: str  # ok | partial | failed
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    gone: int = 0
+    stale: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncSummary:
+    sync_id: int
+    outcomes: list[SourceOutcome]
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(o, attr) for o in self.outcomes)
+
+    @property
+    def error_count(self) -> int:
+        return sum(len(o.errors) for o in self.outcomes)
+
+    @property
+    def status(self) -> str:
+        states = {o.status for o in self.outcomes}
+        if states <= {"ok"}:
+            return "ok"
+        return "failed" if states == {"failed"} else "partial"
+
+    def as_dict(self) -> dict:
+        return {
+            "sync_id": self.sync_id,
+            "status": self.status,
+            "new": self.total("new"),
+            "changed": self.total("changed"),
+            "gone": self.total("gone"),
+            "stale": self.total("stale"),
+            "errors": self.error_count,
+            "sources": [o.__dict__ for o in self.outcomes],
+        }
+
+
+# Progress events: (source, phase, message); phase is "start", "item", "done" or "failed".
+SyncProgress = Callable[[str, str, str], None]
+
+
+def run_sync(
+    loaded: LoadedInventory,
+    store: Store,
+    audit: AuditLog,
+    *,
+    actor: str,
+    only: list[str] | None = None,
+    progress: SyncProgress | None = None,
+) -> SyncSummary:
+    def emit(source: str, phase: str, message: str = "") -> None:
+        if progress:
+            progress(source, phase, message)
+
+    collectors = build_sources(loaded, only)
+    store.upsert_sources(_source_rows(loaded))
+    store.upsert_agents(_agent_rows(loaded))
+    sync_id = store.begin_sync([c.name for c in collectors], actor)
+    outcomes: list[SourceOutcome] = []
+    for collector in collectors:
+        emit(collector.name, "start")
+        try:
+            result = collector.collect(lambda item, name=collector.name: emit(name, "item", item))
+        except KeyshiftError as exc:
+            stale = store.mark_source_failed(sync_id, collector.name, exc.one_line())
+            outcomes.append(
+                SourceOutcome(collector.name, "failed", stale=stale, errors=[exc.one_line()])
+            )
+            emit(collector.name, "failed", exc.one_line())
+            continue
+        except Exception as exc:  # an unexpected fault in a collector must not lose the sync
+            message = redact(f"{type(exc).__name__}: {exc}")
+            stale = store.mark_source_failed(sync_id, collector.name, message)
+            outcomes.append(SourceOutcome(collector.name, "failed", stale=stale, errors=[message]))
+            emit(collector.name, "failed", message)
+            continue
+        changes = store.apply_source(
+            sync_id,
+            collector.name,
+            result.credentials,
+            result.grants,
+            result.usage,
+            result.errors,
+            result.complete,
+        )
+        outcome = SourceOutcome(
+            collector.name,
+            "ok" if result.complete and not result.errors else "partial",
+            new=changes.new,
+            changed=changes.changed,
+            unchanged=changes.unchanged,
+            gone=changes.gone,
+            stale=changes.stale,
+            errors=[f"{e.where}: {e.message}" for e in result.errors],
+        )
+        outcomes.append(outcome)
+        emit(collector.name, "done", f"{len(result.credentials)} credentials")
+    summary = SyncSummary(sync_id, outcomes)
+    store.finish_sync(sync_id, summary.status, summary.as_dict())
+    audit.append(
+        actor,
+        "sync",
+        ",".join(o.source for o in outcomes),
+        summary.as_dict(),
+    )
+    return summary
+
+
+def _source_rows(loaded: LoadedInventory) -> list[dict]:
+    rows = []
+    for cfg in loaded.inventory.sources:
+        # model_dump holds only references (keyring:...), never values: invariant 3.
+        rows.append(
+            {
+                "name": cfg.name,
+                "type": cfg.type,
+                "environment": getattr(cfg, "environment", None),
+                "config": cfg.model_dump(mode="json"),
+            }
+        )
+    return rows
+
+
+def _agent_rows(loaded: LoadedInventory) -> list[dict]:
+    return [
+        {
+            "name": a.name,
+            "owner": a.owner,
+            "environment": a.environment,
+            "description": a.description,
+            "identities": [i.model_dump(mode="json") for i in a.identities],
+        }
+        for a in loaded.inventory.agents
+    ]
