@@ -475,8 +475,110 @@ def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
             _out(f"  {g.agent:<18} {','.join(g.capabilities):<24} {' -> '.join(g.chain)}  ({used})")
 
 
+# --- rotation ---------------------------------------------------------------------------
+
+
+def _engine(ctx: Context):  # type: ignore[no-untyped-def]
+    from console.rotation import RotationEngine
+
+    return RotationEngine(ctx.store, ctx.audit, ctx.loaded, read_only=ctx.read_only)
+
+
+@cli.command("rotate")
+@click.argument("cred_id", required=False)
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Hours the old version stays valid before revoke (default: policy; 0 revokes at once).",
+)
+@click.option("--finish-due", is_flag=True, help="Revoke old versions whose grace has passed.")
+@click.option("--resume", "resume", is_flag=True, help="Resume runs a crash left unfinished.")
+@pass_ctx
+def rotate_cmd(
+    ctx: Context,
+    cred_id: str | None,
+    dry_run: bool,
+    yes: bool,
+    grace: float | None,
+    finish_due: bool,
+    resume: bool,
+) -> None:
+    """Rotate one credential: create, verify, promote; revoke after the grace period."""
+    from datetime import timedelta
+
+    if finish_due or resume:
+        ctx.require_writable("rotate")
+        engine = _engine(ctx)
+        results = (
+            engine.resume_unfinished(actor=ctx.actor())
+            if resume
+            else engine.finish_due(actor=ctx.actor())
+        )
+        for r in results:
+            _out(f"{r.run_id}  {r.credential_id}  {r.status}")
+        _out(f"{len(results)} runs {'resumed' if resume else 'finished'}")
+        if any(r.status not in ("completed", "awaiting-revoke") for r in results):
+            sys.exit(1)
+        return
+    if not cred_id:
+        raise UsageError("rotate needs a credential id", hint="keyshift ls --format json")
+    if ctx.store.get_credential(cred_id) is None:
+        raise NotFoundError(f"no credential {cred_id!r}", hint="keyshift ls --format json")
+    engine = _engine(ctx)
+    plan = engine.plan(cred_id)
+    _out(f"rotator      {plan.rotator}")
+    _out(f"plan         {plan.summary}")
+    _out(f"steps        {' -> '.join(plan.steps)}")
+    _out(f"downtime     {'none (zero-downtime)' if plan.zero_downtime else 'POSSIBLE'}")
+    for need in plan.needs:
+        _out(f"needs        {need}")
+    for warning in plan.warnings:
+        _out(f"warning      {warning}")
+    if dry_run:
+        _out("dry run: nothing changed")
+        return
+    ctx.require_writable("rotate")
+    _confirm(f"Rotate {cred_id}?", yes)
+
+    def progress(step: str, status: str, message: str) -> None:
+        _out(f"  {step:<9} {status:<8} {message}".rstrip())
+
+    result = engine.rotate(
+        cred_id,
+        actor=ctx.actor(),
+        grace=None if grace is None else timedelta(hours=grace),
+        progress=progress,
+    )
+    _out(f"run {result.run_id}: {result.status}")
+    if result.status not in ("completed", "awaiting-revoke"):
+        sys.exit(1)
+
+
+def _load_command_plugins() -> None:
+    """Commands contributed through the entry-point group ``keyshift.commands``.
+
+    This is how `keyshift tui` arrives: the Textual app lives in screens/, which console/ must
+    never import (DESIGN.md), so screens registers its command here instead.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="keyshift.commands"):
+        if ep.name in cli.commands:
+            continue
+        try:
+            command = ep.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            log.warning("command plugin %s failed to load: %s", ep.name, exc)
+            continue
+        cli.add_command(command, ep.name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
+    _load_command_plugins()
     try:
         cli.main(args=argv, prog_name="keyshift", standalone_mode=False)
     except KeyshiftError as exc:
