@@ -77,14 +77,27 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def _setup_logging(verbose: int) -> None:
+    """stderr at the chosen verbosity, plus an INFO log file in the data dir (the record a
+    headless run leaves). Both pass through the redacting filter (invariant 1)."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # third-party clients log request details at DEBUG; keep them quiet below -vv
-    for noisy in ("botocore", "boto3", "urllib3", "hvac"):
+    try:
+        file_handler = logging.FileHandler(paths.log_file(), encoding="utf-8")
+    except OSError:
+        file_handler = None  # an unwritable data dir must not stop a read-only command
+    if file_handler:
+        file_handler.setLevel(logging.INFO)
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(file_handler)
+    root.setLevel(min(level, logging.INFO))
+    # third-party clients log request details at DEBUG; keep them quiet below -vvv
+    for noisy in ("botocore", "boto3", "urllib3", "hvac", "asyncio", "markdown_it"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)
     secrets.install_log_redaction(root)
 

@@ -6,6 +6,7 @@ A partial listing (``complete=False``) never marks anything gone. The sync is on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 from console.errors import KeyshiftError
 from console.secrets import redact
 from console.sources.base import build_sources
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from console.audit import AuditLog
@@ -95,12 +98,14 @@ def run_sync(
             outcomes.append(
                 SourceOutcome(collector.name, "failed", stale=stale, errors=[exc.one_line()])
             )
+            log.warning("sync %s %s failed: %s", sync_id, collector.name, exc.one_line())
             emit(collector.name, "failed", exc.one_line())
             continue
         except Exception as exc:  # an unexpected fault in a collector must not lose the sync
             message = redact(f"{type(exc).__name__}: {exc}")
             stale = store.mark_source_failed(sync_id, collector.name, message)
             outcomes.append(SourceOutcome(collector.name, "failed", stale=stale, errors=[message]))
+            log.warning("sync %s %s failed: %s", sync_id, collector.name, message)
             emit(collector.name, "failed", message)
             continue
         changes = store.apply_source(
@@ -123,6 +128,16 @@ def run_sync(
             errors=[f"{e.where}: {e.message}" for e in result.errors],
         )
         outcomes.append(outcome)
+        log.info(
+            "sync %s %s: %s new, %s changed, %s gone, %s stale, %s item errors",
+            sync_id,
+            collector.name,
+            changes.new,
+            changes.changed,
+            changes.gone,
+            changes.stale,
+            len(result.errors),
+        )
         emit(collector.name, "done", f"{len(result.credentials)} credentials")
     summary = SyncSummary(sync_id, outcomes)
     store.finish_sync(sync_id, summary.status, summary.as_dict())
