@@ -94,6 +94,10 @@ class VaultSource(_Model):
     namespace: str | None = None
     kv_mounts: list[str] = Field(default_factory=lambda: ["secret"])
     approle_mount: str = "approle"
+    # read each value (in memory only) to fingerprint it, which is how reuse is found
+    fingerprint: bool = True
+    # the server's file audit log, for usage evidence (the sandbox's is found by itself)
+    audit_log: str | None = None
 
     @model_validator(mode="after")
     def _address_or_sandbox(self) -> VaultSource:
@@ -114,6 +118,7 @@ class AwsSource(_Model):
     services: list[Literal["secretsmanager", "ssm", "iam"]] = Field(
         default_factory=lambda: ["secretsmanager", "ssm", "iam"]
     )
+    fingerprint: bool = True  # read Secrets Manager / SSM values (in memory) to fingerprint them
 
 
 class KeyringSource(_Model):
@@ -208,6 +213,8 @@ class SeedVaultSecret(_Model):
     same_value_as: str | None = None  # another seed's key: "vault:<mount>/<path>" etc.
     age_days: int = Field(default=0, ge=0)  # recorded as custom metadata "created" back-dated
     keys: list[str] = Field(default_factory=lambda: ["value"])
+    # False: never read by the seeded agents, so the secret shows up as an unused grant
+    seed_reads: bool = True
 
 
 class SeedVaultPolicy(_Model):
@@ -224,6 +231,7 @@ class SeedAwsSecret(_Model):
     sensitivity: Sensitivity = Sensitivity.medium
     same_value_as: str | None = None
     generator: Generator = Field(default_factory=Generator)
+    tags: dict[str, str] = Field(default_factory=dict)   # Secrets Manager tags
 
 
 class SeedAwsParameter(_Model):
@@ -232,6 +240,7 @@ class SeedAwsParameter(_Model):
     owner: str | None = None
     environment: Environment
     same_value_as: str | None = None
+    generator: Generator = Field(default_factory=Generator)
 
 
 class SeedIamUser(_Model):
@@ -248,6 +257,8 @@ class SeedKeyringEntry(_Model):
     name: str
     owner: str | None = None
     environment: Environment
+    same_value_as: str | None = None
+    generator: Generator = Field(default_factory=Generator)
 
 
 class SandboxSeed(_Model):
