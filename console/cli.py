@@ -538,6 +538,8 @@ def rotate_cmd(
         return
     if not cred_id:
         raise UsageError("rotate needs a credential id", hint="keyshift ls --format json")
+    if not dry_run:
+        ctx.require_writable("rotate")
     if ctx.store.get_credential(cred_id) is None:
         raise NotFoundError(f"no credential {cred_id!r}", hint="keyshift ls --format json")
     engine = _engine(ctx)
@@ -553,7 +555,6 @@ def rotate_cmd(
     if dry_run:
         _out("dry run: nothing changed")
         return
-    ctx.require_writable("rotate")
     _confirm(f"Rotate {cred_id}?", yes)
 
     def progress(step: str, status: str, message: str) -> None:

@@ -108,7 +108,13 @@ class Rotator(Protocol):
 
     def revoke(self, cred: CredentialInfo, previous_version: str) -> None: ...
 
-    def rollback(self, cred: CredentialInfo, pending: Pending) -> None: ...
+    def rollback(self, cred: CredentialInfo, pending: Pending) -> None:
+        """Discard ``pending`` so only the old credential is valid (and current) again.
+
+        When create itself failed part-way the engine has no journaled pending: it passes
+        ``Pending(version="", detail={"run_id": run_id})`` and the rotator discards whatever
+        that run left behind, or does nothing if it left nothing."""
+        ...
 
 
 RotatorFactory = Callable[[RotatorContext], Rotator]
