@@ -219,7 +219,7 @@ class SeedVaultSecret(_Model):
 
 class SeedVaultPolicy(_Model):
     name: Name
-    rules: list[dict[str, list[str]]]  # [{"path": ..., "capabilities": [...]}] as a list of maps
+    rules: list[dict[str, list[str]]]  # [{"<path glob>": [capabilities]}, ...]
 
 
 class SeedAwsSecret(_Model):
