@@ -1,0 +1,743 @@
+"""Vault / OpenBao: every KV v2 secret under the configured mounts, who may read it, who did.
+
+Listing, fastest first, detected per mount (one probe, then fallback):
+1. OpenBao ``SCAN <mount>/detailed-metadata/``: every key's metadata in one request;
+2. OpenBao ``LIST <mount>/detailed-metadata/<folder>``: one request per folder;
+3. HashiCorp Vault: ``LIST <mount>/metadata/<folder>`` and ``GET <mount>/metadata/<key>`` per key.
+Each value is read only to fingerprint it (reuse across environments) and is never kept.
+
+Grants come from each agent's AppRole role -> token policies -> ACL rules (vault_policy.py);
+usage from the server's file audit log (reads of ``<mount>/data/<path>`` by someone other than
+keyshift itself).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import hvac
+import hvac.adapters
+import requests
+
+from console import secrets
+from console.errors import KeyshiftError, SourceError
+from console.inventory import VaultIdentity
+from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
+from console.sources.base import CollectResult, Progress
+from console.sources.vault_policy import Acl, Rule, parse_policy
+
+if TYPE_CHECKING:
+    from console.config import LoadedInventory
+    from console.inventory import VaultSource as VaultSourceConfig
+
+KIND = "kv"
+_POOL_SIZE = 8
+_TIMEOUT = 15
+# custom_metadata keys keyshift reads into Credential fields; the rest become tags
+_KNOWN_META = {"owner", "environment", "scope", "sensitivity", "rotator", "created"}
+
+
+class _Unsupported(Exception):
+    """The server does not offer this listing method; try the next one."""
+
+
+class _Denied(Exception):
+    pass
+
+
+@dataclass
+class _Secret:
+    mount: str
+    path: str
+    meta: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str) or value.startswith("0001-01-01"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _duration_seconds(value: Any) -> int | None:
+    """Vault durations as reported in metadata: "0s", "768h0m0s", "30m", or an int."""
+    if isinstance(value, int):
+        return value or None
+    if not isinstance(value, str) or not value:
+        return None
+    total, number = 0.0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for ch in value:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            return None
+    if number:
+        total += float(number)
+    return int(total) or None
+
+
+def _errors(response: requests.Response) -> list[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return [response.text[:200]] if response.text else []
+    return [str(e) for e in (body.get("errors") or [])] if isinstance(body, dict) else []
+
+
+def _short(errors: list[str]) -> str:
+    text = " ".join(e.replace("\n", " ").replace("\t", " ") for e in errors)
+    text = " ".join(text.split())
+    return text[:200] or "no detail"
+
+
+def canonical_value(data: dict[str, Any]) -> str:
+    """The string fingerprinted for a KV secret: a lone key's value as-is (so it matches the same
+    value held elsewhere, e.g. a Secrets Manager string), else canonical JSON of all keys."""
+    if len(data) == 1:
+        (only,) = data.values()
+        if isinstance(only, str):
+            return only
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------
+# the HTTP side
+
+
+class VaultClient:
+    """Thin wrapper over hvac's raw adapter: every call returns the response, never raises
+    hvac's exceptions, and turns connection failures into SourceError."""
+
+    def __init__(self, source: str, address: str, token: str | None, namespace: str | None):
+        self.source = source
+        self.address = address
+        self.hvac = hvac.Client(url=address, token=token, namespace=namespace, timeout=_TIMEOUT)
+        # a pool as large as our thread pool, so parallel requests reuse connections
+        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=_POOL_SIZE * 2)
+        self.hvac.adapter.session.mount("http://", adapter)
+        self.hvac.adapter.session.mount("https://", adapter)
+        self.raw = hvac.adapters.RawAdapter.from_adapter(self.hvac.adapter)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.raw.request(method, f"/v1/{path}", raise_exception=False, **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            reason = "connection refused" if "refused" in str(exc).lower() else "unreachable"
+            raise SourceError(
+                f"{self.source}: cannot reach {self.address} ({reason})",
+                hint="is the server running? `keyshift sandbox up` starts the sandbox one",
+            ) from None
+        except requests.exceptions.Timeout:
+            raise SourceError(
+                f"{self.source}: {self.address} did not answer within {_TIMEOUT}s",
+                hint="check the address and the network",
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise SourceError(
+                f"{self.source}: request to {self.address} failed ({type(exc).__name__})",
+                hint="check the address (http/https) and TLS settings",
+            ) from None
+
+    def json(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return response.status_code, {}
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code >= 400:
+            body = {"errors": _errors(response)}
+        return response.status_code, body if isinstance(body, dict) else {}
+
+    def close(self) -> None:
+        self.hvac.adapter.close()
+
+
+def _is_unsupported(status: int, body: dict[str, Any]) -> bool:
+    """A listing method this server lacks (HashiCorp Vault: no SCAN, no detailed-metadata)."""
+    if status in (400, 405, 501):
+        return True
+    text = " ".join(body.get("errors") or []).lower()
+    return status == 404 and ("unsupported" in text or "no handler" in text)
+
+
+# ---------------------------------------------------------------------------------------
+# listing
+
+
+class MountLister:
+    """Lists every KV v2 secret's metadata under one mount, with the fastest method available."""
+
+    def __init__(self, client: VaultClient, mount: str, pool: ThreadPoolExecutor) -> None:
+        self.client = client
+        self.mount = mount.strip("/")
+        self.pool = pool
+        self.method = ""  # which listing method served, for the bench and tests
+        self.errors: list[ItemError] = []
+
+    def list(self, *, use_scan: bool = True) -> list[_Secret]:
+        if use_scan:
+            try:
+                found = self._scan()
+                self.method = "scan"
+                return found
+            except _Unsupported:
+                pass
+        try:
+            found = self._walk(detailed=True)
+            self.method = "detailed-metadata"
+            return found
+        except _Unsupported:
+            pass
+        found = self._walk(detailed=False)
+        self.method = "metadata"
+        return found
+
+    def _scan(self) -> list[_Secret]:
+        status, body = self.client.json("SCAN", f"{self.mount}/detailed-metadata/")
+        if status == 404 and not body.get("errors"):
+            return []  # an empty mount
+        if status == 403 or _is_unsupported(status, body):
+            # 403: no "scan" capability at the root; a folder walk may still be allowed
+            raise _Unsupported
+        if status != 200:
+            raise _Unsupported
+        info = (body.get("data") or {}).get("key_info") or {}
+        return [
+            _Secret(self.mount, key, meta)
+            for key, meta in info.items()
+            if not key.endswith("/") and isinstance(meta, dict)
+        ]
+
+    def _list_folder(self, folder: str, detailed: bool) -> tuple[list[str], dict[str, Any]]:
+        kind = "detailed-metadata" if detailed else "metadata"
+        status, body = self.client.json("LIST", f"{self.mount}/{kind}/{folder}")
+        if status == 200:
+            data = body.get("data") or {}
+            return list(data.get("keys") or []), data.get("key_info") or {}
+        if status == 404 and not body.get("errors"):
+            return [], {}
+        if detailed and _is_unsupported(status, body):
+            raise _Unsupported
+        if status == 403:
+            raise _Denied(f"permission denied listing {self.mount}/{folder or ''}")
+        if status == 404:
+            raise _Denied(f"{self.mount}: not found ({_short(body.get('errors') or [])})")
+        raise _Denied(f"listing {self.mount}/{folder} failed: HTTP {status}")
+
+    def _walk(self, detailed: bool) -> list[_Secret]:
+        found: list[_Secret] = []
+        errors: list[ItemError] = []
+        # probe the root synchronously: it decides whether this method is supported at all
+        try:
+            keys, info = self._list_folder("", detailed)
+        except _Denied as exc:
+            self.errors.append(ItemError(where=f"{self.mount}/", message=str(exc)))
+            return []
+        pending: dict[Future, str] = {}
+        leaves: list[str] = []
+
+        def handle(folder: str, keys: list[str], info: dict[str, Any]) -> None:
+            for key in keys:
+                full = folder + key
+                if key.endswith("/"):
+                    fut = self.pool.submit(self._list_folder, full, detailed)
+                    pending[fut] = full
+                elif detailed and isinstance(info.get(key), dict):
+                    found.append(_Secret(self.mount, full, info[key]))
+                else:
+                    leaves.append(full)
+
+        handle("", keys, info)
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                folder = pending.pop(fut)
+                try:
+                    keys, info = fut.result()
+                except _Denied as exc:
+                    errors.append(ItemError(where=f"{self.mount}/{folder}", message=str(exc)))
+                    continue
+                except _Unsupported:
+                    continue  # cannot happen after a supported root; be safe
+                handle(folder, keys, info)
+        if leaves:
+            found.extend(self._read_metadata(leaves, errors))
+        self.errors.extend(errors)
+        return found
+
+    def _read_metadata(self, paths: list[str], errors: list[ItemError]) -> list[_Secret]:
+        def one(path: str) -> tuple[str, int, dict[str, Any]]:
+            status, body = self.client.json("GET", f"{self.mount}/metadata/{path}")
+            return path, status, body
+
+        out = []
+        for path, status, body in self.pool.map(one, paths):
+            if status == 200:
+                out.append(_Secret(self.mount, path, body.get("data") or {}))
+            elif status == 404:
+                continue  # deleted between the list and the read
+            else:
+                errors.append(
+                    ItemError(
+                        where=f"{self.mount}/{path}",
+                        message=f"reading metadata: HTTP {status} "
+                        f"({_short(body.get('errors') or [])})",
+                    )
+                )
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# audit log
+
+
+@dataclass(frozen=True)
+class _AuditRead:
+    path: str  # e.g. secret/data/agents/support/openai
+    at: datetime
+    role: str | None
+    display_name: str | None
+    remote: str | None
+    token_hmac: str | None
+    policies: tuple[str, ...]
+
+
+# file path -> (inode, offset, reads parsed so far); per process, so a long-running console
+# reads only what was appended since its last sync
+_audit_cache: dict[str, tuple[int, int, list[_AuditRead]]] = {}
+_audit_lock = threading.Lock()
+
+
+def read_audit_log(path: Path) -> list[_AuditRead]:
+    """Successful KV reads recorded in a Vault/OpenBao file audit log. Never copies ``data``."""
+    key = str(path)
+    st = path.stat()
+    with _audit_lock:
+        inode, offset, reads = _audit_cache.get(key, (st.st_ino, 0, []))
+        if inode != st.st_ino or st.st_size < offset:
+            offset, reads = 0, []  # rotated or truncated: start over
+        reads = list(reads)
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break  # a line still being written: read it next time
+                offset += len(raw)
+                event = _parse_audit_line(raw)
+                if event:
+                    reads.append(event)
+        _audit_cache[key] = (st.st_ino, offset, reads)
+        return reads
+
+
+def _parse_audit_line(raw: bytes) -> _AuditRead | None:
+    # cheap filters first: most lines are requests, writes, or keyshift's own listing
+    if b'"response"' not in raw or b'"read"' not in raw or b"/data/" not in raw:
+        return None
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    request = entry.get("request") or {}
+    if entry.get("type") != "response" or request.get("operation") != "read":
+        return None
+    if entry.get("error"):
+        return None  # a denied or failed read is not a use
+    at = _parse_time(entry.get("time"))
+    if at is None:
+        return None
+    auth = entry.get("auth") or {}
+    metadata = auth.get("metadata") or {}
+    return _AuditRead(
+        path=str(request.get("path") or ""),
+        at=at,
+        role=metadata.get("role_name"),
+        display_name=auth.get("display_name"),
+        remote=request.get("remote_address"),
+        token_hmac=auth.get("client_token"),
+        policies=tuple(auth.get("policies") or ()),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the collector
+
+
+class VaultSource:
+    type = "vault"
+
+    def __init__(self, cfg: VaultSourceConfig, loaded: LoadedInventory) -> None:
+        self.name = cfg.name
+        self.type = cfg.type
+        self._cfg = cfg
+        self._loaded = loaded
+        self.listing_methods: dict[str, str] = {}  # mount -> method used in the last collect
+
+    # -- connection --------------------------------------------------------------------
+
+    def _connect(self) -> VaultClient:
+        from console.sandbox import resolve_vault
+
+        try:
+            address, token = resolve_vault(self._cfg)
+        except SourceError:
+            raise
+        except KeyshiftError as exc:
+            raise SourceError(f"{self.name}: {exc.message}", hint=exc.hint) from None
+        client = VaultClient(self.name, address, token, self._cfg.namespace)
+        status, body = client.json("GET", "auth/token/lookup-self")
+        if status in (401, 403):
+            client.close()
+            raise SourceError(
+                f"{self.name}: {address} refused keyshift's token (HTTP {status})",
+                hint="the token expired or was revoked; store a new one with keyshift secret set",
+            )
+        if status >= 500 or status == 0:
+            client.close()
+            raise SourceError(
+                f"{self.name}: {address} answered HTTP {status} "
+                f"({_short(body.get('errors') or [])})",
+                hint="is the server sealed? check `bao status`",
+            )
+        return client
+
+    # -- collect -----------------------------------------------------------------------
+
+    def collect(self, progress: Progress | None = None) -> CollectResult:
+        return self._collect(progress)
+
+    def list_secrets(self, *, use_scan: bool = True) -> list[_Secret]:
+        """Only the listing (metadata of every KV secret), for the bench."""
+        client = self._connect()
+        try:
+            with ThreadPoolExecutor(_POOL_SIZE) as pool:
+                out: list[_Secret] = []
+                for mount in self._cfg.kv_mounts:
+                    lister = MountLister(client, mount, pool)
+                    out.extend(lister.list(use_scan=use_scan))
+                    self.listing_methods[lister.mount] = lister.method
+                return out
+        finally:
+            client.close()
+
+    def _collect(self, progress: Progress | None) -> CollectResult:
+        result = CollectResult()
+        client = self._connect()
+        try:
+            with ThreadPoolExecutor(_POOL_SIZE) as pool:
+                found: list[_Secret] = []
+                for mount in self._cfg.kv_mounts:
+                    lister = MountLister(client, mount, pool)
+                    found.extend(lister.list())
+                    self.listing_methods[lister.mount] = lister.method
+                    result.errors.extend(lister.errors)
+                found.sort(key=lambda s: (s.mount, s.path))
+                creds = {self._cred_id(s): self._credential(s) for s in found}
+                if self._cfg.fingerprint:
+                    self._fingerprint(client, pool, found, creds, result, progress)
+                elif progress:
+                    for cid in creds:
+                        progress(cid)
+                self._grants(client, found, result)
+                self._usage(client, found, creds, result)
+            result.credentials = list(creds.values())
+        finally:
+            client.close()
+        if result.errors:
+            result.complete = False
+        return result
+
+    def _cred_id(self, secret: _Secret) -> str:
+        return credential_id(self.name, KIND, f"{secret.mount}/{secret.path}")
+
+    def _credential(self, secret: _Secret) -> Credential:
+        meta = secret.meta
+        custom = {str(k): str(v) for k, v in (meta.get("custom_metadata") or {}).items()}
+        current = int(meta.get("current_version") or 0)
+        version = (meta.get("versions") or {}).get(str(current)) or {}
+        deleted = bool(_parse_time(version.get("deletion_time"))) or bool(version.get("destroyed"))
+        sensitivity = custom.get("sensitivity") or None
+        policy = (
+            self._loaded.inventory.policies.by_sensitivity.get(sensitivity)  # type: ignore[call-overload]
+            if sensitivity
+            else None
+        )
+        tags = {k: v for k, v in custom.items() if k not in _KNOWN_META}
+        if deleted:
+            tags["deleted"] = "destroyed" if version.get("destroyed") else "soft-deleted"
+        ttl = _duration_seconds(meta.get("delete_version_after"))
+        rotated = _parse_time(version.get("created_time")) or _parse_time(meta.get("updated_time"))
+        return Credential(
+            id=self._cred_id(secret),
+            source=self.name,
+            kind=KIND,
+            native_id=f"{secret.mount}/{secret.path}",
+            name=secret.path,
+            location=f"{secret.mount}/{secret.path}",
+            owner=custom.get("owner") or None,
+            environment=custom.get("environment")
+            or (str(self._cfg.environment) if self._cfg.environment else None),
+            scope=custom.get("scope") or None,
+            sensitivity=sensitivity,
+            created_at=_parse_time(custom.get("created")) or _parse_time(meta.get("created_time")),
+            rotated_at=rotated,
+            expires_at=rotated + timedelta(seconds=ttl) if rotated and ttl else None,
+            ttl_seconds=ttl,
+            rotator=custom.get("rotator") or None,
+            max_age_days=policy.max_age_days if policy else None,
+            version=str(current) if current else None,
+            tags=tags,
+            status=CredentialStatus.inactive if deleted or not current else CredentialStatus.active,
+        )
+
+    # -- fingerprints --------------------------------------------------------------------
+
+    def _fingerprint(
+        self,
+        client: VaultClient,
+        pool: ThreadPoolExecutor,
+        found: list[_Secret],
+        creds: dict[str, Credential],
+        result: CollectResult,
+        progress: Progress | None,
+    ) -> None:
+        readable = [s for s in found if creds[self._cred_id(s)].status == "active"]
+
+        def read(secret: _Secret) -> tuple[_Secret, int, Any]:
+            status, body = client.json("GET", f"{secret.mount}/data/{secret.path}")
+            data = (body.get("data") or {}).get("data") if status == 200 else None
+            return secret, status, data if status == 200 else body.get("errors")
+
+        for secret, status, payload in pool.map(read, readable):
+            cid = self._cred_id(secret)
+            if status == 200 and isinstance(payload, dict):
+                for v in payload.values():
+                    if isinstance(v, str):
+                        secrets.remember(v)
+                value = canonical_value(payload)
+                secrets.remember(value)
+                update: dict[str, Any] = {"fingerprint": secrets.fingerprint(value)}
+                if len(payload) > 1:
+                    # each key's own fingerprint too, so one key reused elsewhere (a password
+                    # also kept in SSM) still shows; an HMAC reveals nothing of the value
+                    tags = dict(creds[cid].tags)
+                    for key, v in sorted(payload.items()):
+                        if isinstance(v, str) and v:
+                            tags[f"fingerprint:{key}"] = secrets.fingerprint(v)
+                    update["tags"] = tags
+                creds[cid] = creds[cid].model_copy(update=update)
+            elif status == 404:
+                pass  # deleted since listing
+            else:
+                reason = "permission denied" if status == 403 else f"HTTP {status}"
+                result.errors.append(
+                    ItemError(
+                        where=f"{secret.mount}/{secret.path}",
+                        message=f"cannot read the value to fingerprint it ({reason})",
+                    )
+                )
+            if progress:
+                progress(cid)
+
+    # -- grants --------------------------------------------------------------------------
+
+    def _agent_roles(
+        self, types: tuple[str, ...] = ("vault-approle",)
+    ) -> Iterator[tuple[str, VaultIdentity]]:
+        for agent in self._loaded.inventory.agents:
+            for ident in agent.identities:
+                if (
+                    isinstance(ident, VaultIdentity)
+                    and ident.source == self.name
+                    and ident.type in types
+                ):
+                    yield agent.name, ident
+
+    def _grants(self, client: VaultClient, found: list[_Secret], result: CollectResult) -> None:
+        policy_cache: dict[str, list[Rule] | None] = {}
+        mount = self._cfg.approle_mount.strip("/")
+        for agent, ident in self._agent_roles(("vault-approle", "vault-token-role")):
+            if ident.type == "vault-approle":
+                role_path, what, link = f"auth/{mount}/role/{ident.role}", "AppRole role", "approle"
+            else:
+                role_path, what, link = f"auth/token/roles/{ident.role}", "token role", "token-role"
+            status, body = client.json("GET", role_path)
+            if status != 200:
+                why = "not found" if status in (404, 400) else f"HTTP {status}"
+                if status == 403:
+                    why = "permission denied"
+                result.errors.append(
+                    ItemError(
+                        where=f"agent {agent}",
+                        message=f"{what} {ident.role!r} at {role_path}: {why}",
+                    )
+                )
+                continue
+            data = body.get("data") or {}
+            names = list(
+                data.get("token_policies")
+                or data.get("policies")
+                or data.get("allowed_policies")
+                or []
+            )
+            if not data.get("token_no_default_policy") and "default" not in names:
+                names.append("default")
+            rules: list[Rule] = []
+            for name in names:
+                if name not in policy_cache:
+                    policy_cache[name] = self._read_policy(client, name, result)
+                rules.extend(policy_cache[name] or [])
+            acl = Acl(rules)
+            for secret in found:
+                data_rule = acl.governing(f"{secret.mount}/data/{secret.path}")
+                caps = data_rule.effective if data_rule else []
+                if not caps or not data_rule:
+                    continue
+                meta_rule = acl.governing(f"{secret.mount}/metadata/{secret.path}")
+                meta_caps = meta_rule.effective if meta_rule else []
+                result.grants.append(
+                    Grant(
+                        agent=agent,
+                        credential_id=self._cred_id(secret),
+                        capabilities=caps + [f"metadata:{c}" for c in meta_caps],
+                        chain=[
+                            f"agent:{agent}",
+                            f"{link}:{ident.role}",
+                            f"policy:{','.join(data_rule.policies)}",
+                            f"rule:{data_rule.path}",
+                        ],
+                    )
+                )
+
+    def _read_policy(
+        self, client: VaultClient, name: str, result: CollectResult
+    ) -> list[Rule] | None:
+        if name == "root":
+            return [Rule("root", "*", ("create", "read", "update", "delete", "list", "sudo"))]
+        status, body = client.json("GET", f"sys/policies/acl/{name}")
+        text = (body.get("data") or {}).get("policy") if status == 200 else None
+        if text is None:
+            status, body = client.json("GET", f"sys/policy/{name}")
+            text = (body.get("data") or body).get("rules") if status == 200 else None
+        if text is None:
+            if status == 404:
+                return []  # a role may name a policy that does not exist: it grants nothing
+            result.errors.append(
+                ItemError(where=f"policy {name}", message=f"cannot read policy (HTTP {status})")
+            )
+            return None
+        return parse_policy(name, text)
+
+    # -- usage ---------------------------------------------------------------------------
+
+    def _audit_path(self) -> Path | None:
+        configured = self._cfg.audit_log
+        if configured:
+            path = Path(configured).expanduser()
+            return path if path.is_absolute() else Path(self._loaded.base_dir, path)
+        if self._cfg.sandbox:
+            from console.sandbox import load_state
+
+            state = load_state()
+            return state.audit_log_path if state else None
+        return None
+
+    def _own_token_hmac(self, client: VaultClient) -> set[str]:
+        """How the audit log names keyshift's own token, so its fingerprint reads are not
+        counted as use. Asks the server to hash the token (``sys/audit-hash``)."""
+        token = client.hvac.token
+        if not token:
+            return set()
+        status, body = client.json("GET", "sys/audit")
+        if status != 200:
+            return set()
+        devices = body.get("data") or body
+        hashes = set()
+        for device_path in devices:
+            if not isinstance(devices.get(device_path), dict):
+                continue
+            st, hashed = client.json(
+                "POST", f"sys/audit-hash/{device_path.strip('/')}", json={"input": token}
+            )
+            value = (hashed.get("data") or hashed).get("hash") if st == 200 else None
+            if value:
+                hashes.add(value)
+        return hashes
+
+    def _usage(
+        self,
+        client: VaultClient,
+        found: list[_Secret],
+        creds: dict[str, Credential],
+        result: CollectResult,
+    ) -> None:
+        path = self._audit_path()
+        if path is None:
+            return
+        if not path.is_file():
+            result.errors.append(
+                ItemError(where="audit log", message=f"{path} not found; usage not collected")
+            )
+            return
+        try:
+            reads = read_audit_log(path)
+        except OSError as exc:
+            result.errors.append(
+                ItemError(where="audit log", message=f"cannot read {path}: {exc.strerror}")
+            )
+            return
+        own = self._own_token_hmac(client)
+        by_api_path = {f"{s.mount}/data/{s.path}": self._cred_id(s) for s in found}
+        role_agents: dict[str, list[str]] = {}
+        for agent, ident in self._agent_roles():
+            role_agents.setdefault(ident.role, []).append(agent)
+        last: dict[str, tuple[datetime, str]] = {}
+        used: set[tuple[str, str]] = set()
+        for read in reads:
+            cid = by_api_path.get(read.path)
+            if cid is None:
+                continue
+            if read.token_hmac in own or (not own and "root" in read.policies):
+                continue  # keyshift's own fingerprint reads
+            identity = f"approle:{read.role}" if read.role else read.display_name
+            result.usage.append(
+                UsageEvent(
+                    credential_id=cid,
+                    at=read.at,
+                    identity=identity,
+                    remote=read.remote,
+                    operation="read",
+                    evidence="vault:audit",
+                )
+            )
+            if cid not in last or read.at > last[cid][0]:
+                last[cid] = (read.at, "vault:audit")
+            for agent in role_agents.get(read.role or "", []):
+                used.add((agent, cid))
+        for cid, (at, evidence) in last.items():
+            creds[cid] = creds[cid].model_copy(
+                update={"last_used_at": at, "last_used_evidence": evidence}
+            )
+        for i, grant in enumerate(result.grants):
+            if (grant.agent, grant.credential_id) in used:
+                result.grants[i] = grant.model_copy(update={"used": True})

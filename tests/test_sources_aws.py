@@ -1,0 +1,325 @@
+"""The AWS collector against the sandbox's real moto server (IAM auth enforced, no mocks)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import BUILTIN_INVENTORY
+
+from console import secrets
+from console.config import LoadedInventory, loads_inventory
+from console.errors import SourceError
+from console.sources.aws import AwsSource
+
+AWS = "sandbox-aws"
+
+
+def loaded_from(inv: dict[str, Any], base_dir: Path) -> LoadedInventory:
+    return loads_inventory(yaml.safe_dump(inv), file="inventory.yaml", base_dir=base_dir)
+
+
+def base_inventory() -> dict[str, Any]:
+    inv = copy.deepcopy(BUILTIN_INVENTORY)
+    inv["policies"] = {"by_sensitivity": {"high": {"max_age_days": 30}}}
+    return inv
+
+
+def collect(inv: dict[str, Any], tmp_path: Path, source: str = AWS) -> Any:
+    loaded = loaded_from(inv, tmp_path)
+    return AwsSource(loaded.source(source), loaded).collect()
+
+
+@pytest.fixture
+def iam(seeded_sandbox: Any) -> Any:
+    from console.sandbox import aws_client
+
+    return aws_client(seeded_sandbox.state, "iam")
+
+
+@pytest.fixture
+def sm(seeded_sandbox: Any) -> Any:
+    from console.sandbox import aws_client
+
+    return aws_client(seeded_sandbox.state, "secretsmanager")
+
+
+def make_user(iam: Any, prefix: str, document: dict | None, keys: int = 1) -> tuple[str, list]:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=name, Tags=[{"Key": "owner", "Value": "team-test"}])
+    if document:
+        iam.put_user_policy(
+            UserName=name, PolicyName=f"{name}-inline", PolicyDocument=json.dumps(document)
+        )
+    made = [iam.create_access_key(UserName=name)["AccessKey"] for _ in range(keys)]
+    for k in made:
+        secrets.remember(k["SecretAccessKey"])
+    return name, made
+
+
+def test_collect_finds_the_seeded_aws_credentials(
+    seeded_sandbox: Any, iam: Any, sm: Any, tmp_path: Path
+) -> None:
+    result = collect(base_inventory(), tmp_path)
+    assert result.complete, result.errors
+    by_name = {c.name: c for c in result.credentials}
+
+    stripe = by_name["prod/support/stripe"]
+    arn = sm.describe_secret(SecretId="prod/support/stripe")["ARN"]
+    assert stripe.id == f"{AWS}:secretsmanager:{arn}" and stripe.location == arn
+    assert (stripe.owner, stripe.environment, stripe.scope, stripe.sensitivity) == (
+        "team-support",
+        "prod",
+        "refunds",
+        "high",
+    )
+    assert stripe.max_age_days == 30
+    assert stripe.last_used_at is None  # moto leaves LastAccessedDate empty
+    value = sm.get_secret_value(SecretId=arn)["SecretString"]
+    assert stripe.fingerprint == secrets.fingerprint(value)
+    assert stripe.version == sm.get_secret_value(SecretId=arn)["VersionId"]
+
+    param = by_name["/prod/support/db-password"]
+    assert param.id == f"{AWS}:ssm-parameter:/prod/support/db-password"
+    assert (param.owner, param.environment) == ("team-support", "prod")
+    assert param.tags["type"] == "SecureString" and param.fingerprint
+
+    # every access key the account has, each once (the baseline: boto3's own listing)
+    expected = {
+        k["AccessKeyId"]
+        for u in iam.list_users()["Users"]
+        for k in iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]
+    }
+    keys = {c.native_id: c for c in result.credentials if c.kind == "iam-key"}
+    assert set(keys) == expected
+    support = [c for c in keys.values() if c.tags["user"] == "support-bot"]
+    ci = [c for c in keys.values() if c.tags["user"] == "ci-runner"]
+    assert len(support) == 2 and len(ci) == 1
+    started = datetime.fromisoformat(seeded_sandbox.state.started_at)
+    for key in support + ci:
+        assert key.id == f"{AWS}:iam-key:{key.native_id}"
+        assert key.name == f"{key.tags['user']}/{key.native_id}"
+        assert key.fingerprint is None
+        assert key.status == "active"
+        # created by the seed, after the sandbox started: the age comes from CreateDate
+        assert key.created_at is not None and key.created_at >= started.replace(microsecond=0)
+        assert key.created_at.tzinfo == UTC
+    assert {k.owner for k in support} == {"team-support"}
+    assert {k.environment for k in ci} == {"dev"}
+    assert support[0].scope == "ReadOnlyAccess"
+    # the admin key keyshift collects with: its own calls are not reported as use
+    admin = [c for c in keys.values() if c.tags["user"] == "keyshift-admin"]
+    assert admin and all(c.last_used_at is None and "used_by" in c.tags for c in admin)
+
+
+def test_inactive_key_and_grants(seeded_sandbox: Any, iam: Any, tmp_path: Path) -> None:
+    greedy, _ = make_user(
+        iam,
+        "greedy",
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}],
+        },
+    )
+    narrow, made = make_user(
+        iam,
+        "narrow",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue"],
+                    "Resource": "arn:aws:secretsmanager:*:*:secret:prod/support/*",
+                },
+                {
+                    "Effect": "Deny",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": "arn:aws:secretsmanager:*:*:secret:prod/support/blocked*",
+                },
+            ],
+        },
+        keys=2,
+    )
+    iam.update_access_key(UserName=narrow, AccessKeyId=made[1]["AccessKeyId"], Status="Inactive")
+    from console.sandbox import aws_client
+
+    sm = aws_client(seeded_sandbox.state, "secretsmanager")
+    blocked = f"prod/support/blocked-{uuid.uuid4().hex[:6]}"
+    sm.create_secret(Name=blocked, SecretString=secrets.generate(30))
+    other = f"dev/other-{uuid.uuid4().hex[:6]}"
+    sm.create_secret(Name=other, SecretString=secrets.generate(30))
+
+    # one use of narrow's active key, which GetAccessKeyLastUsed then reports
+    import boto3
+
+    boto3.client(
+        "sts",
+        endpoint_url=seeded_sandbox.state.moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=made[0]["AccessKeyId"],
+        aws_secret_access_key=made[0]["SecretAccessKey"],
+    ).get_caller_identity()
+    inv = base_inventory()
+    inv["sandbox"]["iam_users"] += [
+        {"name": greedy, "environment": "dev"},
+        {"name": narrow, "environment": "dev"},
+    ]
+    inv["agents"] += [
+        {
+            "name": "greedy",
+            "environment": "dev",
+            "identities": [{"type": "aws-iam-user", "source": AWS, "name": greedy}],
+        },
+        {
+            "name": "narrow",
+            "environment": "dev",
+            "identities": [{"type": "aws-iam-user", "source": AWS, "name": narrow}],
+        },
+    ]
+    result = collect(inv, tmp_path)
+    assert result.complete, result.errors
+    creds = {c.id: c for c in result.credentials}
+    secret_ids = {c.id for c in result.credentials if c.kind == "secretsmanager"}
+    by_agent: dict[str, dict[str, Any]] = {}
+    for g in result.grants:
+        by_agent.setdefault(g.agent, {})[g.credential_id] = g
+
+    # the over-broad policy grants every secret
+    greedy_secrets = {c for c in by_agent["greedy"] if c in secret_ids}
+    assert greedy_secrets == secret_ids
+    # the narrow one: prod/support/* minus the denied one
+    narrow_secrets = {creds[c].name for c in by_agent["narrow"] if c in secret_ids}
+    assert "prod/support/stripe" in narrow_secrets
+    assert blocked not in narrow_secrets and other not in narrow_secrets
+    stripe_id = next(c for c in secret_ids if creds[c].name == "prod/support/stripe")
+    g = by_agent["narrow"][stripe_id]
+    assert g.capabilities == ["secretsmanager:GetSecretValue"]
+    assert g.chain == [
+        "agent:narrow",
+        f"iam-user:{narrow}",
+        f"policy:{narrow}-inline",
+        f"resource:{creds[stripe_id].native_id}",
+    ]
+    # an agent's user's keys are granted to it; the inactive one says so
+    narrow_keys = {
+        creds[c].native_id: creds[c] for c in by_agent["narrow"] if creds[c].kind == "iam-key"
+    }
+    assert set(narrow_keys) == {k["AccessKeyId"] for k in made}
+    assert narrow_keys[made[1]["AccessKeyId"]].status == "inactive"
+    assert narrow_keys[made[0]["AccessKeyId"]].status == "active"
+    active = narrow_keys[made[0]["AccessKeyId"]]
+    assert active.last_used_at is not None
+    assert active.last_used_evidence == "aws:GetAccessKeyLastUsed"
+    assert narrow_keys[made[1]["AccessKeyId"]].last_used_at is None
+    key_grants = {
+        c: by_agent["narrow"][c] for c in by_agent["narrow"] if creds[c].kind == "iam-key"
+    }
+    assert (
+        key_grants[active.id].used
+        and not key_grants[creds[f"{AWS}:iam-key:{made[1]['AccessKeyId']}"].id].used
+    )
+    assert key_grants[active.id].chain == [
+        "agent:narrow",
+        f"iam-user:{narrow}",
+        f"policy:{narrow}-inline",
+    ]
+    assert any(
+        u.credential_id == active.id and u.identity == f"iam-user:{narrow}" for u in result.usage
+    )
+    # the seeded agents: ReadOnlyAccess reads SSM parameters but no secret values
+    support = by_agent["support-bot"]
+    assert {creds[c].kind for c in support} == {"iam-key", "ssm-parameter"}
+    assert by_agent["support-bot"][f"{AWS}:ssm-parameter:/prod/support/db-password"].chain[2] == (
+        "policy:ReadOnlyAccess"
+    )
+    assert {creds[c].kind for c in by_agent["ci-runner"]} == {"iam-key"}
+    assert by_agent["ci-runner"][next(iter(by_agent["ci-runner"]))].capabilities == ["s3:*"]
+
+
+def test_access_denied_values_are_item_errors(
+    seeded_sandbox: Any, iam: Any, sm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user that may list secrets but not read them: every value read is an ItemError, the
+    listing still completes (moto checks IAM actions against Resource "*" only, so the deny is
+    for every secret rather than one ARN)."""
+    _user, made = make_user(
+        iam,
+        "limited",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["sts:GetCallerIdentity", "secretsmanager:*"],
+                    "Resource": "*",
+                },
+                {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+            ],
+        },
+    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", made[0]["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", made[0]["SecretAccessKey"])
+    inv = base_inventory()
+    inv["sources"] = [
+        {
+            "name": "real-aws",
+            "type": "aws",
+            "endpoint_url": seeded_sandbox.state.moto_endpoint,
+            "services": ["secretsmanager"],
+        }
+    ]
+    inv["agents"], inv["credentials"], inv["sandbox"] = [], [], None
+    result = collect(inv, tmp_path, "real-aws")
+    assert not result.complete
+    listed = [s["Name"] for s in sm.list_secrets()["SecretList"]]
+    assert sorted(c.name for c in result.credentials) == sorted(listed)
+    assert all(c.fingerprint is None for c in result.credentials)
+    assert sorted(e.where for e in result.errors) == sorted(
+        f"secretsmanager {name}" for name in listed
+    )
+    assert all(e.message.startswith("AccessDenied") for e in result.errors)
+
+
+def test_refused_credentials_are_a_source_error(
+    seeded_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKEFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-" + uuid.uuid4().hex)
+    inv = base_inventory()
+    inv["sources"] = [
+        {"name": "real-aws", "type": "aws", "endpoint_url": seeded_sandbox.state.moto_endpoint}
+    ]
+    inv["agents"], inv["credentials"], inv["sandbox"] = [], [], None
+    with pytest.raises(SourceError) as err:
+        collect(inv, tmp_path, "real-aws")
+    line = err.value.one_line()
+    assert line.startswith("real-aws: ") and "refused keyshift's credentials" in line
+    assert "not-a-real-secret" not in line and "\n" not in line
+
+
+def test_unreachable_endpoint_is_a_source_error(
+    seeded_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKEFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x" * 40)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        inv = base_inventory()
+        inv["sources"] = [
+            {"name": "real-aws", "type": "aws", "endpoint_url": f"http://127.0.0.1:{port}"}
+        ]
+        inv["agents"], inv["credentials"], inv["sandbox"] = [], [], None
+        with pytest.raises(SourceError) as err:
+            collect(inv, tmp_path, "real-aws")
+    assert err.value.one_line().startswith(
+        f"real-aws: cannot reach http://127.0.0.1:{port} (connection refused)"
+    )

@@ -1,0 +1,381 @@
+"""The Vault / OpenBao collector against the real sandbox OpenBao (no mocks).
+
+The session sandbox is seeded once (tests/conftest.py); tests here only add to it: their own
+KV mounts, policies, roles and tokens, named with a random suffix.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import BUILTIN_INVENTORY
+
+from console import secrets
+from console.config import LoadedInventory, loads_inventory
+from console.errors import SourceError
+from console.sources.vault import VaultSource, canonical_value
+from console.sources.vault_policy import Acl, matches, parse_policy
+
+VAULT = "sandbox-vault"
+
+
+def loaded_from(inv: dict[str, Any], base_dir: Path) -> LoadedInventory:
+    return loads_inventory(yaml.safe_dump(inv), file="inventory.yaml", base_dir=base_dir)
+
+
+def base_inventory() -> dict[str, Any]:
+    inv = copy.deepcopy(BUILTIN_INVENTORY)
+    inv["policies"] = {"by_sensitivity": {"high": {"max_age_days": 90}}}
+    return inv
+
+
+def only_sources(*sources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "sources": list(sources),
+        "policies": {"by_sensitivity": {"high": {"max_age_days": 90}}},
+    }
+
+
+def vault_cfg(loaded: LoadedInventory, name: str = VAULT) -> Any:
+    return loaded.source(name)
+
+
+def hvac_listing(client: Any, mount: str, folder: str = "") -> list[str]:
+    """The baseline: hvac's classic recursive LIST, for comparison."""
+    out = []
+    keys = client.secrets.kv.v2.list_secrets(path=folder, mount_point=mount)["data"]["keys"]
+    for key in keys:
+        if key.endswith("/"):
+            out += hvac_listing(client, mount, folder + key)
+        else:
+            out.append(folder + key)
+    return out
+
+
+@pytest.fixture
+def vault(seeded_sandbox: Any) -> Any:
+    from console.sandbox import vault_client
+
+    return vault_client(seeded_sandbox.state)
+
+
+@pytest.fixture
+def mount(vault: Any) -> str:
+    """A private KV v2 mount with a small tree of secrets."""
+    name = f"kst-{uuid.uuid4().hex[:8]}"
+    vault.sys.enable_secrets_engine("kv", path=name, options={"version": "2"})
+    for path in ["top", "a/one", "a/two", "a/b/deep", "c/d/e/f/leaf", "multi"]:
+        data = {"value": secrets.generate(24)}
+        if path == "multi":
+            data = {"username": "svc-user", "password": secrets.generate(24)}
+        vault.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=name)
+        vault.secrets.kv.v2.update_metadata(
+            path=path,
+            mount_point=name,
+            custom_metadata={
+                "owner": "team-x",
+                "environment": "dev",
+                "created": "2024-03-01",
+                "generator_length": "24",
+            },
+        )
+    return name
+
+
+def test_collect_finds_the_seeded_secrets(seeded_sandbox: Any, vault: Any, tmp_path: Path) -> None:
+    loaded = loaded_from(base_inventory(), tmp_path)
+    source = VaultSource(vault_cfg(loaded), loaded)
+    result = source.collect()
+
+    assert result.complete, result.errors
+    assert source.listing_methods == {"secret": "scan"}
+    by_id = {c.id: c for c in result.credentials}
+    # exactly what the server holds (the baseline's classic listing), nothing more or less
+    expected = {f"{VAULT}:kv:secret/{p}" for p in hvac_listing(vault, "secret")}
+    assert set(by_id) == expected
+    openai = by_id[f"{VAULT}:kv:secret/agents/support/openai"]
+    assert openai.kind == "kv"
+    assert openai.name == "agents/support/openai"
+    assert openai.location == "secret/agents/support/openai"
+    assert (openai.owner, openai.environment) == ("team-support", "prod")
+    assert (openai.scope, openai.sensitivity) == ("chat completions", "high")
+    assert openai.max_age_days == 90
+    today = datetime.now(UTC).date()
+    # the seed back-dates "created" by age_days; the collector prefers it over created_time
+    assert openai.created_at is not None
+    assert (today - openai.created_at.date()).days in (200, 201)
+    assert openai.rotated_at is not None and openai.rotated_at > openai.created_at
+    assert openai.version == "1"
+    assert openai.status == "active"
+    db = by_id[f"{VAULT}:kv:secret/agents/support/db"]
+    assert db.owner == "team-support" and db.sensitivity == "medium"
+    assert db.max_age_days is None  # the inventory has no policy for "medium"
+    assert db.created_at is not None and db.created_at.date() >= today - timedelta(days=1)
+    # reuse: agents/ci/deploy was seeded with agents/support/openai's value
+    deploy = by_id[f"{VAULT}:kv:secret/agents/ci/deploy"]
+    assert openai.fingerprint and openai.fingerprint == deploy.fingerprint
+    assert deploy.environment == "dev" and openai.environment == "prod"
+    assert db.fingerprint and db.fingerprint != openai.fingerprint
+    # a multi-key secret also carries each key's fingerprint
+    assert db.tags["fingerprint:password"].startswith("hmac-sha256:")
+    assert db.tags["fingerprint:password"] != db.tags["fingerprint:username"]
+
+
+def test_fingerprint_is_the_hmac_of_the_value(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
+) -> None:
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]})
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    by_path = {c.native_id: c for c in result.credentials}
+    top = vault.secrets.kv.v2.read_secret_version(
+        path="top", mount_point=mount, raise_on_deleted_version=True
+    )["data"]["data"]
+    assert by_path[f"{mount}/top"].fingerprint == secrets.fingerprint(top["value"])
+    multi = vault.secrets.kv.v2.read_secret_version(
+        path="multi", mount_point=mount, raise_on_deleted_version=True
+    )["data"]["data"]
+    assert by_path[f"{mount}/multi"].fingerprint == secrets.fingerprint(canonical_value(multi))
+    # unknown custom metadata (generator hints) is kept as tags
+    assert by_path[f"{mount}/a/b/deep"].tags["generator_length"] == "24"
+    assert by_path[f"{mount}/a/b/deep"].created_at == datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def test_fingerprinting_can_be_turned_off(seeded_sandbox: Any, mount: str, tmp_path: Path) -> None:
+    inv = only_sources(
+        {
+            "name": "v",
+            "type": "openbao",
+            "sandbox": True,
+            "kv_mounts": [mount],
+            "fingerprint": False,
+        }
+    )
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    assert len(result.credentials) == 6
+    assert all(c.fingerprint is None for c in result.credentials)
+
+
+def test_three_listing_methods_agree(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
+) -> None:
+    """SCAN, the detailed-metadata walk and the classic Vault walk list the same metadata."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from console.sandbox import resolve_vault
+    from console.sources.vault import MountLister, VaultClient
+
+    inv = base_inventory()
+    loaded = loaded_from(inv, tmp_path)
+    address, token = resolve_vault(loaded.source(VAULT))
+    client = VaultClient("v", address, token, None)
+    with ThreadPoolExecutor(4) as pool:
+        scan = MountLister(client, mount, pool).list()
+        detailed = MountLister(client, mount, pool)._walk(detailed=True)
+        classic = MountLister(client, mount, pool)._walk(detailed=False)
+    client.close()
+
+    def key(found: list) -> dict[str, tuple]:
+        return {
+            s.path: (
+                s.meta["current_version"],
+                s.meta["custom_metadata"]["owner"],
+                s.meta["created_time"],
+            )
+            for s in found
+        }
+
+    assert set(key(scan)) == set(hvac_listing(vault, mount))
+    assert key(scan) == key(detailed) == key(classic)
+    assert "c/d/e/f/leaf" in key(scan)
+
+
+def test_deleted_current_version_is_inactive(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
+) -> None:
+    vault.secrets.kv.v2.delete_latest_version_of_secret(path="a/one", mount_point=mount)
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]})
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    by_path = {c.native_id: c for c in result.credentials}
+    assert by_path[f"{mount}/a/one"].status == "inactive"
+    assert by_path[f"{mount}/a/one"].tags["deleted"] == "soft-deleted"
+    assert by_path[f"{mount}/a/one"].fingerprint is None
+    assert by_path[f"{mount}/a/two"].status == "active"
+    assert result.complete
+
+
+def test_grants_follow_the_seeded_policies(seeded_sandbox: Any, tmp_path: Path) -> None:
+    loaded = loaded_from(base_inventory(), tmp_path)
+    result = VaultSource(vault_cfg(loaded), loaded).collect()
+    grants = {(g.agent, g.credential_id.split(":kv:")[1]): g for g in result.grants}
+    seeded = {k for k in grants if k[1].startswith("secret/agents/")}
+    assert seeded == {
+        ("support-bot", "secret/agents/support/openai"),
+        ("support-bot", "secret/agents/support/db"),
+        ("ci-runner", "secret/agents/ci/deploy"),
+        ("ci-runner", "secret/agents/ci/unused"),
+    }
+    g = grants[("support-bot", "secret/agents/support/openai")]
+    assert g.capabilities == ["read", "metadata:list", "metadata:read"]
+    assert g.chain == [
+        "agent:support-bot",
+        "approle:support-bot",
+        "policy:support-read",
+        "rule:secret/data/agents/support/*",
+    ]
+    assert grants[("ci-runner", "secret/agents/ci/deploy")].capabilities == ["read"]
+
+
+def test_usage_from_the_audit_log(seeded_sandbox: Any, tmp_path: Path) -> None:
+    """The seed logged in as each role and read what it may (except seed_reads: false)."""
+    loaded = loaded_from(base_inventory(), tmp_path)
+    for _ in range(2):  # keyshift's own fingerprint reads of the first pass must not count
+        result = VaultSource(vault_cfg(loaded), loaded).collect()
+    used = {(g.agent, g.credential_id.split(":kv:")[1]) for g in result.grants if g.used}
+    assert {u for u in used if u[1].startswith("secret/agents/")} == {
+        ("support-bot", "secret/agents/support/openai"),
+        ("support-bot", "secret/agents/support/db"),
+        ("ci-runner", "secret/agents/ci/deploy"),
+    }
+    by_id = {c.id: c for c in result.credentials}
+    unused = by_id[f"{VAULT}:kv:secret/agents/ci/unused"]
+    assert unused.last_used_at is None
+    openai = by_id[f"{VAULT}:kv:secret/agents/support/openai"]
+    assert openai.last_used_evidence == "vault:audit" and openai.last_used_at is not None
+    events = [u for u in result.usage if u.credential_id == openai.id]
+    assert events and {e.identity for e in events} == {"approle:support-bot"}
+    assert all(e.evidence == "vault:audit" and e.operation == "read" for e in events)
+    assert all(e.remote == "127.0.0.1" for e in events)
+
+
+def test_over_broad_policy_and_missing_role(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    vault.sys.create_or_update_policy(
+        f"greedy-{suffix}", 'path "secret/*" {\n  capabilities = ["read", "list"]\n}\n'
+    )
+    vault.auth.approle.create_or_update_approle(
+        f"greedy-{suffix}", token_policies=[f"greedy-{suffix}"]
+    )
+    inv = base_inventory()
+    inv["agents"] += [
+        {
+            "name": "greedy",
+            "environment": "dev",
+            "identities": [{"type": "vault-approle", "source": VAULT, "role": f"greedy-{suffix}"}],
+        },
+        {
+            "name": "ghost",
+            "environment": "dev",
+            "identities": [
+                {"type": "vault-approle", "source": VAULT, "role": f"no-such-role-{suffix}"}
+            ],
+        },
+    ]
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(vault_cfg(loaded), loaded).collect()
+    every = {c.id for c in result.credentials}
+    greedy = {g.credential_id: g for g in result.grants if g.agent == "greedy"}
+    assert set(greedy) == every
+    assert all(
+        g.chain[-1] == "rule:secret/*" and g.chain[2] == f"policy:greedy-{suffix}"
+        for g in greedy.values()
+    )
+    assert not result.complete
+    assert [e.where for e in result.errors] == ["agent ghost"]
+    assert "not found" in result.errors[0].message
+
+
+def test_unreachable_server_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        inv = only_sources(
+            {
+                "name": "v",
+                "type": "openbao",
+                "address": f"http://127.0.0.1:{port}",
+                "token": "keyring:keyshift-sandbox/vault-token",
+            }
+        )
+        loaded = loaded_from(inv, tmp_path)
+        with pytest.raises(SourceError) as err:
+            VaultSource(loaded.source("v"), loaded).collect()
+    assert err.value.one_line().startswith(f"v: cannot reach http://127.0.0.1:{port}")
+    assert "\n" not in err.value.one_line()
+
+
+def test_refused_token_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:
+    secrets.put("keyshift-test", "bad-vault-token", "hvs.not-a-real-token-" + uuid.uuid4().hex)
+    inv = only_sources(
+        {
+            "name": "v",
+            "type": "openbao",
+            "address": seeded_sandbox.state.vault_addr,
+            "token": "keyring:keyshift-test/bad-vault-token",
+        }
+    )
+    loaded = loaded_from(inv, tmp_path)
+    with pytest.raises(SourceError) as err:
+        VaultSource(loaded.source("v"), loaded).collect()
+    assert "refused keyshift's token" in err.value.message
+    assert "not-a-real-token" not in err.value.one_line()
+
+
+# --- policy matching (pure) --------------------------------------------------------------
+
+
+def test_policy_parser_reads_hcl_and_json() -> None:
+    hcl = """
+    # comment
+    path "secret/data/a/*" {
+      capabilities = ["read", "list"]
+    }
+    path "secret/data/+/b" { capabilities = ["deny"] }
+    """
+    rules = parse_policy("p", hcl)
+    assert [(r.path, r.capabilities) for r in rules] == [
+        ("secret/data/a/*", ("read", "list")),
+        ("secret/data/+/b", ("deny",)),
+    ]
+    js = '{"path": {"secret/data/x": {"capabilities": ["update"]}}}'
+    assert [(r.path, r.capabilities) for r in parse_policy("j", js)] == [
+        ("secret/data/x", ("update",))
+    ]
+
+
+def test_policy_matching_follows_vault_priority() -> None:
+    assert matches("secret/data/*", "secret/data/a/b")
+    assert matches("secret/data/+/b", "secret/data/a/b")
+    assert not matches("secret/data/+/b", "secret/data/a/c/b")
+    assert not matches("secret/data/a", "secret/data/a/b")
+    assert matches("secret/+/a*", "secret/data/abc")
+    acl = Acl(
+        parse_policy("wide", 'path "secret/*" { capabilities = ["read"] }')
+        + parse_policy("deny", 'path "secret/data/private/*" { capabilities = ["deny"] }')
+        + parse_policy("exact", 'path "secret/data/private/ok" { capabilities = ["read"] }')
+        + parse_policy("wide2", 'path "secret/*" { capabilities = ["update"] }')
+    )
+    assert acl.governing("secret/data/public/x").effective == ["read", "update"]
+    assert acl.governing("secret/data/public/x").policies == ["wide", "wide2"]
+    assert acl.governing("secret/data/private/x").effective == []  # longer glob wins, denies
+    assert acl.governing("secret/data/private/ok").effective == ["read"]  # exact beats glob
+    assert acl.governing("other/x") is None
+    # a later first wildcard is more specific than an earlier one
+    acl2 = Acl(
+        parse_policy("a", 'path "secret/+/x/*" { capabilities = ["list"] }')
+        + parse_policy("b", 'path "secret/data/*" { capabilities = ["read"] }')
+    )
+    assert acl2.governing("secret/data/x/y").effective == ["read"]

@@ -1,0 +1,451 @@
+"""Sync end to end: the real sandbox (OpenBao + moto) -> collectors -> store, and the CLI.
+
+Tests add their own KV mounts / secrets / tokens to the session sandbox and never change what
+the seed planted.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import BUILTIN_INVENTORY
+
+from console import secrets
+from console.audit import AuditLog
+from console.config import LoadedInventory, loads_inventory
+from console.store import Store
+from console.sync import run_sync
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYSHIFT = ROOT / ".venv" / "bin" / "keyshift"
+VAULT, AWS = "sandbox-vault", "sandbox-aws"
+SANDBOX_TOKEN_REF = "keyring:keyshift-sandbox/vault-token"
+SUMMARY = re.compile(r"new (\d+), changed (\d+), gone (\d+), stale (\d+), errors (\d+)")
+
+
+def base_inventory() -> dict[str, Any]:
+    inv = copy.deepcopy(BUILTIN_INVENTORY)
+    inv["policies"] = {"by_sensitivity": {"high": {"max_age_days": 90}}}
+    return inv
+
+
+def only_sources(*sources: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 1, "sources": list(sources)}
+
+
+def write_inventory(inv: dict[str, Any], path: Path) -> LoadedInventory:
+    path.write_text(yaml.safe_dump(inv))
+    return loads_inventory(path.read_text(), file=str(path), base_dir=path.parent)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "keyshift.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def vault(seeded_sandbox: Any) -> Any:
+    from console.sandbox import vault_client
+
+    return vault_client(seeded_sandbox.state)
+
+
+def make_mount(vault: Any, paths: list[str]) -> str:
+    name = f"kss-{uuid.uuid4().hex[:8]}"
+    vault.sys.enable_secrets_engine("kv", path=name, options={"version": "2"})
+    for p in paths:
+        vault.secrets.kv.v2.create_or_update_secret(
+            path=p, secret={"value": secrets.generate(20)}, mount_point=name
+        )
+        vault.secrets.kv.v2.update_metadata(
+            path=p, mount_point=name, custom_metadata={"owner": "team-x", "environment": "dev"}
+        )
+    return name
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    # inherits KEYSHIFT_HOME / KEYSHIFT_SANDBOX_DIR (set by the session fixture) and the
+    # private D-Bus session of scripts/with-keyring
+    return subprocess.run(
+        [str(KEYSHIFT), *args], capture_output=True, text=True, timeout=180, env=dict(os.environ)
+    )
+
+
+def summary_of(stdout: str) -> tuple[int, ...]:
+    match = SUMMARY.search(stdout.strip().splitlines()[-1])
+    assert match, stdout
+    return tuple(int(x) for x in match.groups())
+
+
+def closed_port() -> tuple[socket.socket, int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    return s, s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_sync_stores_what_was_seeded_and_a_resync_is_quiet(
+    seeded_sandbox: Any, store: Store, tmp_path: Path
+) -> None:
+    inv_path = tmp_path / "inventory.yaml"
+    loaded = write_inventory(base_inventory(), inv_path)
+    audit = AuditLog(store)
+    first = run_sync(loaded, store, audit, actor="test", only=[VAULT, AWS])
+    assert first.status == "ok", first.as_dict()
+    assert first.total("new") > 0 and first.total("gone") == 0
+
+    openai = store.get_credential(f"{VAULT}:kv:secret/agents/support/openai")
+    deploy = store.get_credential(f"{VAULT}:kv:secret/agents/ci/deploy")
+    db = store.get_credential(f"{VAULT}:kv:secret/agents/support/db")
+    assert openai and deploy and db
+    assert (openai.owner, openai.environment, openai.sensitivity) == (
+        "team-support",
+        "prod",
+        "high",
+    )
+    assert openai.created_at is not None
+    assert (datetime.now(UTC).date() - openai.created_at.date()).days in (200, 201)
+    assert openai.max_age_days == 90
+    # reuse across environments: dev's deploy key is prod's openai key
+    assert openai.fingerprint == deploy.fingerprint and openai.fingerprint != db.fingerprint
+    # and across sources: the SSM parameter holds the vault db secret's password
+    param = store.get_credential(f"{AWS}:ssm-parameter:/prod/support/db-password")
+    assert param and param.fingerprint == db.tags["fingerprint:password"]
+    assert param.fingerprint != db.tags["fingerprint:username"]
+
+    # grants and usage, as the store keeps them
+    support = {g.credential_id: g for g in store.grants_for_agent("support-bot")}
+    assert support[openai.id].used and support[db.id].used
+    assert support[openai.id].chain[-1] == "rule:secret/data/agents/support/*"
+    assert param.id in support
+    ci = {g.credential_id: g for g in store.grants_for_agent("ci-runner")}
+    unused = f"{VAULT}:kv:secret/agents/ci/unused"
+    assert ci[deploy.id].used and not ci[unused].used
+    assert openai.last_used_at is not None and openai.last_used_evidence == "vault:audit"
+    assert store.get_credential(unused).last_used_at is None
+    events = store.usage_for_credential(openai.id)
+    assert events and {e.identity for e in events} == {"approle:support-bot"}
+    assert set(openai.agents) == {"support-bot"}
+
+    # IAM keys: counts per user, ages from CreateDate
+    keys = [c for c in store.all_credentials() if c.kind == "iam-key"]
+    per_user: dict[str, int] = {}
+    for k in keys:
+        per_user[k.tags["user"]] = per_user.get(k.tags["user"], 0) + 1
+    assert per_user["support-bot"] == 2 and per_user["ci-runner"] == 1
+    started = datetime.fromisoformat(seeded_sandbox.state.started_at)
+    seeded_keys = [k for k in keys if k.tags["user"] in ("support-bot", "ci-runner")]
+    assert all(k.created_at and k.created_at >= started.replace(microsecond=0) for k in seeded_keys)
+    stripe = [c for c in store.all_credentials() if c.name == "prod/support/stripe"]
+    assert len(stripe) == 1 and stripe[0].owner == "team-support"
+
+    second = run_sync(loaded, store, audit, actor="test", only=[VAULT, AWS])
+    assert second.status == "ok"
+    assert (
+        second.total("new"),
+        second.total("changed"),
+        second.total("gone"),
+        second.total("stale"),
+    ) == (0, 0, 0, 0), second.as_dict()
+
+    # and once more through the CLI, in its own process
+    proc = run_cli(
+        "--inventory",
+        str(inv_path),
+        "--db",
+        str(tmp_path / "keyshift.db"),
+        "sync",
+        "--source",
+        VAULT,
+        "--source",
+        AWS,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert summary_of(proc.stdout) == (0, 0, 0, 0, 0)
+
+
+def test_deleted_secret_is_marked_gone_and_kept(
+    seeded_sandbox: Any, vault: Any, store: Store, tmp_path: Path
+) -> None:
+    mount = make_mount(vault, ["keep/a", "keep/b", "drop/c"])
+    loaded = write_inventory(
+        only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]}),
+        tmp_path / "inv.yaml",
+    )
+    audit = AuditLog(store)
+    first = run_sync(loaded, store, audit, actor="test")
+    assert first.total("new") == 3
+    vault.secrets.kv.v2.delete_metadata_and_all_versions(path="drop/c", mount_point=mount)
+    second = run_sync(loaded, store, audit, actor="test")
+    assert (second.total("new"), second.total("changed"), second.total("gone")) == (0, 0, 1)
+    gone = store.get_credential(f"v:kv:{mount}/drop/c")
+    assert gone is not None and gone.status == "gone" and gone.gone_at is not None
+    assert gone.owner == "team-x"  # the row keeps what was known
+    kept = store.get_credential(f"v:kv:{mount}/keep/a")
+    assert kept and kept.status == "active" and kept.gone_at is None
+
+
+def test_unreachable_vault_marks_rows_stale_and_the_cli_exits_1(
+    seeded_sandbox: Any, vault: Any, store: Store, tmp_path: Path
+) -> None:
+    mount = make_mount(vault, ["x/one", "x/two"])
+    up = write_inventory(
+        only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]}),
+        tmp_path / "up.yaml",
+    )
+    audit = AuditLog(store)
+    assert run_sync(up, store, audit, actor="test").total("new") == 2
+
+    sock, port = closed_port()
+    with sock:
+        down_path = tmp_path / "down.yaml"
+        down = write_inventory(
+            only_sources(
+                {
+                    "name": "v",
+                    "type": "openbao",
+                    "kv_mounts": [mount],
+                    "address": f"http://127.0.0.1:{port}",
+                    "token": SANDBOX_TOKEN_REF,
+                }
+            ),
+            down_path,
+        )
+        failed = run_sync(down, store, audit, actor="test")
+        (outcome,) = failed.outcomes
+        assert outcome.status == "failed" and outcome.stale == 2
+        assert outcome.errors == [
+            f"v: cannot reach http://127.0.0.1:{port} (connection refused) (hint: is the server "
+            "running? `keyshift sandbox up` starts the sandbox one)"
+        ]
+        for path in ("x/one", "x/two"):
+            row = store.get_credential(f"v:kv:{mount}/{path}")
+            assert row and row.gone_at is None and row.owner == "team-x"
+            assert row.stale_since is not None and "cannot reach" in (row.stale_error or "")
+
+        proc = run_cli("--inventory", str(down_path), "--db", str(tmp_path / "keyshift.db"), "sync")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    failed_lines = [ln for ln in proc.stdout.splitlines() if "cannot reach" in ln]
+    assert len(failed_lines) == 1 and f"127.0.0.1:{port}" in failed_lines[0]
+    assert summary_of(proc.stdout) == (0, 0, 0, 2, 1)
+    # what the store knew is still there
+    assert store.get_credential(f"v:kv:{mount}/x/one").gone_at is None
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["folder-walk", "scan"])
+def test_denied_folder_is_a_partial_sync_that_marks_nothing_gone(
+    seeded_sandbox: Any, vault: Any, store: Store, tmp_path: Path, scan: bool
+) -> None:
+    mount = make_mount(vault, ["open/a", "open/b", "closed/c", "closed/d"])
+    full = write_inventory(
+        only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]}),
+        tmp_path / "full.yaml",
+    )
+    audit = AuditLog(store)
+    assert run_sync(full, store, audit, actor="test").total("new") == 4
+
+    list_caps = '["read", "list", "scan"]' if scan else '["read", "list"]'
+    policy = f"ks-partial-{uuid.uuid4().hex[:6]}"
+    vault.sys.create_or_update_policy(
+        policy,
+        f"""
+path "{mount}/metadata/*" {{ capabilities = {list_caps} }}
+path "{mount}/detailed-metadata/*" {{ capabilities = {list_caps} }}
+path "{mount}/metadata/" {{ capabilities = {list_caps} }}
+path "{mount}/detailed-metadata/" {{ capabilities = {list_caps} }}
+path "{mount}/data/*" {{ capabilities = ["read"] }}
+path "{mount}/metadata/closed/*" {{ capabilities = ["deny"] }}
+path "{mount}/detailed-metadata/closed/*" {{ capabilities = ["deny"] }}
+path "{mount}/data/closed/*" {{ capabilities = ["deny"] }}
+""",
+    )
+    token = vault.auth.token.create(policies=[policy], ttl="10m")["auth"]["client_token"]
+    service = f"keyshift-test-{uuid.uuid4().hex[:6]}"
+    secrets.put(service, "token", token)
+    partial = write_inventory(
+        only_sources(
+            {
+                "name": "v",
+                "type": "openbao",
+                "kv_mounts": [mount],
+                "address": seeded_sandbox.state.vault_addr,
+                "token": f"keyring:{service}/token",
+            }
+        ),
+        tmp_path / "partial.yaml",
+    )
+    result = run_sync(partial, store, audit, actor="test")
+    (outcome,) = result.outcomes
+    assert outcome.status == "partial"
+    assert outcome.gone == 0
+    assert outcome.errors and all("closed" in e for e in outcome.errors)
+    assert all("permission denied" in e for e in outcome.errors)
+    for path in ("closed/c", "closed/d", "open/a", "open/b"):
+        row = store.get_credential(f"v:kv:{mount}/{path}")
+        assert row and row.gone_at is None and row.status != "gone", path
+    if not scan:
+        # the folder could not be listed: its rows are kept, marked stale
+        assert outcome.stale == 2
+    assert token not in str(result.as_dict())
+
+
+def test_canary_value_never_reaches_disk_output_or_logs(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from console.sandbox import aws_client
+
+    canary = f"CANARY-{uuid.uuid4().hex}-do-not-store"
+    mount = make_mount(vault, [])
+    vault.secrets.kv.v2.create_or_update_secret(
+        path="canary/kv", secret={"value": canary}, mount_point=mount
+    )
+    sm = aws_client(seeded_sandbox.state, "secretsmanager")
+    sm_name = f"canary/{uuid.uuid4().hex[:8]}"
+    arn = sm.create_secret(Name=sm_name, SecretString=canary)["ARN"]
+    inv = {
+        "version": 1,
+        "sources": [
+            {"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]},
+            {"name": "a", "type": "aws", "sandbox": True, "services": ["secretsmanager"]},
+        ],
+    }
+    inv_path = tmp_path / "canary.yaml"
+    loaded = write_inventory(inv, inv_path)
+    db_path = tmp_path / "canary.db"
+    caplog.set_level(logging.DEBUG)
+    store = Store(db_path)
+    try:
+        summary = run_sync(loaded, store, AuditLog(store), actor="test")
+        assert summary.status == "ok", summary.as_dict()
+        kv = store.get_credential(f"v:kv:{mount}/canary/kv")
+        aws = store.get_credential(f"a:secretsmanager:{arn}")
+        assert kv and aws and kv.fingerprint == aws.fingerprint == secrets.fingerprint(canary)
+    finally:
+        store.close()
+    needle = canary.encode()
+    for path in tmp_path.iterdir():
+        if path.name.startswith("canary.db"):
+            assert needle not in path.read_bytes(), path.name
+    assert canary not in caplog.text
+
+    outputs = []
+    for args in (
+        ["-vv", "sync"],
+        ["ls", "--format", "json"],
+        ["show", f"v:kv:{mount}/canary/kv"],
+        ["show", f"a:secretsmanager:{arn}", "--format", "json"],
+    ):
+        proc = run_cli("--inventory", str(inv_path), "--db", str(db_path), *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        outputs.append(proc.stdout + proc.stderr)
+    assert "canary/kv" in outputs[1] and sm_name in outputs[1]
+    assert all(canary not in out for out in outputs)
+    for path in tmp_path.iterdir():
+        if path.name.startswith("canary.db"):
+            assert needle not in path.read_bytes(), path.name
+    # keyshift's own data dir (logs, state) holds nothing of it either
+    home = Path(os.environ["KEYSHIFT_HOME"])
+    for path in home.rglob("*"):
+        if path.is_file() and "sandbox" not in path.parts and path.stat().st_size < 50_000_000:
+            assert needle not in path.read_bytes(), path
+
+
+def test_keyring_entries_of_agents_services(
+    seeded_sandbox: Any, store: Store, tmp_path: Path
+) -> None:
+    """The seeded keyring entries (real Secret Service), and reuse with a declared key."""
+    loaded = loads_inventory(
+        yaml.safe_dump(base_inventory()), file="inventory.yaml", base_dir=seeded_sandbox.base_dir
+    )
+    summary = run_sync(
+        loaded, store, AuditLog(store), actor="test", only=["local-keyring", "declared"]
+    )
+    assert summary.status == "ok", summary.as_dict()
+    slack = store.get_credential("local-keyring:keyring:keyshift-agent-support/slack-token")
+    openai = store.get_credential("local-keyring:keyring:keyshift-agent-support/openai")
+    assert slack and openai
+    assert (slack.owner, slack.environment, slack.kind) == ("team-support", "prod", "keyring")
+    assert slack.created_at is not None and slack.fingerprint
+    assert slack.fingerprint == secrets.fingerprint(
+        secrets.get("keyshift-agent-support", "slack-token") or ""
+    )
+    declared = store.get_credential("declared:api-key:openai-support")
+    assert declared and openai.fingerprint == declared.fingerprint
+    assert openai.fingerprint != slack.fingerprint
+    grants = {g.credential_id: g for g in store.grants_for_agent("support-bot")}
+    assert grants[slack.id].chain == [
+        "agent:support-bot",
+        "keyring:keyshift-agent-support",
+        "entry:slack-token",
+    ]
+    # keyshift's own entries (installation key, sandbox tokens) are not any agent's service
+    ids = {c.id for c in store.all_credentials()}
+    assert not any("keyshift-sandbox" in i or "installation" in i for i in ids)
+
+
+def test_full_sample_inventory_in_a_private_sandbox(
+    private_sandbox_env: Path, tmp_path: Path
+) -> None:
+    """sample_inventory.yaml, seeded into a sandbox of its own, so counts are exact."""
+    from console import sandbox as sb
+    from console.config import load_inventory
+
+    inv_path = tmp_path / "sample_inventory.yaml"
+    inv_path.write_text((ROOT / "sample_inventory.yaml").read_text())
+    loaded = load_inventory(inv_path)  # base_dir is tmp_path: env files land there
+    seed = loaded.inventory.sandbox
+    assert seed is not None
+    sb.up()
+    sb.seed(loaded.inventory, loaded.base_dir)
+    store = Store(tmp_path / "sample.db")
+    try:
+        audit = AuditLog(store)
+        first = run_sync(loaded, store, audit, actor="test")
+        outcomes = {o.source: o for o in first.outcomes}
+        for name in ("aws-sandbox", "keyring-local"):
+            assert outcomes[name].status == "ok", outcomes[name]
+        # ops-runbook's token role is declared but the seed creates only AppRole roles
+        assert all("ops-runbook" in e for e in outcomes["vault-sandbox"].errors), outcomes
+        creds = list(store.all_credentials())
+        by_kind: dict[str, list] = {}
+        for c in creds:
+            by_kind.setdefault(c.kind, []).append(c)
+        assert len(by_kind["kv"]) == len(seed.vault_secrets)
+        assert len(by_kind["secretsmanager"]) == len(seed.aws_secrets)
+        assert len(by_kind["ssm-parameter"]) == len(seed.aws_parameters)
+        # the seeded users' keys plus the sandbox's own admin key
+        assert len(by_kind["iam-key"]) == sum(u.keys for u in seed.iam_users) + 1
+        for s in seed.vault_secrets:
+            row = store.get_credential(f"vault-sandbox:kv:{s.mount}/{s.path}")
+            assert row and row.owner == s.owner and row.environment == str(s.environment)
+            assert row.sensitivity == str(s.sensitivity)
+        # the over-broad policy (secret/data/*) gives data-pipeline every KV secret
+        pipeline = {g.credential_id for g in store.grants_for_agent("data-pipeline")}
+        assert {c.id for c in by_kind["kv"]} <= pipeline
+        # ... and its secretsmanager:* on "*" every Secrets Manager secret
+        assert {c.id for c in by_kind["secretsmanager"]} <= pipeline
+        # dev = prod reuse is visible
+        dev = store.get_credential("vault-sandbox:kv:secret/agents/billing-agent-dev/stripe")
+        prod = store.get_credential("vault-sandbox:kv:secret/agents/billing-agent/stripe")
+        assert dev and prod and dev.fingerprint == prod.fingerprint
+        second = run_sync(loaded, store, audit, actor="test")
+        assert (second.total("new"), second.total("changed"), second.total("gone")) == (0, 0, 0)
+    finally:
+        store.close()
