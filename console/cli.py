@@ -436,7 +436,7 @@ def _print_table(creds: list[Any]) -> None:
         "LAST USED",
         "STATUS",
     ):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=True, overflow="ellipsis" if col == "AGENTS" else "ignore")
     for c in creds:
         table.add_row(
             c.name,
@@ -450,7 +450,8 @@ def _print_table(creds: list[Any]) -> None:
             _fmt_time(c.last_used_at),
             c.status,
         )
-    console = Console(width=max(160, Console().width), soft_wrap=False)
+    # A pipe gets full rows (scripts grep them); a terminal gets rows cut to its width.
+    console = Console(width=None if sys.stdout.isatty() else 400, soft_wrap=False)
     console.print(table)
     click.echo(f"{len(creds)} credentials")
 

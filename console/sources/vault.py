@@ -487,6 +487,11 @@ class VaultSource:
             tags["deleted"] = "destroyed" if version.get("destroyed") else "soft-deleted"
         ttl = _duration_seconds(meta.get("delete_version_after"))
         rotated = _parse_time(version.get("created_time")) or _parse_time(meta.get("updated_time"))
+        declared_created = _parse_time(custom.get("created"))
+        if current <= 1 and declared_created and (rotated is None or declared_created < rotated):
+            # Never rotated here, and its owner says the value is older than this first version
+            # (a secret migrated in): its age runs from that date, not from the import.
+            rotated = declared_created
         return Credential(
             id=self._cred_id(secret),
             source=self.name,
@@ -499,7 +504,7 @@ class VaultSource:
             or (str(self._cfg.environment) if self._cfg.environment else None),
             scope=custom.get("scope") or None,
             sensitivity=sensitivity,
-            created_at=_parse_time(custom.get("created")) or _parse_time(meta.get("created_time")),
+            created_at=declared_created or _parse_time(meta.get("created_time")),
             rotated_at=rotated,
             expires_at=rotated + timedelta(seconds=ttl) if rotated and ttl else None,
             ttl_seconds=ttl,
