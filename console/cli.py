@@ -547,7 +547,8 @@ def rotate_cmd(
     plan = engine.plan(cred_id)
     _out(f"rotator      {plan.rotator}")
     _out(f"plan         {plan.summary}")
-    _out(f"steps        {' -> '.join(plan.steps)}")
+    for number, step in enumerate(plan.steps, 1):
+        _out(f"{'steps' if number == 1 else '':<12} {number}. {step}")
     _out(f"downtime     {'none (zero-downtime)' if plan.zero_downtime else 'POSSIBLE'}")
     for need in plan.needs:
         _out(f"needs        {need}")
