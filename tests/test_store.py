@@ -1,0 +1,477 @@
+"""The store: migrations, sync bookkeeping (new/changed/gone/stale), paging, FTS, journal."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from console import store as store_mod
+from console.errors import StoreError
+from console.model import Credential, Grant, ItemError, UsageEvent
+from console.query import parse
+from console.store import MIGRATIONS, Store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KEYSHIFT_HOME", str(tmp_path / "home"))
+    return tmp_path / "keyshift.db"
+
+
+@pytest.fixture
+def store(db_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def mk(i: int, source: str = "vault-prod", **kw) -> Credential:  # type: ignore[no-untyped-def]
+    data = {
+        "id": f"{source}:kv:secret/app{i}",
+        "source": source,
+        "kind": "kv",
+        "native_id": f"secret/app{i}",
+        "name": f"app{i}",
+        "location": f"secret/data/app{i}",
+        "owner": "team-a",
+        "environment": "prod",
+        "created_at": T0 + timedelta(days=i),
+        "tags": {"n": str(i)},
+        "fingerprint": f"hmac-sha256:{i:032x}",
+    }
+    data.update(kw)
+    return Credential(**data)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def snapshot(path: Path, ignore: tuple[str, ...] = ()) -> dict[str, dict]:
+    with raw(path) as conn:
+        rows = conn.execute("SELECT * FROM credentials").fetchall()
+    keys = rows[0].keys() if rows else []  # sqlite3.Row iterates values, not keys
+    return {r["id"]: {k: r[k] for k in keys if k not in ignore} for r in rows}
+
+
+def apply(store: Store, creds, grants=(), usage=(), errors=(), complete=True, source="vault-prod"):  # type: ignore[no-untyped-def]
+    sync = store.begin_sync([source], "tester")
+    changes = store.apply_source(
+        sync, source, list(creds), list(grants), list(usage), list(errors), complete
+    )
+    store.finish_sync(sync, "ok", {"source": source})
+    return changes
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+def test_fresh_store_is_migrated_wal_and_foreign_keys(store: Store, db_path: Path) -> None:
+    assert store.schema_version() == len(MIGRATIONS) >= 2
+    assert store.pragma("journal_mode") == "wal"
+    assert store.pragma("foreign_keys") == 1
+    assert store.pragma("busy_timeout") == store_mod.BUSY_TIMEOUT_MS
+    # every thread's connection gets the same settings
+    seen: list = []
+    worker = threading.Thread(target=lambda: seen.append(store.pragma("foreign_keys")))
+    worker.start()
+    worker.join()
+    assert seen == [1]
+    # and foreign keys are enforced, not just declared
+    with pytest.raises(StoreError):
+        store.create_rotation_run("no-such:credential", "manual", {}, "tester")
+    assert store.get_meta("installation_id")
+
+
+def test_reopening_does_not_rerun_migrations(db_path: Path) -> None:
+    Store(db_path).close()
+    with raw(db_path) as conn:
+        before = conn.execute("SELECT version, applied_at FROM schema_version").fetchall()
+    Store(db_path).close()
+    with raw(db_path) as conn:
+        after = conn.execute("SELECT version, applied_at FROM schema_version").fetchall()
+        assert store_mod.migrate(conn) == []
+    assert [tuple(r) for r in before] == [tuple(r) for r in after]
+    assert [r["version"] for r in after] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_database_at_version_1_migrates_forward(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    assert store_mod.migrate(conn, upto=1) == [1]
+    assert store_mod.schema_version(conn) == 1
+    # a row written by a version-1 keyshift (before FTS and tag rows existed)
+    conn.execute(
+        "INSERT INTO credentials(id, source, kind, native_id, name, location, tags, tags_text, "
+        "first_seen_at, last_seen_at) VALUES ('old:kv:x', 'old', 'kv', 'x', 'legacy-zebra', "
+        "'secret/x', '{\"team\":\"ops\"}', 'team=ops', '2025-01-01', '2025-01-01')"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(db_path)
+    assert store.schema_version() == len(MIGRATIONS)
+    for plan in ("walk", "drive"):  # drive goes through the FTS index and the tag rows
+        assert [c.id for c in store.page_credentials(parse("zebra"), plan=plan)] == ["old:kv:x"]
+        assert [c.id for c in store.page_credentials(parse("tag:team=ops"), plan=plan)] == [
+            "old:kv:x"
+        ]
+    store.close()
+
+
+def test_newer_schema_is_refused(db_path: Path) -> None:
+    Store(db_path).close()
+    with raw(db_path) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (?, 'future')", (len(MIGRATIONS) + 1,))
+    with pytest.raises(StoreError, match="newer than this keyshift"):
+        Store(db_path)
+
+
+def test_memory_and_garbage_files_are_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Store(":memory:")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError) as err:
+        Store(junk)
+    assert err.value.hint
+
+
+# --- apply_source -----------------------------------------------------------------------
+
+
+def test_new_changed_unchanged_counts(store: Store, db_path: Path) -> None:
+    creds = [mk(i) for i in range(10)]
+    first = apply(store, creds)
+    assert (first.new, first.changed, first.unchanged, first.gone, first.stale) == (10, 0, 0, 0, 0)
+    assert sorted(first.new_ids) == sorted(c.id for c in creds)
+
+    before = snapshot(db_path, ignore=("last_seen_at", "sync_id"))
+    again = apply(store, creds)
+    assert (again.new, again.changed, again.unchanged, again.gone) == (0, 0, 10, 0)
+    assert snapshot(db_path, ignore=("last_seen_at", "sync_id")) == before
+
+    edited = list(creds)
+    edited[2] = mk(2, owner="team-b")
+    edited[5] = mk(5, tags={"n": "5", "extra": "yes"})
+    edited[7] = mk(7, expires_at=T0 + timedelta(days=400))
+    third = apply(store, edited)
+    assert (third.new, third.changed, third.unchanged) == (0, 3, 7)
+    assert sorted(third.changed_ids) == sorted(creds[i].id for i in (2, 5, 7))
+    assert store.get_credential(creds[2].id).owner == "team-b"
+    assert store.get_credential(creds[5].id).tags == {"n": "5", "extra": "yes"}
+    first_seen = store.get_credential(creds[2].id).first_seen_at
+    assert first_seen == store.get_credential(creds[3].id).first_seen_at
+
+
+def test_complete_listing_marks_missing_gone_and_reappearing_ungone(
+    store: Store, db_path: Path
+) -> None:
+    creds = [mk(i) for i in range(5)]
+    apply(store, creds)
+    changes = apply(store, creds[:3])
+    assert changes.gone == 2 and sorted(changes.gone_ids) == [creds[3].id, creds[4].id]
+    gone = store.get_credential(creds[4].id)
+    assert gone is not None and gone.status == "gone" and gone.gone_at is not None
+    assert gone.name == "app4" and gone.fingerprint == creds[4].fingerprint  # row kept
+    assert store.count_credentials() == 5
+    assert store.count_credentials(parse("status:gone")) == 2
+
+    # a second complete listing without them does not count them gone again
+    assert apply(store, creds[:3]).gone == 0
+
+    back = apply(store, creds[:4])
+    assert back.changed_ids == [creds[3].id] and back.gone == 0
+    revived = store.get_credential(creds[3].id)
+    assert revived.status == "active" and revived.gone_at is None
+    assert store.get_credential(creds[4].id).status == "gone"
+
+
+def test_partial_listing_keeps_rows_and_marks_unseen_stale(store: Store, db_path: Path) -> None:
+    creds = [mk(i) for i in range(6)]
+    grants = [Grant(agent="bot", credential_id=c.id, capabilities=["read"]) for c in creds]
+    apply(store, creds, grants)
+    before = snapshot(db_path)
+    errors = [ItemError(where="secret/app4", message="permission denied")]
+    changes = apply(store, creds[:3], grants[:3], errors=errors, complete=False)
+    assert (changes.new, changes.unchanged, changes.gone, changes.stale, changes.errors) == (
+        0,
+        3,
+        0,
+        3,
+        1,
+    )
+    after = snapshot(db_path)
+    assert set(after) == set(before)
+    for cid, row in after.items():
+        assert row["gone_at"] is None and row["status"] == "active"
+        for key in ("name", "owner", "fingerprint", "tags", "created_at", "agents"):
+            assert row[key] == before[cid][key], (cid, key)
+    for c in creds[3:]:
+        got = store.get_credential(c.id)
+        assert got.stale_since is not None
+        assert "permission denied" in got.stale_error and "secret/app4" in got.stale_error
+        assert [g.agent for g in store.grants_for_credential(c.id)] == ["bot"]  # grants kept
+    for c in creds[:3]:
+        assert store.get_credential(c.id).stale_since is None
+    last = store.last_sync()
+    assert last["results"][0]["status"] == "partial"
+    assert last["results"][0]["detail"] == [
+        {"where": "secret/app4", "message": "permission denied"}
+    ]
+
+    # the next good listing clears the stale marks
+    apply(store, creds, grants)
+    assert all(store.get_credential(c.id).stale_since is None for c in creds)
+
+
+def test_mark_source_failed_keeps_every_field(store: Store, db_path: Path) -> None:
+    apply(store, [mk(i) for i in range(4)])
+    apply(store, [mk(i, source="aws-main") for i in range(2)], source="aws-main")
+    apply(store, [mk(i) for i in range(3)])  # app3 gone
+    before = snapshot(db_path)
+    sync = store.begin_sync(["vault-prod"], "tester")
+    assert store.mark_source_failed(sync, "vault-prod", "connection refused") == 3
+    after = snapshot(db_path)
+    stale_cols = ("stale_since", "stale_error")
+    for cid, row in after.items():
+        if cid.startswith("vault-prod") and row["gone_at"] is None:
+            assert row["stale_since"] and row["stale_error"] == "connection refused"
+        else:
+            assert row["stale_since"] is None  # gone rows and other sources untouched
+        assert {k: v for k, v in row.items() if k not in stale_cols} == {
+            k: v for k, v in before[cid].items() if k not in stale_cols
+        }
+    # failing again keeps the first stale_since, updates the error
+    first = {cid: r["stale_since"] for cid, r in after.items()}
+    store.mark_source_failed(sync, "vault-prod", "timed out")
+    for cid, row in snapshot(db_path).items():
+        assert row["stale_since"] == first[cid]
+        if row["stale_since"]:
+            assert row["stale_error"] == "timed out"
+    assert store.count_credentials(parse("status:stale")) == 3
+    result = store.last_sync()["results"][0]
+    assert result["status"] == "failed" and result["error"] == "timed out"
+
+
+def test_grants_agents_and_usage(store: Store) -> None:
+    creds = [mk(i) for i in range(3)]
+    grants = [
+        Grant(agent="bot-b", credential_id=creds[0].id, capabilities=["read"], chain=["a", "b"]),
+        Grant(agent="bot-a", credential_id=creds[0].id),
+        Grant(agent="bot-a", credential_id=creds[1].id, used=True),
+    ]
+    at = T0 + timedelta(days=30)
+    usage = [
+        UsageEvent(credential_id=creds[0].id, at=at, evidence="vault:audit"),
+        UsageEvent(credential_id=creds[0].id, at=at, evidence="vault:audit"),  # duplicate
+        UsageEvent(credential_id=creds[0].id, at=at, operation="read", evidence="vault:audit"),
+    ]
+    apply(store, creds, grants, usage)
+    assert store.get_credential(creds[0].id).agents == ["bot-a", "bot-b"]
+    assert store.page_credentials(parse(f"id:{creds[0].id}"))[0].agents == ["bot-a", "bot-b"]
+    g = store.grants_for_credential(creds[0].id)
+    assert [(x.agent, x.capabilities, x.chain) for x in g] == [
+        ("bot-a", [], []),
+        ("bot-b", ["read"], ["a", "b"]),
+    ]
+    assert sorted(x.credential_id for x in store.grants_for_agent("BOT-A")) == sorted(
+        [creds[0].id, creds[1].id]
+    )
+    assert len(store.usage_for_credential(creds[0].id)) == 2
+    assert store.get_credential(creds[0].id).last_used_at == at
+    apply(store, creds, grants, usage)  # same events again: deduplicated
+    assert len(store.usage_for_credential(creds[0].id)) == 2
+    # a listing that no longer reports last use does not blank it, and is not "changed"
+    assert apply(store, creds, grants).changed == 0
+    assert store.get_credential(creds[0].id).last_used_at == at
+    # grants are replaced by the next complete listing
+    apply(store, creds, grants[2:])
+    assert store.get_credential(creds[0].id).agents == []
+    assert store.count_credentials(parse("agent:bot-a")) == 1
+
+
+def test_no_row_is_ever_deleted(store: Store) -> None:
+    rnd = random.Random(3)
+    known: set[str] = set()
+    for _ in range(12):
+        creds = [mk(i) for i in sorted(rnd.sample(range(40), rnd.randint(0, 25)))]
+        if rnd.random() < 0.3:
+            sync = store.begin_sync(["vault-prod"], "t")
+            store.mark_source_failed(sync, "vault-prod", "down")
+        else:
+            apply(store, creds, complete=rnd.random() < 0.6)
+            known |= {c.id for c in creds}
+        assert {c.id for c in store.all_credentials(None)} == known
+
+
+def test_fts_stays_in_sync_with_updates(store: Store, db_path: Path) -> None:
+    apply(store, [mk(1, name="alpha-key"), mk(2, name="beta-key")])
+    drive = {"plan": "drive"}
+    assert [c.name for c in store.page_credentials(parse("alpha"), **drive)] == ["alpha-key"]
+    apply(store, [mk(1, name="omega-key"), mk(2, name="beta-key")])
+    assert store.page_credentials(parse("alpha"), **drive) == []
+    assert [c.name for c in store.page_credentials(parse("omega"), **drive)] == ["omega-key"]
+    apply(store, [mk(1, name="omega-key")], [Grant(agent="zeta-bot", credential_id=mk(1).id)])
+    assert [c.name for c in store.page_credentials(parse("zeta-b"), **drive)] == ["omega-key"]
+    assert [c.name for c in store.page_credentials(parse("status:gone beta"), **drive)] == [
+        "beta-key"
+    ]
+    with raw(db_path) as conn:  # FTS5's own check of index against content
+        conn.execute("INSERT INTO credentials_fts(credentials_fts) VALUES ('integrity-check')")
+
+
+def test_paging_sorting_filtering_match_python(store: Store) -> None:
+    rnd = random.Random(5)
+    teams = ["support", "payments", "Search", "infra"]
+    creds = [
+        mk(
+            i,
+            source=rnd.choice(["vault-prod", "aws-main"]),
+            name=f"{rnd.choice(teams)}-{rnd.randint(0, 99)}",
+            owner=rnd.choice([None, *teams]),
+            environment=rnd.choice(["dev", "prod"]),
+            expires_at=rnd.choice([None, T0 + timedelta(days=rnd.randint(0, 300))]),
+            last_used_at=rnd.choice([None, T0 + timedelta(hours=rnd.randint(0, 9000))]),
+        )
+        for i in range(3000)
+    ]
+    assert store.bulk_insert_credentials(creds) == 3000
+    stored = list(store.all_credentials(None))
+    cases = [
+        ("", "name", False),
+        ("", "expires", True),
+        ("sup", "owner", False),
+        ("env:prod !owner:none", "last_used", True),
+        ("source:aws-main pay", "name", True),
+        ("owner~EAR", "created", False),
+        ("expires:never env:dev", "id", False),
+    ]
+    for text, sort, desc in cases:
+        q = parse(text, sort=sort, descending=desc)
+        want = [c.id for c in sorted(filter(q.matches, stored), key=q.sort_key, reverse=desc)]
+        assert want, text
+        assert store.count_credentials(q) == len(want)
+        pages = []
+        offset = 0
+        while True:
+            page = store.page_credentials(q, offset, 60)
+            if not page:
+                break
+            pages += [c.id for c in page]
+            offset += 60
+        assert pages == want, text
+
+
+def test_walk_plan_uses_the_sort_index_not_a_temp_sort(store: Store) -> None:
+    for text, sort in [("sup env:prod", "name"), ("owner:none", "expires"), ("x", "age")]:
+        plan = " | ".join(store.explain(parse(text, sort=sort), "walk"))
+        assert "TEMP B-TREE" not in plan and "ix_cred_sort_" in plan, plan
+    drive = " | ".join(store.explain(parse("support"), "drive"))
+    assert "credentials_fts" in drive
+
+
+# --- transactions and threads -----------------------------------------------------------
+
+
+def test_transaction_rolls_back_and_nests(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.set_meta("a", "1")
+        raise RuntimeError("boom")
+    assert store.get_meta("a") is None
+    with store.transaction():
+        store.set_meta("b", "1")
+        with pytest.raises(RuntimeError), store.transaction():
+            store.set_meta("c", "1")
+            raise RuntimeError("inner")
+    assert store.get_meta("b") == "1" and store.get_meta("c") is None
+
+
+def test_readers_in_threads_while_writing(store: Store) -> None:
+    apply(store, [mk(i) for i in range(200)])
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                n = store.count_credentials()
+                assert n in (200, 300)  # never a half-applied listing
+                store.page_credentials(parse("app1"), 0, 60)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(5):
+        apply(store, [mk(i) for i in range(300)])
+        apply(store, [mk(i) for i in range(300)], complete=False)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+# --- rotation journal -------------------------------------------------------------------
+
+
+def test_rotation_journal(store: Store) -> None:
+    cred = mk(1)
+    apply(store, [cred])
+    run = store.create_rotation_run(cred.id, "vault-kv", {"zero_downtime": True}, "alice")
+    assert store.get_rotation_run(run)["status"] == "planned"
+    assert [r["id"] for r in store.unfinished_rotation_runs()] == [run]
+    store.set_run_status(run, "running")
+    step = store.start_step(run, "create")
+    assert store.rotation_steps(run)[0]["status"] == "started"
+    store.finish_step(step, "done", detail={"version": "2"})
+    step2 = store.start_step(run, "verify")
+    store.finish_step(step2, "failed", error="401 from provider")
+    steps = store.rotation_steps(run)
+    assert [(s["step"], s["status"]) for s in steps] == [("create", "done"), ("verify", "failed")]
+    assert steps[0]["detail"] == {"version": "2"} and steps[1]["error"] == "401 from provider"
+    store.set_run_status(run, "rolled-back", error="verify failed", pending_version="2")
+    got = store.get_rotation_run(run)
+    assert got["finished_at"] and got["started_at"] and got["plan"] == {"zero_downtime": True}
+    assert store.unfinished_rotation_runs() == []
+    assert [r["id"] for r in store.rotation_runs(credential_id=cred.id)] == [run]
+    assert store.rotation_runs(status="completed") == []
+    with pytest.raises(StoreError):
+        store.set_run_status(run, "completed", colour="blue")
+    with pytest.raises(StoreError):
+        store.finish_step(step, "maybe")
+    when = T0 + timedelta(days=90)
+    store.record_rotation(cred.id, when, "3", "hmac-sha256:new")
+    after = store.get_credential(cred.id)
+    assert (after.rotated_at, after.version, after.fingerprint) == (when, "3", "hmac-sha256:new")
+
+
+def test_sync_runs_and_sources(store: Store) -> None:
+    store.upsert_sources(
+        [{"name": "v", "type": "vault", "environment": "prod", "config": {"token": "keyring:a/b"}}]
+    )
+    store.upsert_agents([{"name": "bot", "owner": "x", "identities": [{"type": "keyring"}]}])
+    store.upsert_agents([{"name": "bot", "owner": "y"}])
+    assert [(a["name"], a["owner"]) for a in store.agents()] == [("bot", "y")]
+    assert store.sources()[0]["config"] == {"token": "keyring:a/b"}
+    assert store.last_sync() is None
+    apply(store, [mk(1)])
+    last = store.last_sync()
+    assert last["status"] == "ok" and last["actor"] == "tester" and last["finished_at"]
+    assert last["results"][0]["new"] == 1
+    assert len(store.sync_runs(10)) == 1
+
+
+def test_reused_fingerprints(store: Store) -> None:
+    apply(
+        store, [mk(1, fingerprint="hmac-sha256:same"), mk(2, fingerprint="hmac-sha256:same"), mk(3)]
+    )
+    assert store.credentials_by_fingerprint() == {"hmac-sha256:same": [mk(1).id, mk(2).id]}
