@@ -82,7 +82,9 @@ def _redacted(value: Any) -> Any:
         return {redact(str(k)): _redacted(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [_redacted(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value))  # bytes, dates, paths...: as the JSON would render them, redacted
 
 
 @dataclass(frozen=True)

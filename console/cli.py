@@ -25,6 +25,7 @@ log = logging.getLogger("keyshift")
 F = TypeVar("F", bound=Callable[..., Any])
 
 INTERNAL_ERROR_EXIT = 70
+_VERBOSE = 0  # set from -v; decides whether an internal error shows its traceback
 
 
 @dataclass
@@ -51,6 +52,11 @@ class Context:
         if self._store is None:
             from console.store import Store
 
+            if self.read_only and not self.db_path.exists():
+                raise NotFoundError(
+                    f"no store at {self.db_path}, and --read-only may not create one",
+                    hint="run keyshift sync first (without --read-only)",
+                )
             self._store = Store(self.db_path)
             self.closers.append(self._store.close)
         return self._store
@@ -96,10 +102,14 @@ def _setup_logging(verbose: int) -> None:
         )
         root.addHandler(file_handler)
     root.setLevel(min(level, logging.INFO))
-    # third-party clients log request details at DEBUG; keep them quiet below -vvv
-    for noisy in ("botocore", "boto3", "urllib3", "hvac", "asyncio", "markdown_it"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)
+    # Third-party clients stay at WARNING whatever -v says: botocore's and urllib3's DEBUG
+    # records carry request and response bodies (secret values, keys) before keyshift has
+    # seen the value, so the redacting filter could not catch them (invariant 1).
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "hvac", "asyncio", "markdown_it"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     secrets.install_log_redaction(root)
+    global _VERBOSE
+    _VERBOSE = verbose
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -286,7 +296,9 @@ def audit_verify(ctx: Context) -> None:
 
 
 @audit_group.command("tail")
-@click.option("-n", "count", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "-n", "count", default=20, show_default=True, type=click.IntRange(min=1, max=1_000_000)
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 def audit_tail(ctx: Context, count: int, fmt: str) -> None:
@@ -385,7 +397,7 @@ def _cred_json(cred: Any) -> dict:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @click.option("--sort", "sort", default="name", show_default=True)
 @click.option("--desc", is_flag=True, help="Sort descending.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--limit", type=click.IntRange(min=1, max=10_000_000), default=None)
 @pass_ctx
 def ls_cmd(
     ctx: Context, filter_words: tuple[str, ...], fmt: str, sort: str, desc: bool, limit: int | None
@@ -523,6 +535,14 @@ def rotate_cmd(
     """Rotate one credential: create, verify, promote; revoke after the grace period."""
     from datetime import timedelta
 
+    if finish_due and resume:
+        raise UsageError("--finish-due and --resume are separate runs", hint="pass one of them")
+    if (finish_due or resume) and (dry_run or cred_id):
+        raise UsageError(
+            f"--{'finish-due' if finish_due else 'resume'} acts on every due run: "
+            "it takes no credential id and no --dry-run",
+            hint="see what is pending with: keyshift audit tail",
+        )
     if finish_due or resume:
         ctx.require_writable("rotate")
         engine = _engine(ctx)
@@ -615,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except Exception as exc:
         _err(f"keyshift: internal error: {type(exc).__name__}: {exc}")
-        if logging.getLogger().isEnabledFor(logging.INFO):
+        if _VERBOSE:
             import traceback
 
             _err("".join(traceback.format_exception(exc)))

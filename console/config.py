@@ -61,8 +61,12 @@ class InventoryError(ConfigError):
     def __init__(self, problems: list[ConfigError]) -> None:
         first = problems[0]
         super().__init__(
-            first.message, file=first.file, line=first.line, column=first.column,
-            field=first.field, hint=first.hint,
+            first.message,
+            file=first.file,
+            line=first.line,
+            column=first.column,
+            field=first.field,
+            hint=first.hint,
         )
         self.problems: tuple[ConfigError, ...] = tuple(problems)
 
@@ -82,7 +86,10 @@ class InventoryError(ConfigError):
 #   declared:<name>             a declared credential listed in sandbox.declared_values
 # In declared_values a bare declared name means declared:<name>.
 VALUE_KEY_FORMATS = (
-    "vault:<mount>/<path>[#key]", "aws:<name>", "ssm:<name>", "keyring:<service>/<name>",
+    "vault:<mount>/<path>[#key]",
+    "aws:<name>",
+    "ssm:<name>",
+    "keyring:<service>/<name>",
     "declared:<name>",
 )
 
@@ -109,8 +116,9 @@ def value_keys(inventory: Inventory) -> dict[str, tuple[Path_, str | None]]:
     for i, p in enumerate(sb.aws_parameters):
         out.setdefault(f"ssm:{p.name}", (("sandbox", "aws_parameters", i), p.same_value_as))
     for i, k in enumerate(sb.keyring_entries):
-        out.setdefault(f"keyring:{k.service}/{k.name}",
-                       (("sandbox", "keyring_entries", i), k.same_value_as))
+        out.setdefault(
+            f"keyring:{k.service}/{k.name}", (("sandbox", "keyring_entries", i), k.same_value_as)
+        )
     for name, shares in sb.declared_values.items():
         target = None if shares is None else shares if ":" in shares else f"declared:{shares}"
         out.setdefault(f"declared:{name}", (("sandbox", "declared_values", name), target))
@@ -125,9 +133,9 @@ class LoadedInventory:
     """A validated inventory, where it came from, and lookups by name."""
 
     inventory: Inventory
-    path: Path            # resolved path of the file
-    base_dir: Path        # its directory: relative workspace and env-file paths start here
-    display: str = ""     # the path as the user gave it, used in messages
+    path: Path  # resolved path of the file
+    base_dir: Path  # its directory: relative workspace and env-file paths start here
+    display: str = ""  # the path as the user gave it, used in messages
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
     agents_by_name: dict[str, Agent] = field(init=False, repr=False)
@@ -190,8 +198,12 @@ class LoadedInventory:
         """A ConfigError pointing at ``path`` in this file."""
         pos = self.position(path)
         return ConfigError(
-            message, file=self.display, line=pos[0] if pos else None,
-            column=pos[1] if pos else None, field=format_path(path) or None, hint=hint,
+            message,
+            file=self.display,
+            line=pos[0] if pos else None,
+            column=pos[1] if pos else None,
+            field=format_path(path) or None,
+            hint=hint,
         )
 
 
@@ -200,8 +212,12 @@ def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
         return table[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(table), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else (
-            f"known: {', '.join(sorted(table))}" if table else f"the inventory has no {what}s"
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else (
+                f"known: {', '.join(sorted(table))}" if table else f"the inventory has no {what}s"
+            )
         )
         raise NotFoundError(f"unknown {what} {name!r}", hint=hint) from None
 
@@ -245,14 +261,19 @@ def _load(text: str, display: str, resolved: Path) -> LoadedInventory:
     doc = yamlsafe.parse(text, display)
     if doc.data is None:
         raise ConfigError(
-            "the inventory is empty", file=display, line=1, column=1,
+            "the inventory is empty",
+            file=display,
+            line=1,
+            column=1,
             hint="start from sample_inventory.yaml: it has agents:, sources:, policies:",
         )
     if not isinstance(doc.data, dict):
         line, column = doc.values.get((), (1, 1))
         raise ConfigError(
             f"the top level must be a mapping (agents:, sources:, ...), not {_describe(doc.data)}",
-            file=display, line=line, column=column,
+            file=display,
+            line=line,
+            column=column,
             hint="start from sample_inventory.yaml",
         )
     _raise(_secret_problems(doc, display))
@@ -270,8 +291,12 @@ def _load(text: str, display: str, resolved: Path) -> LoadedInventory:
     _raise(problems)
     assert inventory is not None
     loaded = LoadedInventory(
-        inventory=inventory, path=resolved, base_dir=resolved.parent, display=display,
-        values=doc.values, keys=doc.keys,
+        inventory=inventory,
+        path=resolved,
+        base_dir=resolved.parent,
+        display=display,
+        values=doc.values,
+        keys=doc.keys,
     )
     _raise(_reference_problems(loaded))
     return loaded
@@ -284,12 +309,19 @@ def _raise(problems: list[ConfigError]) -> None:
 
 
 def _problem(
-    display: str, pos: tuple[int, int] | None, path: Path_ | None, message: str,
+    display: str,
+    pos: tuple[int, int] | None,
+    path: Path_ | None,
+    message: str,
     hint: str | None = None,
 ) -> ConfigError:
     return ConfigError(
-        message, file=display, line=pos[0] if pos else None, column=pos[1] if pos else None,
-        field=format_path(path) if path else None, hint=hint,
+        message,
+        file=display,
+        line=pos[0] if pos else None,
+        column=pos[1] if pos else None,
+        field=format_path(path) if path else None,
+        hint=hint,
     )
 
 
@@ -303,47 +335,66 @@ def _secret_problems(doc: yamlsafe.Document, display: str) -> list[ConfigError]:
         if s.is_key:
             hit = secretlike.looks_like_secret(s.text)
             if hit:
-                problems.append(_problem(
-                    display, pos, s.path,
-                    f"a key here looks like a literal secret ({hit.kind}); "
-                    "secrets never go in the inventory", _SECRET_HINT,
-                ))
+                problems.append(
+                    _problem(
+                        display,
+                        pos,
+                        s.path,
+                        f"a key here looks like a literal secret ({hit.kind}); "
+                        "secrets never go in the inventory",
+                        _SECRET_HINT,
+                    )
+                )
             continue
         if s.is_null or secretlike.is_reference(s.text.strip()):
             continue
         hit = secretlike.looks_like_secret(s.text)
         key = next((p for p in reversed(s.path) if isinstance(p, str)), "")
         if hit:
-            problems.append(_problem(
-                display, pos, s.path,
-                f"looks like a literal secret ({hit.kind}); secrets never go in the inventory",
-                _SECRET_HINT,
-            ))
+            problems.append(
+                _problem(
+                    display,
+                    pos,
+                    s.path,
+                    f"looks like a literal secret ({hit.kind}); secrets never go in the inventory",
+                    _SECRET_HINT,
+                )
+            )
         elif (
-            s.path and isinstance(s.path[-1], str) and secretlike.is_secret_key_name(key)
+            s.path
+            and isinstance(s.path[-1], str)
+            and secretlike.is_secret_key_name(key)
             and s.text.strip()
         ):
-            problems.append(_problem(
-                display, pos, s.path,
-                "a field named like a secret holds a literal value; "
-                "use a reference keyring:<service>/<name>",
-                _SECRET_HINT,
-            ))
+            problems.append(
+                _problem(
+                    display,
+                    pos,
+                    s.path,
+                    "a field named like a secret holds a literal value; "
+                    "use a reference keyring:<service>/<name>",
+                    _SECRET_HINT,
+                )
+            )
         if len(problems) >= MAX_PROBLEMS:
             break
     # comments (text outside every scalar on a line with a '#')
     offset = 0
     for number, line in enumerate(doc.text.splitlines(keepends=True), start=1):
-        if "#" not in line:   # everything but comments was scanned above, as scalars
+        if "#" not in line:  # everything but comments was scanned above, as scalars
             offset += len(line)
             continue
         for hit in secretlike.scan_text(line):
             if not doc.inside_scalar(offset + hit.offset):
-                problems.append(_problem(
-                    display, (number, hit.offset + 1), None,
-                    f"a comment looks like it holds a literal secret ({hit.kind})",
-                    "remove it from the file (and rotate it: it may be in version control)",
-                ))
+                problems.append(
+                    _problem(
+                        display,
+                        (number, hit.offset + 1),
+                        None,
+                        f"a comment looks like it holds a literal secret ({hit.kind})",
+                        "remove it from the file (and rotate it: it may be in version control)",
+                    )
+                )
                 break
         offset += len(line)
     return problems
@@ -378,8 +429,12 @@ def _concrete(data: Any, loc: Iterable[Any]) -> tuple[Path_, Any, bool]:
         if part == "[key]":
             return tuple(path), cur, True
         in_dict = isinstance(cur, dict) and isinstance(part, str) and part in cur
-        in_list = (isinstance(cur, list) and isinstance(part, int)
-                   and not isinstance(part, bool) and 0 <= part < len(cur))
+        in_list = (
+            isinstance(cur, list)
+            and isinstance(part, int)
+            and not isinstance(part, bool)
+            and 0 <= part < len(cur)
+        )
         if in_dict or in_list:
             path.append(part)
             cur = cur[part]
@@ -391,8 +446,9 @@ def _pick_model(tp: Any, datum: Any) -> Any:
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
     if typing.get_origin(tp) in (Union, types.UnionType):
-        models = [a for a in typing.get_args(tp) if isinstance(a, type) and
-                  issubclass(a, BaseModel)]
+        models = [
+            a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         others = [a for a in typing.get_args(tp) if a not in models and a is not type(None)]
         if len(models) == 1:
             return models[0]
@@ -443,10 +499,16 @@ def _schema_message(err: dict[str, Any], value: Any) -> tuple[str, str | None]:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     got = _describe(value)
-    quote_hint = ("quote it to make it a string"
-                  if isinstance(value, bool | int | float | date) else None)
-    short = (value if isinstance(value, str | int | float) and not isinstance(value, bool)
-             and 0 < len(str(value)) <= 40 else None)
+    quote_hint = (
+        "quote it to make it a string" if isinstance(value, bool | int | float | date) else None
+    )
+    short = (
+        value
+        if isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+        and 0 < len(str(value)) <= 40
+        else None
+    )
     if kind == "string_type":
         return f"expected a string, got {got}", quote_hint
     if kind in ("int_type", "int_parsing", "int_from_float"):
@@ -461,8 +523,7 @@ def _schema_message(err: dict[str, Any], value: Any) -> tuple[str, str | None]:
         return f"expected a mapping (key: value lines), got {got}", None
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
-        return (f"must be {expected}" + (f", not {short!r}" if short else f", got {got}"),
-                None)
+        return (f"must be {expected}" + (f", not {short!r}" if short else f", got {got}"), None)
     if kind == "union_tag_invalid":
         tag = ctx.get("tag")
         tag_text = f"{tag!r}" if isinstance(tag, str) and len(tag) <= 40 else "this type"
@@ -477,8 +538,12 @@ def _schema_message(err: dict[str, Any], value: Any) -> tuple[str, str | None]:
         return f"longer than {ctx.get('max_length')} characters", None
     if kind in ("too_short", "too_long"):
         return err.get("msg", "wrong number of items"), None
-    bounds = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
-              "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
+    bounds = {
+        "greater_than": ("greater than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
     if kind in bounds:
         words, key = bounds[kind]
         return f"must be {words} {ctx.get(key)}", None
@@ -548,15 +613,20 @@ def _reference_problems(loaded: LoadedInventory) -> list[ConfigError]:
         first: dict[str, Path_] = {}
         for path, name in items:
             if name in first:
-                add(path, f"duplicate {what} '{name}' (also at {format_path(first[name])})",
-                    "give each one its own name")
+                add(
+                    path,
+                    f"duplicate {what} '{name}' (also at {format_path(first[name])})",
+                    "give each one its own name",
+                )
             else:
                 first[name] = path
 
     unique(((("agents", i, "name"), a.name) for i, a in enumerate(inv.agents)), "agent name")
     unique(((("sources", i, "name"), s.name) for i, s in enumerate(inv.sources)), "source name")
-    unique(((("credentials", i, "name"), c.name) for i, c in enumerate(inv.credentials)),
-           "credential name")
+    unique(
+        ((("credentials", i, "name"), c.name) for i, c in enumerate(inv.credentials)),
+        "credential name",
+    )
 
     sources = loaded.sources_by_name
     agents = loaded.agents_by_name
@@ -566,12 +636,18 @@ def _reference_problems(loaded: LoadedInventory) -> list[ConfigError]:
         src = sources.get(name)
         if src is None:
             close = difflib.get_close_matches(name, list(sources), n=1)
-            add(path, f"unknown source '{name}'",
-                f"did you mean '{close[0]}'?" if close else f"sources: {source_list}")
+            add(
+                path,
+                f"unknown source '{name}'",
+                f"did you mean '{close[0]}'?" if close else f"sources: {source_list}",
+            )
             return False
         if src.type not in wanted:
-            add(path, f"source '{name}' is of type {src.type}; {needs}",
-                f"name a source of type {' or '.join(wanted)}")
+            add(
+                path,
+                f"source '{name}' is of type {src.type}; {needs}",
+                f"name a source of type {' or '.join(wanted)}",
+            )
             return False
         return True
 
@@ -585,33 +661,62 @@ def _reference_problems(loaded: LoadedInventory) -> list[ConfigError]:
         for j, ident in enumerate(agent.identities):
             at: Path_ = ("agents", i, "identities", j)
             if isinstance(ident, VaultIdentity):
-                ok = check_source((*at, "source"), ident.source, VAULT_TYPES,
-                                  f"a {ident.type} identity needs a vault or openbao source")
+                ok = check_source(
+                    (*at, "source"),
+                    ident.source,
+                    VAULT_TYPES,
+                    f"a {ident.type} identity needs a vault or openbao source",
+                )
                 if ok and ident.source == sandbox_vault and policy_names:
                     for k, pol in enumerate(ident.policies):
                         if pol not in policy_names and pol not in BUILTIN_VAULT_POLICIES:
-                            add((*at, "policies", k),
+                            add(
+                                (*at, "policies", k),
                                 f"policy '{pol}' is not in sandbox.vault_policies",
-                                "declare it under sandbox.vault_policies, or fix the name")
+                                "declare it under sandbox.vault_policies, or fix the name",
+                            )
             elif isinstance(ident, AwsIdentity):
-                ok = check_source((*at, "source"), ident.source, ("aws",),
-                                  f"an {ident.type} identity needs an aws source")
-                if (ok and ident.type == "aws-iam-user" and ident.source == sandbox_aws
-                        and iam_user_names and ident.name not in iam_user_names):
-                    add((*at, "name"), f"IAM user '{ident.name}' is not in sandbox.iam_users",
-                        "declare it under sandbox.iam_users, or fix the name")
+                ok = check_source(
+                    (*at, "source"),
+                    ident.source,
+                    ("aws",),
+                    f"an {ident.type} identity needs an aws source",
+                )
+                if (
+                    ok
+                    and ident.type == "aws-iam-user"
+                    and ident.source == sandbox_aws
+                    and iam_user_names
+                    and ident.name not in iam_user_names
+                ):
+                    add(
+                        (*at, "name"),
+                        f"IAM user '{ident.name}' is not in sandbox.iam_users",
+                        "declare it under sandbox.iam_users, or fix the name",
+                    )
             elif isinstance(ident, KeyringIdentity):
-                check_source((*at, "source"), ident.source, ("keyring",),
-                             "a keyring identity needs a keyring source")
+                check_source(
+                    (*at, "source"),
+                    ident.source,
+                    ("keyring",),
+                    "a keyring identity needs a keyring source",
+                )
 
     for i, cred in enumerate(inv.credentials):
-        check_source(("credentials", i, "source"), cred.source, ("declared",),
-                     "a declared credential needs a source of type declared")
+        check_source(
+            ("credentials", i, "source"),
+            cred.source,
+            ("declared",),
+            "a declared credential needs a source of type declared",
+        )
         for j, name in enumerate(cred.agents):
             if name not in agents:
                 close = difflib.get_close_matches(name, list(agents), n=1)
-                add(("credentials", i, "agents", j), f"unknown agent '{name}'",
-                    f"did you mean '{close[0]}'?" if close else "name an agent from agents:")
+                add(
+                    ("credentials", i, "agents", j),
+                    f"unknown agent '{name}'",
+                    f"did you mean '{close[0]}'?" if close else "name an agent from agents:",
+                )
 
     if sb is not None:
         _sandbox_problems(loaded, add, unique, check_source)
@@ -621,37 +726,69 @@ def _reference_problems(loaded: LoadedInventory) -> list[ConfigError]:
 def _sandbox_problems(loaded: LoadedInventory, add: Any, unique: Any, check_source: Any) -> None:
     sb = loaded.inventory.sandbox
     assert sb is not None
-    for field_name, wanted, label in (("vault_source", VAULT_TYPES, "a vault or openbao"),
-                                      ("aws_source", ("aws",), "an aws")):
+    for field_name, wanted, label in (
+        ("vault_source", VAULT_TYPES, "a vault or openbao"),
+        ("aws_source", ("aws",), "an aws"),
+    ):
         name = getattr(sb, field_name)
         if name is None:
             continue
         path = ("sandbox", field_name)
         ok = check_source(path, name, wanted, f"sandbox.{field_name} needs {label} source")
         if ok and not getattr(loaded.sources_by_name[name], "sandbox", False):
-            add(path, f"source '{name}' is not a sandbox source; seeding would write to it",
-                f"set sandbox: true on source '{name}', or name a sandbox source")
+            add(
+                path,
+                f"source '{name}' is not a sandbox source; seeding would write to it",
+                f"set sandbox: true on source '{name}', or name a sandbox source",
+            )
 
-    unique(((("sandbox", "vault_policies", i, "name"), p.name)
-            for i, p in enumerate(sb.vault_policies)), "vault policy name")
-    unique(((("sandbox", "vault_secrets", i, "path"), vault_value_key(s.mount, s.path))
-            for i, s in enumerate(sb.vault_secrets)), "vault secret")
-    unique(((("sandbox", "aws_secrets", i, "name"), s.name)
-            for i, s in enumerate(sb.aws_secrets)), "AWS secret name")
-    unique(((("sandbox", "aws_parameters", i, "name"), p.name)
-            for i, p in enumerate(sb.aws_parameters)), "SSM parameter name")
-    unique(((("sandbox", "iam_users", i, "name"), u.name)
-            for i, u in enumerate(sb.iam_users)), "IAM user name")
-    unique(((("sandbox", "keyring_entries", i, "name"), f"{k.service}/{k.name}")
-            for i, k in enumerate(sb.keyring_entries)), "keyring entry")
+    unique(
+        (
+            (("sandbox", "vault_policies", i, "name"), p.name)
+            for i, p in enumerate(sb.vault_policies)
+        ),
+        "vault policy name",
+    )
+    unique(
+        (
+            (("sandbox", "vault_secrets", i, "path"), vault_value_key(s.mount, s.path))
+            for i, s in enumerate(sb.vault_secrets)
+        ),
+        "vault secret",
+    )
+    unique(
+        ((("sandbox", "aws_secrets", i, "name"), s.name) for i, s in enumerate(sb.aws_secrets)),
+        "AWS secret name",
+    )
+    unique(
+        (
+            (("sandbox", "aws_parameters", i, "name"), p.name)
+            for i, p in enumerate(sb.aws_parameters)
+        ),
+        "SSM parameter name",
+    )
+    unique(
+        ((("sandbox", "iam_users", i, "name"), u.name) for i, u in enumerate(sb.iam_users)),
+        "IAM user name",
+    )
+    unique(
+        (
+            (("sandbox", "keyring_entries", i, "name"), f"{k.service}/{k.name}")
+            for i, k in enumerate(sb.keyring_entries)
+        ),
+        "keyring entry",
+    )
 
     declared = loaded.credentials_by_name
     for name in sb.declared_values:
         if name not in declared:
             close = difflib.get_close_matches(name, list(declared), n=1)
-            add(("sandbox", "declared_values", name), f"unknown declared credential '{name}'",
+            add(
+                ("sandbox", "declared_values", name),
+                f"unknown declared credential '{name}'",
                 f"did you mean '{close[0]}'?" if close else "name one from credentials:",
-                at_key=True)
+                at_key=True,
+            )
 
     keys = value_keys(loaded.inventory)
     formats = ", ".join(VALUE_KEY_FORMATS)
@@ -659,7 +796,7 @@ def _sandbox_problems(loaded: LoadedInventory, add: Any, unique: Any, check_sour
         if target is None:
             continue
         if key.startswith("declared:"):
-            where, shown = path, str(sb.declared_values[str(path[-1])])   # as written
+            where, shown = path, str(sb.declared_values[str(path[-1])])  # as written
         else:
             where, shown = (*path, "same_value_as"), target
         if target == key:
@@ -667,14 +804,23 @@ def _sandbox_problems(loaded: LoadedInventory, add: Any, unique: Any, check_sour
         elif target not in keys:
             close = difflib.get_close_matches(target, list(keys), n=1)
             if target.startswith("declared:") and target[9:] in declared:
-                add(where, f"'{shown}' gets no value at seed time, so there is none to share",
-                    f"add '{target[9:]}: null' to sandbox.declared_values")
+                add(
+                    where,
+                    f"'{shown}' gets no value at seed time, so there is none to share",
+                    f"add '{target[9:]}: null' to sandbox.declared_values",
+                )
             else:
-                add(where, f"no seeded value '{shown}'",
-                    f"did you mean '{close[0]}'?" if close else f"name one as {formats}")
+                add(
+                    where,
+                    f"no seeded value '{shown}'",
+                    f"did you mean '{close[0]}'?" if close else f"name one as {formats}",
+                )
         elif _has_cycle(key, lambda k: keys[k][1] if k in keys else None):
-            add(where, "values shared with same_value_as / declared_values form a cycle",
-                "one entry of each group must get its own value")
+            add(
+                where,
+                "values shared with same_value_as / declared_values form a cycle",
+                "one entry of each group must get its own value",
+            )
 
 
 def _has_cycle(start: str, step: Any) -> bool:

@@ -231,7 +231,7 @@ class SeedAwsSecret(_Model):
     sensitivity: Sensitivity = Sensitivity.medium
     same_value_as: str | None = None
     generator: Generator = Field(default_factory=Generator)
-    tags: dict[str, str] = Field(default_factory=dict)   # Secrets Manager tags
+    tags: dict[str, str] = Field(default_factory=dict)  # Secrets Manager tags
 
 
 class SeedAwsParameter(_Model):

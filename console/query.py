@@ -319,6 +319,9 @@ def _tag_term(value: str, contains: bool, negate: bool) -> Term:
     return Term("tag", "eq", tag_value, key=key, negate=negate)
 
 
+_MAX_DURATION_SECONDS = 100 * 366 * 86400  # keeps now ± N inside datetime's range
+
+
 def _time_term(name: str, typed: str, operator: str, value: str, negate: bool) -> Term:
     if operator == "~":
         raise UsageError(
@@ -331,6 +334,8 @@ def _time_term(name: str, typed: str, operator: str, value: str, negate: bool) -
     if not match:
         raise UsageError(f"cannot read {typed}:{value}", hint=f"e.g. {_example(name)}")
     seconds = int(match["n"]) * _UNIT_SECONDS[match["unit"]]
+    if seconds > _MAX_DURATION_SECONDS:
+        raise UsageError(f"{typed}:{value} is beyond 100 years", hint=f"e.g. {_example(name)}")
     return Term(name, "within" if match["cmp"] == "<" else "beyond", seconds, negate=negate)
 
 

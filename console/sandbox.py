@@ -85,8 +85,8 @@ VAULT_LOG = "vault.log"
 VAULT_AUDIT_LOG = "vault-audit.log"
 MOTO_LOG = "moto.log"
 
-START_TIMEOUT = 45.0     # seconds for a server to answer after launch (moto imports slowly)
-STOP_TIMEOUT = 10.0      # seconds between SIGTERM and SIGKILL
+START_TIMEOUT = 45.0  # seconds for a server to answer after launch (moto imports slowly)
+STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 HTTP_TIMEOUT = 3.0
 
 # Popen handles of servers started by this process, so down() can reap them (no zombies in a
@@ -100,11 +100,11 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 class ServiceState(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str                 # "vault" | "moto"
+    name: str  # "vault" | "moto"
     pid: int
     port: int
-    address: str              # http://127.0.0.1:<port>
-    cmdline: list[str]        # as /proc/<pid>/cmdline showed it once the server was ready
+    address: str  # http://127.0.0.1:<port>
+    cmdline: list[str]  # as /proc/<pid>/cmdline showed it once the server was ready
     log_path: str
 
 
@@ -116,7 +116,7 @@ class SandboxState(BaseModel):
     version: int = 1
     started_at: str
     sandbox_dir: str
-    data_dir: str             # where the servers keep files (vault storage itself is in memory)
+    data_dir: str  # where the servers keep files (vault storage itself is in memory)
     keyring_service: str = KEYRING_SERVICE
     region: str = REGION
     vault: ServiceState
@@ -161,8 +161,8 @@ class ServiceStatus:
     recorded: bool
     pid: int | None = None
     address: str | None = None
-    alive: bool = False       # the pid runs and its command line is still the recorded one
-    healthy: bool = False     # it answers (vault: sys/health; moto: an authenticated call)
+    alive: bool = False  # the pid runs and its command line is still the recorded one
+    healthy: bool = False  # it answers (vault: sys/health; moto: an authenticated call)
     detail: str = ""
 
 
@@ -195,7 +195,7 @@ class SeedSummary:
 
     created: dict[str, int] = field(default_factory=dict)
     unchanged: dict[str, int] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=dict)   # approle logins, secret reads
+    usage: dict[str, int] = field(default_factory=dict)  # approle logins, secret reads
 
     def add(self, kind: str, created: bool, n: int = 1) -> None:
         target = self.created if created else self.unchanged
@@ -310,7 +310,7 @@ def _proc_cmdline(pid: int) -> list[str] | None:
     if raw:
         return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
     if Path("/proc/self").exists():
-        return None   # a zombie or kernel thread has an empty cmdline
+        return None  # a zombie or kernel thread has an empty cmdline
     # no /proc (macOS): ps gives a space-joined line, which is what we compare then
     proc = subprocess.run(
         ["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=False
@@ -394,7 +394,7 @@ def _spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> i
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 env=env,
-                start_new_session=True,   # detached: outlives `keyshift sandbox up`
+                start_new_session=True,  # detached: outlives `keyshift sandbox up`
                 close_fds=True,
             )
         except OSError as exc:
@@ -467,7 +467,7 @@ def find_bao() -> str:
 
 
 def _hcl_str(value: str) -> str:
-    return json.dumps(value)   # HCL strings take JSON escapes
+    return json.dumps(value)  # HCL strings take JSON escapes
 
 
 def _vault_config(port: int, cluster_port: int, audit_log: Path) -> str:
@@ -504,7 +504,7 @@ def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def _start_vault(sdir: Path) -> tuple[ServiceState, str]:
     bao = find_bao()
     audit_log = sdir / VAULT_AUDIT_LOG
-    audit_log.unlink(missing_ok=True)     # a new server: evidence from an old one is not its own
+    audit_log.unlink(missing_ok=True)  # a new server: evidence from an old one is not its own
     log_path = sdir / VAULT_LOG
     config = sdir / VAULT_CONFIG
     for attempt in range(2):
@@ -532,7 +532,11 @@ def _start_vault(sdir: Path) -> tuple[ServiceState, str]:
         cmdline = _proc_cmdline(pid) or argv
         return (
             ServiceState(
-                name="vault", pid=pid, port=port, address=address, cmdline=cmdline,
+                name="vault",
+                pid=pid,
+                port=port,
+                address=address,
+                cmdline=cmdline,
                 log_path=str(log_path),
             ),
             token,
@@ -553,10 +557,8 @@ def _init_vault(address: str, pid: int, log_path: Path) -> str:
         ks_secrets.remember(unseal_key)
         ks_secrets.remember(token)
         client.sys.submit_unseal_key(unseal_key)
-        del unseal_key   # the storage dies with the process: nothing ever needs it again
-        _wait_http(
-            "OpenBao", pid, f"{address}/v1/sys/health", log_path, lambda s, b: s == 200
-        )
+        del unseal_key  # the storage dies with the process: nothing ever needs it again
+        _wait_http("OpenBao", pid, f"{address}/v1/sys/health", log_path, lambda s, b: s == 200)
         client.token = token
         client.sys.enable_secrets_engine(
             "kv", path="secret", options={"version": "2"}, description="key/value secrets"
@@ -602,7 +604,11 @@ def _start_moto(sdir: Path, region: str) -> tuple[ServiceState, str, str]:
         cmdline = _proc_cmdline(pid) or argv
         return (
             ServiceState(
-                name="moto", pid=pid, port=port, address=address, cmdline=cmdline,
+                name="moto",
+                pid=pid,
+                port=port,
+                address=address,
+                cmdline=cmdline,
                 log_path=str(log_path),
             ),
             key_id,
@@ -731,8 +737,13 @@ def _start() -> SandboxState:
         vault_config=str(sdir / VAULT_CONFIG),
     )
     _write_state(state)
-    log.info("sandbox up: vault %s (pid %d), aws %s (pid %d)",
-             vault.address, vault.pid, moto.address, moto.pid)
+    log.info(
+        "sandbox up: vault %s (pid %d), aws %s (pid %d)",
+        vault.address,
+        vault.pid,
+        moto.address,
+        moto.pid,
+    )
     return state
 
 
@@ -755,13 +766,14 @@ def _down_locked() -> list[str]:
         if not _alive(svc.pid):
             continue
         current = _proc_cmdline(svc.pid)
-        if current is None:   # exiting: its command line is already gone
+        if current is None:  # exiting: its command line is already gone
             _wait_gone(svc.pid, 2.0)
             continue
         if not _matches(current, svc.cmdline):
             log.warning(
                 "sandbox down: pid %d no longer runs the recorded %s; left it alone",
-                svc.pid, svc.name,
+                svc.pid,
+                svc.name,
             )
             continue
         _stop_pid(svc.pid)
@@ -860,7 +872,7 @@ def _loopback_session() -> Any:
     import requests
 
     session = requests.Session()
-    session.trust_env = False   # loopback: no proxy from the environment
+    session.trust_env = False  # loopback: no proxy from the environment
     return session
 
 
@@ -870,7 +882,9 @@ def vault_client(state: SandboxState | None = None) -> hvac.Client:
 
     state = state or _require_state()
     return hvac.Client(
-        url=state.vault.address, token=_vault_token(state), timeout=30,
+        url=state.vault.address,
+        token=_vault_token(state),
+        timeout=30,
         session=_loopback_session(),
     )
 

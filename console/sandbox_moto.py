@@ -17,8 +17,9 @@ def refuse_inactive_keys() -> None:
 
     original = access_control.IAMUserAccessKey.__init__
 
-    def __init__(self: Any, account_id: str, partition: str, access_key_id: str,
-                 headers: dict[str, str]) -> None:
+    def __init__(
+        self: Any, account_id: str, partition: str, access_key_id: str, headers: dict[str, str]
+    ) -> None:
         original(self, account_id, partition, access_key_id, headers)
         for user in self.backend.list_users("/", None, None):
             for key in user.access_keys:

@@ -188,8 +188,11 @@ class _Seeder:
     def _check_aws_source(self) -> None:
         if not self.seed.aws_source:
             return
-        named = [s for s in self.inv.sources if isinstance(s, AwsSource)
-                 and s.name == self.seed.aws_source]
+        named = [
+            s
+            for s in self.inv.sources
+            if isinstance(s, AwsSource) and s.name == self.seed.aws_source
+        ]
         if not named:
             raise SandboxError(f"seed: aws_source {self.seed.aws_source!r} is not a source")
         if not named[0].sandbox:
@@ -209,14 +212,29 @@ class _Seeder:
                     _Entry(_vault_key(s, extra), None, s.generator, self._vault_reader(s, extra))
                 )
         for a in self.seed.aws_secrets:
-            self.values.add(_Entry(f"aws:{a.name}", a.same_value_as, a.generator,
-                                   self._sm_reader(a.name, a.region)))
+            self.values.add(
+                _Entry(
+                    f"aws:{a.name}", a.same_value_as, a.generator, self._sm_reader(a.name, a.region)
+                )
+            )
         for p in self.seed.aws_parameters:
-            self.values.add(_Entry(f"ssm:{p.name}", p.same_value_as, p.generator,
-                                   self._ssm_reader(p.name, p.region)))
+            self.values.add(
+                _Entry(
+                    f"ssm:{p.name}",
+                    p.same_value_as,
+                    p.generator,
+                    self._ssm_reader(p.name, p.region),
+                )
+            )
         for k in self.seed.keyring_entries:
-            self.values.add(_Entry(f"keyring:{k.service}/{k.name}", k.same_value_as, k.generator,
-                                   lambda k=k: ks_secrets.get(k.service, k.name)))
+            self.values.add(
+                _Entry(
+                    f"keyring:{k.service}/{k.name}",
+                    k.same_value_as,
+                    k.generator,
+                    lambda k=k: ks_secrets.get(k.service, k.name),
+                )
+            )
         for name, shares in self.seed.declared_values.items():
             cred = self._declared.get(name)
             if cred is None:
@@ -226,8 +244,14 @@ class _Seeder:
             target = None
             if shares:
                 target = shares if ":" in shares else f"declared:{shares}"
-            self.values.add(_Entry(f"declared:{name}", target, Generator(),
-                                   lambda cred=cred: self._declared_existing(cred)))
+            self.values.add(
+                _Entry(
+                    f"declared:{name}",
+                    target,
+                    Generator(),
+                    lambda cred=cred: self._declared_existing(cred),
+                )
+            )
         self.values.check()
 
     def _vault_reader(self, s: SeedVaultSecret, key: str) -> Callable[[], str | None]:
@@ -341,7 +365,8 @@ class _Seeder:
                 "keys": ",".join(s.keys),
             }
             kv.update_metadata(
-                path=s.path, mount_point=s.mount,
+                path=s.path,
+                mount_point=s.mount,
                 custom_metadata={k: v for k, v in meta.items() if v not in (None, "")},
             )
             new_secrets.append(s)
@@ -375,7 +400,9 @@ class _Seeder:
             except hvac.exceptions.InvalidPath:
                 pass
             approle.create_or_update_approle(
-                role_name=ident.role, token_policies=ident.policies, token_ttl="1h",
+                role_name=ident.role,
+                token_policies=ident.policies,
+                token_ttl="1h",
                 mount_point=mount,
             )
             self.summary.add("approle-role", created=True)
@@ -388,8 +415,12 @@ class _Seeder:
         out = []
         for agent in self.inv.agents:
             for ident in agent.identities:
-                if (isinstance(ident, VaultIdentity) and ident.type == "vault-approle"
-                        and ident.source in names and ident.role not in seen):
+                if (
+                    isinstance(ident, VaultIdentity)
+                    and ident.type == "vault-approle"
+                    and ident.source in names
+                    and ident.role not in seen
+                ):
                     seen.add(ident.role)
                     out.append(ident)
         return out
@@ -404,8 +435,9 @@ class _Seeder:
             "secret_id"
         ]
         ks_secrets.remember(secret_id)
-        agent = hvac.Client(url=self.state.vault.address, timeout=30,
-                            session=self.vault.adapter.session)
+        agent = hvac.Client(
+            url=self.state.vault.address, timeout=30, session=self.vault.adapter.session
+        )
         agent.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point=mount)
         ks_secrets.remember(agent.token)
         self.summary.used("approle-login")
@@ -439,9 +471,15 @@ class _Seeder:
                     raise
             extra = [{"Key": k, "Value": v} for k, v in getattr(a, "tags", {}).items()]
             sm.create_secret(
-                Name=a.name, SecretString=self.values.value(f"aws:{a.name}"),
-                Tags=_tags(owner=a.owner, environment=str(a.environment), scope=a.scope,
-                           sensitivity=str(a.sensitivity)) + extra,
+                Name=a.name,
+                SecretString=self.values.value(f"aws:{a.name}"),
+                Tags=_tags(
+                    owner=a.owner,
+                    environment=str(a.environment),
+                    scope=a.scope,
+                    sensitivity=str(a.sensitivity),
+                )
+                + extra,
             )
             self.summary.add("aws-secret", created=True)
 
@@ -456,7 +494,9 @@ class _Seeder:
                     raise
             tags = _tags(owner=p.owner, environment=str(p.environment))
             ssm.put_parameter(
-                Name=p.name, Value=self.values.value(f"ssm:{p.name}"), Type="SecureString",
+                Name=p.name,
+                Value=self.values.value(f"ssm:{p.name}"),
+                Type="SecureString",
                 **({"Tags": tags} if tags else {}),
             )
             self.summary.add("ssm-parameter", created=True)
@@ -474,8 +514,9 @@ class _Seeder:
         except ClientError as exc:
             if _error_code(exc) != "NoSuchEntity":
                 raise
-            iam.create_user(UserName=u.name,
-                            Tags=_tags(owner=u.owner, environment=str(u.environment)))
+            iam.create_user(
+                UserName=u.name, Tags=_tags(owner=u.owner, environment=str(u.environment))
+            )
             self.summary.add("iam-user", created=True)
         have = len(iam.list_access_keys(UserName=u.name)["AccessKeyMetadata"])
         if min(have, u.keys):
@@ -484,8 +525,10 @@ class _Seeder:
             # the secret half is dropped here: nothing in the sandbox ever uses these keys
             iam.create_access_key(UserName=u.name)
             self.summary.add("iam-access-key", created=True)
-        attached = {p["PolicyArn"] for p in
-                    iam.list_attached_user_policies(UserName=u.name)["AttachedPolicies"]}
+        attached = {
+            p["PolicyArn"]
+            for p in iam.list_attached_user_policies(UserName=u.name)["AttachedPolicies"]
+        }
         for arn in u.policy_arns:
             if arn in attached:
                 self.summary.add("iam-policy", created=False)
@@ -501,15 +544,19 @@ class _Seeder:
                 raise
             self.summary.add("iam-policy", created=True)
         if u.inline_policy:
-            docs = ({f"{u.name}-inline": u.inline_policy} if "Statement" in u.inline_policy
-                    else dict(u.inline_policy))
+            docs = (
+                {f"{u.name}-inline": u.inline_policy}
+                if "Statement" in u.inline_policy
+                else dict(u.inline_policy)
+            )
             have_inline = set(iam.list_user_policies(UserName=u.name)["PolicyNames"])
             for name, doc in docs.items():
                 if name in have_inline:
                     self.summary.add("iam-policy", created=False)
                     continue
-                iam.put_user_policy(UserName=u.name, PolicyName=name,
-                                    PolicyDocument=json.dumps(doc))
+                iam.put_user_policy(
+                    UserName=u.name, PolicyName=name, PolicyDocument=json.dumps(doc)
+                )
                 self.summary.add("iam-policy", created=True)
 
     # --- keyring ------------------------------------------------------------------------

@@ -27,8 +27,10 @@ _KNOWN: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"), "a PEM private key"),
     (re.compile(r"(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{16,}"), "an Anthropic API key"),
     (
-        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]*\d)"
-                   r"[A-Za-z0-9_-]{20,}"),
+        re.compile(
+            r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]*\d)"
+            r"[A-Za-z0-9_-]{20,}"
+        ),
         "an OpenAI-style API key",
     ),
     (re.compile(r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}"), "a GitHub token"),
@@ -43,8 +45,10 @@ _KNOWN: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]{20,}"),
         "a Discord webhook URL",
     ),
-    (re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])"),
-     "an AWS access key id"),
+    (
+        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])"),
+        "an AWS access key id",
+    ),
     (re.compile(r"(?<![A-Za-z0-9])[rsp]k_(?:live|test)_[A-Za-z0-9]{10,}"), "a Stripe key"),
     (re.compile(r"(?<![A-Za-z0-9])whsec_[A-Za-z0-9]{16,}"), "a webhook signing secret"),
     (re.compile(r"(?<![A-Za-z0-9.])hv[sbr]\.[A-Za-z0-9_-]{20,}"), "a Vault token"),
@@ -130,7 +134,7 @@ def _looks_random(token: str) -> bool:
 # At one position the first alternative wins, so the more specific formats come first above.
 _KNOWN_ANY = re.compile("|".join(f"(?P<k{i}>{p.pattern})" for i, (p, _) in enumerate(_KNOWN)))
 _KIND = {f"k{i}": kind for i, (_, kind) in enumerate(_KNOWN)}
-_SHORTEST = 11   # no known format or random token is shorter than this
+_SHORTEST = 11  # no known format or random token is shorter than this
 
 
 def scan_text(text: str) -> list[Match]:

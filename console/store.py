@@ -846,6 +846,8 @@ class Store:
                 ):
                     row["last_used_at"] = old["last_used_at"]
                     row["last_used_evidence"] = old["last_used_evidence"]
+                if not complete:
+                    _keep_what_a_partial_listing_blanked(row, old)
                 if any(row[f] != old[f] for f in CONTENT_FIELDS):
                     changed_rows.append(row)
                     changes.changed_ids.append(cid)
@@ -930,23 +932,14 @@ class Store:
             }
             conn.execute("DELETE FROM grants WHERE source = ?", (source,))
         else:
-            # a partial listing only replaces the grants of what it saw (invariant 6)
+            # A partial listing may have failed to read some agent's role or policy, so the
+            # absence of a grant proves nothing: it adds and updates grants, never removes one
+            # (invariant 6). The next complete listing settles removals.
             old = set()
-            scope = sorted(seen | affected)
-            for chunk in _chunks(scope):
-                marks = ",".join("?" * len(chunk))
-                old |= {
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT credential_id FROM grants WHERE source = ? "
-                        f"AND credential_id IN ({marks})",
-                        [source, *chunk],
-                    )
-                }
-                conn.execute(
-                    f"DELETE FROM grants WHERE source = ? AND credential_id IN ({marks})",
-                    [source, *chunk],
-                )
+            conn.executemany(
+                "DELETE FROM grants WHERE source = ? AND agent = ? AND credential_id = ?",
+                [(source, g.agent, g.credential_id) for g in grants],
+            )
         conn.executemany(
             "INSERT INTO grants(source, agent, credential_id, capabilities, chain, used, "
             "sync_id, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1668,6 +1661,19 @@ def _glob(pattern: str) -> str:
 
 
 # --- row <-> record -------------------------------------------------------------------------
+
+
+def _keep_what_a_partial_listing_blanked(row: dict, old: dict) -> None:
+    """In a partial listing an empty field may mean "could not read it" (a denied tag or value
+    read), not "it is gone": keep what the store knew (invariant 6)."""
+    for name in CONTENT_FIELDS:
+        if row[name] in (None, "") and old[name] not in (None, ""):
+            row[name] = old[name]
+    old_tags = _loads(old["tags"], {})
+    if old_tags:
+        merged = {**old_tags, **_loads(row["tags"], {})}
+        row["tags"] = _json(merged)
+        row["tags_text"] = tags_text(merged)
 
 
 def _cred_row(cred: Credential) -> dict:

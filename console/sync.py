@@ -6,6 +6,7 @@ A partial listing (``complete=False``) never marks anything gone. The sync is on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,56 +90,19 @@ def run_sync(
     store.upsert_agents(_agent_rows(loaded))
     sync_id = store.begin_sync([c.name for c in collectors], actor)
     outcomes: list[SourceOutcome] = []
-    for collector in collectors:
-        emit(collector.name, "start")
-        try:
-            result = collector.collect(lambda item, name=collector.name: emit(name, "item", item))
-        except KeyshiftError as exc:
-            stale = store.mark_source_failed(sync_id, collector.name, exc.one_line())
-            outcomes.append(
-                SourceOutcome(collector.name, "failed", stale=stale, errors=[exc.one_line()])
-            )
-            log.warning("sync %s %s failed: %s", sync_id, collector.name, exc.one_line())
-            emit(collector.name, "failed", exc.one_line())
-            continue
-        except Exception as exc:  # an unexpected fault in a collector must not lose the sync
-            message = redact(f"{type(exc).__name__}: {exc}")
-            stale = store.mark_source_failed(sync_id, collector.name, message)
-            outcomes.append(SourceOutcome(collector.name, "failed", stale=stale, errors=[message]))
-            log.warning("sync %s %s failed: %s", sync_id, collector.name, message)
-            emit(collector.name, "failed", message)
-            continue
-        changes = store.apply_source(
-            sync_id,
-            collector.name,
-            result.credentials,
-            result.grants,
-            result.usage,
-            result.errors,
-            result.complete,
-        )
-        outcome = SourceOutcome(
-            collector.name,
-            "ok" if result.complete and not result.errors else "partial",
-            new=changes.new,
-            changed=changes.changed,
-            unchanged=changes.unchanged,
-            gone=changes.gone,
-            stale=changes.stale,
-            errors=[f"{e.where}: {e.message}" for e in result.errors],
-        )
-        outcomes.append(outcome)
-        log.info(
-            "sync %s %s: %s new, %s changed, %s gone, %s stale, %s item errors",
-            sync_id,
-            collector.name,
-            changes.new,
-            changes.changed,
-            changes.gone,
-            changes.stale,
-            len(result.errors),
-        )
-        emit(collector.name, "done", f"{len(result.credentials)} credentials")
+    try:
+        for collector in collectors:
+            outcomes.append(_sync_one(collector, store, sync_id, emit))
+    except BaseException as exc:
+        # The store itself failed (busy, disk full) or the run was interrupted: what earlier
+        # sources wrote is committed, so the audit log must still say this sync happened.
+        detail = SyncSummary(sync_id, outcomes).as_dict()
+        detail["status"] = "failed"
+        detail["error"] = redact(f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):
+            store.finish_sync(sync_id, "failed", detail)
+        audit.append(actor, "sync", ",".join(c.name for c in collectors), detail)
+        raise
     summary = SyncSummary(sync_id, outcomes)
     store.finish_sync(sync_id, summary.status, summary.as_dict())
     audit.append(
@@ -148,6 +112,53 @@ def run_sync(
         summary.as_dict(),
     )
     return summary
+
+
+def _sync_one(collector, store: Store, sync_id: int, emit) -> SourceOutcome:  # type: ignore[no-untyped-def]
+    emit(collector.name, "start")
+    try:
+        result = collector.collect(lambda item, name=collector.name: emit(name, "item", item))
+    except KeyshiftError as exc:
+        stale = store.mark_source_failed(sync_id, collector.name, exc.one_line())
+        log.warning("sync %s %s failed: %s", sync_id, collector.name, exc.one_line())
+        emit(collector.name, "failed", exc.one_line())
+        return SourceOutcome(collector.name, "failed", stale=stale, errors=[exc.one_line()])
+    except Exception as exc:  # an unexpected fault in a collector must not lose the sync
+        message = redact(f"{type(exc).__name__}: {exc}")
+        stale = store.mark_source_failed(sync_id, collector.name, message)
+        log.warning("sync %s %s failed: %s", sync_id, collector.name, message)
+        emit(collector.name, "failed", message)
+        return SourceOutcome(collector.name, "failed", stale=stale, errors=[message])
+    changes = store.apply_source(
+        sync_id,
+        collector.name,
+        result.credentials,
+        result.grants,
+        result.usage,
+        result.errors,
+        result.complete,
+    )
+    log.info(
+        "sync %s %s: %s new, %s changed, %s gone, %s stale, %s item errors",
+        sync_id,
+        collector.name,
+        changes.new,
+        changes.changed,
+        changes.gone,
+        changes.stale,
+        len(result.errors),
+    )
+    emit(collector.name, "done", f"{len(result.credentials)} credentials")
+    return SourceOutcome(
+        collector.name,
+        "ok" if result.complete and not result.errors else "partial",
+        new=changes.new,
+        changed=changes.changed,
+        unchanged=changes.unchanged,
+        gone=changes.gone,
+        stale=changes.stale,
+        errors=[f"{e.where}: {e.message}" for e in result.errors],
+    )
 
 
 def _source_rows(loaded: LoadedInventory) -> list[dict]:

@@ -61,9 +61,9 @@ class ScalarAt:
 class Document:
     data: Any
     text: str
-    values: dict[Path_, Pos] = field(default_factory=dict)   # path -> position of its value
-    keys: dict[Path_, Pos] = field(default_factory=dict)     # path -> position of its key
-    scalars: list[ScalarAt] = field(default_factory=list)    # each scalar node once
+    values: dict[Path_, Pos] = field(default_factory=dict)  # path -> position of its value
+    keys: dict[Path_, Pos] = field(default_factory=dict)  # path -> position of its key
+    scalars: list[ScalarAt] = field(default_factory=list)  # each scalar node once
     spans: list[tuple[int, int]] = field(default_factory=list)  # scalar [start, end) indexes
 
     def inside_scalar(self, index: int) -> bool:
@@ -97,7 +97,7 @@ def _pos(node: Node) -> Pos:
 
 
 def _tag_name(tag: str) -> str:
-    return "!!" + tag[len(_STD):] if tag.startswith(_STD) else tag
+    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def read_text(path: Path, display: str) -> str:
         error = ConfigError("is a directory, not an inventory file", file=display, hint=hint)
     except PermissionError:
         error = ConfigError("permission denied", file=display, hint="check the file's mode")
-    except (OSError, ValueError) as exc:   # ValueError: an embedded NUL in the name
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL in the name
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         error = ConfigError(f"cannot read the file ({reason})", file=display, hint=hint)
     if error is not None:
@@ -137,7 +137,7 @@ def decode(data: bytes, display: str) -> str:
             hint="an inventory is a hand-written file; is this the right one?",
         )
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -158,10 +158,15 @@ def decode(data: bytes, display: str) -> str:
 # --- composing ----------------------------------------------------------------------------
 
 _SYNTAX_HINTS = [
-    ("cannot start any token", "indent with spaces, not tabs, and quote values that start "
-                               "with a special character such as @, `, % or |"),
-    ("mapping values are not allowed", "quote a value that contains ': ', or fix the "
-                                       "indentation of the line"),
+    (
+        "cannot start any token",
+        "indent with spaces, not tabs, and quote values that start "
+        "with a special character such as @, `, % or |",
+    ),
+    (
+        "mapping values are not allowed",
+        "quote a value that contains ': ', or fix the indentation of the line",
+    ),
     ("expected <block end>", "check the indentation: items of one list or mapping line up"),
     ("did not find expected '-'", "check the indentation: items of one list line up"),
     ("did not find expected key", "check the indentation: keys of one mapping line up"),
@@ -177,7 +182,7 @@ def _syntax_error(exc: yaml.YAMLError, text: str, display: str) -> ConfigError:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem and exc.problem.startswith("but "):
-            problem = f"{exc.context}, {exc.problem}"   # "expected X, but found Y"
+            problem = f"{exc.context}, {exc.problem}"  # "expected X, but found Y"
             context = ""
         else:
             context = f" ({exc.context})" if exc.context and exc.problem else ""
@@ -249,7 +254,7 @@ def _compose(text: str) -> Node | None:
     if _CLoader is not None:
         _check_depth(text)
         return yaml.compose(text, Loader=_CLoader)
-    loader = _Loader(text)   # the reader checks for control characters right here
+    loader = _Loader(text)  # the reader checks for control characters right here
     try:
         return loader.get_single_node()
     finally:
@@ -265,10 +270,12 @@ def compose(text: str, display: str) -> Node | None:
     except _TooDeep as exc:
         error = ConfigError(
             f"nested more than {MAX_DEPTH} levels deep",
-            file=display, line=exc.mark.line + 1, column=exc.mark.column + 1,
+            file=display,
+            line=exc.mark.line + 1,
+            column=exc.mark.column + 1,
             hint="an inventory needs only a few levels of nesting",
         )
-    raise error   # outside the except blocks: PyYAML's exception is not chained
+    raise error  # outside the except blocks: PyYAML's exception is not chained
 
 
 # --- building data from nodes -------------------------------------------------------------
@@ -288,8 +295,12 @@ class _Builder:
     def error(self, message: str, node: Node, path: Path_, hint: str | None = None) -> ConfigError:
         line, column = _pos(node)
         return ConfigError(
-            message, file=self.display, line=line, column=column,
-            field=format_path(path) or None, hint=hint,
+            message,
+            file=self.display,
+            line=line,
+            column=column,
+            field=format_path(path) or None,
+            hint=hint,
         )
 
     def build(self, node: Node, path: Path_, depth: int) -> Any:
@@ -297,18 +308,27 @@ class _Builder:
         if self.visited > self.budget:
             raise self.error(
                 f"aliases expand this document past {self.budget:,} nodes (an alias bomb?)",
-                node, path,
+                node,
+                path,
                 hint="an inventory never needs aliases nested this deep; write the values out",
             )
         if depth > self.max_depth:
-            raise self.error(f"nested more than {self.max_depth} levels deep", node, path,
-                              hint="an inventory needs only a few levels of nesting")
+            raise self.error(
+                f"nested more than {self.max_depth} levels deep",
+                node,
+                path,
+                hint="an inventory needs only a few levels of nesting",
+            )
         self.doc.values[path] = _pos(node)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path, is_key=False)
         if id(node) in self.on_stack:
-            raise self.error("an alias refers to a list or mapping that contains it (a cycle)",
-                             node, path, hint="YAML aliases must not point at their own parent")
+            raise self.error(
+                "an alias refers to a list or mapping that contains it (a cycle)",
+                node,
+                path,
+                hint="YAML aliases must not point at their own parent",
+            )
         self.on_stack.add(id(node))
         try:
             if isinstance(node, SequenceNode):
@@ -328,7 +348,8 @@ class _Builder:
     def _bad_tag(self, node: Node, path: Path_) -> ConfigError:
         return self.error(
             f"YAML tag '{_tag_name(node.tag)}' is not allowed in an inventory",
-            node, path,
+            node,
+            path,
             hint="use plain strings, numbers, booleans, dates, lists and mappings; no tags",
         )
 
@@ -345,7 +366,8 @@ class _Builder:
                 line, _ = _pos(first_seen[key])
                 raise self.error(
                     f"duplicate key '{show_key(key)}' (first given on line {line})",
-                    key_node, (*path, key),
+                    key_node,
+                    (*path, key),
                     hint="YAML would silently keep only the last one; remove or rename one",
                 )
             first_seen[key] = key_node
@@ -359,26 +381,33 @@ class _Builder:
         here = self.doc.values.get(path)
         for src in sources:
             if not isinstance(src, MappingNode):
-                raise self.error("'<<' can only merge mappings", src, path,
-                                 hint="write '<<: *anchor' where the anchor names a mapping")
+                raise self.error(
+                    "'<<' can only merge mappings",
+                    src,
+                    path,
+                    hint="write '<<: *anchor' where the anchor names a mapping",
+                )
             built = self.build(src, path, depth + 1)
             for k, v in built.items():
-                into.setdefault(k, v)   # the first merged mapping wins, as YAML specifies
+                into.setdefault(k, v)  # the first merged mapping wins, as YAML specifies
         if here is not None:
             self.doc.values[path] = here
 
     def key(self, node: Node, path: Path_) -> str:
         self.visited += 1
         if not isinstance(node, ScalarNode):
-            raise self.error("mapping keys must be plain words, not lists or mappings",
-                             node, path)
+            raise self.error("mapping keys must be plain words, not lists or mappings", node, path)
         if node.tag not in (STR, NULL, BOOL, INT, FLOAT, TIMESTAMP, VALUE):
             raise self._bad_tag(node, path)
         if node.tag == NULL and node.value in ("", "~"):
-            raise self.error("a mapping key is empty", node, path,
-                             hint="every entry needs a name before its colon")
+            raise self.error(
+                "a mapping key is empty",
+                node,
+                path,
+                hint="every entry needs a name before its colon",
+            )
         self._record(node, path, is_key=True)
-        return node.value    # the literal text: "on", "yes", "1" stay strings
+        return node.value  # the literal text: "on", "yes", "1" stay strings
 
     def _record(self, node: ScalarNode, path: Path_, is_key: bool) -> None:
         if id(node) in self.seen_scalars:
@@ -388,8 +417,9 @@ class _Builder:
         self.doc.scalars.append(
             ScalarAt(path, node.value, line, column, is_key, node.tag == NULL and not is_key)
         )
-        self.doc.spans.append((node.start_mark.index, max(node.end_mark.index,
-                                                          node.start_mark.index + 1)))
+        self.doc.spans.append(
+            (node.start_mark.index, max(node.end_mark.index, node.start_mark.index + 1))
+        )
 
     def scalar(self, node: ScalarNode, path: Path_, is_key: bool) -> Any:
         tag = node.tag

@@ -237,3 +237,29 @@ def test_unknown_inventory_file_is_one_line(tmp_path, env):
         timeout=60,
     )
     assert_one_line_error(proc, 2, "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("ls", "age:>99999999999999999d"), "100 years"),
+        (("ls", "expires:<9999999d"), "100 years"),
+        (("ls", "used:>"), "used"),
+        (("audit", "tail", "-n", "99999999999999999999"), "-n"),
+        (("rotate", "--finish-due", "--dry-run"), "--dry-run"),
+        (("rotate", "--finish-due", "--resume"), "separate"),
+        (("rotate", "--resume", "declared:api-key:x"), "credential id"),
+    ],
+)
+def test_odd_arguments_are_one_line_usage_errors(tmp_path, env, args, needle):
+    run(tmp_path, env, "sync")
+    assert_one_line_error(run(tmp_path, env, *args), 2, needle)
+
+
+def test_read_only_never_creates_a_store(tmp_path, env):
+    proc = run(tmp_path, env, "--read-only", "ls")
+    assert_one_line_error(proc, 3, "--read-only may not create")
+    assert not (tmp_path / "ks.db").exists()
+    run(tmp_path, env, "sync")
+    listed = run(tmp_path, env, "--read-only", "ls", "--format", "json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 2

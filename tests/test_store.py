@@ -232,6 +232,32 @@ def test_partial_listing_keeps_rows_and_marks_unseen_stale(store: Store, db_path
     assert all(store.get_credential(c.id).stale_since is None for c in creds)
 
 
+def test_partial_listing_never_blanks_fields_or_drops_grants(store: Store) -> None:
+    # A denied tag/value read makes a collector return the credential with empty fields, and a
+    # denied role read returns no grant for that agent: neither may erase what the store knew.
+    creds = [mk(i) for i in range(3)]
+    grants = [
+        Grant(agent=agent, credential_id=c.id, capabilities=["read"])
+        for c in creds
+        for agent in ("bot", "other")
+    ]
+    apply(store, creds, grants)
+    blanked = [c.model_copy(update={"owner": None, "fingerprint": None, "tags": {}}) for c in creds]
+    only_bot = [g for g in grants if g.agent == "bot"]
+    errors = [ItemError(where="auth/approle/role/other", message="permission denied")]
+    apply(store, blanked, only_bot, errors=errors, complete=False)
+    for c in creds:
+        got = store.get_credential(c.id)
+        assert (got.owner, got.fingerprint, got.tags) == (c.owner, c.fingerprint, c.tags)
+        assert sorted(g.agent for g in store.grants_for_credential(c.id)) == ["bot", "other"]
+        assert got.agents == ["bot", "other"]
+    # a complete listing is the truth: now the blanks and the dropped grant apply
+    apply(store, blanked, only_bot)
+    got = store.get_credential(creds[0].id)
+    assert (got.owner, got.fingerprint, got.tags) == (None, None, {})
+    assert [g.agent for g in store.grants_for_credential(creds[0].id)] == ["bot"]
+
+
 def test_mark_source_failed_keeps_every_field(store: Store, db_path: Path) -> None:
     apply(store, [mk(i) for i in range(4)])
     apply(store, [mk(i, source="aws-main") for i in range(2)], source="aws-main")

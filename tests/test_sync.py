@@ -347,7 +347,7 @@ def test_canary_value_never_reaches_disk_output_or_logs(
 
     outputs = []
     for args in (
-        ["-vv", "sync"],
+        ["-vvv", "sync"],
         ["ls", "--format", "json"],
         ["show", f"v:kv:{mount}/canary/kv"],
         ["show", f"a:secretsmanager:{arn}", "--format", "json"],

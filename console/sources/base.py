@@ -61,9 +61,6 @@ def build_sources(loaded: LoadedInventory, only: list[str] | None = None) -> lis
         if only and cfg.name not in only:
             continue
         module_name, _, class_name = _COLLECTORS[cfg.type].partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue  # a source type whose collector has not been written yet
+        module = importlib.import_module(module_name)
         collectors.append(getattr(module, class_name)(cfg, loaded))
     return collectors
