@@ -189,7 +189,17 @@ class EngineContext:
         missing token is a plain error rather than a failed (and rolled-back) run."""
         cfg = self.loaded.source(source)
         if cfg.type in ("vault", "openbao"):
-            self.vault_client(source)
+            client = self.vault_client(source)
+            try:
+                # one authenticated round trip: a server that is down or a token it refuses
+                # is reported before any run (and its journal) exists
+                client.auth.token.lookup_self()
+            except Exception as exc:
+                raise RotationError(
+                    f"{source}: cannot reach Vault at {client.url} or the token is refused "
+                    f"({type(exc).__name__})",
+                    hint="check `keyshift sandbox status` or the source's address and token",
+                ) from None
         elif cfg.type == "aws":
             from console.sandbox import resolve_aws
 

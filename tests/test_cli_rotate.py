@@ -128,3 +128,46 @@ def test_unknown_credential_is_one_line(cli, sandbox):
     proc = cli("rotate", "sandbox-vault:kv:secret/nope", "--yes")
     assert proc.returncode == 3
     assert proc.stderr.count("\n") == 1 and "no credential" in proc.stderr
+
+
+def test_a_vault_that_is_down_is_refused_before_any_run_exists(tmp_path: Path):
+    from console import secrets
+    from console.model import Credential
+    from console.store import Store
+
+    secrets.put("keyshift-test", "down-vault-token", "token-for-a-closed-port")
+    inventory = {
+        "version": 1,
+        "sources": [
+            {
+                "name": "vault-down",
+                "type": "vault",
+                "address": "http://127.0.0.1:1",
+                "token": "keyring:keyshift-test/down-vault-token",
+            }
+        ],
+    }
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(inventory))
+    db = tmp_path / "ks.db"
+    store = Store(db)
+    cred_id = "vault-down:kv:secret/app"
+    store.bulk_insert_credentials(
+        [Credential(id=cred_id, source="vault-down", kind="kv", native_id="secret/app", name="app")]
+    )
+    store.close()
+    args = [KEYSHIFT, "--inventory", str(tmp_path / "inventory.yaml"), "--db", str(db)]
+    for _ in range(2):  # twice: a refused attempt must not leave a run that blocks the next
+        proc = subprocess.run(
+            [*args, "rotate", cred_id, "--yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 10, proc.stderr
+        assert "cannot reach Vault" in proc.stderr and proc.stderr.count("\n") == 1
+    store = Store(db)
+    try:
+        assert store.rotation_runs(credential_id=cred_id) == []
+    finally:
+        store.close()
