@@ -1,0 +1,203 @@
+"""Rotate one credential: show the engine's plan, ask, then follow the steps live.
+
+The plan and the run both happen in thread workers (they talk to providers through the
+engine); the modal only renders what the engine reports through its progress callback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from console.errors import KeyshiftError
+from screens.format import when
+
+if TYPE_CHECKING:
+    from screens.app import KeyshiftApp
+
+# step statuses (started/done/failed/scheduled) and run statuses (console/rotation.py)
+STATUS_STYLE = {
+    "pending": "dim",
+    "started": "yellow",
+    "done": "green",
+    "failed": "bold red",
+    "scheduled": "cyan",
+    "completed": "bold green",
+    "awaiting-revoke": "bold green",
+    "rolled-back": "bold yellow",
+    "rollback-failed": "bold red",
+}
+
+
+class RotateScreen(ModalScreen[Any]):
+    """Dismisses with the engine's RunResult, or None when cancelled or refused."""
+
+    BINDINGS = [
+        Binding("y", "confirm", "Rotate", id="rotate.confirm"),
+        Binding("escape,n", "cancel", "Cancel", id="rotate.cancel"),
+    ]
+
+    def __init__(self, cred_id: str, name: str) -> None:
+        super().__init__(id="rotate")
+        self.cred_id = cred_id
+        self.cred_name = name
+        self.plan: Any = None
+        self.state = "planning"  # planning | ready | running | finished | failed
+        self.result: Any = None
+        self.step_lines: dict[str, tuple[str, str]] = {}
+        self.outcome: Text | None = None
+
+    @property
+    def ks(self) -> KeyshiftApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="rotate-dialog"):
+            yield Static(Text(f"Rotate {self.cred_name}", style="bold"), id="rotate-title")
+            yield Static("reading the plan …", id="rotate-plan")
+            yield Static(id="rotate-steps")
+            with Horizontal(id="rotate-buttons"):
+                yield Button("Rotate (y)", id="rotate-go", variant="error", disabled=True)
+                yield Button("Cancel (esc)", id="rotate-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#rotate-cancel", Button).focus()
+        self._plan_worker()
+
+    # --- plan ----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="rotate-plan")
+    def _plan_worker(self) -> None:
+        try:
+            plan = self.ks.engine().plan(self.cred_id)
+        except KeyshiftError as exc:
+            self.app.call_from_thread(self._failed, exc.one_line())
+        except Exception as exc:
+            self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
+        else:
+            self.app.call_from_thread(self._show_plan, plan)
+
+    def _show_plan(self, plan: Any) -> None:
+        self.plan = plan
+        self.state = "ready"
+        text = Text()
+        text.append(f"{plan.summary}\n\n")
+        text.append("rotator        ", style="bold")
+        text.append(f"{plan.rotator}{'  (manual)' if plan.manual else ''}\n")
+        text.append("zero-downtime  ", style="bold")
+        text.append("yes\n" if plan.zero_downtime else "NO\n",
+                    style="green" if plan.zero_downtime else "bold red")
+        text.append("steps\n", style="bold")
+        for number, step in enumerate(plan.steps, 1):
+            text.append(f"  {number}. {step}\n")
+        for need in plan.needs:
+            text.append(f"needs          {need}\n", style="dim")
+        for warning in plan.warnings:
+            text.append(f"warning        {warning}\n", style="yellow")
+        self.query_one("#rotate-plan", Static).update(text)
+        go = self.query_one("#rotate-go", Button)
+        go.disabled = False
+        go.focus()
+
+    # --- run -----------------------------------------------------------------------------
+
+    def action_confirm(self) -> None:
+        if self.state != "ready":
+            return
+        self.state = "running"
+        self.query_one("#rotate-go", Button).disabled = True
+        self.query_one("#rotate-cancel", Button).disabled = True
+        for step in self.plan.steps:
+            # plan steps read "create: what it does"; progress reports the bare step name
+            self.step_lines[step.split(":", 1)[0].strip()] = ("pending", "")
+        self._render_steps()
+        self._rotate_worker()
+
+    @work(thread=True, exclusive=True, group="rotate-run")
+    def _rotate_worker(self) -> None:
+        def progress(step: str, status: str, message: str) -> None:
+            self.app.call_from_thread(self._step, step, status, message)
+
+        try:
+            result = self.ks.engine().rotate(
+                self.cred_id, actor=self.ks.actor, progress=progress
+            )
+        except KeyshiftError as exc:
+            self.app.call_from_thread(self._failed, exc.one_line())
+        except Exception as exc:
+            self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
+        else:
+            self.app.call_from_thread(self._finished, result)
+
+    def _step(self, step: str, status: str, message: str) -> None:
+        self.step_lines[step] = (status, message)
+        self._render_steps()
+
+    def _render_steps(self) -> None:
+        text = Text()
+        for step, (status, message) in self.step_lines.items():
+            text.append(f"  {step:<10}", style="bold")
+            text.append(f"{status:<12}", style=STATUS_STYLE.get(status, "dim"))
+            if message:
+                text.append(message, style="dim")
+            text.append("\n")
+        if self.outcome is not None:
+            text.append_text(self.outcome)
+        self.query_one("#rotate-steps", Static).update(text)
+
+    def _finished(self, result: Any) -> None:
+        self.state = "finished"
+        self.result = result
+        status = str(getattr(result, "status", "done"))
+        line = Text("\nrotation ")
+        line.append(status, style=STATUS_STYLE.get(status, "bold"))
+        if getattr(result, "version", None):
+            line.append(f"  new version {result.version}")
+        revoke_after = getattr(result, "revoke_after", None)
+        if revoke_after is not None:
+            line.append(f"\nthe old one stays valid until {when(revoke_after, self.ks.now())}",
+                        style="dim")
+        if getattr(result, "error", None):
+            line.append(f"\n{result.error}", style="red")
+        line.append("\n(esc closes)", style="dim")
+        self.outcome = line
+        self._render_steps()
+        self._closeable()
+        ok = getattr(result, "ok", True)
+        self.notify(f"rotated {self.cred_name}: {status}", severity="information" if ok
+                    else "warning")
+
+    def _failed(self, message: str) -> None:
+        self.state = "failed"
+        self.outcome = Text(f"\n{message}", style="bold red")
+        self._render_steps()
+        self._closeable()
+        self.notify(message, severity="error")
+
+    def _closeable(self) -> None:
+        self.query_one("#rotate-go", Button).disabled = True
+        cancel = self.query_one("#rotate-cancel", Button)
+        cancel.disabled = False
+        cancel.label = "Close (esc)"
+        cancel.focus()
+
+    def action_cancel(self) -> None:
+        if self.state == "running":
+            self.notify("the rotation is running; it cannot be abandoned half-way")
+            return
+        self.dismiss(self.result)
+
+    @on(Button.Pressed, "#rotate-go")
+    def _go(self) -> None:
+        self.action_confirm()
+
+    @on(Button.Pressed, "#rotate-cancel")
+    def _cancel(self) -> None:
+        self.action_cancel()
