@@ -10,8 +10,10 @@ KEYSHIFT := $(BIN)/keyshift
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
-	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing keyshift and its tools into $(VENV) (log: $(VENV)/install.log) ..."
+	@( $(BIN)/python -m pip install -q --upgrade pip \
+	   && $(BIN)/python -m pip install -q -e '.[dev]' ) > $(VENV)/install.log 2>&1 \
+	  || { tail -40 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
 sysdeps:

@@ -147,7 +147,8 @@ def short_fingerprint(fingerprint: str | None) -> str:
     """Enough of the HMAC to compare by eye; the full one is in `keyshift show --format json`."""
     if not fingerprint:
         return "-"
-    return fingerprint[:12] + "…"
+    scheme, _, digest = fingerprint.rpartition(":")
+    return f"{scheme}:{digest[:12]}…" if scheme else f"{digest[:12]}…"
 
 
 def when(value: datetime | str | None, now: datetime, *, none: str = "-") -> str:
