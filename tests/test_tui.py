@@ -57,8 +57,13 @@ def store(tmp_path: Path, creds: list[Credential]) -> Store:
     ids = {c.id for c in with_grants}
     sync_id = s.begin_sync(["vault-prod"], "test")
     s.apply_source(
-        sync_id, "vault-prod", with_grants,
-        [g for c in with_grants for g in grants_for(c)], [], [], True,
+        sync_id,
+        "vault-prod",
+        with_grants,
+        [g for c in with_grants for g in grants_for(c)],
+        [],
+        [],
+        True,
     )
     s.bulk_insert_credentials([c for c in creds if c.id not in ids])
     yield s
@@ -116,6 +121,37 @@ async def type_filter(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
 
 
 # --- inventory ---------------------------------------------------------------------------
+
+
+def test_columns_share_a_wide_terminal_and_keep_their_base_on_a_narrow_one() -> None:
+    from screens.widgets.credential_table import BASE_WIDTHS, ROW_WIDTH, fit_widths, row_width
+
+    assert fit_widths(80) == fit_widths(ROW_WIDTH) == BASE_WIDTHS  # narrower scrolls sideways
+    wide = fit_widths(ROW_WIDTH + 41)
+    assert row_width(wide) == ROW_WIDTH + 41  # every spare cell is used
+    assert wide[0] - BASE_WIDTHS[0] >= 20  # the name grows first
+    huge = fit_widths(10_000)
+    assert all(w >= b for w, b in zip(huge, BASE_WIDTHS, strict=True))
+    assert row_width(huge) < 10_000  # each column has a ceiling
+
+
+@sync_test
+async def test_a_long_name_shows_whole_on_a_wide_terminal(store: Store) -> None:
+    long_name = "agents/support-bot/a-rather-long-secret-name"
+    store.bulk_insert_credentials(
+        [synthetic(0).model_copy(update={"id": "x:kv:long", "name": long_name})]
+    )
+    async with make_app(store).run_test(size=(120, 20)) as pilot:
+        await settle(pilot)
+        await pilot.press("/")
+        for key in "long":
+            await pilot.press(key)
+        await settle(pilot)
+        assert long_name not in screen_text(pilot.app)  # cut to the base width
+        pilot.app.screen.query_one(CredentialTable).focus()
+        await pilot.resize_terminal(200, 20)
+        await settle(pilot)
+        assert long_name in screen_text(pilot.app)
 
 
 @sync_test
@@ -291,8 +327,14 @@ async def test_help_lists_bindings_with_ids(store: Store) -> None:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for ident in ("inventory.filter", "inventory.sync", "inventory.rotate",
-                      "inventory.sort-expires", "app.quit", "app.help"):
+        for ident in (
+            "inventory.filter",
+            "inventory.sync",
+            "inventory.rotate",
+            "inventory.sort-expires",
+            "app.quit",
+            "app.help",
+        ):
             assert ident in text
         await pilot.press("escape")
         assert isinstance(app.screen, InventoryScreen)
@@ -470,8 +512,14 @@ def kv_secret(sandbox, tmp_path: Path):  # type: ignore[no-untyped-def]
     vault.secrets.kv.v2.create_or_update_secret(path, {"value": value}, mount_point="secret")
     native = f"secret/{path}"
     cred = Credential(
-        id=f"vault-sandbox:kv:{native}", source="vault-sandbox", kind="kv", native_id=native,
-        name=f"rot-{path.split('/')[1]}", location=native, version="1", owner="team-support",
+        id=f"vault-sandbox:kv:{native}",
+        source="vault-sandbox",
+        kind="kv",
+        native_id=native,
+        name=f"rot-{path.split('/')[1]}",
+        location=native,
+        version="1",
+        owner="team-support",
     )
     store = Store(tmp_path / "rotate.db")
     store.bulk_insert_credentials([cred, *(synthetic(i) for i in range(40))])
@@ -585,19 +633,20 @@ def test_snapshot_inventory(frozen, store: Store, snap_compare) -> None:  # type
 
 def test_snapshot_inventory_filtered(frozen, store: Store, snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(
-        _snap_app(store), terminal_size=SIZE,
+        _snap_app(store),
+        terminal_size=SIZE,
         run_before=_settled("slash", *"owner:none", "enter", "E"),
     )
 
 
 def test_snapshot_read_only(frozen, store: Store, snap_compare) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(_snap_app(store, read_only=True), terminal_size=SIZE,
-                        run_before=_settled())
+    assert snap_compare(_snap_app(store, read_only=True), terminal_size=SIZE, run_before=_settled())
 
 
 def test_snapshot_detail(frozen, store: Store, creds, snap_compare) -> None:  # type: ignore[no-untyped-def]
     granted = next(c for c in creds if c.source == "vault-prod" and c.agents)
     assert snap_compare(
-        _snap_app(store), terminal_size=SIZE,
+        _snap_app(store),
+        terminal_size=SIZE,
         run_before=_settled("slash", *f"name:{granted.name}", "enter", "enter"),
     )

@@ -79,29 +79,73 @@ def _fit(text: str, width: int) -> str:
     return set_cell_size(text, width)
 
 
-def _cells(values: list[tuple[str, str]]) -> list[tuple[str, Style]]:
+# Columns that take a share of a terminal wider than ROW_WIDTH, and how wide each may grow:
+# names, agents and scope are what a person reads; the rest are short codes.
+_GROWTH = {"name": 36, "agents": 30, "scope": 30, "owner": 8, "source": 6, "kind": 4}
+
+
+_NAME_FIRST = 20
+
+
+def fit_widths(available: int) -> tuple[int, ...]:
+    """Column widths for a view ``available`` cells wide: the base widths, plus what is left
+    over shared among the growable columns (a narrower view scrolls sideways)."""
+    widths = [width for _key, _label, width in COLUMNS]
+    spare = available - ROW_WIDTH
+    room = {i: _GROWTH[key] for i, (key, _l, _w) in enumerate(COLUMNS) if key in _GROWTH}
+    # the name first: it is what a row is read by
+    name = next(i for i, (key, _l, _w) in enumerate(COLUMNS) if key == "name")
+    first = min(max(spare, 0), _NAME_FIRST)
+    widths[name] += first
+    room[name] -= first
+    spare -= first
+    while spare > 0 and room:
+        share = max(spare // len(room), 1)
+        for i in list(room):
+            grant = min(share, room[i], spare)
+            widths[i] += grant
+            room[i] -= grant
+            spare -= grant
+            if room[i] == 0:
+                del room[i]
+            if spare == 0:
+                break
+    return tuple(widths)
+
+
+BASE_WIDTHS = fit_widths(0)
+
+
+def row_width(widths: tuple[int, ...]) -> int:
+    return sum(width + 2 * CELL_PADDING for width in widths)
+
+
+def _cells(values: list[tuple[str, str]], widths: tuple[int, ...]) -> list[tuple[str, Style]]:
     """One row as (text, style) runs: each cell cut or padded to its column, with padding."""
     pad = " " * CELL_PADDING
-    runs: list[tuple[str, Style]] = []
-    for (_key, _label, width), (text, style) in zip(COLUMNS, values, strict=True):
-        runs.append((f"{pad}{_fit(text, width)}{pad}", _style(style)))
-    return runs
+    return [
+        (f"{pad}{_fit(text, width)}{pad}", _style(style))
+        for width, (text, style) in zip(widths, values, strict=True)
+    ]
 
 
-def _strip(runs: list[tuple[str, Style]], base: Style, over: Style | None, x: int,
-           width: int) -> Strip:
-    """The line as painted: one Strip, styled and cut to the view, built in one pass."""
+def _strip(
+    runs: list[tuple[str, Style]], base: Style, over: Style | None, x: int, width: int, full: int
+) -> Strip:
+    """The line as painted: one Strip, styled and cut to the view, built in one pass.
+    ``full`` is the row's own width (all columns)."""
     if over is None:
         segments = [Segment(text, base + style) for text, style in runs]
     else:
         segments = [Segment(text, base + style + over) for text, style in runs]
-    if x + width > ROW_WIDTH:
-        segments.append(Segment(" " * (x + width - ROW_WIDTH), base))
-    strip = Strip(segments, max(ROW_WIDTH, x + width))
+    if x + width > full:
+        segments.append(Segment(" " * (x + width - full), base))
+    strip = Strip(segments, max(full, x + width))
     return strip.crop(x, x + width) if x else strip
 
 
-_HEADER = _cells([(label, "") for _key, label, _width in COLUMNS])
+def _header(widths: tuple[int, ...]) -> list[tuple[str, Style]]:
+    return _cells([(label, "") for _key, label, _width in COLUMNS], widths)
 
 
 class CredentialTable(ScrollView, can_focus=True):
@@ -197,6 +241,9 @@ class CredentialTable(ScrollView, can_focus=True):
         self._clock: datetime | None = None
         self._last_window: Window | None = None
         self._paint_styles = (Style(), Style(), Style(), Style())
+        self._widths = BASE_WIDTHS  # refitted to the view on resize
+        self._row_width = ROW_WIDTH
+        self._header = _header(BASE_WIDTHS)
 
     # --- the result set -----------------------------------------------------------------
 
@@ -224,7 +271,7 @@ class CredentialTable(ScrollView, can_focus=True):
         if keep_position:
             self._grow_to(self.cursor)
             target = min(self.cursor, max(self.total - 1, 0))
-        self.virtual_size = Size(ROW_WIDTH, self.total + 1)  # + the header line
+        self.virtual_size = Size(self._row_width, self.total + 1)  # + the header line
         if not keep_position:
             self.scroll_to(x=0, y=0, animate=False, immediate=True)
         self.cursor = target
@@ -246,7 +293,7 @@ class CredentialTable(ScrollView, can_focus=True):
         self.counting = False
         self.exact = total <= COUNT_CAP
         self.total = max(total, self.total)
-        self.virtual_size = Size(ROW_WIDTH, self.total + 1)
+        self.virtual_size = Size(self._row_width, self.total + 1)
         self.refresh()
         self._post_window()
 
@@ -282,7 +329,7 @@ class CredentialTable(ScrollView, can_focus=True):
             self._counted(self._generation, total)
             self._generation += 1
             return
-        self.virtual_size = Size(ROW_WIDTH, self.total + 1)
+        self.virtual_size = Size(self._row_width, self.total + 1)
 
     def reload(self) -> None:
         """Re-read the store (after a sync or a rotation), keeping the cursor's place."""
@@ -330,7 +377,7 @@ class CredentialTable(ScrollView, can_focus=True):
             return
         self.total = self.store.count_credentials(self.query_)
         self.exact = True
-        self.virtual_size = Size(ROW_WIDTH, self.total + 1)
+        self.virtual_size = Size(self._row_width, self.total + 1)
         self._post_window()
 
     # --- painting -----------------------------------------------------------------------
@@ -341,7 +388,7 @@ class CredentialTable(ScrollView, can_focus=True):
             cred = self.row(index)
             if cred is None:
                 return None
-            runs = _cells(row_values(cred, self._clock or self.now()))
+            runs = _cells(row_values(cred, self._clock or self.now()), self._widths)
             self._strips[index] = runs
             while len(self._strips) > self.page_size * self.max_pages:
                 self._strips.popitem(last=False)
@@ -363,14 +410,14 @@ class CredentialTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base, header, odd, cursor = self._paint_styles
         if y == 0:
-            return _strip(_HEADER, header, None, scroll_x, width)
+            return _strip(self._header, header, None, scroll_x, width, self._row_width)
         index = scroll_y + y - 1
         runs = self._row_runs(index) if index < self.total else None
         if runs is None:
             return Strip.blank(width, base)
         if index == self.cursor:
-            return _strip(runs, base, cursor, scroll_x, width)
-        return _strip(runs, odd if index % 2 else base, None, scroll_x, width)
+            return _strip(runs, base, cursor, scroll_x, width, self._row_width)
+        return _strip(runs, odd if index % 2 else base, None, scroll_x, width, self._row_width)
 
     # --- cursor and scrolling -----------------------------------------------------------
 
@@ -404,6 +451,13 @@ class CredentialTable(ScrollView, can_focus=True):
             self.post_message(self.WindowChanged(self, window))
 
     def on_resize(self) -> None:
+        widths = fit_widths(self.scrollable_content_region.width)
+        if widths != self._widths:
+            self._widths, self._row_width = widths, row_width(widths)
+            self._header = _header(widths)
+            self._strips.clear()  # cached rows were cut to the old widths
+            self.virtual_size = Size(self._row_width, self.total + 1)
+            self.refresh()
         self._post_window()
 
     def action_cursor_up(self) -> None:
@@ -426,8 +480,9 @@ class CredentialTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         if self.counting:  # going to the end needs the count now
             with self._count_lock:
-                self._counted(self._generation, self.store.count_credentials(
-                    self.query_, cap=COUNT_CAP + 1))
+                self._counted(
+                    self._generation, self.store.count_credentials(self.query_, cap=COUNT_CAP + 1)
+                )
         self._ensure_exact(self.total)
         self.cursor = self.total - 1
 
