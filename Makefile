@@ -38,7 +38,7 @@ bench: $(STAMP) sysdeps
 	@scripts/with-keyring bash -c 'for b in bench/*.py; do $(BIN)/python $$b || exit 1; done'
 
 sandbox-down: $(STAMP)
-	@$(KEYSHIFT) sandbox down
+	@scripts/ks sandbox down
 
 clean:
 	rm -rf $(VENV) .pytest_cache
