@@ -13,6 +13,7 @@ rollback-failed (resumable: the rollback is re-run).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from console.audit import AuditLog
     from console.config import LoadedInventory
     from console.store import Store
+
+log = logging.getLogger(__name__)
 
 PLANNED = "planned"
 RUNNING = "running"
@@ -221,7 +224,12 @@ class _Run:
 
     def emit(self, step: str, status: str, message: str = "") -> None:
         if self.progress:
-            self.progress(step, status, secrets.redact(message))
+            try:
+                self.progress(step, status, secrets.redact(message))
+            except Exception as exc:
+                # a watcher that went away (the TUI quit) must not stop a run half-way
+                log.warning("rotation progress callback failed: %s", type(exc).__name__)
+                self.progress = None
 
 
 class RotationEngine:
@@ -264,6 +272,11 @@ class RotationEngine:
         except RotatorError as exc:
             raise RotationError(
                 f"cannot plan {cred_id}: {secrets.redact(str(exc))}", hint=f"rotator {name}"
+            ) from None
+        except Exception as exc:  # a third-party rotator's bug: one redacted line, no value
+            raise RotationError(
+                f"cannot plan {cred_id}: {type(exc).__name__}: {secrets.redact(str(exc))}",
+                hint=f"rotator {name}",
             ) from None
 
     def rotate(

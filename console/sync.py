@@ -81,9 +81,17 @@ def run_sync(
     only: list[str] | None = None,
     progress: SyncProgress | None = None,
 ) -> SyncSummary:
+    watcher = [progress]
+
     def emit(source: str, phase: str, message: str = "") -> None:
-        if progress:
-            progress(source, phase, message)
+        if watcher[0] is None:
+            return
+        try:
+            watcher[0](source, phase, message)
+        except Exception as exc:
+            # a watcher that went away (the TUI quit) must not turn into a source failure
+            log.warning("sync progress callback failed: %s", type(exc).__name__)
+            watcher[0] = None
 
     collectors = build_sources(loaded, only)
     store.upsert_sources(_source_rows(loaded))

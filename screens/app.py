@@ -110,6 +110,23 @@ class KeyshiftApp(App):
 
     # --- keys ----------------------------------------------------------------------------
 
+    # Work that changes things and must run to its end: a rotation half-way would leave a
+    # pending version with nobody to verify or roll it back; a sync, rows marked stale.
+    UNINTERRUPTIBLE = ("rotate-run", "sync")
+
+    def busy_with(self) -> str | None:
+        for worker in self.workers:
+            if worker.group in self.UNINTERRUPTIBLE and worker.is_running:
+                return "a rotation" if worker.group == "rotate-run" else "a sync"
+        return None
+
+    async def action_quit(self) -> None:
+        busy = self.busy_with()
+        if busy:
+            self.notify(f"{busy} is running; quit when it has finished", severity="warning")
+            return
+        await super().action_quit()
+
     def action_help(self) -> None:
         from screens.help import HelpScreen
 

@@ -91,18 +91,24 @@ class DetailScreen(Screen):
             ("scope", cred.scope or "-"),
             ("sensitivity", cred.sensitivity or "-"),
             ("status", self._status(cred)),
-            ("expires", Text(
-                expires_text(cred, now) + (f"  ({when(cred.expires_at, now)})"
-                                           if cred.expires_at else ""),
-                style=STYLES[expiry] if expiry else "",
-            )),
+            (
+                "expires",
+                Text(
+                    expires_text(cred, now)
+                    + (f"  ({when(cred.expires_at, now)})" if cred.expires_at else ""),
+                    style=STYLES[expiry] if expiry else "",
+                ),
+            ),
             ("created", when(cred.created_at, now)),
             ("last rotated", when(cred.rotated_at, now)),
-            ("last used", Text(
-                when(cred.last_used_at, now, none="never")
-                + (f"  via {cred.last_used_evidence}" if cred.last_used_evidence else ""),
-                style="" if cred.last_used_at else STYLES["never-used"],
-            )),
+            (
+                "last used",
+                Text(
+                    when(cred.last_used_at, now, none="never")
+                    + (f"  via {cred.last_used_evidence}" if cred.last_used_evidence else ""),
+                    style="" if cred.last_used_at else STYLES["never-used"],
+                ),
+            ),
             ("rotator", cred.rotator or "-"),
             ("max age", f"{cred.max_age_days}d" if cred.max_age_days else "-"),
             ("fingerprint", short_fingerprint(cred.fingerprint)),

@@ -72,7 +72,7 @@ def ago(value: datetime | str | None, now: datetime, *, none: str = "never") -> 
 
 
 def expiry_state(cred: Credential, now: datetime) -> str | None:
-    """"expired", "expiring" (within EXPIRING_SOON) or None."""
+    """ "expired", "expiring" (within EXPIRING_SOON) or None."""
     if cred.expires_at is None:
         return None
     left = aware(cred.expires_at) - now
@@ -125,8 +125,9 @@ def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
         "status": (status_text(cred), ""),
     }
     if cred.status == "gone":
-        cells = {k: (text, f"{style} {STYLES['gone']}".strip()) for k, (text, style) in
-                 cells.items()}
+        cells = {
+            k: (text, f"{style} {STYLES['gone']}".strip()) for k, (text, style) in cells.items()
+        }
     elif is_stale(cred):
         for key in ("status", "name"):
             cells[key] = (cells[key][0], STYLES["stale"])

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from console.errors import KeyshiftError
+from console.secrets import redact
 from screens.format import when
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class RotateScreen(ModalScreen[Any]):
         except KeyshiftError as exc:
             self.app.call_from_thread(self._failed, exc.one_line())
         except Exception as exc:
-            self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
+            self.app.call_from_thread(self._failed, redact(f"{type(exc).__name__}: {exc}"))
         else:
             self.app.call_from_thread(self._show_plan, plan)
 
@@ -92,8 +93,10 @@ class RotateScreen(ModalScreen[Any]):
         text.append("rotator        ", style="bold")
         text.append(f"{plan.rotator}{'  (manual)' if plan.manual else ''}\n")
         text.append("zero-downtime  ", style="bold")
-        text.append("yes\n" if plan.zero_downtime else "NO\n",
-                    style="green" if plan.zero_downtime else "bold red")
+        text.append(
+            "yes\n" if plan.zero_downtime else "NO\n",
+            style="green" if plan.zero_downtime else "bold red",
+        )
         text.append("steps\n", style="bold")
         for number, step in enumerate(plan.steps, 1):
             text.append(f"  {number}. {step}\n")
@@ -126,13 +129,11 @@ class RotateScreen(ModalScreen[Any]):
             self.app.call_from_thread(self._step, step, status, message)
 
         try:
-            result = self.ks.engine().rotate(
-                self.cred_id, actor=self.ks.actor, progress=progress
-            )
+            result = self.ks.engine().rotate(self.cred_id, actor=self.ks.actor, progress=progress)
         except KeyshiftError as exc:
             self.app.call_from_thread(self._failed, exc.one_line())
         except Exception as exc:
-            self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
+            self.app.call_from_thread(self._failed, redact(f"{type(exc).__name__}: {exc}"))
         else:
             self.app.call_from_thread(self._finished, result)
 
@@ -162,8 +163,9 @@ class RotateScreen(ModalScreen[Any]):
             line.append(f"  new version {result.version}")
         revoke_after = getattr(result, "revoke_after", None)
         if revoke_after is not None:
-            line.append(f"\nthe old one stays valid until {when(revoke_after, self.ks.now())}",
-                        style="dim")
+            line.append(
+                f"\nthe old one stays valid until {when(revoke_after, self.ks.now())}", style="dim"
+            )
         if getattr(result, "error", None):
             line.append(f"\n{result.error}", style="red")
         line.append("\n(esc closes)", style="dim")
@@ -171,8 +173,9 @@ class RotateScreen(ModalScreen[Any]):
         self._render_steps()
         self._closeable()
         ok = getattr(result, "ok", True)
-        self.notify(f"rotated {self.cred_name}: {status}", severity="information" if ok
-                    else "warning")
+        self.notify(
+            f"rotated {self.cred_name}: {status}", severity="information" if ok else "warning"
+        )
 
     def _failed(self, message: str) -> None:
         self.state = "failed"

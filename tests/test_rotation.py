@@ -188,6 +188,21 @@ def _audit(env: Env, run_id: str) -> list[tuple[str, str, str]]:
 # --- end to end ---------------------------------------------------------------------------
 
 
+def test_a_watcher_that_goes_away_does_not_stop_a_run(env: Env) -> None:
+    # the TUI's progress callback raises once its app has quit: the run must still finish
+    cred_id, path = env.secret({"value": _value()})
+    calls: list[str] = []
+
+    def gone(step: str, status: str, message: str) -> None:
+        calls.append(step)
+        raise RuntimeError("no active app")
+
+    result = env.engine().rotate(cred_id, actor="tester", progress=gone)
+    assert result.status == AWAITING_REVOKE and result.ok
+    assert calls == ["create"]  # called once, then dropped
+    assert env.metadata(path)["current_version"] == 2
+
+
 def test_rotate_end_to_end(env: Env) -> None:
     old = _value()
     cred_id, path = env.secret(
@@ -448,9 +463,7 @@ class DeletedBeforeVerify(VaultKvRotator):
     def verify(self, cred: CredentialInfo, pending: Pending) -> None:
         mount, _, path = cred.native_id.partition("/")
         client = self.context.vault_client(cred.source)
-        client.secrets.kv.v2.delete_secret_versions(
-            path, [int(pending.version)], mount_point=mount
-        )
+        client.secrets.kv.v2.delete_secret_versions(path, [int(pending.version)], mount_point=mount)
         super().verify(cred, pending)
 
 
@@ -514,7 +527,10 @@ def test_kv_v1_mount_is_refused_clearly(env: Env) -> None:
     env.vault.secrets.kv.v1.create_or_update_secret("svc", {"value": _value()}, mount_point=mount)
     native = f"{mount}/svc"
     cred = Credential(
-        id=credential_id(SOURCE, "kv", native), source=SOURCE, kind="kv", native_id=native,
+        id=credential_id(SOURCE, "kv", native),
+        source=SOURCE,
+        kind="kv",
+        native_id=native,
         name="svc",
     )
     env.store.bulk_insert_credentials([cred])
@@ -549,15 +565,23 @@ def test_plan_errors_and_manual_credentials(env: Env) -> None:
         engine.plan("vault-sandbox:kv:secret/nope")
 
     unknown = Credential(
-        id="vault-sandbox:kv:secret/x", source=SOURCE, kind="kv", native_id="secret/x",
-        name="x", rotator="no-such-rotator",
+        id="vault-sandbox:kv:secret/x",
+        source=SOURCE,
+        kind="kv",
+        native_id="secret/x",
+        name="x",
+        rotator="no-such-rotator",
     )
     nothing = Credential(
         id="declared:teleport:y", source="declared", kind="teleport", native_id="y", name="y"
     )
     manual = Credential(
-        id="declared:api-key:openai", source="declared", kind="api-key", native_id="openai",
-        name="openai", tags={"provider": "openai"},
+        id="declared:api-key:openai",
+        source="declared",
+        kind="api-key",
+        native_id="openai",
+        name="openai",
+        tags={"provider": "openai"},
     )
     env.store.bulk_insert_credentials([unknown, nothing, manual])
 

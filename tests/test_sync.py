@@ -449,3 +449,36 @@ def test_full_sample_inventory_in_a_private_sandbox(
         assert (second.total("new"), second.total("changed"), second.total("gone")) == (0, 0, 0)
     finally:
         store.close()
+
+
+def test_a_watcher_that_goes_away_does_not_fail_a_source(store: Store, tmp_path: Path) -> None:
+    # the TUI's progress callback raises once its app has quit: the source must still land
+    inv = {
+        "version": 1,
+        "agents": [{"name": "bot", "environment": "dev"}],
+        "sources": [{"name": "declared", "type": "declared"}],
+        "credentials": [
+            {
+                "name": f"key-{i}",
+                "source": "declared",
+                "kind": "api-key",
+                "provider": "x",
+                "environment": "dev",
+                "agents": ["bot"],
+            }
+            for i in range(3)
+        ],
+    }
+    loaded = write_inventory(inv, tmp_path / "inventory.yaml")
+    calls: list[str] = []
+
+    def gone(source: str, phase: str, message: str) -> None:
+        calls.append(phase)
+        raise RuntimeError("no active app")
+
+    summary = run_sync(loaded, store, AuditLog(store), actor="test", progress=gone)
+    assert summary.status == "ok" and summary.total("new") == 3
+    assert calls == ["start"]
+    assert all(
+        store.get_credential(f"declared:api-key:key-{i}").stale_since is None for i in range(3)
+    )

@@ -278,14 +278,32 @@ class CredentialTable(ScrollView, can_focus=True):
         self.refresh()
         self._post_window()
 
+    def _store_count(self, query: Query | None, cap: int | None = COUNT_CAP + 1) -> int | None:
+        """The store's count, or None (with a notice) when the store fails: a busy or broken
+        store must cost the status line its number, not the app its life."""
+        try:
+            return self.store.count_credentials(query, cap=cap)
+        except KeyshiftError as exc:
+            try:  # from the count worker
+                self.app.call_from_thread(self._count_failed, exc.one_line())
+            except RuntimeError:  # already on the app's thread (a key handler)
+                self._count_failed(exc.one_line())
+            return None
+
+    def _count_failed(self, message: str) -> None:
+        self.counting = False
+        self.notify(message, severity="error")
+        self._post_window()
+
     @work(thread=True, group="count")
     def _count(self, generation: int, query: Query) -> None:
         # one count at a time; one whose query was replaced while it waited never runs
         with self._count_lock:
             if generation != self._generation:
                 return
-            total = self.store.count_credentials(query, cap=COUNT_CAP + 1)
-        self.app.call_from_thread(self._counted, generation, total)
+            total = self._store_count(query)
+        if total is not None:
+            self.app.call_from_thread(self._counted, generation, total)
 
     def _counted(self, generation: int, total: int) -> None:
         if generation != self._generation:
@@ -325,8 +343,9 @@ class CredentialTable(ScrollView, can_focus=True):
             self._generation += 1  # drop the count in flight
         else:  # past the end: count now
             with self._count_lock:
-                total = self.store.count_credentials(self.query_, cap=COUNT_CAP + 1)
-            self._counted(self._generation, total)
+                total = self._store_count(self.query_)
+            if total is not None:
+                self._counted(self._generation, total)
             self._generation += 1
             return
         self.virtual_size = Size(self._row_width, self.total + 1)
@@ -375,7 +394,10 @@ class CredentialTable(ScrollView, can_focus=True):
             return
         if self.exact or self.query_ is None or index < self.total - 2 * self.body_height:
             return
-        self.total = self.store.count_credentials(self.query_)
+        total = self._store_count(self.query_, cap=None)
+        if total is None:
+            return
+        self.total = total
         self.exact = True
         self.virtual_size = Size(self._row_width, self.total + 1)
         self._post_window()
@@ -480,9 +502,9 @@ class CredentialTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         if self.counting:  # going to the end needs the count now
             with self._count_lock:
-                self._counted(
-                    self._generation, self.store.count_credentials(self.query_, cap=COUNT_CAP + 1)
-                )
+                total = self._store_count(self.query_)
+            if total is not None:
+                self._counted(self._generation, total)
         self._ensure_exact(self.total)
         self.cursor = self.total - 1
 

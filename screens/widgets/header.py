@@ -36,9 +36,11 @@ class HeaderBar(Static):
             line.append(" ")
         seen: set[str] = set()
         # read-only: the keys that would change something are not advertised (they refuse)
-        hidden = set(getattr(self.screen, "MUTATING", ())) if getattr(
-            self.app, "read_only", False
-        ) else set()
+        hidden = (
+            set(getattr(self.screen, "MUTATING", ()))
+            if getattr(self.app, "read_only", False)
+            else set()
+        )
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
             action = binding.action.split("(")[0]
