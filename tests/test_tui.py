@@ -652,3 +652,69 @@ def test_snapshot_detail(frozen, store: Store, creds, snap_compare) -> None:  # 
         terminal_size=SIZE,
         run_before=_settled("slash", *f"name:{granted.name}", "enter", "enter"),
     )
+
+
+# --- quitting while work runs ------------------------------------------------------------
+
+
+@sync_test
+async def test_quit_waits_for_a_running_rotation(kv_secret) -> None:
+    """A rotation stopped half-way would leave a pending version nobody verifies: `q` and
+    ctrl+q are refused until it has finished, then quit works."""
+    import threading
+
+    from rotators import registry
+    from rotators.vault_kv import VaultKvRotator
+
+    store, loaded, _vault, _path, cred, _old = kv_secret
+    release = threading.Event()
+
+    class SlowCreate(VaultKvRotator):  # a third-party rotator whose provider is slow
+        name = "test-slow-create"
+
+        def create(self, cred, run_id):  # type: ignore[no-untyped-def]
+            release.wait(30)
+            return super().create(cred, run_id)
+
+    registry.register(SlowCreate)
+    store.bulk_insert_credentials(
+        [cred.model_copy(update={"id": cred.id + "-slow", "rotator": "test-slow-create"})]
+    )
+    try:
+        app = make_app(store, loaded)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("/")
+            for key in cred.name:
+                await pilot.press(key)
+            await pilot.press("enter")
+            await settle(pilot)
+            slow = [c for c in table(app).visible() if c.rotator == "test-slow-create"]
+            assert slow, "the slow credential is listed"
+            while table(app).current.rotator != "test-slow-create":
+                await pilot.press("down")
+            await pilot.press("r")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if "test-slow-create" in screen_text(app):
+                    break
+            await pilot.press("y")
+            await pilot.pause(0.2)
+            assert app.busy_with() == "a rotation"
+            await pilot.press("ctrl+q")
+            await pilot.press("q")
+            await pilot.pause(0.2)
+            assert app.is_running
+            assert any("a rotation is running" in m for m in notes(app))
+            release.set()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.busy_with() is None
+            runs = store.rotation_runs(credential_id=cred.id + "-slow")
+            assert runs and runs[0]["status"] == "awaiting-revoke"
+            await pilot.press("escape")
+            await pilot.press("q")
+            await pilot.pause()
+        assert not app.is_running
+    finally:
+        release.set()
+        registry.unregister("test-slow-create")
