@@ -49,7 +49,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -501,47 +501,75 @@ def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _start_vault(sdir: Path) -> tuple[ServiceState, str]:
-    bao = find_bao()
-    audit_log = sdir / VAULT_AUDIT_LOG
-    audit_log.unlink(missing_ok=True)  # a new server: evidence from an old one is not its own
-    log_path = sdir / VAULT_LOG
-    config = sdir / VAULT_CONFIG
+def _launch(
+    label: str,
+    name: str,
+    sdir: Path,
+    log_path: Path,
+    env: dict[str, str],
+    prepare: Callable[[int], list[str] | None],
+    health: tuple[str, Callable[[int, bytes], bool]],
+    bootstrap: Callable[[str, int], Any],
+) -> tuple[ServiceState, Any]:
+    """Start one server on a free loopback port, wait until it answers, bootstrap it, and
+    record it. A port taken between choosing and binding is retried once; a server that
+    fails to come up or to bootstrap is killed, never left behind."""
     for attempt in range(2):
-        port, cluster_port = _free_port(), _free_port()
-        if port == cluster_port or not _port_free(cluster_port):
+        port = _free_port()
+        argv = prepare(port)
+        if argv is None:
             continue
-        config.write_text(_vault_config(port, cluster_port, audit_log))
         address = f"http://127.0.0.1:{port}"
-        argv = [bao, "server", f"-config={config}"]
-        pid = _spawn(argv, log_path, _server_env(), sdir)
+        pid = _spawn(argv, log_path, env, sdir)
+        health_path, healthy = health
         try:
-            _wait_http(
-                "OpenBao", pid, f"{address}/v1/sys/health", log_path, lambda s, b: s in (501, 503)
-            )
+            _wait_http(label, pid, f"{address}{health_path}", log_path, healthy)
         except SandboxError as exc:
             _kill_started(pid)
             if "in use" in exc.message and attempt == 0:
                 continue
             raise
         try:
-            token = _init_vault(address, pid, log_path)
+            extra = bootstrap(address, pid)
         except BaseException:
             _kill_started(pid)
             raise
-        cmdline = _proc_cmdline(pid) or argv
-        return (
-            ServiceState(
-                name="vault",
-                pid=pid,
-                port=port,
-                address=address,
-                cmdline=cmdline,
-                log_path=str(log_path),
-            ),
-            token,
+        state = ServiceState(
+            name=name,
+            pid=pid,
+            port=port,
+            address=address,
+            cmdline=_proc_cmdline(pid) or argv,
+            log_path=str(log_path),
         )
-    raise SandboxError("no free loopback port for OpenBao", hint="try again")
+        return state, extra
+    raise SandboxError(f"no free loopback port for {label}", hint="try again")
+
+
+def _start_vault(sdir: Path) -> tuple[ServiceState, str]:
+    bao = find_bao()
+    audit_log = sdir / VAULT_AUDIT_LOG
+    audit_log.unlink(missing_ok=True)  # a new server: evidence from an old one is not its own
+    log_path = sdir / VAULT_LOG
+    config = sdir / VAULT_CONFIG
+
+    def prepare(port: int) -> list[str] | None:
+        cluster_port = _free_port()
+        if port == cluster_port or not _port_free(cluster_port):
+            return None
+        config.write_text(_vault_config(port, cluster_port, audit_log))
+        return [bao, "server", f"-config={config}"]
+
+    return _launch(
+        "OpenBao",
+        "vault",
+        sdir,
+        log_path,
+        _server_env(),
+        prepare,
+        ("/v1/sys/health", lambda s, b: s in (501, 503)),
+        lambda address, pid: _init_vault(address, pid, log_path),
+    )
 
 
 def _init_vault(address: str, pid: int, log_path: Path) -> str:
@@ -574,47 +602,34 @@ def _init_vault(address: str, pid: int, log_path: Path) -> str:
 
 
 def _start_moto(sdir: Path, region: str) -> tuple[ServiceState, str, str]:
-    log_path = sdir / MOTO_LOG
-    for attempt in range(2):
-        port = _free_port()
-        address = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "console.sandbox_moto", "-H", "127.0.0.1", "-p", str(port)]
-        env = _server_env(
-            {
-                "INITIAL_NO_AUTH_ACTION_COUNT": str(MOTO_BOOTSTRAP_ACTIONS),
-                # AWS managed policies (AdministratorAccess, ReadOnlyAccess...) exist as in AWS
-                "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        pid = _spawn(argv, log_path, env, sdir)
-        try:
-            # /moto-api/ is moto's dashboard: it does not spend the unauthenticated budget
-            _wait_http("moto", pid, f"{address}/moto-api/", log_path, lambda s, b: s == 200)
-        except SandboxError as exc:
-            _kill_started(pid)
-            if "in use" in exc.message and attempt == 0:
-                continue
-            raise
-        try:
-            key_id, secret = _bootstrap_moto(address, region)
-        except BaseException:
-            _kill_started(pid)
-            raise
-        cmdline = _proc_cmdline(pid) or argv
-        return (
-            ServiceState(
-                name="moto",
-                pid=pid,
-                port=port,
-                address=address,
-                cmdline=cmdline,
-                log_path=str(log_path),
-            ),
-            key_id,
-            secret,
-        )
-    raise SandboxError("no free loopback port for moto", hint="try again")
+    env = _server_env(
+        {
+            "INITIAL_NO_AUTH_ACTION_COUNT": str(MOTO_BOOTSTRAP_ACTIONS),
+            # AWS managed policies (AdministratorAccess, ReadOnlyAccess...) exist as in AWS
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    state, (key_id, secret) = _launch(
+        "moto",
+        "moto",
+        sdir,
+        sdir / MOTO_LOG,
+        env,
+        lambda port: [
+            sys.executable,
+            "-m",
+            "console.sandbox_moto",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        # /moto-api/ is moto's dashboard: it does not spend the unauthenticated budget
+        ("/moto-api/", lambda s, b: s == 200),
+        lambda address, pid: _bootstrap_moto(address, region),
+    )
+    return state, key_id, secret
 
 
 def _boto_client(service: str, endpoint: str, region: str, key_id: str, secret: str) -> Any:
