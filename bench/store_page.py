@@ -25,7 +25,7 @@ from pathlib import Path
 
 from console.model import Credential
 from console.query import NOCASE_SORT, TEXT_SEARCH_COLUMNS, Query, parse, sort_column
-from console.store import Store, _row_to_cred, ts
+from console.store import Store, row_to_cred, ts
 
 TEAMS = [
     "support", "payments", "search", "billing", "growth", "infra", "data", "ml", "security",
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def baseline_page(q: Query) -> None:
         sql, params = naive_sql(q)
-        [_row_to_cred(dict(zip([d[0] for d in cur.description], r, strict=True)))
+        [row_to_cred(dict(zip([d[0] for d in cur.description], r, strict=True)))
          for cur in [conn.execute(sql, params)] for r in cur.fetchall()]  # fmt: skip
 
     for q, _ in cases:  # warm the page cache for both

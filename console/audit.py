@@ -7,8 +7,9 @@ entries breaks the links. Deleting the newest entries leaves a valid (shorter) c
 append also records the head hash and count in the store's ``meta`` table, and ``verify()``
 compares against that anchor.
 
-Details pass through ``console.secrets.redact`` before they are hashed and written: values
-keyshift has read never reach the log even if a caller slips one into ``detail``.
+Entries are written as given, never rewritten: callers pass references (ids, versions,
+fingerprints, step names), never a value, and errors are redacted where the value was handled
+(console/redaction.py) before they get here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from console.model import AuditEntry
-from console.secrets import redact
 
 if TYPE_CHECKING:
     from console.store import Store
@@ -75,18 +75,6 @@ def entry_hash(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redact(str(k)): _redacted(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_redacted(v) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return redact(str(value))  # bytes, dates, paths...: as the JSON would render them, redacted
-
-
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
@@ -117,11 +105,14 @@ class AuditLog:
         """Append one entry (atomically with the head anchor) and return it."""
         from console.store import ts, utcnow
 
-        clean = _redacted(dict(detail or {}))
-        actor, action, target = redact(actor), redact(action), redact(target or "")
+        target = target or ""
         # normalise through JSON once so what is hashed is exactly what verify() reloads
         detail_json = json.dumps(
-            clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+            dict(detail or {}),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
         )
         clean = json.loads(detail_json)
         with self.store.transaction():

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from console import paths, secrets
+from console import paths, redaction, secret_refs
 from console.errors import Aborted, KeyshiftError, NotFoundError, ReadOnlyError, UsageError
 
 log = logging.getLogger("keyshift")
@@ -107,7 +107,7 @@ def _setup_logging(verbose: int) -> None:
     # seen the value, so the redacting filter could not catch them (invariant 1).
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "hvac", "asyncio", "markdown_it"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    secrets.install_log_redaction(root)
+    redaction.install_log_redaction(root)
     global _VERBOSE
     _VERBOSE = verbose
 
@@ -150,11 +150,13 @@ def cli(
 
 
 def _out(text: str = "") -> None:
-    click.echo(secrets.redact(text))
+    # Output is built from the store and the plan, which hold references, never values: it is
+    # printed as it is (rewriting it would let a KV value equal to a word blind the output).
+    click.echo(text)
 
 
 def _err(text: str) -> None:
-    click.echo(secrets.redact(text), err=True)
+    click.echo(text, err=True)
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -269,8 +271,10 @@ def secret_set(ctx: Context, name: str, from_stdin: bool) -> None:
         value = sys.stdin.read().rstrip("\r\n")
     else:
         value = click.prompt("value", hide_input=True, confirmation_prompt=True, err=True)
-    ref = secrets.store(name, value)
-    ctx.audit.append(ctx.actor(), "secret.set", ref, {"fingerprint": secrets.fingerprint(value)})
+    from console.fingerprint import fingerprint
+
+    ref = secret_refs.store(name, value)
+    ctx.audit.append(ctx.actor(), "secret.set", ref, {"fingerprint": fingerprint(value)})
     _out(f"stored {ref}")
 
 
@@ -634,11 +638,11 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:
-        _err(f"keyshift: internal error: {type(exc).__name__}: {exc}")
+        _err(redaction.redact_active(f"keyshift: internal error: {type(exc).__name__}: {exc}"))
         if _VERBOSE:
             import traceback
 
-            _err("".join(traceback.format_exception(exc)))
+            _err(redaction.redact_active("".join(traceback.format_exception(exc))))
         else:
             _err("keyshift: run with -v for detail")
         sys.exit(INTERNAL_ERROR_EXIT)

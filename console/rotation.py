@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlparse
 
-from console import secrets
 from console.errors import (
     KeyshiftError,
     NotFoundError,
@@ -31,7 +30,9 @@ from console.errors import (
     RotationError,
     UsageError,
 )
+from console.fingerprint import fingerprint
 from console.model import Credential
+from console.redaction import redact_active
 from rotators import registry
 from rotators.base import (
     CredentialInfo,
@@ -42,6 +43,7 @@ from rotators.base import (
     RotatorContext,
     RotatorError,
 )
+from rotators.values import generate
 
 if TYPE_CHECKING:
     from console.audit import AuditLog
@@ -179,10 +181,10 @@ class EngineContext:
         return boto3.client(service, **kwargs)
 
     def generate(self, rule: GeneratorRule) -> str:
-        return secrets.generate(rule.length, rule.alphabet, rule.prefix)
+        return generate(rule.length, rule.alphabet, rule.prefix).reveal()
 
     def fingerprint(self, value: str) -> str:
-        return secrets.fingerprint(value)
+        return fingerprint(value)
 
     def now(self) -> datetime:
         return self._clock()
@@ -225,7 +227,7 @@ class _Run:
     def emit(self, step: str, status: str, message: str = "") -> None:
         if self.progress:
             try:
-                self.progress(step, status, secrets.redact(message))
+                self.progress(step, status, redact_active(message))
             except Exception as exc:
                 # a watcher that went away (the TUI quit) must not stop a run half-way
                 log.warning("rotation progress callback failed: %s", type(exc).__name__)
@@ -271,11 +273,11 @@ class RotationEngine:
             return rotator.plan(credential_info(cred))
         except RotatorError as exc:
             raise RotationError(
-                f"cannot plan {cred_id}: {secrets.redact(str(exc))}", hint=f"rotator {name}"
+                f"cannot plan {cred_id}: {redact_active(str(exc))}", hint=f"rotator {name}"
             ) from None
         except Exception as exc:  # a third-party rotator's bug: one redacted line, no value
             raise RotationError(
-                f"cannot plan {cred_id}: {type(exc).__name__}: {secrets.redact(str(exc))}",
+                f"cannot plan {cred_id}: {type(exc).__name__}: {redact_active(str(exc))}",
                 hint=f"rotator {name}",
             ) from None
 
@@ -304,7 +306,7 @@ class RotationEngine:
             plan = rotator.plan(info)
         except RotatorError as exc:
             raise RotationError(
-                f"cannot plan {cred_id}: {secrets.redact(str(exc))}", hint=f"rotator {name}"
+                f"cannot plan {cred_id}: {redact_active(str(exc))}", hint=f"rotator {name}"
             ) from None
         if plan.manual or getattr(rotator, "manual", False):
             raise RotationError(
@@ -474,7 +476,7 @@ class RotationEngine:
         return out
 
     def _step_failed(self, run: _Run, step: str, step_id: int, error: str) -> NoReturn:
-        error = secrets.redact(error)
+        error = redact_active(error)
         self.store.finish_step(step_id, "failed", error=error)
         self.audit.append(
             run.actor,

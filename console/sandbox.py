@@ -57,9 +57,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from console import paths
-from console import secrets as ks_secrets
+from console import paths, secret_refs
 from console.errors import KeyshiftError, SandboxError, SecretError, SourceError
+from console.redaction import OWN
 
 if TYPE_CHECKING:
     import boto3
@@ -582,8 +582,8 @@ def _init_vault(address: str, pid: int, log_path: Path) -> str:
         result = client.sys.initialize(secret_shares=1, secret_threshold=1)
         unseal_key = result["keys"][0]
         token = result["root_token"]
-        ks_secrets.remember(unseal_key)
-        ks_secrets.remember(token)
+        OWN.add(unseal_key)
+        OWN.add(token)
         client.sys.submit_unseal_key(unseal_key)
         del unseal_key  # the storage dies with the process: nothing ever needs it again
         _wait_http("OpenBao", pid, f"{address}/v1/sys/health", log_path, lambda s, b: s == 200)
@@ -668,7 +668,7 @@ def _bootstrap_moto(endpoint: str, region: str) -> tuple[str, str]:
             hint="see the moto log in the sandbox dir",
         ) from None
     key_id, secret = key["AccessKeyId"], key["SecretAccessKey"]
-    ks_secrets.remember(secret)
+    OWN.add(secret)
     _check_moto_auth(endpoint, region, key_id, secret)
     return key_id, secret
 
@@ -733,9 +733,9 @@ def _start() -> SandboxState:
         _kill_started(vault.pid)
         raise
     try:
-        ks_secrets.put(service, VAULT_TOKEN_NAME, token)
-        ks_secrets.put(service, AWS_KEY_ID_NAME, key_id)
-        ks_secrets.put(service, AWS_SECRET_NAME, secret)
+        secret_refs.put(service, VAULT_TOKEN_NAME, token)
+        secret_refs.put(service, AWS_KEY_ID_NAME, key_id)
+        secret_refs.put(service, AWS_SECRET_NAME, secret)
     except KeyshiftError:
         _kill_started(vault.pid)
         _kill_started(moto.pid)
@@ -796,7 +796,7 @@ def _down_locked() -> list[str]:
     state_path().unlink(missing_ok=True)
     for name in (VAULT_TOKEN_NAME, AWS_KEY_ID_NAME, AWS_SECRET_NAME):
         with contextlib.suppress(SecretError):
-            ks_secrets.delete(state.keyring_service, name)
+            secret_refs.delete(state.keyring_service, name)
     return stopped
 
 
@@ -843,7 +843,7 @@ def _moto_healthy(state: SandboxState) -> tuple[bool, str]:
 
 
 def _vault_token(state: SandboxState) -> str:
-    token = ks_secrets.get(state.keyring_service, VAULT_TOKEN_NAME)
+    token = secret_refs.get(state.keyring_service, VAULT_TOKEN_NAME)
     if token is None:
         raise SandboxError(
             f"the sandbox vault token is not in the keyring "
@@ -854,8 +854,8 @@ def _vault_token(state: SandboxState) -> str:
 
 
 def _aws_keys(state: SandboxState) -> tuple[str, str]:
-    key_id = ks_secrets.get(state.keyring_service, AWS_KEY_ID_NAME)
-    secret = ks_secrets.get(state.keyring_service, AWS_SECRET_NAME)
+    key_id = secret_refs.get(state.keyring_service, AWS_KEY_ID_NAME)
+    secret = secret_refs.get(state.keyring_service, AWS_SECRET_NAME)
     if key_id is None or secret is None:
         raise SandboxError(
             f"the sandbox AWS admin key is not in the keyring "
@@ -934,12 +934,12 @@ def resolve_vault(source: VaultSource) -> tuple[str, str]:
         return state.vault.address, _vault_token(state)
     address = source.address or ""
     if source.token:
-        return address, ks_secrets.resolve(source.token)
+        return address, secret_refs.resolve(source.token)
     if source.approle:
         return address, _approle_login(source, address)
     token = os.environ.get("BAO_TOKEN") or os.environ.get("VAULT_TOKEN")
     if token:
-        ks_secrets.remember(token)
+        OWN.add(token)
         return address, token
     raise SourceError(
         f"vault source {source.name!r} has no credentials",
@@ -957,8 +957,8 @@ def _approle_login(source: VaultSource, address: str) -> str:
         raise SourceError(
             f"vault source {source.name!r}: approle needs role_id and secret_id references"
         )
-    role_id = ks_secrets.resolve(refs["role_id"])
-    secret_id = ks_secrets.resolve(refs["secret_id"])
+    role_id = secret_refs.resolve(refs["role_id"])
+    secret_id = secret_refs.resolve(refs["secret_id"])
     client = hvac.Client(url=address, namespace=source.namespace, timeout=30)
     try:
         client.auth.approle.login(role_id, secret_id, mount_point=source.approle_mount)
@@ -971,7 +971,7 @@ def _approle_login(source: VaultSource, address: str) -> str:
             f"vault source {source.name!r}: {address} unreachable ({type(exc).__name__})"
         ) from None
     token = client.token
-    ks_secrets.remember(token)
+    OWN.add(token)
     return token
 
 
@@ -1008,11 +1008,11 @@ def resolve_aws(source: AwsSource) -> dict[str, Any]:
         if creds is None:
             raise SourceError(f"aws source {source.name!r}: profile {source.profile!r} has no keys")
         frozen = creds.get_frozen_credentials()
-        ks_secrets.remember(frozen.secret_key)
+        OWN.add(frozen.secret_key)
         kwargs["aws_access_key_id"] = frozen.access_key
         kwargs["aws_secret_access_key"] = frozen.secret_key
         if frozen.token:
-            ks_secrets.remember(frozen.token)
+            OWN.add(frozen.token)
             kwargs["aws_session_token"] = frozen.token
     return kwargs
 

@@ -56,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from console import secrets as ks_secrets
+from console import secret_refs
 from console.errors import KeyshiftError, SandboxError
 from console.inventory import (
     AwsSource,
@@ -70,7 +70,9 @@ from console.inventory import (
     VaultIdentity,
     VaultSource,
 )
+from console.redaction import ValueScope, redact_active
 from console.sandbox import SandboxState, SeedSummary, aws_client, vault_client
+from rotators.values import generate
 
 
 @dataclass
@@ -86,7 +88,8 @@ class _Entry:
 class _Values:
     """Resolves each key's value once: existing value, else shared, else generated."""
 
-    def __init__(self) -> None:
+    def __init__(self, scope: ValueScope) -> None:
+        self.scope = scope
         self.entries: dict[str, _Entry] = {}
         self._cache: dict[str, str] = {}
 
@@ -123,8 +126,8 @@ class _Values:
                 value = self.value(entry.same_value_as)
             else:
                 g = entry.generator
-                value = ks_secrets.generate(g.length, g.alphabet, g.prefix)
-        ks_secrets.remember(value)
+                value = generate(g.length, g.alphabet, g.prefix).reveal()
+        self.scope.add(value)
         self._cache[key] = value
         return value
 
@@ -144,13 +147,15 @@ def _error_code(exc: Exception) -> str:
 
 
 class _Seeder:
-    def __init__(self, state: SandboxState, inventory: Inventory, base_dir: Path) -> None:
+    def __init__(
+        self, state: SandboxState, inventory: Inventory, base_dir: Path, scope: ValueScope
+    ) -> None:
         self.state = state
         self.inv = inventory
         self.seed: SandboxSeed = inventory.sandbox or SandboxSeed()
         self.base_dir = base_dir
         self.summary = SeedSummary()
-        self.values = _Values()
+        self.values = _Values(scope)
         self._vault: Any = None
         self._aws: dict[tuple[str, str], Any] = {}
         self._declared = {c.name: c for c in inventory.credentials}
@@ -232,7 +237,7 @@ class _Seeder:
                     f"keyring:{k.service}/{k.name}",
                     k.same_value_as,
                     k.generator,
-                    lambda k=k: ks_secrets.get(k.service, k.name),
+                    lambda k=k: secret_refs.get(k.service, k.name, own=False),
                 )
             )
         for name, shares in self.seed.declared_values.items():
@@ -306,8 +311,8 @@ class _Seeder:
 
     def _target_value(self, target: EnvFileTarget | KeyringTarget) -> str | None:
         if isinstance(target, KeyringTarget):
-            service, name = ks_secrets.parse_ref(target.ref)
-            return ks_secrets.get(service, name)
+            service, name = secret_refs.parse_ref(target.ref)
+            return secret_refs.get(service, name, own=False)
         return _env_get(self._env_path(target), target.var)
 
     def _declared_existing(self, cred: DeclaredCredential) -> str | None:
@@ -331,8 +336,8 @@ class _Seeder:
                     self.summary.add("declared-delivery", created=False)
                     continue
                 if isinstance(target, KeyringTarget):
-                    service, key = ks_secrets.parse_ref(target.ref)
-                    ks_secrets.put(service, key, value)
+                    service, key = secret_refs.parse_ref(target.ref)
+                    secret_refs.put(service, key, value, own=False)
                 else:
                     _env_set(self._env_path(target), target.var, value)
                 self.summary.add("declared-delivery", created=True)
@@ -434,12 +439,12 @@ class _Seeder:
         secret_id = approle.generate_secret_id(role_name=ident.role, mount_point=mount)["data"][
             "secret_id"
         ]
-        ks_secrets.remember(secret_id)
+        self.values.scope.add(secret_id)
         agent = hvac.Client(
             url=self.state.vault.address, timeout=30, session=self.vault.adapter.session
         )
         agent.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point=mount)
-        ks_secrets.remember(agent.token)
+        self.values.scope.add(agent.token)
         self.summary.used("approle-login")
         readable = [s for s in self.seed.vault_secrets if s.seed_reads]
         if not readable:
@@ -563,10 +568,12 @@ class _Seeder:
 
     def seed_keyring(self) -> None:
         for k in self.seed.keyring_entries:
-            if ks_secrets.get(k.service, k.name) is not None:
+            if secret_refs.get(k.service, k.name, own=False) is not None:
                 self.summary.add("keyring-entry", created=False)
                 continue
-            ks_secrets.put(k.service, k.name, self.values.value(f"keyring:{k.service}/{k.name}"))
+            secret_refs.put(
+                k.service, k.name, self.values.value(f"keyring:{k.service}/{k.name}"), own=False
+            )
             self.summary.add("keyring-entry", created=True)
 
     def run(self) -> SeedSummary:
@@ -606,8 +613,6 @@ def _env_get(path: Path, var: str) -> str | None:
     value = match.group(1).strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         value = value[1:-1]
-    if value:
-        ks_secrets.remember(value)
     return value or None
 
 
@@ -644,7 +649,8 @@ def seed_inventory(state: SandboxState, inventory: Inventory, base_dir: Path) ->
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return _Seeder(state, inventory, base_dir).run()
+        with ValueScope("sandbox seed") as scope:
+            return _Seeder(state, inventory, base_dir, scope).run()
     except KeyshiftError:
         raise
     except hvac.exceptions.VaultError as exc:
@@ -667,4 +673,4 @@ def seed_inventory(state: SandboxState, inventory: Inventory, base_dir: Path) ->
 
 def _first_line(exc: Exception) -> str:
     # vault error texts name paths and reasons, never values; redact anyway, to be sure
-    return ks_secrets.redact(str(exc).splitlines()[0] if str(exc) else "")[:200]
+    return redact_active(str(exc).splitlines()[0] if str(exc) else "")[:200]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from console.errors import KeyshiftError
-from console.secrets import redact
+from console.redaction import redact_active
 from console.sources.base import build_sources
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def run_sync(
         # sources wrote is committed, so the audit log must still say this sync happened.
         detail = SyncSummary(sync_id, outcomes).as_dict()
         detail["status"] = "failed"
-        detail["error"] = redact(f"{type(exc).__name__}: {exc}")
+        detail["error"] = redact_active(f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):
             store.finish_sync(sync_id, "failed", detail)
         audit.append(actor, "sync", ",".join(c.name for c in collectors), detail)
@@ -132,7 +132,7 @@ def _sync_one(collector, store: Store, sync_id: int, emit) -> SourceOutcome:  # 
         emit(collector.name, "failed", exc.one_line())
         return SourceOutcome(collector.name, "failed", stale=stale, errors=[exc.one_line()])
     except Exception as exc:  # an unexpected fault in a collector must not lose the sync
-        message = redact(f"{type(exc).__name__}: {exc}")
+        message = redact_active(f"{type(exc).__name__}: {exc}")
         stale = store.mark_source_failed(sync_id, collector.name, message)
         log.warning("sync %s %s failed: %s", sync_id, collector.name, message)
         emit(collector.name, "failed", message)

@@ -22,7 +22,6 @@ Values exist only in memory, for the one call that writes or checks them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from rotators.base import (
     RotatorError,
     VerifyFailed,
 )
+from rotators.values import canonical_value
 
 PENDING_RUN = "keyshift_pending_run"
 PENDING_VERSION = "keyshift_pending_version"
@@ -78,17 +78,6 @@ class _Meta:
     def alive(self, version: int) -> bool:
         info = self.versions.get(str(version))
         return bool(info) and not info.get("destroyed") and not info.get("deletion_time")
-
-
-def canonical_value(data: dict[str, Any]) -> str:
-    """The string fingerprinted for a whole secret. Must match console.sources.vault's
-    ``canonical_value`` (rotators cannot import console), so the fingerprint the engine records
-    after a rotation equals the one the next sync computes."""
-    if len(data) == 1:
-        (only,) = data.values()
-        if isinstance(only, str):
-            return only
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _split_keys(raw: Any) -> list[str]:

@@ -16,7 +16,7 @@ from textual.widgets import Input, Static
 
 from console.errors import KeyshiftError, ReadOnlyError
 from console.query import Query, parse
-from console.secrets import redact
+from console.redaction import redact_active
 from screens.widgets.credential_table import CredentialTable, Window
 from screens.widgets.header import HeaderBar
 
@@ -261,7 +261,8 @@ class InventoryScreen(Screen):
         except KeyshiftError as exc:
             self.app.call_from_thread(self._sync_failed, exc.one_line())
         except Exception as exc:  # a bug must not kill the TUI; say what, never a traceback
-            self.app.call_from_thread(self._sync_failed, redact(f"{type(exc).__name__}: {exc}"))
+            message = redact_active(f"{type(exc).__name__}: {exc}")
+            self.app.call_from_thread(self._sync_failed, message)
         else:
             self.app.call_from_thread(self._sync_finished, summary)
 

@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from console.errors import KeyshiftError
-from console.secrets import redact
+from console.redaction import redact_active
 from screens.format import when
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class RotateScreen(ModalScreen[Any]):
         except KeyshiftError as exc:
             self.app.call_from_thread(self._failed, exc.one_line())
         except Exception as exc:
-            self.app.call_from_thread(self._failed, redact(f"{type(exc).__name__}: {exc}"))
+            self.app.call_from_thread(self._failed, redact_active(f"{type(exc).__name__}: {exc}"))
         else:
             self.app.call_from_thread(self._show_plan, plan)
 
@@ -133,7 +133,7 @@ class RotateScreen(ModalScreen[Any]):
         except KeyshiftError as exc:
             self.app.call_from_thread(self._failed, exc.one_line())
         except Exception as exc:
-            self.app.call_from_thread(self._failed, redact(f"{type(exc).__name__}: {exc}"))
+            self.app.call_from_thread(self._failed, redact_active(f"{type(exc).__name__}: {exc}"))
         else:
             self.app.call_from_thread(self._finished, result)
 

@@ -131,11 +131,11 @@ def test_unknown_credential_is_one_line(cli, sandbox):
 
 
 def test_a_vault_that_is_down_is_refused_before_any_run_exists(tmp_path: Path):
-    from console import secrets
+    from console import secret_refs
     from console.model import Credential
     from console.store import Store
 
-    secrets.put("keyshift-test", "down-vault-token", "token-for-a-closed-port")
+    secret_refs.put("keyshift-test", "down-vault-token", "token-for-a-closed-port")
     inventory = {
         "version": 1,
         "sources": [

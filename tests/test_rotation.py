@@ -24,10 +24,10 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from console import secrets
 from console.audit import AuditLog
 from console.config import load_inventory
 from console.errors import NotFoundError, ReadOnlyError, RotationError
+from console.fingerprint import fingerprint
 from console.model import Credential, credential_id
 from console.rotation import (
     AWAITING_REVOKE,
@@ -242,7 +242,7 @@ def test_rotate_end_to_end(env: Env) -> None:
     cred = env.store.get_credential(cred_id)
     assert cred.version == "2"
     assert cred.rotated_at == T0
-    assert cred.fingerprint == secrets.fingerprint(canonical_value(new))
+    assert cred.fingerprint == fingerprint(canonical_value(new))
     assert [(s, st) for s, st, _ in events] == [
         ("create", "started"),
         ("create", "done"),
@@ -435,7 +435,7 @@ def test_resume_after_a_crash_writes_exactly_one_new_version(env: Env, crash_aft
     assert not any(k.startswith("keyshift_pending") for k in meta["custom_metadata"])
     statuses = _steps(env, run["id"])
     assert [s for s, st in statuses if st == "done"] == ["create", "verify", "promote"]
-    assert env.store.get_credential(cred_id).fingerprint == secrets.fingerprint(new)
+    assert env.store.get_credential(cred_id).fingerprint == fingerprint(new)
     assert env.audit.verify().ok
     assert ("rotation.resume", "", "") in _audit(env, run["id"])
     # resuming again is a no-op: nothing unfinished needs a hand

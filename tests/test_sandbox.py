@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from conftest import BUILTIN_SEED_COUNTS, Seeded, builtin_inventory
 
 from console import sandbox as sb
-from console import secrets as ks_secrets
+from console import secret_refs as ks_secrets
 from console.errors import SandboxError, SecretError
 from console.inventory import AwsSource, Inventory, VaultSource
 

@@ -14,10 +14,11 @@ import pytest
 import yaml
 from conftest import BUILTIN_INVENTORY
 
-from console import secrets
 from console.config import LoadedInventory, loads_inventory
 from console.errors import SourceError
+from console.fingerprint import fingerprint
 from console.sources.aws import AwsSource
+from rotators.values import generate
 
 AWS = "sandbox-aws"
 
@@ -59,8 +60,6 @@ def make_user(iam: Any, prefix: str, document: dict | None, keys: int = 1) -> tu
             UserName=name, PolicyName=f"{name}-inline", PolicyDocument=json.dumps(document)
         )
     made = [iam.create_access_key(UserName=name)["AccessKey"] for _ in range(keys)]
-    for k in made:
-        secrets.remember(k["SecretAccessKey"])
     return name, made
 
 
@@ -83,7 +82,7 @@ def test_collect_finds_the_seeded_aws_credentials(
     assert stripe.max_age_days == 30
     assert stripe.last_used_at is None  # moto leaves LastAccessedDate empty
     value = sm.get_secret_value(SecretId=arn)["SecretString"]
-    assert stripe.fingerprint == secrets.fingerprint(value)
+    assert stripe.fingerprint == fingerprint(value)
     assert stripe.version == sm.get_secret_value(SecretId=arn)["VersionId"]
 
     param = by_name["/prod/support/db-password"]
@@ -153,9 +152,9 @@ def test_inactive_key_and_grants(seeded_sandbox: Any, iam: Any, tmp_path: Path) 
 
     sm = aws_client(seeded_sandbox.state, "secretsmanager")
     blocked = f"prod/support/blocked-{uuid.uuid4().hex[:6]}"
-    sm.create_secret(Name=blocked, SecretString=secrets.generate(30))
+    sm.create_secret(Name=blocked, SecretString=generate(30).reveal())
     other = f"dev/other-{uuid.uuid4().hex[:6]}"
-    sm.create_secret(Name=other, SecretString=secrets.generate(30))
+    sm.create_secret(Name=other, SecretString=generate(30).reveal())
 
     # one use of narrow's active key, which GetAccessKeyLastUsed then reports
     import boto3

@@ -16,11 +16,13 @@ import pytest
 import yaml
 from conftest import BUILTIN_INVENTORY
 
-from console import secrets
+from console import secret_refs
 from console.config import LoadedInventory, loads_inventory
 from console.errors import SourceError
+from console.fingerprint import fingerprint
 from console.sources.vault import VaultSource, canonical_value
 from console.sources.vault_policy import Acl, matches, parse_policy
+from rotators.values import generate
 
 VAULT = "sandbox-vault"
 
@@ -72,9 +74,9 @@ def mount(vault: Any) -> str:
     name = f"kst-{uuid.uuid4().hex[:8]}"
     vault.sys.enable_secrets_engine("kv", path=name, options={"version": "2"})
     for path in ["top", "a/one", "a/two", "a/b/deep", "c/d/e/f/leaf", "multi"]:
-        data = {"value": secrets.generate(24)}
+        data = {"value": generate(24).reveal()}
         if path == "multi":
-            data = {"username": "svc-user", "password": secrets.generate(24)}
+            data = {"username": "svc-user", "password": generate(24).reveal()}
         vault.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=name)
         vault.secrets.kv.v2.update_metadata(
             path=path,
@@ -139,11 +141,11 @@ def test_fingerprint_is_the_hmac_of_the_value(
     top = vault.secrets.kv.v2.read_secret_version(
         path="top", mount_point=mount, raise_on_deleted_version=True
     )["data"]["data"]
-    assert by_path[f"{mount}/top"].fingerprint == secrets.fingerprint(top["value"])
+    assert by_path[f"{mount}/top"].fingerprint == fingerprint(top["value"])
     multi = vault.secrets.kv.v2.read_secret_version(
         path="multi", mount_point=mount, raise_on_deleted_version=True
     )["data"]["data"]
-    assert by_path[f"{mount}/multi"].fingerprint == secrets.fingerprint(canonical_value(multi))
+    assert by_path[f"{mount}/multi"].fingerprint == fingerprint(canonical_value(multi))
     # unknown custom metadata (generator hints) is kept as tags
     assert by_path[f"{mount}/a/b/deep"].tags["generator_length"] == "24"
     assert by_path[f"{mount}/a/b/deep"].created_at == datetime(2024, 3, 1, tzinfo=UTC)
@@ -319,7 +321,7 @@ def test_unreachable_server_is_a_source_error(seeded_sandbox: Any, tmp_path: Pat
 
 
 def test_refused_token_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:
-    secrets.put("keyshift-test", "bad-vault-token", "hvs.not-a-real-token-" + uuid.uuid4().hex)
+    secret_refs.put("keyshift-test", "bad-vault-token", "hvs.not-a-real-token-" + uuid.uuid4().hex)
     inv = only_sources(
         {
             "name": "v",

@@ -15,6 +15,7 @@ from console.errors import StoreError
 from console.model import Credential, Grant, ItemError, UsageEvent
 from console.query import parse
 from console.store import MIGRATIONS, Store
+from console.store.rows import BUSY_TIMEOUT_MS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -79,7 +80,7 @@ def test_fresh_store_is_migrated_wal_and_foreign_keys(store: Store, db_path: Pat
     assert store.schema_version() == len(MIGRATIONS) >= 2
     assert store.pragma("journal_mode") == "wal"
     assert store.pragma("foreign_keys") == 1
-    assert store.pragma("busy_timeout") == store_mod.BUSY_TIMEOUT_MS
+    assert store.pragma("busy_timeout") == BUSY_TIMEOUT_MS
     # every thread's connection gets the same settings
     seen: list = []
     worker = threading.Thread(target=lambda: seen.append(store.pragma("foreign_keys")))

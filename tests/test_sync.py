@@ -22,11 +22,13 @@ import pytest
 import yaml
 from conftest import BUILTIN_INVENTORY
 
-from console import secrets
+from console import secret_refs
 from console.audit import AuditLog
 from console.config import LoadedInventory, loads_inventory
+from console.fingerprint import fingerprint
 from console.store import Store
 from console.sync import run_sync
+from rotators.values import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYSHIFT = ROOT / ".venv" / "bin" / "keyshift"
@@ -69,7 +71,7 @@ def make_mount(vault: Any, paths: list[str]) -> str:
     vault.sys.enable_secrets_engine("kv", path=name, options={"version": "2"})
     for p in paths:
         vault.secrets.kv.v2.create_or_update_secret(
-            path=p, secret={"value": secrets.generate(20)}, mount_point=name
+            path=p, secret={"value": generate(20).reveal()}, mount_point=name
         )
         vault.secrets.kv.v2.update_metadata(
             path=p, mount_point=name, custom_metadata={"owner": "team-x", "environment": "dev"}
@@ -278,7 +280,7 @@ path "{mount}/data/closed/*" {{ capabilities = ["deny"] }}
     )
     token = vault.auth.token.create(policies=[policy], ttl="10m")["auth"]["client_token"]
     service = f"keyshift-test-{uuid.uuid4().hex[:6]}"
-    secrets.put(service, "token", token)
+    secret_refs.put(service, "token", token)
     partial = write_inventory(
         only_sources(
             {
@@ -336,7 +338,7 @@ def test_canary_value_never_reaches_disk_output_or_logs(
         assert summary.status == "ok", summary.as_dict()
         kv = store.get_credential(f"v:kv:{mount}/canary/kv")
         aws = store.get_credential(f"a:secretsmanager:{arn}")
-        assert kv and aws and kv.fingerprint == aws.fingerprint == secrets.fingerprint(canary)
+        assert kv and aws and kv.fingerprint == aws.fingerprint == fingerprint(canary)
     finally:
         store.close()
     needle = canary.encode()
@@ -383,8 +385,8 @@ def test_keyring_entries_of_agents_services(
     assert slack and openai
     assert (slack.owner, slack.environment, slack.kind) == ("team-support", "prod", "keyring")
     assert slack.created_at is not None and slack.fingerprint
-    assert slack.fingerprint == secrets.fingerprint(
-        secrets.get("keyshift-agent-support", "slack-token") or ""
+    assert slack.fingerprint == fingerprint(
+        secret_refs.get("keyshift-agent-support", "slack-token") or ""
     )
     declared = store.get_credential("declared:api-key:openai-support")
     assert declared and openai.fingerprint == declared.fingerprint

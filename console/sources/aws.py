@@ -29,8 +29,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from console import secrets
 from console.errors import KeyshiftError, SourceError
+from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import AwsIdentity
 from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
 from console.sources.base import CollectResult, Progress
@@ -419,10 +419,8 @@ class AwsSource:
                 value = got.get("SecretString")
                 if value is None and got.get("SecretBinary") is not None:
                     value = bytes(got["SecretBinary"])
-                if isinstance(value, str):
-                    secrets.remember(value)
                 if value is not None:
-                    fingerprint = secrets.fingerprint(value)
+                    fingerprint = fingerprint_of(value)
                 version_created = _utc(got.get("CreatedDate"))
                 got.clear()  # drop the value now, not when the pool's results are collected
             current = next(
@@ -523,8 +521,7 @@ class AwsSource:
             if got:
                 value = (got.get("Parameter") or {}).get("Value")
                 if isinstance(value, str):
-                    secrets.remember(value)
-                    fingerprint = secrets.fingerprint(value)
+                    fingerprint = fingerprint_of(value)
                 got.clear()
             modified = _utc(item.get("LastModifiedDate"))
             arn = item.get("ARN") or self._parameter_arn(region, name)

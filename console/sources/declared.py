@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
-from console import secrets
+from console import secret_refs
 from console.errors import SecretError
+from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import DeclaredCredential, EnvFileTarget, KeyringTarget
 from console.model import Credential, Grant, ItemError, UsageEvent, credential_id
 from console.sources.base import CollectResult, Progress
@@ -63,7 +64,7 @@ class DeclaredSource:
                     last_used_evidence="declared" if decl.last_used else None,
                     rotator=decl.rotator or "manual",
                     max_age_days=policy.max_age_days if policy else None,
-                    fingerprint=secrets.fingerprint(value) if value else None,
+                    fingerprint=fingerprint_of(value) if value else None,
                     tags={"provider": decl.provider, **decl.tags},
                 )
             )
@@ -105,12 +106,11 @@ class DeclaredSource:
                     continue
                 value = dotenv_values(path).get(target.var)
                 if value:
-                    secrets.remember(value)
                     return value, f"{target.path}:{target.var}"
             elif isinstance(target, KeyringTarget):
                 try:
-                    service, name = secrets.parse_ref(target.ref)
-                    value = secrets.get(service, name)
+                    service, name = secret_refs.parse_ref(target.ref)
+                    value = secret_refs.get(service, name, own=False)
                 except SecretError as exc:
                     result.errors.append(ItemError(where=decl.name, message=exc.message))
                     continue

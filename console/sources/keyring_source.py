@@ -9,8 +9,8 @@ from contextlib import closing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from console import secrets
 from console.errors import SourceError
+from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import KeyringIdentity
 from console.model import Credential, Grant, ItemError, credential_id
 from console.sources.base import CollectResult, Progress
@@ -119,9 +119,7 @@ class KeyringSource:
                 value: str | bytes = raw.decode()
             except UnicodeDecodeError:
                 value = raw
-            if isinstance(value, str):
-                secrets.remember(value)
-            fingerprint = secrets.fingerprint(value)
+            fingerprint = fingerprint_of(value)
         owners = {a.owner for a in agents if a.owner}
         environments = {str(a.environment) for a in agents}
         modified = _when(item.get_modified())

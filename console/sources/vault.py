@@ -26,12 +26,13 @@ import hvac
 import hvac.adapters
 import requests
 
-from console import secrets
 from console.errors import KeyshiftError, SourceError
+from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import VaultIdentity
 from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
 from console.sources.base import CollectResult, Progress
 from console.sources.vault_policy import Acl, Rule, parse_policy
+from rotators.values import canonical_value
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
@@ -106,16 +107,6 @@ def _short(errors: list[str]) -> str:
     text = " ".join(e.replace("\n", " ").replace("\t", " ") for e in errors)
     text = " ".join(text.split())
     return text[:200] or "no detail"
-
-
-def canonical_value(data: dict[str, Any]) -> str:
-    """The string fingerprinted for a KV secret: a lone key's value as-is (so it matches the same
-    value held elsewhere, e.g. a Secrets Manager string), else canonical JSON of all keys."""
-    if len(data) == 1:
-        (only,) = data.values()
-        if isinstance(only, str):
-            return only
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,19 +527,15 @@ class VaultSource:
         for secret, status, payload in pool.map(read, readable):
             cid = self._cred_id(secret)
             if status == 200 and isinstance(payload, dict):
-                for v in payload.values():
-                    if isinstance(v, str):
-                        secrets.remember(v)
                 value = canonical_value(payload)
-                secrets.remember(value)
-                update: dict[str, Any] = {"fingerprint": secrets.fingerprint(value)}
+                update: dict[str, Any] = {"fingerprint": fingerprint_of(value)}
                 if len(payload) > 1:
                     # each key's own fingerprint too, so one key reused elsewhere (a password
                     # also kept in SSM) still shows; an HMAC reveals nothing of the value
                     tags = dict(creds[cid].tags)
                     for key, v in sorted(payload.items()):
                         if isinstance(v, str) and v:
-                            tags[f"fingerprint:{key}"] = secrets.fingerprint(v)
+                            tags[f"fingerprint:{key}"] = fingerprint_of(v)
                     update["tags"] = tags
                 creds[cid] = creds[cid].model_copy(update=update)
             elif status == 404:

@@ -1,0 +1,45 @@
+"""Audit rows (console/audit.py owns the chain; this only stores and reads rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from console.store.base import StoreBase
+from console.store.rows import (
+    iter_rows,
+)
+
+
+class AuditRows(StoreBase):
+    # audit (low level; console/audit.py owns the chain) ------------------------------------
+
+    def append_audit(self, row: dict) -> None:
+        with self.transaction():
+            self._conn().execute(
+                "INSERT INTO audit_log(seq, at, actor, action, target, detail, prev_hash, hash) "
+                "VALUES (:seq, :at, :actor, :action, :target, :detail, :prev_hash, :hash)",
+                row,
+            )
+
+    def audit_rows(self, start_seq: int = 1) -> Iterator[dict]:
+        with self._guard("read"):
+            cursor = self._conn().execute(
+                "SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq", (start_seq,)
+            )
+        yield from iter_rows(cursor)
+
+    def audit_head(self) -> dict | None:
+        rows = self._read("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def audit_count(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM audit_log") or 0)
+
+    def audit_seq_of_hash(self, hash_: str) -> int | None:
+        """The seq of the entry whose stored hash is ``hash_`` (verify's reorder check)."""
+        return self._scalar("SELECT seq FROM audit_log WHERE hash = ? LIMIT 1", (hash_,))
+
+    def audit_tail(self, n: int) -> list[dict]:
+        rows = self._read("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (n,))
+        return list(reversed(rows))
+

@@ -1,0 +1,203 @@
+"""Connections and transactions: one connection per thread, writes serialised."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Self
+
+import sqlite_utils
+
+from console.errors import StoreError
+from console.store.rows import (
+    BUSY_TIMEOUT_MS,
+    iter_rows,
+)
+from console.store.schema import migrate, schema_version
+
+
+class StoreBase:
+    def __init__(self, path: str | Path) -> None:
+        if str(path) == ":memory:":
+            raise StoreError(
+                "an in-memory store is not supported",
+                hint="use a file in a temporary directory",
+            )
+        self.path = Path(path)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._conns_lock = threading.Lock()
+        self._conns: dict[int, tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = {}
+        self._closed = False
+        try:
+            with self._guard("open"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self._conn()
+                with self._write_lock:
+                    migrate(conn)
+                if self.get_meta("installation_id") is None:
+                    with self.transaction():
+                        if self.get_meta("installation_id") is None:
+                            self.set_meta("installation_id", uuid.uuid4().hex)
+        except BaseException:
+            self.close()
+            raise
+
+    # connections and transactions ---------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StoreError("the store is closed")
+        # check_same_thread=False only so close() may close every thread's connection;
+        # each connection is otherwise used by the thread that opened it.
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(
+                    f"could not put the store in WAL mode (got {mode})",
+                    hint=f"put the store on a local filesystem: {self.path}",
+                )
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; safe in WAL
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA cache_size=-32000")
+        except BaseException:
+            conn.close()
+            raise
+        self._local.conn = conn
+        self._local.depth = 0
+        current = threading.current_thread()
+        with self._conns_lock:
+            for ident, (ref, other) in list(self._conns.items()):
+                thread = ref()
+                if thread is None or not thread.is_alive():
+                    other.close()
+                    del self._conns[ident]
+            self._conns[current.ident or 0] = (weakref.ref(current), conn)
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's sqlite-utils view of the store (for the store's own use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self._conn(), execute_plugins=False)
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise StoreError(
+                    f"the store is busy ({what}): another keyshift process holds it",
+                    hint="retry when the other sync or rotation finishes",
+                ) from None
+            raise StoreError(f"store error during {what}: {text}", hint=str(self.path)) from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"store error during {what}: {exc}",
+                hint=f"is {self.path} a keyshift store? move it aside to start afresh",
+            ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of writes. Nested calls become savepoints of the outer one."""
+        conn = self._conn()
+        with self._write_lock, self._guard("write"):
+            depth = self._local.depth
+            if depth == 0:
+                conn.execute("BEGIN IMMEDIATE")
+            else:
+                conn.execute(f"SAVEPOINT sp{depth}")
+            self._local.depth = depth + 1
+            try:
+                yield
+            except BaseException:
+                self._local.depth = depth
+                if depth == 0:
+                    conn.rollback()
+                elif conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO sp{depth}")
+                    conn.execute(f"RELEASE sp{depth}")
+                raise
+            self._local.depth = depth
+            if depth == 0:
+                conn.execute("COMMIT")
+            else:
+                conn.execute(f"RELEASE sp{depth}")
+
+    def _read(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
+        with self._guard("read"):
+            return list(iter_rows(self._conn().execute(sql, params)))
+
+    def _scalar(self, sql: str, params: Sequence | dict = ()) -> Any:
+        with self._guard("read"):
+            row = self._conn().execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            # optimising is a courtesy; closing must not fail on it
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+        self._closed = True
+        with self._conns_lock:
+            for _ref, conn in self._conns.values():
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        return schema_version(self._conn())
+
+    def pragma(self, name: str) -> Any:
+        """Read one PRAGMA (tests check journal_mode and foreign_keys)."""
+        if not name.replace("_", "").isalnum():
+            raise StoreError(f"not a pragma name: {name!r}")
+        return self._scalar(f"PRAGMA {name}")
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (sampled, so cheap on big tables)."""
+        with self._write_lock, self._guard("analyze"):
+            conn = self._conn()
+            conn.execute("PRAGMA analysis_limit=1000")
+            conn.execute("ANALYZE")
+
+    # meta ---------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        return self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._conn().execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+

@@ -1,0 +1,223 @@
+"""Credentials: reads, counts, pages (walk or drive), bulk insert."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from console.errors import StoreError
+from console.model import Credential
+from console.query import (
+    Query,
+    agents_text,
+)
+from console.store.base import StoreBase
+from console.store.plan import Plan, PlanBuilder
+from console.store.rows import (
+    BOOKKEEPING_FIELDS,
+    BULK_CACHE_KIB,
+    FTS_FEW,
+    WALK_BUDGET_MS,
+    WALK_TICK_STEPS,
+    cred_row,
+    iter_rows,
+    row_to_cred,
+    ts,
+    utcnow,
+)
+
+
+class CredentialRows(StoreBase):
+    # credentials: reads -------------------------------------------------------------------
+
+    def get_credential(self, credential_id: str) -> Credential | None:
+        rows = self._read("SELECT * FROM credentials WHERE id = ?", (credential_id,))
+        if not rows:
+            return None
+        cred = row_to_cred(rows[0])
+        cred.agents = sorted(
+            {
+                g["agent"]
+                for g in self._read(
+                    "SELECT agent FROM grants WHERE credential_id = ?", (credential_id,)
+                )
+            }
+        )
+        return cred
+
+    def count_credentials(
+        self, query: Query | None = None, *, cap: int | None = None, plan: str = "auto"
+    ) -> int:
+        """How many credentials match. With ``cap`` the count stops at ``cap`` (the TUI shows
+        "10,000+"): an exact count of a broad substring match over 1M rows is a full scan
+        (seconds); a capped one stops as soon as it has found ``cap``. ``plan`` forces
+        "walk" or "drive" (tests check both give the same answer)."""
+        if cap is None and plan == "auto":
+            plan = "drive"
+
+        def sql(built: Plan) -> tuple[str, list]:
+            if cap is None:
+                return f"SELECT count(*) FROM credentials c WHERE {built.where}", built.params
+            return (
+                f"SELECT count(*) FROM (SELECT 1 FROM credentials c WHERE {built.where} LIMIT ?)",
+                [*built.params, cap],
+            )
+
+        rows = self._adaptive(query, sql, plan)
+        return int(next(iter(rows[0].values())) if rows else 0)
+
+    def page_credentials(
+        self, query: Query | None = None, offset: int = 0, limit: int = 60, *, plan: str = "auto"
+    ) -> list[Credential]:
+        """One page of matches in the query's order (the TUI's table, 60 rows at a time).
+        ``plan`` forces "walk" or "drive" (tests check both give the same rows)."""
+
+        def sql(plan: Plan) -> tuple[str, list]:
+            return (
+                f"SELECT c.* FROM credentials c WHERE {plan.where} ORDER BY {plan.order} "
+                "LIMIT ? OFFSET ?",
+                [*plan.params, limit, offset],
+            )
+
+        return [row_to_cred(r) for r in self._adaptive(query, sql, plan)]
+
+    def _adaptive(
+        self, query: Query | None, make: Callable[[Plan], tuple[str, list]], plan: str = "auto"
+    ) -> list:
+        """Run the walk plan within WALK_BUDGET_MS; when it runs out, the matches are sparse
+        along the sort order, so run the drive plan instead (see ``PlanBuilder``)."""
+        if plan not in ("auto", "walk", "drive"):
+            raise StoreError(f"unknown plan {plan!r}", hint="auto, walk or drive")
+        if plan != "auto":
+            sql, params = make(PlanBuilder(query, plan).build())
+            return self._read(sql, params)
+        walk = PlanBuilder(query, "walk").build()
+        drive = PlanBuilder(query, "drive").build()
+        conn = self._conn()
+        if not walk.selective and not self._few_fts_matches(drive):
+            sql, params = make(walk)
+            deadline = time.perf_counter() + WALK_BUDGET_MS / 1000
+            expired = False
+
+            def tick() -> int:
+                nonlocal expired
+                expired = time.perf_counter() > deadline
+                return expired
+
+            conn.set_progress_handler(tick, WALK_TICK_STEPS)
+            try:
+                with self._guard("read"):
+                    return list(iter_rows(conn.execute(sql, params)))
+            except StoreError:
+                if not expired:
+                    raise
+            finally:
+                conn.set_progress_handler(None, 0)
+        sql, params = make(drive)
+        return self._read(sql, params)
+
+    def _few_fts_matches(self, drive: Plan) -> bool:
+        """Whether the FTS prefilter alone leaves at most FTS_FEW rows: then the drive plan is
+        cheap and walking would only burn its budget. FTS5 stops at the LIMIT, so this costs
+        well under a millisecond even for a term in every row."""
+        if drive.fts_match is None:
+            return False
+        found = self._scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM credentials_fts WHERE credentials_fts MATCH ? "
+            "LIMIT ?)",
+            (drive.fts_match, FTS_FEW + 1),
+        )
+        return int(found or 0) <= FTS_FEW
+
+    def explain(self, query: Query | None = None, mode: str = "walk") -> list[str]:
+        """EXPLAIN QUERY PLAN of a page in the given plan mode (tests and benchmarks)."""
+        plan = PlanBuilder(query, mode).build()
+        sql = f"SELECT c.* FROM credentials c WHERE {plan.where} ORDER BY {plan.order} LIMIT 60"
+        return [r["detail"] for r in self._read(f"EXPLAIN QUERY PLAN {sql}", plan.params)]
+
+    def all_credentials(self, query: Query | None = None) -> Iterator[Credential]:
+        """Every match in the query's order, streamed (``keyshift ls``). Everything is read
+        anyway, so filters drive (no early stop to gain from walking), unless there are none."""
+        mode = "drive" if query is not None and query.terms else "walk"
+        plan = PlanBuilder(query, mode).build()
+        sql = f"SELECT c.* FROM credentials c WHERE {plan.where} ORDER BY {plan.order}"
+        with self._guard("read"):
+            cursor = self._conn().execute(sql, plan.params)
+        for row in iter_rows(cursor):
+            yield row_to_cred(row)
+
+    def credentials_by_fingerprint(self) -> dict[str, list[str]]:
+        """Fingerprints shared by two or more credentials still present (reuse)."""
+        result: dict[str, list[str]] = {}
+        for fp, cid in self._conn().execute(
+            "SELECT fingerprint, id FROM credentials WHERE gone_at IS NULL AND fingerprint IN ("
+            "  SELECT fingerprint FROM credentials WHERE fingerprint IS NOT NULL "
+            "  AND gone_at IS NULL GROUP BY fingerprint HAVING count(*) > 1) "
+            "ORDER BY fingerprint, id"
+        ):
+            result.setdefault(fp, []).append(cid)
+        return result
+
+    def bulk_insert_credentials(self, creds: Iterable[Credential], batch: int = 5000) -> int:
+        """Insert many new credentials (fixtures, benchmarks); an existing id is an error.
+        Bookkeeping fields and ``agents`` are taken from the records as given.
+
+        Into an empty table this drops the credentials' secondary indexes and FTS triggers,
+        inserts, then recreates them from their own stored SQL and rebuilds the FTS index:
+        building an index once by sorting is several times faster than growing 20 indexes
+        row by row. All in one transaction, so no reader sees the table without them.
+        Returns the number inserted."""
+        now = ts(utcnow())
+        conn = self._conn()
+        # a big page cache while indexes are built keeps their pages from spilling to the WAL
+        cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+        conn.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
+        try:
+            return self._bulk_insert(conn, creds, batch, now)
+        finally:
+            conn.execute(f"PRAGMA cache_size={cache}")
+
+    def _bulk_insert(
+        self, conn: sqlite3.Connection, creds: Iterable[Credential], batch: int, now: str | None
+    ) -> int:
+        total = 0
+        buffer: list[dict] = []
+        with self.transaction():
+            empty = conn.execute("SELECT 1 FROM credentials LIMIT 1").fetchone() is None
+            saved: list[str] = []
+            if empty:
+                for kind, name, sql in conn.execute(
+                    "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'credentials' "
+                    "AND sql IS NOT NULL AND (type = 'index' "
+                    "OR (type = 'trigger' AND name LIKE 'credentials_fts_%'))"
+                ).fetchall():
+                    saved.append(sql)
+                    conn.execute(f'DROP {kind.upper()} "{name}"')
+            grants: list[tuple] = []
+            for cred in creds:
+                row = cred_row(cred)
+                row["agents"] = agents_text(cred.agents) or None
+                # agents are derived from grants: give each one a (bare) grant
+                grants += [(cred.source, a, cred.id, now) for a in set(cred.agents)]
+                for f in BOOKKEEPING_FIELDS:
+                    value = getattr(cred, f)
+                    row[f] = ts(value) if isinstance(value, datetime) else value
+                buffer.append(row)
+                if len(buffer) >= batch:
+                    self._insert_credential_rows(conn, buffer, now, None)
+                    total += len(buffer)
+                    buffer = []
+            self._insert_credential_rows(conn, buffer, now, None)
+            total += len(buffer)
+            conn.executemany(
+                "INSERT INTO grants(source, agent, credential_id, seen_at) VALUES (?, ?, ?, ?)",
+                grants,
+            )
+            for sql in saved:
+                conn.execute(sql)
+            if saved:
+                conn.execute("INSERT INTO credentials_fts(credentials_fts) VALUES ('rebuild')")
+        return total
+

@@ -1,0 +1,194 @@
+"""Rows and records: column lists, time and JSON conversions, row <-> model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from console.model import Credential, Grant, ItemError
+from console.query import (
+    TEXT_SEARCH_COLUMNS,
+    tags_text,
+)
+
+BUSY_TIMEOUT_MS = 10_000
+BULK_CACHE_KIB = -1_000_000  # negative: KiB, i.e. ~1 GB while bulk_insert_credentials runs
+# The walk plan's budget (see PlanBuilder). Time, not VM steps: a step that seeks a table row
+# costs ten times one that compares a value, so a step budget is no bound on latency. Only
+# which plan answers depends on it, never the rows returned.
+WALK_BUDGET_MS = 50.0
+WALK_TICK_STEPS = 200
+# Matches the FTS index may return for the drive plan to be chosen without trying the walk.
+FTS_FEW = 2_000
+# Shortest substring the trigram index can answer; shorter terms always scan.
+FTS_MIN_CHARS = 3
+
+# Credential fields whose change counts as "changed" (everything but the store's bookkeeping).
+CONTENT_FIELDS = (
+    "source",
+    "kind",
+    "native_id",
+    "name",
+    "location",
+    "owner",
+    "environment",
+    "scope",
+    "sensitivity",
+    "created_at",
+    "rotated_at",
+    "expires_at",
+    "ttl_seconds",
+    "last_used_at",
+    "last_used_evidence",
+    "rotator",
+    "max_age_days",
+    "fingerprint",
+    "version",
+    "tags",
+    "status",
+)
+BOOKKEEPING_FIELDS = ("first_seen_at", "last_seen_at", "gone_at", "stale_since", "stale_error")
+DATETIME_FIELDS = (
+    "created_at",
+    "rotated_at",
+    "expires_at",
+    "last_used_at",
+    "first_seen_at",
+    "last_seen_at",
+    "gone_at",
+    "stale_since",
+)
+CRED_COLUMNS = ("id", *CONTENT_FIELDS, *BOOKKEEPING_FIELDS, "agents", "tags_text", "sync_id")
+INSERT_CREDENTIAL = (
+    f"INSERT INTO credentials({', '.join(CRED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(CRED_COLUMNS))})"
+)
+# the columns the FTS triggers watch (TEXT_SEARCH_COLUMNS)
+FTS_COLUMNS = TEXT_SEARCH_COLUMNS
+
+# Rotation runs in one of these states are over; anything else is resumed after a crash.
+# "completed" and "rolled-back" are the statuses console/rotation.py writes (added by the
+# rotation helper; the engine's own list is console.rotation.TERMINAL).
+TERMINAL_RUN_STATUSES = ("done", "failed", "rolled_back", "aborted", "completed", "rolled-back")
+RUN_FIELDS = (
+    "started_at",
+    "finished_at",
+    "error",
+    "pending_version",
+    "previous_version",
+    "playbook_run_id",
+    "detail",
+)
+GENESIS_HASH = "0" * 64
+
+
+
+# --- small conversions --------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ts(value: datetime | None) -> str | None:
+    """A datetime as fixed-width ISO-8601 UTC text; naive datetimes are taken to be UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    # any zero-offset tzinfo (pydantic's TzInfo(0), timezone.utc) prints +00:00
+    return value.isoformat(timespec="microseconds")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def to_json(value: Any) -> str:
+    return ENCODER.encode(value)
+
+
+def from_json(value: str | None, default: Any = None) -> Any:
+    return json.loads(value) if value else default
+
+
+def iter_rows(cursor: sqlite3.Cursor) -> Iterator[dict]:
+    names = [d[0] for d in cursor.description]
+    for row in cursor:
+        yield dict(zip(names, row, strict=True))
+
+
+def chunks(items: Sequence, size: int = 500) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+
+
+# --- row <-> record -------------------------------------------------------------------------
+
+
+def keep_what_a_partial_listing_blanked(row: dict, old: dict) -> None:
+    """In a partial listing an empty field may mean "could not read it" (a denied tag or value
+    read), not "it is gone": keep what the store knew (invariant 6)."""
+    for name in CONTENT_FIELDS:
+        if row[name] in (None, "") and old[name] not in (None, ""):
+            row[name] = old[name]
+    old_tags = from_json(old["tags"], {})
+    if old_tags:
+        merged = {**old_tags, **from_json(row["tags"], {})}
+        row["tags"] = to_json(merged)
+        row["tags_text"] = tags_text(merged)
+
+
+def cred_row(cred: Credential) -> dict:
+    data = cred.__dict__  # the validated fields; skipping model_dump matters at 1M rows
+    row: dict[str, Any] = {"id": cred.id}
+    for f in CONTENT_FIELDS:
+        row[f] = data[f]
+    for f in DATETIME_FIELDS:
+        if f in row and row[f] is not None:
+            row[f] = ts(row[f])
+    row["tags"] = to_json(cred.tags)
+    row["tags_text"] = tags_text(cred.tags)
+    return row
+
+
+def row_to_cred(row: dict) -> Credential:
+    data = {k: row[k] for k in ("id", *CONTENT_FIELDS, *BOOKKEEPING_FIELDS)}
+    data["tags"] = from_json(row["tags"], {})
+    data["agents"] = row["agents"].split(" ") if row["agents"] else []
+    return Credential.model_validate(data)
+
+
+def row_to_grant(row: dict) -> Grant:
+    return Grant(
+        agent=row["agent"],
+        credential_id=row["credential_id"],
+        capabilities=from_json(row["capabilities"], []),
+        chain=from_json(row["chain"], []),
+        used=bool(row["used"]),
+    )
+
+
+def run_dict(row: dict) -> dict:
+    row["plan"] = from_json(row["plan"], {})
+    row["detail"] = from_json(row["detail"], None)
+    return row
+
+
+def error_summary(errors: list[ItemError]) -> str | None:
+    if not errors:
+        return None
+    first = "; ".join(f"{e.where}: {e.message}" for e in errors[:3])
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    text = f"{len(errors)} error{'s' if len(errors) != 1 else ''}: {first}{more}"
+    return text[:500]
