@@ -49,6 +49,7 @@ class Context:
 
     @property
     def store(self):  # type: ignore[no-untyped-def]
+        """The store for a command that may write (opened read-only under --read-only)."""
         if self._store is None:
             from console.store import Store
 
@@ -57,7 +58,23 @@ class Context:
                     f"no store at {self.db_path}, and --read-only may not create one",
                     hint="run keyshift sync first (without --read-only)",
                 )
-            self._store = Store(self.db_path)
+            self._store = Store(self.db_path, read_only=self.read_only)
+            self.closers.append(self._store.close)
+        return self._store
+
+    @property
+    def reader(self):  # type: ignore[no-untyped-def]
+        """The store for a command that only reads: opened read-only, so a read never
+        creates, upgrades or switches the mode of a file (someone else's SQLite file, an
+        older store); the writable store when this command already opened it."""
+        if self._store is None:
+            from console.store import Store
+
+            if not self.db_path.exists():
+                raise NotFoundError(
+                    f"no store at {self.db_path}", hint="run keyshift sync first to create one"
+                )
+            self._store = Store(self.db_path, read_only=True)
             self.closers.append(self._store.close)
         return self._store
 
@@ -68,6 +85,11 @@ class Context:
 
             self._audit = AuditLog(self.store)
         return self._audit
+
+    def audit_reader(self):  # type: ignore[no-untyped-def]
+        from console.audit import AuditLog
+
+        return AuditLog(self.reader)
 
     def require_writable(self, action: str) -> None:
         if self.read_only:
@@ -194,6 +216,8 @@ def sandbox_up(ctx: Context, seed: bool) -> None:
     ctx.audit.append(ctx.actor(), "sandbox.up", "sandbox", state.describe())
     _out(f"vault  {state.vault_addr}  (pid {state.vault_pid})")
     _out(f"aws    {state.moto_endpoint}  (pid {state.moto_pid})")
+    if state.provider is not None:
+        _out(f"keys   {state.provider.address}  (pid {state.provider.pid}: provider stand-in)")
     if seed:
         _seed(ctx)
 
@@ -290,7 +314,7 @@ def audit_group() -> None:
 @pass_ctx
 def audit_verify(ctx: Context) -> None:
     """Check the chain: OK <count> entries, head <hash>; or the first bad seq and why."""
-    result = ctx.audit.verify()
+    result = ctx.audit_reader().verify()
     if result.ok:
         _out(f"OK {result.count} entries, head {result.head}")
         return
@@ -307,7 +331,7 @@ def audit_verify(ctx: Context) -> None:
 @pass_ctx
 def audit_tail(ctx: Context, count: int, fmt: str) -> None:
     """The last N audit entries."""
-    entries = ctx.audit.tail(count)
+    entries = ctx.audit_reader().tail(count)
     if fmt == "json":
         _out(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
@@ -412,7 +436,7 @@ def ls_cmd(
     query = parse(" ".join(filter_words))
     query.sort = sort
     query.descending = desc
-    creds = ctx.store.all_credentials(query)
+    creds = ctx.reader.all_credentials(query)
     if limit is not None:
         creds = (c for i, c in enumerate(creds) if i < limit)
     if fmt == "json":
@@ -477,16 +501,21 @@ def _print_table(creds: list[Any]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
-    """Everything keyshift knows about one credential (never its value)."""
-    cred = ctx.store.get_credential(cred_id)
+    """Everything keyshift knows about one credential (never its value), and its rotations."""
+    from console.cli_rotation import history_lines, run_json
+
+    store = ctx.reader
+    cred = store.get_credential(cred_id)
     if cred is None:
         raise NotFoundError(
             f"no credential {cred_id!r}", hint="list ids with: keyshift ls --format json"
         )
-    grants = ctx.store.grants_for_credential(cred_id)
+    grants = store.grants_for_credential(cred_id)
+    runs = store.rotation_runs(cred_id, limit=20)
     if fmt == "json":
         data = _cred_json(cred)
         data["grants"] = [g.model_dump(mode="json") for g in grants]
+        data["runs"] = [run_json(store, r) for r in runs]
         _out(json.dumps(data, indent=2))
         return
     for key, value in _cred_json(cred).items():
@@ -503,98 +532,11 @@ def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
         for g in grants:
             used = "used" if g.used else "no use seen"
             _out(f"  {g.agent:<18} {','.join(g.capabilities):<24} {' -> '.join(g.chain)}  ({used})")
-
-
-# --- rotation ---------------------------------------------------------------------------
-
-
-def _engine(ctx: Context):  # type: ignore[no-untyped-def]
-    from console.rotation import RotationEngine
-
-    return RotationEngine(ctx.store, ctx.audit, ctx.loaded, read_only=ctx.read_only)
-
-
-@cli.command("rotate")
-@click.argument("cred_id", required=False)
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Hours the old version stays valid before revoke (default: policy; 0 revokes at once).",
-)
-@click.option("--finish-due", is_flag=True, help="Revoke old versions whose grace has passed.")
-@click.option("--resume", "resume", is_flag=True, help="Resume runs a crash left unfinished.")
-@pass_ctx
-def rotate_cmd(
-    ctx: Context,
-    cred_id: str | None,
-    dry_run: bool,
-    yes: bool,
-    grace: float | None,
-    finish_due: bool,
-    resume: bool,
-) -> None:
-    """Rotate one credential: create, verify, promote; revoke after the grace period."""
-    from datetime import timedelta
-
-    if finish_due and resume:
-        raise UsageError("--finish-due and --resume are separate runs", hint="pass one of them")
-    if (finish_due or resume) and (dry_run or cred_id):
-        raise UsageError(
-            f"--{'finish-due' if finish_due else 'resume'} acts on every due run: "
-            "it takes no credential id and no --dry-run",
-            hint="see what is pending with: keyshift audit tail",
-        )
-    if finish_due or resume:
-        ctx.require_writable("rotate")
-        engine = _engine(ctx)
-        results = (
-            engine.resume_unfinished(actor=ctx.actor())
-            if resume
-            else engine.finish_due(actor=ctx.actor())
-        )
-        for r in results:
-            _out(f"{r.run_id}  {r.credential_id}  {r.status}")
-        _out(f"{len(results)} runs {'resumed' if resume else 'finished'}")
-        if any(r.status not in ("completed", "awaiting-revoke") for r in results):
-            sys.exit(1)
-        return
-    if not cred_id:
-        raise UsageError("rotate needs a credential id", hint="keyshift ls --format json")
-    if not dry_run:
-        ctx.require_writable("rotate")
-    if ctx.store.get_credential(cred_id) is None:
-        raise NotFoundError(f"no credential {cred_id!r}", hint="keyshift ls --format json")
-    engine = _engine(ctx)
-    plan = engine.plan(cred_id)
-    _out(f"rotator      {plan.rotator}")
-    _out(f"plan         {plan.summary}")
-    for number, step in enumerate(plan.steps, 1):
-        _out(f"{'steps' if number == 1 else '':<12} {number}. {step}")
-    _out(f"downtime     {'none (zero-downtime)' if plan.zero_downtime else 'POSSIBLE'}")
-    for need in plan.needs:
-        _out(f"needs        {need}")
-    for warning in plan.warnings:
-        _out(f"warning      {warning}")
-    if dry_run:
-        _out("dry run: nothing changed")
-        return
-    _confirm(f"Rotate {cred_id}?", yes)
-
-    def progress(step: str, status: str, message: str) -> None:
-        _out(f"  {step:<9} {status:<8} {message}".rstrip())
-
-    result = engine.rotate(
-        cred_id,
-        actor=ctx.actor(),
-        grace=None if grace is None else timedelta(hours=grace),
-        progress=progress,
-    )
-    _out(f"run {result.run_id}: {result.status}")
-    if result.status not in ("completed", "awaiting-revoke"):
-        sys.exit(1)
+    if runs:
+        _out("")
+        _out("rotation history:")
+        for line in history_lines(store, runs):
+            _out(f"  {line}")
 
 
 def _load_command_plugins() -> None:
@@ -618,6 +560,8 @@ def _load_command_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
+    from console import cli_rotation  # noqa: F401  (registers rotate and runs)
+
     _load_command_plugins()
     try:
         cli.main(args=argv, prog_name="keyshift", standalone_mode=False)

@@ -40,6 +40,8 @@ from console.inventory import (
     KeyringIdentity,
     Source,
     VaultIdentity,
+    issuer_parts,
+    target_fields,
 )
 from console.yamlsafe import Path_, format_path
 
@@ -718,9 +720,109 @@ def _reference_problems(loaded: LoadedInventory) -> list[ConfigError]:
                     f"did you mean '{close[0]}'?" if close else "name an agent from agents:",
                 )
 
+    _rotation_problems(loaded, add, unique, check_source)
     if sb is not None:
         _sandbox_problems(loaded, add, unique, check_source)
     return problems
+
+
+_TARGET_SOURCES = {
+    "vault-kv": (VAULT_TYPES, "a vault-kv target needs a vault or openbao source"),
+    "secretsmanager": (("aws",), "a secretsmanager target needs an aws source"),
+    "ssm": (("aws",), "an ssm target needs an aws source"),
+}
+_ISSUER_SOURCES = {
+    "vault-approle": (VAULT_TYPES, "a vault-approle issuer needs a vault or openbao source"),
+    "vault-token": (VAULT_TYPES, "a vault-token issuer needs a vault or openbao source"),
+    "aws-iam": (("aws",), "an aws-iam issuer needs an aws source"),
+}
+
+
+def target_place(target: Any) -> str:
+    """Where a target delivers, as one comparable string (two rotations may not share one)."""
+    if target.type == "vault-kv":
+        return f"{target.source}:kv:{target.path.strip('/')}"
+    if target.type == "secretsmanager":
+        return f"{target.source}:secretsmanager:{target.region or ''}:{target.secret}"
+    if target.type == "ssm":
+        return f"{target.source}:ssm:{target.region or ''}:{target.parameter}"
+    if target.type == "env-file":
+        names = [target.var] if target.var else sorted((target.vars or {}).values())
+        return f"env-file:{target.path}:{','.join(names)}"
+    refs = [target.ref] if target.ref else sorted((target.refs or {}).values())
+    return f"keyring:{','.join(refs)}"
+
+
+def _rotation_problems(loaded: LoadedInventory, add: Any, unique: Any, check_source: Any) -> None:
+    inv = loaded.inventory
+    agents = loaded.agents_by_name
+    unique(
+        ((("providers", i, "name"), p.name) for i, p in enumerate(inv.providers)),
+        "provider name",
+    )
+    unique(((("rotations", i, "name"), r.name) for i, r in enumerate(inv.rotations)), "rotation")
+    places: dict[str, Path_] = {}
+
+    def place(path: Path_, target: Any) -> None:
+        where = target_place(target)
+        if where in places:
+            add(
+                path,
+                f"this target is also delivered to by {format_path(places[where])}",
+                "one value has one issuer: declare it in one place",
+            )
+        else:
+            places[where] = path
+
+    def check_fields(path: Path_, target: Any, parts: tuple[str, ...]) -> None:
+        fields = target_fields(target, parts)
+        if target.type == "ssm" and len(parts) > 1:
+            add(path, f"an SSM parameter holds one value; this issuer has {len(parts)} parts",
+                "deliver each part to a store that holds several (vault-kv, secretsmanager "
+                "with json_keys, env-file with vars)")
+            return
+        if not fields:
+            plural = {"vault-kv": "keys", "secretsmanager": "json_keys",
+                      "env-file": "vars", "keyring": "refs"}.get(target.type, "fields")
+            add(path, f"the value has parts {', '.join(parts)}: say where each goes",
+                f"give {plural}: {{{parts[0]}: ..., ...}}")
+            return
+        unknown = sorted(set(fields) - set(parts))
+        missing = sorted(set(parts) - set(fields))
+        if unknown:
+            add(path, f"unknown part(s) {', '.join(unknown)}; the issuer's parts are "
+                f"{', '.join(parts)}")
+        elif missing and target.type in ("env-file", "keyring", "ssm"):
+            add(path, f"part(s) {', '.join(missing)} go nowhere at this target",
+                "map every part of the value")
+        if len(set(fields.values())) != len(fields):
+            add(path, "two parts are written to the same field", "give each part its own field")
+
+    for i, cred in enumerate(inv.credentials):
+        for j, target in enumerate(cred.delivered_to):
+            at: Path_ = ("credentials", i, "delivered_to", j)
+            check_fields(at, target, ("value",))
+            place(at, target)
+
+    for i, rot in enumerate(inv.rotations):
+        at = ("rotations", i)
+        issuer = rot.issuer
+        if issuer.type in _ISSUER_SOURCES:
+            wanted, needs = _ISSUER_SOURCES[issuer.type]
+            check_source((*at, "issuer", "source"), issuer.source, wanted, needs)
+        parts = issuer_parts(issuer)
+        for j, target in enumerate(rot.targets):
+            tat: Path_ = (*at, "targets", j)
+            if target.type in _TARGET_SOURCES:
+                wanted, needs = _TARGET_SOURCES[target.type]
+                check_source((*tat, "source"), target.source, wanted, needs)
+            check_fields(tat, target, parts)
+            place(tat, target)
+        for j, name in enumerate(rot.agents):
+            if name not in agents:
+                close = difflib.get_close_matches(name, list(agents), n=1)
+                add((*at, "agents", j), f"unknown agent '{name}'",
+                    f"did you mean '{close[0]}'?" if close else "name an agent from agents:")
 
 
 def _sandbox_problems(loaded: LoadedInventory, add: Any, unique: Any, check_source: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from console.model import Environment, Sensitivity
+from rotators.values import MIN_GENERATED_BITS, entropy_bits, min_length
 
 KEYRING_REF = re.compile(r"^keyring:(?P<service>[^/\s]+)/(?P<name>[^\s]+)$")
 NAME = r"^[a-z0-9][a-z0-9._-]*$"
@@ -98,6 +99,8 @@ class VaultSource(_Model):
     fingerprint: bool = True
     # the server's file audit log, for usage evidence (the sandbox's is found by itself)
     audit_log: str | None = None
+    # a custom-metadata key whose value declares what a secret holds (console/rotation/specs)
+    issuer_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     @model_validator(mode="after")
     def _address_or_sandbox(self) -> VaultSource:
@@ -119,6 +122,8 @@ class AwsSource(_Model):
         default_factory=lambda: ["secretsmanager", "ssm", "iam"]
     )
     fingerprint: bool = True  # read Secrets Manager / SSM values (in memory) to fingerprint them
+    # a tag whose value declares what a secret or parameter holds (console/rotation/specs)
+    issuer_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:/=+@-]+$")
 
 
 class KeyringSource(_Model):
@@ -153,27 +158,206 @@ class Policies(_Model):
     grace_period_hours: float = Field(default=24, ge=0)
 
 
-# --- declared credentials ---------------------------------------------------------------
+# --- rotation: who issues a value, where consumers read it -------------------------------
+# A rotation is declared as one issuer (who mints and revokes the value) and the targets it is
+# delivered to. What a store's secret holds is never guessed: undeclared means a person
+# rotates it by hand (the manual checklist), never a random value in its place.
+
+PART = r"^[a-z][a-z0-9_]*$"
+Part = Annotated[str, Field(pattern=PART, min_length=1, max_length=40)]
+
+
+class Generator(_Model):
+    """How keyshift mints a value itself. At least 128 bits of entropy, wherever declared."""
+
+    length: int = Field(default=40, ge=1, le=512)
+    alphabet: Literal["alnum", "hex", "urlsafe", "printable"] = "alnum"
+    prefix: str = Field(default="", max_length=32)
+
+    @model_validator(mode="after")
+    def _enough_entropy(self) -> Generator:
+        bits = entropy_bits(self.length, self.alphabet)
+        if bits < MIN_GENERATED_BITS:
+            raise ValueError(
+                f"{self.length} {self.alphabet} characters give {bits:.0f} bits of entropy; "
+                f"a generated value needs at least {MIN_GENERATED_BITS} (length >= "
+                f"{min_length(self.alphabet)} for {self.alphabet})"
+            )
+        return self
+
+
+class VerifyHook(_Model):
+    """An HTTP request that tells whether a value works: the value goes in one header only."""
+
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    url: str = Field(pattern=r"^https?://[^\s{}]+$")
+    header: str = Field(default="Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    format: str = "Bearer {value}"
+    valid: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    refused: list[int] = Field(default_factory=lambda: [401, 403], min_length=1)
+    # a JSON body field that must be true for the value to count as valid (Slack's "ok")
+    json_ok: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _value_once(self) -> VerifyHook:
+        if self.format.count("{value}") != 1 or self.format.replace("{value}", "").count("{"):
+            raise ValueError("format must contain {value} exactly once and no other {field}")
+        if set(self.valid) & set(self.refused):
+            raise ValueError("a status cannot mean both valid and refused")
+        return self
+
+
+class Provider(_Model):
+    """A provider whose keys a person mints and revokes (OpenAI, Stripe, GitHub, ...)."""
+
+    name: Name
+    console_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    verify: VerifyHook | None = None
+    # the hook goes to the sandbox's loopback stand-in of this provider, not the real one
+    sandbox: bool = False
+
+
+class GeneratedIssuer(_Model):
+    type: Literal["generated"]
+    generator: Generator = Field(default_factory=Generator)
+    parts: list[Part] = Field(default_factory=lambda: ["value"], min_length=1)
+    verify: VerifyHook | None = None
+
+
+class ProviderIssuer(_Model):
+    type: Literal["provider"]
+    provider: Name
+    parts: list[Part] = Field(default_factory=lambda: ["value"], min_length=1)
+
+
+class VaultAppRoleIssuer(_Model):
+    type: Literal["vault-approle"]
+    source: str
+    role: str = Field(min_length=1)
+    mount: str | None = None  # default: the source's approle_mount
+
+
+class VaultTokenIssuer(_Model):
+    type: Literal["vault-token"]
+    source: str
+    role: str | None = None  # a token role to create it under; default: the old token's role
+    ttl: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]?$")  # default: the old's
+
+
+class AwsIamIssuer(_Model):
+    type: Literal["aws-iam"]
+    source: str
+    user: str = Field(min_length=1)
+
+
+Issuer = Annotated[
+    GeneratedIssuer | ProviderIssuer | VaultAppRoleIssuer | VaultTokenIssuer | AwsIamIssuer,
+    Field(discriminator="type"),
+]
+ISSUER_PARTS = {
+    "vault-approle": ("secret_id",),
+    "vault-token": ("token",),
+    "aws-iam": ("access_key_id", "secret_access_key"),
+}
+
+
+def issuer_parts(issuer: Issuer) -> tuple[str, ...]:
+    fixed = ISSUER_PARTS.get(issuer.type)
+    return fixed if fixed is not None else tuple(issuer.parts)  # type: ignore[union-attr]
+
+
+class KvTarget(_Model):
+    type: Literal["vault-kv"]
+    source: str
+    path: str = Field(pattern=r"^[^/\s]+/\S+$")  # <mount>/<path>
+    key: str | None = None  # the KV key a one-part value goes to (default "value")
+    keys: dict[Part, str] | None = None  # part -> KV key, for several parts
+
+
+class SecretsManagerTarget(_Model):
+    type: Literal["secretsmanager"]
+    source: str
+    secret: str = Field(min_length=1)  # name or ARN
+    region: str | None = None
+    json_key: str | None = None  # the secret is a JSON object; a one-part value goes here
+    json_keys: dict[Part, str] | None = None  # part -> JSON key, for several parts
+
+
+class SsmTarget(_Model):
+    type: Literal["ssm"]
+    source: str
+    parameter: str = Field(min_length=1)
+    region: str | None = None
+    label: str = Field(default="keyshift-current", pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 class EnvFileTarget(_Model):
     type: Literal["env-file"]
     path: str  # relative to the inventory file
-    var: str
+    var: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    vars: dict[Part, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EnvFileTarget:
+        if (self.var is None) == (self.vars is None):
+            raise ValueError("give var (one variable) or vars (part -> variable), not both")
+        return self
 
 
 class KeyringTarget(_Model):
     type: Literal["keyring"]
-    ref: SecretRef
+    ref: SecretRef | None = None
+    refs: dict[Part, SecretRef] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> KeyringTarget:
+        if (self.ref is None) == (self.refs is None):
+            raise ValueError("give ref (one entry) or refs (part -> entry), not both")
+        return self
 
 
 Delivery = Annotated[EnvFileTarget | KeyringTarget, Field(discriminator="type")]
+Target = Annotated[
+    KvTarget | SecretsManagerTarget | SsmTarget | EnvFileTarget | KeyringTarget,
+    Field(discriminator="type"),
+]
 
 
-class Generator(_Model):
-    length: int = Field(default=40, ge=16, le=512)
-    alphabet: Literal["alnum", "hex", "urlsafe", "printable"] = "alnum"
-    prefix: str = ""
+def target_fields(target: Target, parts: tuple[str, ...]) -> dict[str, str]:
+    """part -> the field it is written to at ``target`` (a KV key, JSON key, env var, ref).
+    A one-part value may name its field with the singular form, or take the default."""
+    if isinstance(target, KvTarget):
+        many, one, default = target.keys, target.key, "value"
+    elif isinstance(target, SecretsManagerTarget):
+        many, one, default = target.json_keys, target.json_key, ""  # "": the whole string
+    elif isinstance(target, SsmTarget):
+        many, one, default = None, None, ""
+    elif isinstance(target, EnvFileTarget):
+        many, one, default = target.vars, target.var, None
+    else:
+        many, one, default = target.refs, target.ref, None
+    if many is not None:
+        return dict(many)
+    if len(parts) == 1:
+        field = one if one is not None else default
+        return {parts[0]: field} if field is not None else {}
+    return {}
+
+
+class Rotation(_Model):
+    name: Name
+    issuer: Issuer
+    targets: list[Target] = Field(min_length=1)
+    agents: list[str] = Field(default_factory=list)  # who reads it (for the inventory)
+    owner: str | None = None
+    environment: Environment | None = None
+    sensitivity: Sensitivity = Sensitivity.medium
+    scope: str = ""
+    grace_period_hours: float | None = Field(default=None, ge=0, le=8760)
+
+
+# --- declared credentials ---------------------------------------------------------------
 
 
 class DeclaredCredential(_Model):
@@ -191,7 +375,7 @@ class DeclaredCredential(_Model):
     last_used: date | None = None
     agents: list[str] = Field(default_factory=list)
     delivered_to: list[Delivery] = Field(default_factory=list)
-    rotator: str | None = None  # e.g. "manual"
+    rotator: str | None = None  # a third-party rotator's name; default: the provider checklist
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -285,5 +469,7 @@ class Inventory(_Model):
     agents: list[Agent] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
     policies: Policies = Field(default_factory=Policies)
+    providers: list[Provider] = Field(default_factory=list)
     credentials: list[DeclaredCredential] = Field(default_factory=list)
+    rotations: list[Rotation] = Field(default_factory=list)
     sandbox: SandboxSeed | None = None

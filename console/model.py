@@ -47,6 +47,36 @@ class CredentialStatus(StrEnum):
     gone = "gone"  # no longer in its source (row kept: history matters)
 
 
+class RunStatus(StrEnum):
+    """A rotation run's status: the one vocabulary the engine, store, CLI and TUI share."""
+
+    running = "running"  # steps in progress (or interrupted: resume or roll back)
+    awaiting_revoke = "awaiting-revoke"  # promoted; the old value stays valid until revoke
+    completed = "completed"  # the old value is revoked and retired
+    rolled_back = "rolled-back"  # failed before promote; only the old value is valid
+    rollback_failed = "rollback-failed"  # failed, and undoing it failed too: resumable
+    abandoned = "abandoned"  # a person gave up on it (audited); it no longer holds its claim
+
+
+# A run in one of these holds its claim: no other run may start on the same thing.
+ACTIVE_RUN_STATUSES = (
+    RunStatus.running.value,
+    RunStatus.awaiting_revoke.value,
+    RunStatus.rollback_failed.value,
+)
+TERMINAL_RUN_STATUSES = (
+    RunStatus.completed.value,
+    RunStatus.rolled_back.value,
+    RunStatus.abandoned.value,
+)
+
+
+class StepStatus(StrEnum):
+    started = "started"
+    done = "done"
+    failed = "failed"
+
+
 class FindingStatus(StrEnum):
     open = "open"
     accepted = "accepted"

@@ -14,7 +14,9 @@ import platformdirs
 def data_dir() -> Path:
     base = os.environ.get("KEYSHIFT_HOME")
     path = Path(base) if base else Path(platformdirs.user_data_dir("keyshift", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)  # private whatever the umask (invariant 7)
     return path
 
 

@@ -219,9 +219,23 @@ def sort_value(cred: Credential, column: str) -> object:
 # --- parsing ------------------------------------------------------------------------------
 
 
+MAX_FILTER_CHARS = 4096
+MAX_FILTER_TERMS = 64
+
+
 def parse(text: str, *, sort: str = "name", descending: bool = False) -> Query:
     """Parse a filter expression; raises UsageError naming what is wrong."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise UsageError(
+            f"the filter is {len(text):,} characters long; the limit is {MAX_FILTER_CHARS:,}",
+            hint="filter on fewer, shorter terms",
+        )
     terms = [_parse_word(raw, unquoted) for raw, unquoted in _tokenize(text)]
+    if len(terms) > MAX_FILTER_TERMS:
+        raise UsageError(
+            f"the filter has {len(terms)} terms; the limit is {MAX_FILTER_TERMS}",
+            hint="filter on fewer terms",
+        )
     sort_column(sort)  # validate early: a typo should fail before any query runs
     return Query(terms=terms, sort=sort, descending=descending, text=text)
 

@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 KEYRING_SERVICE = "keyshift-sandbox"
 VAULT_TOKEN_NAME = "vault-token"
+VAULT_UNSEAL_NAME = "vault-unseal-key"  # kept so tests and drills can seal and unseal it
 AWS_KEY_ID_NAME = "aws-access-key-id"
 AWS_SECRET_NAME = "aws-secret-access-key"
 REGION = "us-east-1"
@@ -84,6 +85,8 @@ VAULT_CONFIG = "vault.hcl"
 VAULT_LOG = "vault.log"
 VAULT_AUDIT_LOG = "vault-audit.log"
 MOTO_LOG = "moto.log"
+PROVIDER_LOG = "provider.log"
+PROVIDER_STATE = "provider-keys.json"
 
 START_TIMEOUT = 45.0  # seconds for a server to answer after launch (moto imports slowly)
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
@@ -121,6 +124,7 @@ class SandboxState(BaseModel):
     region: str = REGION
     vault: ServiceState
     moto: ServiceState
+    provider: ServiceState | None = None  # the provider stand-in (console/sandbox_provider.py)
     vault_audit_log: str
     vault_config: str
 
@@ -151,6 +155,7 @@ class SandboxState(BaseModel):
             "vault_pid": self.vault.pid,
             "aws": self.moto.address,
             "moto_pid": self.moto.pid,
+            "provider": self.provider.address if self.provider else None,
             "started_at": self.started_at,
         }
 
@@ -182,7 +187,7 @@ class SandboxStatus:
         out = []
         for s in self.services:
             mark = "healthy" if s.healthy else ("running, unhealthy" if s.alive else "down")
-            text = f"{s.name:<6} {mark:<18} pid {s.pid}  {s.address}"
+            text = f"{s.name:<8} {mark:<18} pid {s.pid}  {s.address}"
             if s.detail:
                 text += f"  ({s.detail})"
             out.append(text)
@@ -546,7 +551,7 @@ def _launch(
     raise SandboxError(f"no free loopback port for {label}", hint="try again")
 
 
-def _start_vault(sdir: Path) -> tuple[ServiceState, str]:
+def _start_vault(sdir: Path) -> tuple[ServiceState, tuple[str, str]]:
     bao = find_bao()
     audit_log = sdir / VAULT_AUDIT_LOG
     audit_log.unlink(missing_ok=True)  # a new server: evidence from an old one is not its own
@@ -572,8 +577,9 @@ def _start_vault(sdir: Path) -> tuple[ServiceState, str]:
     )
 
 
-def _init_vault(address: str, pid: int, log_path: Path) -> str:
-    """Initialise with one key share, unseal, mount KV v2 at secret/; return the root token."""
+def _init_vault(address: str, pid: int, log_path: Path) -> tuple[str, str]:
+    """Initialise with one key share, unseal, mount KV v2 at secret/; return the root token
+    and the unseal key."""
     import hvac
     import hvac.exceptions
 
@@ -585,7 +591,6 @@ def _init_vault(address: str, pid: int, log_path: Path) -> str:
         OWN.add(unseal_key)
         OWN.add(token)
         client.sys.submit_unseal_key(unseal_key)
-        del unseal_key  # the storage dies with the process: nothing ever needs it again
         _wait_http("OpenBao", pid, f"{address}/v1/sys/health", log_path, lambda s, b: s == 200)
         client.token = token
         client.sys.enable_secrets_engine(
@@ -595,7 +600,7 @@ def _init_vault(address: str, pid: int, log_path: Path) -> str:
         raise SandboxError(
             f"OpenBao setup failed: {type(exc).__name__}", hint=f"see {log_path}"
         ) from None
-    return token
+    return token, unseal_key
 
 
 # --- moto -------------------------------------------------------------------------------
@@ -723,22 +728,46 @@ def up() -> SandboxState:
         return _start()
 
 
+def _start_provider(sdir: Path) -> ServiceState:
+    state, _ = _launch(
+        "the provider stand-in",
+        "provider",
+        sdir,
+        sdir / PROVIDER_LOG,
+        _server_env({"PYTHONUNBUFFERED": "1"}),
+        lambda port: [
+            sys.executable,
+            "-m",
+            "console.sandbox_provider",
+            "--port",
+            str(port),
+            "--state",
+            str(sdir / PROVIDER_STATE),
+        ],
+        ("/health", lambda s, b: s == 200),
+        lambda address, pid: None,
+    )
+    return state
+
+
 def _start() -> SandboxState:
     sdir = _sandbox_dir()
     service = _keyring_service()
-    vault, token = _start_vault(sdir)
+    (sdir / PROVIDER_STATE).unlink(missing_ok=True)  # a new sandbox: new provider keys
+    vault, (token, unseal_key) = _start_vault(sdir)
+    started = [vault.pid]
     try:
         moto, key_id, secret = _start_moto(sdir, REGION)
-    except BaseException:
-        _kill_started(vault.pid)
-        raise
-    try:
+        started.append(moto.pid)
+        provider = _start_provider(sdir)
+        started.append(provider.pid)
         secret_refs.put(service, VAULT_TOKEN_NAME, token)
+        secret_refs.put(service, VAULT_UNSEAL_NAME, unseal_key)
         secret_refs.put(service, AWS_KEY_ID_NAME, key_id)
         secret_refs.put(service, AWS_SECRET_NAME, secret)
-    except KeyshiftError:
-        _kill_started(vault.pid)
-        _kill_started(moto.pid)
+    except BaseException:
+        for pid in started:
+            _kill_started(pid)
         raise
     state = SandboxState(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -748,6 +777,7 @@ def _start() -> SandboxState:
         region=REGION,
         vault=vault,
         moto=moto,
+        provider=provider,
         vault_audit_log=str(sdir / VAULT_AUDIT_LOG),
         vault_config=str(sdir / VAULT_CONFIG),
     )
@@ -777,7 +807,7 @@ def _down_locked() -> list[str]:
     if state is None:
         return []
     stopped: list[str] = []
-    for svc in (state.moto, state.vault):
+    for svc in (s for s in (state.provider, state.moto, state.vault) if s is not None):
         if not _alive(svc.pid):
             continue
         current = _proc_cmdline(svc.pid)
@@ -794,7 +824,7 @@ def _down_locked() -> list[str]:
         _stop_pid(svc.pid)
         stopped.append(f"{svc.name} (pid {svc.pid}, {svc.address})")
     state_path().unlink(missing_ok=True)
-    for name in (VAULT_TOKEN_NAME, AWS_KEY_ID_NAME, AWS_SECRET_NAME):
+    for name in (VAULT_TOKEN_NAME, VAULT_UNSEAL_NAME, AWS_KEY_ID_NAME, AWS_SECRET_NAME):
         with contextlib.suppress(SecretError):
             secret_refs.delete(state.keyring_service, name)
     return stopped
@@ -805,7 +835,11 @@ def status() -> SandboxStatus:
     if state is None:
         return SandboxStatus(
             recorded=False,
-            services=[ServiceStatus("vault", False), ServiceStatus("moto", False)],
+            services=[
+                ServiceStatus("vault", False),
+                ServiceStatus("moto", False),
+                ServiceStatus("provider", False),
+            ],
         )
     vault = ServiceStatus("vault", True, state.vault.pid, state.vault.address)
     vault.alive = _is_ours(state.vault)
@@ -822,7 +856,18 @@ def status() -> SandboxStatus:
         moto.healthy, moto.detail = _moto_healthy(state)
     else:
         moto.detail = "process gone" if not _alive(state.moto.pid) else "pid reused"
-    return SandboxStatus(recorded=True, services=[vault, moto], state=state)
+    services = [vault, moto]
+    if state.provider is None:
+        services.append(ServiceStatus("provider", True, detail="not started by this sandbox"))
+    else:
+        provider = ServiceStatus("provider", True, state.provider.pid, state.provider.address)
+        provider.alive = _is_ours(state.provider)
+        got = _http_status(f"{state.provider.address}/health") if provider.alive else None
+        provider.healthy = got is not None and got[0] == 200
+        if not provider.healthy:
+            provider.detail = "process gone" if not provider.alive else "no answer"
+        services.append(provider)
+    return SandboxStatus(recorded=True, services=services, state=state)
 
 
 def _moto_healthy(state: SandboxState) -> tuple[bool, str]:
@@ -863,6 +908,33 @@ def _aws_keys(state: SandboxState) -> tuple[str, str]:
             hint="restart the sandbox: keyshift sandbox down && keyshift sandbox up",
         )
     return key_id, secret
+
+
+def provider_base(name: str) -> str:
+    """The stand-in's base URL for provider ``name`` (a ``sandbox: true`` provider's hook)."""
+    state = _require_state()
+    if state.provider is None:
+        raise SandboxError(
+            "this sandbox has no provider stand-in",
+            hint="restart it: keyshift sandbox down && keyshift sandbox up",
+        )
+    return f"{state.provider.address}/{name}"
+
+
+def seal() -> None:
+    """Seal the sandbox's OpenBao (tests and drills: a Vault that answers 503)."""
+    vault_client().sys.seal()
+
+
+def unseal() -> None:
+    state = _require_state()
+    key = secret_refs.get(state.keyring_service, VAULT_UNSEAL_NAME)
+    if key is None:
+        raise SandboxError("the sandbox unseal key is not in the keyring")
+    import hvac
+
+    client = hvac.Client(url=state.vault.address, timeout=10, session=_loopback_session())
+    client.sys.submit_unseal_key(key)
 
 
 def env_exports() -> str:

@@ -1,7 +1,10 @@
 """Sync: run the inventory's sources and write what they found through the store.
 
 A source that raises leaves its rows as they were, marked stale with the error (invariant 6).
-A partial listing (``complete=False``) never marks anything gone. The sync is one audit entry.
+A partial listing (``complete=False``) never marks anything gone. Each source's rows commit
+in one transaction with their ``sync.source`` audit entry, and the sync's end with its ``sync``
+entry, so a crash between two sources leaves nothing unaudited; the next sync closes out a sync
+whose process died (``sync.interrupted``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from console import process
 from console.errors import KeyshiftError
 from console.redaction import redact_active
 from console.sources.base import build_sources
@@ -94,13 +98,14 @@ def run_sync(
             watcher[0] = None
 
     collectors = build_sources(loaded, only)
+    close_interrupted_syncs(store, audit, actor)
     store.upsert_sources(_source_rows(loaded))
     store.upsert_agents(_agent_rows(loaded))
-    sync_id = store.begin_sync([c.name for c in collectors], actor)
+    sync_id = store.begin_sync([c.name for c in collectors], actor, process.me())
     outcomes: list[SourceOutcome] = []
     try:
         for collector in collectors:
-            outcomes.append(_sync_one(collector, store, sync_id, emit))
+            outcomes.append(_sync_one(collector, store, audit, actor, sync_id, emit))
     except BaseException as exc:
         # The store itself failed (busy, disk full) or the run was interrupted: what earlier
         # sources wrote is committed, so the audit log must still say this sync happened.
@@ -112,40 +117,69 @@ def run_sync(
         audit.append(actor, "sync", ",".join(c.name for c in collectors), detail)
         raise
     summary = SyncSummary(sync_id, outcomes)
-    store.finish_sync(sync_id, summary.status, summary.as_dict())
-    audit.append(
-        actor,
-        "sync",
-        ",".join(o.source for o in outcomes),
-        summary.as_dict(),
-    )
+    with store.transaction():  # the sync's end and its audit entry commit together
+        store.finish_sync(sync_id, summary.status, summary.as_dict())
+        audit.append(actor, "sync", ",".join(o.source for o in outcomes), summary.as_dict())
     return summary
 
 
-def _sync_one(collector, store: Store, sync_id: int, emit) -> SourceOutcome:  # type: ignore[no-untyped-def]
+def close_interrupted_syncs(store: Store, audit: AuditLog, actor: str) -> list[int]:
+    """Syncs a crash left marked running (their process is gone) are closed out as
+    interrupted, with an audit entry, so none stays running forever. Each source a crashed
+    sync applied was committed with its own audit entry; only the sync's end is missing."""
+    closed = []
+    for row in store.running_syncs():
+        if process.alive(row["owner_host"], row["owner_pid"], row["owner_started"]) is not False:
+            continue  # still running, or on another host: not ours to close
+        detail = {"sync_id": row["id"], "status": "interrupted", "started_at": row["started_at"]}
+        with store.transaction():
+            store.finish_sync(row["id"], "interrupted", detail)
+            audit.append(actor, "sync.interrupted", f"sync {row['id']}", detail)
+        closed.append(row["id"])
+    return closed
+
+
+def _sync_one(  # type: ignore[no-untyped-def]
+    collector, store: Store, audit: AuditLog, actor: str, sync_id: int, emit
+) -> SourceOutcome:
     emit(collector.name, "start")
     try:
         result = collector.collect(lambda item, name=collector.name: emit(name, "item", item))
     except KeyshiftError as exc:
-        stale = store.mark_source_failed(sync_id, collector.name, exc.one_line())
+        stale = _mark_failed(store, audit, actor, sync_id, collector.name, exc.one_line())
         log.warning("sync %s %s failed: %s", sync_id, collector.name, exc.one_line())
         emit(collector.name, "failed", exc.one_line())
         return SourceOutcome(collector.name, "failed", stale=stale, errors=[exc.one_line()])
     except Exception as exc:  # an unexpected fault in a collector must not lose the sync
         message = redact_active(f"{type(exc).__name__}: {exc}")
-        stale = store.mark_source_failed(sync_id, collector.name, message)
+        stale = _mark_failed(store, audit, actor, sync_id, collector.name, message)
         log.warning("sync %s %s failed: %s", sync_id, collector.name, message)
         emit(collector.name, "failed", message)
         return SourceOutcome(collector.name, "failed", stale=stale, errors=[message])
-    changes = store.apply_source(
-        sync_id,
-        collector.name,
-        result.credentials,
-        result.grants,
-        result.usage,
-        result.errors,
-        result.complete,
-    )
+    with store.transaction():  # a source's rows and their audit entry commit together
+        changes = store.apply_source(
+            sync_id,
+            collector.name,
+            result.credentials,
+            result.grants,
+            result.usage,
+            result.errors,
+            result.complete,
+        )
+        audit.append(
+            actor,
+            "sync.source",
+            collector.name,
+            {
+                "sync_id": sync_id,
+                "complete": result.complete,
+                "new": changes.new,
+                "changed": changes.changed,
+                "gone": changes.gone,
+                "stale": changes.stale,
+                "errors": len(result.errors),
+            },
+        )
     log.info(
         "sync %s %s: %s new, %s changed, %s gone, %s stale, %s item errors",
         sync_id,
@@ -167,6 +201,17 @@ def _sync_one(collector, store: Store, sync_id: int, emit) -> SourceOutcome:  # 
         stale=changes.stale,
         errors=[f"{e.where}: {e.message}" for e in result.errors],
     )
+
+
+def _mark_failed(
+    store: Store, audit: AuditLog, actor: str, sync_id: int, source: str, error: str
+) -> int:
+    with store.transaction():
+        stale = store.mark_source_failed(sync_id, source, error)
+        audit.append(
+            actor, "sync.source", source, {"sync_id": sync_id, "failed": error, "stale": stale}
+        )
+    return stale
 
 
 def _source_rows(loaded: LoadedInventory) -> list[dict]:

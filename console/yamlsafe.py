@@ -113,6 +113,12 @@ def read_text(path: Path, display: str) -> str:
     try:
         if path.is_dir():
             raise IsADirectoryError(path)
+        if path.exists() and not path.is_file():
+            # a FIFO, socket or device: reading it could block forever or never end
+            error = ConfigError(
+                "is not a regular file (a pipe, socket or device)", file=display, hint=hint
+            )
+            raise error
         with path.open("rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
@@ -121,6 +127,8 @@ def read_text(path: Path, display: str) -> str:
         error = ConfigError("is a directory, not an inventory file", file=display, hint=hint)
     except PermissionError:
         error = ConfigError("permission denied", file=display, hint="check the file's mode")
+    except ConfigError:
+        pass
     except (OSError, ValueError) as exc:  # ValueError: an embedded NUL in the name
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         error = ConfigError(f"cannot read the file ({reason})", file=display, hint=hint)

@@ -1,12 +1,12 @@
-"""The only place that knows which rotators exist.
+"""The only place that knows which rotators exist: issuers, delivery targets, and whole
+rotators written against keyshift's first protocol.
 
-Built-ins (``vault-kv``, ``manual``) plus every entry point in the group ``keyshift.rotators``:
-a third party ships a distribution whose entry point names a class implementing
-``rotators.base.Rotator`` and keyshift finds it without a code change. A broken third-party
-entry point (import error, not a rotator) is skipped and remembered in ``load_errors()`` so one
-bad plugin never takes rotation down for everything else.
-
-Rotator classes are constructed with the engine's ``RotatorContext``: ``cls(context)``.
+Built-ins (below) plus every entry point in the group ``keyshift.rotators``: a third party
+ships a distribution whose entry point names a class, and keyshift finds it without a code
+change. The class's ``role`` says what it is: ``"issuer"`` (rotators.base.Issuer), ``"target"``
+(rotators.base.Target), or none for a whole ``Rotator``. A broken third-party entry point
+(import error, missing methods) is skipped and remembered in ``load_errors()`` so one bad
+plugin never takes rotation down for everything else.
 """
 
 from __future__ import annotations
@@ -16,17 +16,41 @@ import importlib.metadata
 import threading
 from typing import Any
 
-from rotators.base import Rotator, RotatorContext
-
 GROUP = "keyshift.rotators"
 
 # name -> "module:Class", imported on first use so `keyshift ls` never pays for hvac.
 BUILTINS: dict[str, str] = {
-    "vault-kv": "rotators.vault_kv:VaultKvRotator",
-    "manual": "rotators.manual:ManualRotator",
+    # issuers
+    "generated": "rotators.issuers.generated:GeneratedIssuer",
+    "provider": "rotators.issuers.provider:ProviderIssuer",
+    "vault-approle": "rotators.issuers.vault_approle:VaultAppRoleIssuer",
+    "vault-token": "rotators.issuers.vault_token:VaultTokenIssuer",
+    "aws-iam": "rotators.issuers.aws_iam:AwsIamIssuer",
+    # delivery targets
+    "vault-kv": "rotators.targets.vault_kv:VaultKvTarget",
+    "secretsmanager": "rotators.targets.secretsmanager:SecretsManagerTarget",
+    "ssm": "rotators.targets.ssm:SsmTarget",
+    "keyring": "rotators.targets.keyring_entry:KeyringTarget",
+    "env-file": "rotators.targets.env_file:EnvFileTarget",
 }
 
-_REQUIRED_METHODS = ("plan", "create", "verify", "promote", "revoke", "rollback")
+ROLES = ("issuer", "target", "rotator")
+_REQUIRED = {
+    "issuer": (
+        ("name", "manual"),
+        ("plan", "revoke_stages", "identify", "issue", "verify", "discard", "revoke",
+         "still_valid"),
+    ),
+    "target": (
+        ("name", "stages"),
+        ("where", "plan", "read", "deliver", "read_delivered", "find_delivered",
+         "read_previous", "promote", "retire", "rollback"),
+    ),
+    "rotator": (
+        ("name", "kinds", "manual"),
+        ("plan", "create", "verify", "promote", "revoke", "rollback"),
+    ),
+}
 
 
 class UnknownRotator(LookupError):
@@ -44,14 +68,21 @@ _errors: dict[str, str] = {}
 _registered: dict[str, type] = {}  # added in-process through register()
 
 
+def role_of(cls: Any) -> str:
+    """"issuer", "target", or "rotator" (keyshift's first, whole-rotation protocol)."""
+    role = getattr(cls, "role", None)
+    return role if role in ("issuer", "target") else "rotator"
+
+
 def _problem(cls: Any) -> str | None:
-    """Why ``cls`` is not a usable rotator class, or None."""
+    """Why ``cls`` is not a usable issuer, target or rotator class, or None."""
     if not isinstance(cls, type):
         return f"{cls!r} is not a class"
-    for attr in ("name", "kinds", "manual"):
+    attrs, methods = _REQUIRED[role_of(cls)]
+    for attr in attrs:
         if not hasattr(cls, attr):
             return f"{cls.__name__} has no class attribute {attr!r}"
-    missing = [m for m in _REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    missing = [m for m in methods if not callable(getattr(cls, m, None))]
     if missing:
         return f"{cls.__name__} lacks {', '.join(missing)}"
     return None
@@ -128,11 +159,13 @@ def unregister(name: str) -> None:
         _registered.pop(name, None)
 
 
-def names() -> list[str]:
-    """Built-ins first (in their fixed order), then third-party rotators by name."""
+def names(role: str | None = None) -> list[str]:
+    """Built-ins first (in their fixed order), then third-party ones by name; only those of
+    ``role`` when given."""
     found = _all()
     builtins = [n for n in BUILTINS if n in found]
-    return builtins + sorted(n for n in found if n not in BUILTINS)
+    ordered = builtins + sorted(n for n in found if n not in BUILTINS)
+    return [n for n in ordered if role is None or role_of(found[n]) == role]
 
 
 def get(name: str) -> type:
@@ -143,14 +176,18 @@ def get(name: str) -> type:
         raise UnknownRotator(name, names()) from None
 
 
-def create(name: str, context: RotatorContext) -> Rotator:
-    return get(name)(context)
+def of_role(name: str, role: str) -> type:
+    """The class named ``name``, which must be of ``role``; UnknownRotator otherwise."""
+    cls = get(name)
+    if role_of(cls) != role:
+        raise UnknownRotator(name, names(role))
+    return cls
 
 
 def for_kind(kind: str) -> list[str]:
-    """Rotators that can rotate credentials of ``kind``, in ``names()`` order."""
+    """Whole rotators that say they rotate credentials of ``kind``, in ``names()`` order."""
     found = _all()
-    return [n for n in names() if kind in tuple(getattr(found[n], "kinds", ()))]
+    return [n for n in names("rotator") if kind in tuple(getattr(found[n], "kinds", ()))]
 
 
 def load_errors() -> dict[str, str]:

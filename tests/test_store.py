@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,9 +16,11 @@ import pytest
 from console import store as store_mod
 from console.errors import StoreError
 from console.model import Credential, Grant, ItemError, UsageEvent
+from console.process import Owner, me
 from console.query import parse
 from console.store import MIGRATIONS, Store
 from console.store.rows import BUSY_TIMEOUT_MS
+from console.store.runs import ClaimHeld
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -89,7 +94,7 @@ def test_fresh_store_is_migrated_wal_and_foreign_keys(store: Store, db_path: Pat
     assert seen == [1]
     # and foreign keys are enforced, not just declared
     with pytest.raises(StoreError):
-        store.create_rotation_run("no-such:credential", "manual", {}, "tester")
+        claim(store, "no-such:credential")
     assert store.get_meta("installation_id")
 
 
@@ -103,6 +108,62 @@ def test_reopening_does_not_rerun_migrations(db_path: Path) -> None:
         assert store_mod.migrate(conn) == []
     assert [tuple(r) for r in before] == [tuple(r) for r in after]
     assert [r["version"] for r in after] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_version_2_runs_upgrade_to_one_vocabulary_and_one_claim(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    store_mod.migrate(conn, upto=2)
+    conn.execute(
+        "INSERT INTO credentials(id, source, kind, native_id, name, first_seen_at, last_seen_at) "
+        "VALUES ('v:kv:a', 'v', 'kv', 'a', 'a', '2025-01-01', '2025-01-01')"
+    )
+    for run_id, status, created in (
+        ("r1", "planned", "2025-01-01"),  # two active runs of one credential: the old race
+        ("r2", "awaiting-revoke", "2025-01-02"),
+        ("r3", "done", "2025-01-03"),
+    ):
+        conn.execute(
+            "INSERT INTO rotation_runs(id, credential_id, rotator, status, actor, created_at, "
+            "updated_at, detail) VALUES (?, 'v:kv:a', 'vault-kv', ?, 'x', ?, ?, ?)",
+            (run_id, status, created, created, '{"revoke_after": "2025-01-03T00:00:00+00:00"}'),
+        )
+    conn.commit()
+    conn.close()
+    with Store(db_path) as store:
+        status = {r["id"]: r["status"] for r in store.rotation_runs(limit=10)}
+        assert status == {"r1": "abandoned", "r2": "awaiting-revoke", "r3": "completed"}
+        assert store.get_rotation_run("r2")["revoke_after"] == "2025-01-03T00:00:00+00:00"
+        assert store.active_run("v:kv:a")["id"] == "r2"
+
+
+def test_read_only_open_never_writes_and_refuses_what_it_cannot_read(db_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store"):
+        Store(db_path, read_only=True)
+    assert not db_path.exists()
+    # someone else's SQLite file: not upgraded, not switched to WAL, refused
+    foreign = db_path.with_name("other.db")
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not a keyshift store"):
+        Store(foreign, read_only=True)
+    assert foreign.read_bytes() == before
+    assert not foreign.with_name("other.db-wal").exists()
+    # an older keyshift store: refused, not upgraded
+    with sqlite3.connect(db_path) as conn:
+        store_mod.migrate(conn, upto=2)
+        conn.execute("INSERT INTO meta VALUES ('installation_id', 'x')")
+    with pytest.raises(StoreError, match="older than this keyshift") as err:
+        Store(db_path, read_only=True)
+    assert "without --read-only" in err.value.one_line()
+    with raw(db_path) as conn:
+        assert store_mod.schema_version(conn) == 2
+    # a current store opens; reads work and writes are refused
+    Store(db_path).close()
+    with Store(db_path, read_only=True) as ro:
+        assert ro.get_meta("installation_id") == "x"
+        with pytest.raises(StoreError, match="read-only"):
+            ro.set_meta("k", "v")
 
 
 def test_database_at_version_1_migrates_forward(db_path: Path) -> None:
@@ -450,35 +511,112 @@ def test_readers_in_threads_while_writing(store: Store) -> None:
 # --- rotation journal -------------------------------------------------------------------
 
 
+def claim(
+    store: Store, cred_id: str, subject: str | None = None, owner: Owner | None = None
+) -> str:
+    return store.claim_run(
+        subject=subject or cred_id,
+        credential_id=cred_id,
+        rotator="generated",
+        plan={"zero_downtime": True},
+        actor="alice",
+        owner=owner or me(),
+    )
+
+
 def test_rotation_journal(store: Store) -> None:
     cred = mk(1)
     apply(store, [cred])
-    run = store.create_rotation_run(cred.id, "vault-kv", {"zero_downtime": True}, "alice")
-    assert store.get_rotation_run(run)["status"] == "planned"
+    run = claim(store, cred.id)
+    assert store.get_rotation_run(run)["status"] == "running"
     assert [r["id"] for r in store.unfinished_rotation_runs()] == [run]
-    store.set_run_status(run, "running")
-    step = store.start_step(run, "create")
+    step = store.start_step(run, "issue", detail={"keys_before": ["AKIA1"]})
     assert store.rotation_steps(run)[0]["status"] == "started"
+    assert store.rotation_steps(run)[0]["detail"] == {"keys_before": ["AKIA1"]}
     store.finish_step(step, "done", detail={"version": "2"})
     step2 = store.start_step(run, "verify")
-    store.finish_step(step2, "failed", error="401 from provider")
+    store.finish_step(step2, "failed", error="401 from provider", attempts=3)
     steps = store.rotation_steps(run)
-    assert [(s["step"], s["status"]) for s in steps] == [("create", "done"), ("verify", "failed")]
+    assert [(s["step"], s["status"]) for s in steps] == [("issue", "done"), ("verify", "failed")]
     assert steps[0]["detail"] == {"version": "2"} and steps[1]["error"] == "401 from provider"
+    assert steps[1]["attempts"] == 3
     store.set_run_status(run, "rolled-back", error="verify failed", pending_version="2")
     got = store.get_rotation_run(run)
     assert got["finished_at"] and got["started_at"] and got["plan"] == {"zero_downtime": True}
     assert store.unfinished_rotation_runs() == []
     assert [r["id"] for r in store.rotation_runs(credential_id=cred.id)] == [run]
     assert store.rotation_runs(status="completed") == []
+    assert [r["id"] for r in store.find_rotation_runs(run[:6])] == [run]
     with pytest.raises(StoreError):
         store.set_run_status(run, "completed", colour="blue")
     with pytest.raises(StoreError):
+        store.set_run_status(run, "planned")  # not a status in the vocabulary
+    with pytest.raises(StoreError):
         store.finish_step(step, "maybe")
     when = T0 + timedelta(days=90)
-    store.record_rotation(cred.id, when, "3", "hmac-sha256:new")
+    assert store.record_rotation(cred.id, when, "3", "hmac-sha256:new")
     after = store.get_credential(cred.id)
     assert (after.rotated_at, after.version, after.fingerprint) == (when, "3", "hmac-sha256:new")
+    assert not store.record_rotation("no:such:cred", when, "3", None)
+
+
+def test_an_active_run_holds_its_claim_until_it_ends(store: Store) -> None:
+    cred = mk(1)
+    apply(store, [cred])
+    first = claim(store, cred.id, subject="rotation:shared")
+    with pytest.raises(ClaimHeld) as held:
+        claim(store, cred.id, subject="rotation:shared")
+    assert held.value.holder["id"] == first
+    for status in ("awaiting-revoke", "rollback-failed"):
+        store.set_run_status(first, status)
+        with pytest.raises(ClaimHeld):
+            claim(store, cred.id, subject="rotation:shared")
+    store.set_run_status(first, "abandoned", error="gave up")
+    second = claim(store, cred.id, subject="rotation:shared")
+    assert store.active_run("rotation:shared")["id"] == second
+
+
+def test_claims_race_across_processes_and_exactly_one_wins(db_path: Path) -> None:
+    Store(db_path).close()
+    code = (
+        "import sys, time\n"
+        "from console.process import me\n"
+        "from console.store import Store\n"
+        "from console.store.runs import ClaimHeld\n"
+        "s = Store(sys.argv[1])\n"
+        "time.sleep(float(sys.argv[2]) - time.time())\n"
+        "try:\n"
+        "    s.claim_run(subject='race', credential_id='c', rotator='r', plan={}, actor='a',"
+        " owner=me())\n"
+        "    print('won')\n"
+        "except ClaimHeld as e:\n"
+        "    print('lost', e.holder['id'])\n"
+    )
+    with Store(db_path) as s:  # the foreign key needs the credential
+        apply(s, [mk(1).model_copy(update={"id": "c"})])
+    start = time.time() + 1.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(db_path), str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(o.split()[0] for o in outs) == ["lost", "lost", "lost", "won"], outs
+
+
+def test_take_over_is_compare_and_swap(store: Store) -> None:
+    cred = mk(1)
+    apply(store, [cred])
+    dead = Owner(host="h", pid=999_999, started="boot:1")
+    run = claim(store, cred.id, owner=dead)
+    row = store.get_rotation_run(run)
+    a, b = Owner("h", 1, "boot:2"), Owner("h", 2, "boot:3")
+    assert store.take_over(run, row, a) is True
+    assert store.take_over(run, row, b) is False  # the row no longer shows the dead owner
+    assert store.get_rotation_run(run)["owner_pid"] == 1
 
 
 def test_sync_runs_and_sources(store: Store) -> None:

@@ -9,20 +9,36 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dotenv import dotenv_values
 
 from console import secret_refs
+from console.config import target_place
 from console.errors import SecretError
 from console.fingerprint import fingerprint as fingerprint_of
-from console.inventory import DeclaredCredential, EnvFileTarget, KeyringTarget
+from console.inventory import (
+    DeclaredCredential,
+    EnvFileTarget,
+    KeyringTarget,
+    issuer_parts,
+    target_fields,
+)
 from console.model import Credential, Grant, ItemError, UsageEvent, credential_id
 from console.sources.base import CollectResult, Progress
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
     from console.inventory import DeclaredSource as DeclaredSourceConfig
+
+
+# the kind of the row listed for a declared rotation, by its issuer (aws-iam keys have rows)
+ROTATION_ROW_KINDS = {
+    "vault-approle": "approle-secret-id",
+    "vault-token": "vault-token",
+    "generated": "generated-secret",
+    "provider": "api-key",
+}
 
 
 def _at(day: date | None) -> datetime | None:
@@ -62,7 +78,7 @@ class DeclaredSource:
                     expires_at=_at(decl.expires),
                     last_used_at=_at(decl.last_used),
                     last_used_evidence="declared" if decl.last_used else None,
-                    rotator=decl.rotator or "manual",
+                    rotator=decl.rotator,
                     max_age_days=policy.max_age_days if policy else None,
                     fingerprint=fingerprint_of(value) if value else None,
                     tags={"provider": decl.provider, **decl.tags},
@@ -93,7 +109,82 @@ class DeclaredSource:
                 )
             if progress:
                 progress(decl.name)
+        if self._lists_rotations():
+            self._rotation_rows(result, progress)
         return result
+
+    def _lists_rotations(self) -> bool:
+        """The first declared source lists the declared rotations that no other source can:
+        those delivered only to env files and keyring entries."""
+        first = next(iter(self._loaded.sources_of_type("declared")), None)
+        return first is not None and first.name == self.name
+
+    def _rotation_rows(self, result: CollectResult, progress: Progress | None) -> None:
+        inventory = self._loaded.inventory
+        for rot in inventory.rotations:
+            kind = ROTATION_ROW_KINDS.get(rot.issuer.type)
+            if kind is None or any(t.type in ("vault-kv", "secretsmanager", "ssm")
+                                   for t in rot.targets):
+                continue  # its targets are listed by their own sources
+            cred_id = credential_id(self.name, kind, rot.name)
+            value, where = None, None
+            for target in rot.targets:
+                fields = target_fields(target, issuer_parts(rot.issuer))
+                first = next(iter(fields.values()), None)
+                if first is None:
+                    continue
+                value = self._target_value(target, first, result, rot.name)
+                if value:
+                    where = f"{target.path}:{first}" if target.type == "env-file" else first
+                    break
+            policy = inventory.policies.by_sensitivity.get(rot.sensitivity)
+            label = (
+                f"provider:{rot.issuer.provider}"  # type: ignore[union-attr]
+                if rot.issuer.type == "provider"
+                else rot.issuer.type
+            )
+            result.credentials.append(
+                Credential(
+                    id=cred_id,
+                    source=self.name,
+                    kind=kind,
+                    native_id=rot.name,
+                    name=rot.name,
+                    location=where or ", ".join(target_place(t) for t in rot.targets),
+                    owner=rot.owner,
+                    environment=rot.environment,
+                    scope=rot.scope or None,
+                    sensitivity=rot.sensitivity,
+                    max_age_days=policy.max_age_days if policy else None,
+                    fingerprint=fingerprint_of(value) if value else None,
+                    tags={"rotation": rot.name, "issuer": label},
+                )
+            )
+            for agent in rot.agents:
+                result.grants.append(
+                    Grant(
+                        agent=agent,
+                        credential_id=cred_id,
+                        capabilities=["use"],
+                        chain=[f"agent:{agent}", "declared in inventory", f"rotation:{rot.name}"],
+                    )
+                )
+            if progress:
+                progress(rot.name)
+
+    def _target_value(
+        self, target: Any, field: str, result: CollectResult, name: str
+    ) -> str | None:
+        if isinstance(target, EnvFileTarget):
+            path = Path(self._loaded.base_dir, target.path)
+            return (dotenv_values(path).get(field) or None) if path.is_file() else None
+        if isinstance(target, KeyringTarget):
+            try:
+                service, key = secret_refs.parse_ref(field)
+                return secret_refs.get(service, key, own=False)
+            except SecretError as exc:
+                result.errors.append(ItemError(where=name, message=exc.message))
+        return None
 
     def _read_value(
         self, decl: DeclaredCredential, result: CollectResult

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import uuid
@@ -18,17 +19,21 @@ from console.store.rows import (
     BUSY_TIMEOUT_MS,
     iter_rows,
 )
-from console.store.schema import migrate, schema_version
+from console.store.schema import MIGRATIONS, migrate, schema_version
 
 
 class StoreBase:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """Open the store, creating and upgrading it as needed; ``read_only`` opens an existing
+        store of this keyshift's schema without writing anything, and refuses any other file
+        (someone else's SQLite database, or an older store) with a clear message."""
         if str(path) == ":memory:":
             raise StoreError(
                 "an in-memory store is not supported",
                 hint="use a file in a temporary directory",
             )
         self.path = Path(path)
+        self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._conns_lock = threading.Lock()
@@ -36,7 +41,14 @@ class StoreBase:
         self._closed = False
         try:
             with self._guard("open"):
+                if read_only:
+                    self._check_readable()
+                    return
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.exists():
+                    # private from the first byte, whatever the umask (invariant 7); SQLite
+                    # gives the -wal and -shm files the database's own mode
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
                 conn = self._conn()
                 with self._write_lock:
                     migrate(conn)
@@ -48,6 +60,35 @@ class StoreBase:
             self.close()
             raise
 
+    def _check_readable(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(
+                f"no store at {self.path}",
+                hint="run keyshift sync first (without --read-only)",
+            )
+        conn = self._conn()
+        version = schema_version(conn)
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not version or not has_meta or self.get_meta("installation_id") is None:
+            raise StoreError(
+                f"{self.path} is not a keyshift store",
+                hint="point --db at a keyshift store; read-only mode never creates one",
+            )
+        if version < len(MIGRATIONS):
+            raise StoreError(
+                f"the store is at schema version {version}, older than this keyshift "
+                f"({len(MIGRATIONS)}); read-only mode does not upgrade it",
+                hint="run one command without --read-only (e.g. keyshift sync) to upgrade it",
+            )
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"the store is at schema version {version}, newer than this keyshift "
+                f"({len(MIGRATIONS)})",
+                hint="upgrade keyshift",
+            )
+
     # connections and transactions ---------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
@@ -58,6 +99,16 @@ class StoreBase:
             raise StoreError("the store is closed")
         # check_same_thread=False only so close() may close every thread's connection;
         # each connection is otherwise used by the thread that opened it.
+        if self.read_only:
+            conn = sqlite3.connect(
+                f"{self.path.absolute().as_uri()}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only=ON")
+            return self._register(conn)
         conn = sqlite3.connect(
             str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
         )
@@ -76,6 +127,9 @@ class StoreBase:
         except BaseException:
             conn.close()
             raise
+        return self._register(conn)
+
+    def _register(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         self._local.conn = conn
         self._local.depth = 0
         current = threading.current_thread()
@@ -118,6 +172,8 @@ class StoreBase:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic unit of writes. Nested calls become savepoints of the outer one."""
+        if self.read_only:
+            raise StoreError("the store is open read-only", hint="drop --read-only to change it")
         conn = self._conn()
         with self._write_lock, self._guard("write"):
             depth = self._local.depth
@@ -155,7 +211,7 @@ class StoreBase:
         if self._closed:
             return
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        if conn is not None and not self.read_only:
             # optimising is a courtesy; closing must not fail on it
             with suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")

@@ -47,6 +47,15 @@ class CredentialRows(StoreBase):
         )
         return cred
 
+    def find_credential_id(self, source: str, kind: str, name: str) -> str | None:
+        """The id of the credential of ``source`` and ``kind`` named ``name`` (or whose native
+        id is ``name``); None when there is none. Present ones first."""
+        return self._scalar(
+            "SELECT id FROM credentials WHERE source = ? AND kind = ? AND (name = ? OR "
+            "native_id = ?) ORDER BY gone_at IS NOT NULL, id LIMIT 1",
+            (source, kind, name, name),
+        )
+
     def count_credentials(
         self, query: Query | None = None, *, cap: int | None = None, plan: str = "auto"
     ) -> int:

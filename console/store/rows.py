@@ -69,10 +69,7 @@ INSERT_CREDENTIAL = (
 # the columns the FTS triggers watch (TEXT_SEARCH_COLUMNS)
 FTS_COLUMNS = TEXT_SEARCH_COLUMNS
 
-# Rotation runs in one of these states are over; anything else is resumed after a crash.
-# "completed" and "rolled-back" are the statuses console/rotation.py writes (added by the
-# rotation helper; the engine's own list is console.rotation.TERMINAL).
-TERMINAL_RUN_STATUSES = ("done", "failed", "rolled_back", "aborted", "completed", "rolled-back")
+# rotation_runs columns set_run_status may write (statuses: console.model.RunStatus)
 RUN_FIELDS = (
     "started_at",
     "finished_at",
@@ -81,6 +78,10 @@ RUN_FIELDS = (
     "previous_version",
     "playbook_run_id",
     "detail",
+    "revoke_after",
+    "owner_host",
+    "owner_pid",
+    "owner_started",
 )
 GENESIS_HASH = "0" * 64
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent
+from console.process import Owner
 from console.store.base import StoreBase
 from console.store.rows import (
     CONTENT_FIELDS,
@@ -89,14 +90,25 @@ class SyncRows(StoreBase):
 
     # sync ---------------------------------------------------------------------------------
 
-    def begin_sync(self, sources: list[str], actor: str) -> int:
+    def begin_sync(self, sources: list[str], actor: str, owner: Owner | None = None) -> int:
         with self.transaction():
             cur = self._conn().execute(
-                "INSERT INTO sync_runs(started_at, actor, sources, status) "
-                "VALUES (?, ?, ?, 'running')",
-                (ts(utcnow()), actor, to_json(list(sources))),
+                "INSERT INTO sync_runs(started_at, actor, sources, status, owner_host, owner_pid, "
+                "owner_started) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    ts(utcnow()),
+                    actor,
+                    to_json(list(sources)),
+                    owner.host if owner else None,
+                    owner.pid if owner else None,
+                    owner.started if owner else None,
+                ),
             )
             return int(cur.lastrowid or 0)
+
+    def running_syncs(self) -> list[dict]:
+        """Syncs still marked running (a live one elsewhere, or one a crash left behind)."""
+        return self._read("SELECT * FROM sync_runs WHERE status = 'running' ORDER BY id")
 
     def apply_source(
         self,
@@ -133,12 +145,21 @@ class SyncRows(StoreBase):
             new_rows: list[dict] = []
             changed_rows: list[dict] = []
             seen_ids: list[str] = []
+            listed_at = conn.execute(
+                "SELECT started_at FROM sync_runs WHERE id = ?", (sync_id,)
+            ).fetchone()
+            listed_at = listed_at[0] if listed_at else now
             for cid, row in incoming.items():
                 old = existing.get(cid)
                 if old is None:
                     new_rows.append(row)
                     changes.new_ids.append(cid)
                     continue
+                if old["rotation_recorded_at"] and old["rotation_recorded_at"] > listed_at:
+                    # a rotation recorded a new value after this listing was taken: the
+                    # listing's version and fingerprint are older than what the store knows
+                    for name in ("rotated_at", "version", "fingerprint"):
+                        row[name] = old[name]
                 # usage evidence only accumulates: a source that no longer reports a last use
                 # does not blank the one the store knew
                 if old["last_used_at"] and (

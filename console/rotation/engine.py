@@ -1,0 +1,1241 @@
+"""The rotation engine: one issuer and its targets, composed into journaled steps.
+
+A run goes::
+
+    identify -> issue -> deliver:<i>... -> verify -> promote:<i>...      (phase 1)
+    [grace] -> revoke:<stage>... -> check -> retire:<i>...              (phase 2)
+
+and, when a phase-1 step fails for good, ``discard`` (the issuer invalidates the new value)
+and ``restore:<i>`` (each target gets the old value back), newest delivery first.
+
+The journal: every step is a row written before it runs (``started``) and after it
+(``done``/``failed``), and each ``done``/``failed`` commits together with its audit entry.
+Step rows carry handles (versions, accessors, key ids) and fingerprints, never a value.
+
+Claims: a run claims its subject in the store (a unique index; console/store/runs.py) before
+any step, so two processes (two consoles, a console and a scheduler) never rotate one thing
+at once; the loser is refused before it touches anything. A run records its owner (host, pid,
+process start time); a run whose owner died is taken over by compare-and-swap, so two
+resumers of one crashed run never both drive it.
+
+Crashes: values live only in memory, so a resumed run that has not promoted finds the new
+value again where it was delivered (by fingerprint) and carries on, or, if it was never
+delivered anywhere, discards it at the issuer and rolls back. After promote nothing needs the
+new value: revoke and retire only need handles.
+
+Retries: a ``retryable`` RotatorError (a 429, a 503, a sealed Vault, a network error) is
+retried with bounded, jittered backoff; only a final failure counts, and only a failure
+before promote rolls back. A failure after promote leaves the run ``awaiting-revoke`` with the
+error, loudly: the old value stays valid until a later ``finish_due`` revokes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from console import process
+from console.errors import (
+    KeyshiftError,
+    NotFoundError,
+    ReadOnlyError,
+    RotationError,
+    UsageError,
+)
+from console.model import TERMINAL_RUN_STATUSES, Credential, RunStatus, StepStatus
+from console.redaction import ValueScope
+from console.rotation import legacy
+from console.rotation.context import Clients, RunContext, crash_point
+from console.rotation.plan import RotationPlan, compose_steps
+from console.rotation.specs import Spec, TargetSpec, resolve
+from console.store.runs import ClaimHeld
+from rotators import registry
+from rotators.base import (
+    CredentialInfo,
+    Handle,
+    Interaction,
+    Issued,
+    NeedsPerson,
+    PartPlan,
+    Refused,
+    RotatorError,
+    Value,
+    VerifyFailed,
+)
+
+if TYPE_CHECKING:
+    from console.audit import AuditLog
+    from console.config import LoadedInventory
+    from console.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RUNNING = RunStatus.running.value
+AWAITING_REVOKE = RunStatus.awaiting_revoke.value
+COMPLETED = RunStatus.completed.value
+ROLLED_BACK = RunStatus.rolled_back.value
+ROLLBACK_FAILED = RunStatus.rollback_failed.value
+ABANDONED = RunStatus.abandoned.value
+MAX_GRACE = timedelta(days=365)
+
+# (step, status, message); status: started, done, failed, retrying, scheduled, waiting
+Progress = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded, jittered exponential backoff for retryable step errors."""
+
+    attempts: int = 6
+    base_seconds: float = 0.5
+    cap_seconds: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    credential_id: str
+    rotator: str
+    status: str
+    version: str | None = None
+    previous_version: str | None = None
+    revoke_after: datetime | None = None
+    error: str | None = None
+    waiting: str | None = None  # what the run waits for (a person, the grace period)
+
+    @property
+    def ok(self) -> bool:
+        """The new value is promoted, and nothing failed since."""
+        return self.status in (AWAITING_REVOKE, COMPLETED) and not self.error
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["revoke_after"] = self.revoke_after.isoformat() if self.revoke_after else None
+        return data
+
+
+class RotationFailed(RotationError):
+    """A run did not promote; ``result`` says whether it was rolled back."""
+
+    def __init__(self, message: str, *, hint: str | None, result: RunResult) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, message: str, *, waiting: bool = False) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+        self.waiting = waiting
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def credential_info(cred: Credential) -> CredentialInfo:
+    """What a plug-in sees: identity and metadata (a source's custom metadata lands in tags)."""
+    metadata: dict[str, Any] = dict(cred.tags)
+    for key in ("owner", "environment", "scope", "sensitivity", "rotator", "location"):
+        value = getattr(cred, key)
+        if value is not None and key not in metadata:
+            metadata[key] = value
+    return CredentialInfo(
+        id=cred.id,
+        source=cred.source,
+        kind=cred.kind,
+        native_id=cred.native_id,
+        name=cred.name,
+        location=cred.location,
+        version=cred.version,
+        environment=cred.environment,
+        metadata=metadata,
+    )
+
+
+@dataclass
+class _Run:
+    """One run being driven: what every step needs, rebuilt from the journal on resume."""
+
+    run_id: str
+    cred: Credential
+    info: CredentialInfo
+    spec: Spec
+    issuer: Any
+    targets: list[Any]
+    ctx: RunContext
+    actor: str
+    grace: timedelta
+    progress: Progress | None
+    old_handle: Handle = field(default_factory=dict)
+    old_fps: dict[int, dict[str, str]] = field(default_factory=dict)
+    old_values: dict[int, Value | None] = field(default_factory=dict)
+    new_handle: Handle | None = None
+    new_fps: dict[str, str] = field(default_factory=dict)
+    new_value: Value | None = None
+    delivered: dict[int, Handle] = field(default_factory=dict)
+
+    def emit(self, step: str, status: str, message: str = "") -> None:
+        if self.progress:
+            try:
+                self.progress(step, status, self.ctx.scope.redact(message))
+            except Exception as exc:
+                # a watcher that went away (the TUI quit) must not stop a run half-way
+                log.warning("rotation progress callback failed: %s", type(exc).__name__)
+                self.progress = None
+
+
+class RotationEngine:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        loaded: LoadedInventory,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        read_only: bool = False,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.loaded = loaded
+        self.clock = clock or _utcnow
+        self.read_only = read_only
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.clients = Clients(loaded)
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def spec_for(self, cred_id: str) -> Spec:
+        return resolve(self._credential(cred_id), self.loaded, self.store)
+
+    def plan(self, cred_id: str, *, grace: timedelta | None = None) -> RotationPlan:
+        """What rotating ``cred_id`` would do, checked against the servers. Changes nothing."""
+        cred = self._credential(cred_id)
+        spec = resolve(cred, self.loaded, self.store)
+        grace = self._grace(spec, grace)
+        plan = RotationPlan(
+            credential=cred.id,
+            subject=spec.subject,
+            rotator=spec.legacy or str(spec.issuer.get("type", "unknown")),
+            issuer=spec.issuer_label,
+            origin=spec.origin,
+            targets=[
+                {"type": t.type, "where": _where(t), "credential": t.credential_id,
+                 "place": t.place}
+                for t in spec.targets
+            ],
+            grace_seconds=grace.total_seconds(),
+            warnings=list(spec.warnings),
+        )
+        if cred.gone_at or cred.status == "gone":
+            plan.refused = (
+                f"{cred.id} is gone from {cred.source} (since {cred.gone_at:%Y-%m-%d}): "
+                "there is nothing to rotate"
+                if cred.gone_at
+                else f"{cred.id} is gone from {cred.source}"
+            )
+            return plan
+        if spec.problem:
+            plan.refused = spec.problem
+            return plan
+        active = self.store.active_run(spec.subject)
+        if active:
+            plan.refused = self._claim_message(spec.subject, active)
+        with ValueScope(f"plan {cred.id}") as scope:
+            ctx = RunContext(self.clients, "plan", self.clock, None, scope)
+            try:
+                issuer, targets = self._plugins(spec, cred, ctx)
+                parts = [self._plan_part(p, cred) for p in (issuer, *targets)]
+            except Refused as exc:
+                plan.refused = plan.refused or scope.redact(str(exc))
+                return plan
+            except RotatorError as exc:
+                plan.refused = plan.refused or f"cannot plan: {scope.redact(str(exc))}"
+                return plan
+            plan.manual = bool(getattr(issuer, "manual", False))
+            plan.revoke_stages = list(issuer.revoke_stages())
+            plan.steps = compose_steps(parts[0], parts[1:])
+            for part in parts:
+                plan.needs += part.needs
+                plan.warnings += part.warnings
+            refused = next((p.refused for p in parts if p.refused), None)
+            plan.refused = plan.refused or refused
+            plan.downtime = self._downtime(spec, issuer, targets, parts)
+            if plan.refused is None:
+                try:
+                    old = self._merge([t.read() for t in targets])
+                    issuer.identify(credential_info(cred), old)
+                except Refused as exc:
+                    plan.refused = scope.redact(str(exc))
+                except RotatorError as exc:
+                    plan.refused = f"cannot plan: {scope.redact(str(exc))}"
+        return plan
+
+    # --- rotating ---------------------------------------------------------------------------
+
+    def rotate(
+        self,
+        cred_id: str,
+        *,
+        actor: str,
+        grace: timedelta | None = None,
+        progress: Progress | None = None,
+        interaction: Interaction | None = None,
+    ) -> RunResult:
+        """Rotate ``cred_id``; returns once the new value is verified and promoted (and, with a
+        zero grace period, the old one revoked). Raises RotationFailed after a rollback."""
+        self._writable(f"rotate {cred_id}")
+        grace = self._check_grace(grace)
+        cred = self._credential(cred_id)
+        spec = resolve(cred, self.loaded, self.store)
+        grace = self._grace(spec, grace)
+        active = self.store.active_run(spec.subject)
+        if active and active["status"] == AWAITING_REVOKE:
+            due = _parse(active.get("revoke_after"))
+            if due is None or due <= self.clock():
+                # the previous rotation's grace is over: finish it first, then rotate anew
+                self._finish(active, actor, progress, interaction, force=False)
+                active = self.store.active_run(spec.subject)
+        if active:
+            raise RotationError(
+                self._claim_message(spec.subject, active), hint=self._claim_hint(active)
+            )
+        plan = self.plan(cred_id, grace=grace)
+        if plan.refused:
+            raise RotationError(f"cannot rotate {cred_id}: {plan.refused}", hint=plan.origin)
+        if plan.manual and interaction is None:
+            raise RotationError(
+                f"{cred_id} is rotated by a person ({plan.issuer}): it needs a terminal",
+                hint="run keyshift rotate in a terminal, or rotate it from the TUI",
+            )
+        self._preflight(spec)
+        try:
+            run_id = self.store.claim_run(
+                subject=spec.subject,
+                credential_id=cred.id,
+                rotator=plan.rotator,
+                plan=plan.as_dict(),
+                actor=actor,
+                owner=process.me(),
+            )
+        except ClaimHeld as exc:
+            raise RotationError(
+                self._claim_message(spec.subject, exc.holder), hint=self._claim_hint(exc.holder)
+            ) from None
+        self.audit.append(
+            actor,
+            "rotation.start",
+            cred.id,
+            {
+                "run_id": run_id,
+                "subject": spec.subject,
+                "issuer": plan.issuer,
+                "targets": [t["where"] for t in plan.targets],
+                "grace_seconds": grace.total_seconds(),
+            },
+        )
+        with ValueScope(f"run {run_id}") as scope:
+            run = self._new_run(run_id, cred, spec, actor, grace, progress, interaction, scope)
+            return self._drive(run)
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        actor: str,
+        progress: Progress | None = None,
+        interaction: Interaction | None = None,
+    ) -> RunResult:
+        """Carry an interrupted run on from its first unfinished step (or roll it back, if its
+        new value was lost before it was delivered). A finished run is returned as it is."""
+        self._writable(f"resume rotation {run_id}")
+        row = self._run_row(run_id)
+        if row["status"] in TERMINAL_RUN_STATUSES:
+            return self._result(row)
+        if row["status"] == AWAITING_REVOKE and not self._interrupted_after_promote(row):
+            return self._result(row)
+        self._take_over(row, actor)
+        cred = self._credential(row["credential_id"])
+        spec = self._spec_of(row, cred)
+        grace = timedelta(seconds=float((row.get("plan") or {}).get("grace_seconds") or 0))
+        self.audit.append(
+            actor, "rotation.resume", cred.id, {"run_id": run_id, "from": row["status"]}
+        )
+        with ValueScope(f"run {run_id}") as scope:
+            run = self._new_run(run_id, cred, spec, actor, grace, progress, interaction, scope)
+            self._load_journal(run)
+            if row["status"] == AWAITING_REVOKE:
+                return self._phase2(run, force=False)
+            return self._drive(run)
+
+    def resume_unfinished(
+        self,
+        actor: str,
+        progress: Progress | None = None,
+        interaction: Interaction | None = None,
+    ) -> list[RunResult]:
+        """Resume every run a crash left behind. Runs waiting out their grace period are left
+        to ``finish_due``; runs whose owner still runs are left alone."""
+        self._writable("resume unfinished rotations")
+        results: list[RunResult] = []
+        for row in self.store.unfinished_rotation_runs():
+            if self._owner_alive(row):
+                continue
+            if row["status"] == AWAITING_REVOKE and not self._interrupted_after_promote(row):
+                continue
+            try:
+                results.append(
+                    self.resume(row["id"], actor=actor, progress=progress, interaction=interaction)
+                )
+            except RotationFailed as exc:
+                results.append(exc.result)
+            except RotationError as exc:
+                results.append(self._result(self._run_row(row["id"]), error=exc.one_line()))
+        return results
+
+    def finish_due(
+        self,
+        *,
+        actor: str,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        interaction: Interaction | None = None,
+    ) -> list[RunResult]:
+        """Run the revoke stages whose grace period has passed (and retire what they kept).
+        A failure is in the result's ``error``, never silent; the run stays awaiting-revoke
+        and the next call tries again."""
+        self._writable("revoke rotated credentials")
+        now = now or self.clock()
+        results = []
+        for row in self.store.rotation_runs(status=AWAITING_REVOKE, limit=1_000_000):
+            due = _parse(row.get("revoke_after"))
+            if due is not None and due > now:
+                continue
+            if self._owner_alive(row):
+                continue  # another process is finishing it right now
+            results.append(self._finish(row, actor, progress, interaction, force=False, now=now))
+        return results
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        actor: str,
+        now_regardless: bool = False,
+        progress: Progress | None = None,
+        interaction: Interaction | None = None,
+    ) -> RunResult:
+        """Finish one awaiting-revoke run: when due, or at once with ``now_regardless``."""
+        self._writable(f"finish rotation {run_id}")
+        row = self._run_row(run_id)
+        if row["status"] != AWAITING_REVOKE:
+            return self._result(row)
+        return self._finish(row, actor, progress, interaction, force=now_regardless)
+
+    def abandon(self, run_id: str, *, actor: str, reason: str) -> RunResult:
+        """Give up on a run that cannot finish (audited): it releases its claim, and nothing at
+        the issuer or the targets is touched; what it may have left is in the audit entry."""
+        self._writable(f"abandon rotation {run_id}")
+        if not reason.strip():
+            raise UsageError("abandoning a run needs a reason", hint="--reason 'why'")
+        row = self._run_row(run_id)
+        if row["status"] in TERMINAL_RUN_STATUSES:
+            raise RotationError(f"run {run_id} is already {row['status']}")
+        if self._owner_alive(row):
+            raise RotationError(
+                f"run {run_id} is being driven by process {row.get('owner_pid')} right now",
+                hint="wait for it, or stop that process first",
+            )
+        steps = self.store.rotation_steps(run_id)
+        left = [
+            {"step": s["step"], "detail": s.get("detail")}
+            for s in steps
+            if s["step"].startswith(("issue", "deliver")) and s["status"] == "done"
+        ]
+        with self.store.transaction():
+            self.store.set_run_status(
+                run_id, ABANDONED, error=f"abandoned by {actor}: {reason}", owner_pid=None
+            )
+            self.audit.append(
+                actor,
+                "rotation.abandon",
+                row["credential_id"],
+                {"run_id": run_id, "from": row["status"], "reason": reason, "left": left},
+            )
+        return self._result(self._run_row(run_id))
+
+    def runs(self, credential_id: str | None = None, limit: int = 50) -> list[RunResult]:
+        return [self._result(r) for r in self.store.rotation_runs(credential_id, limit=limit)]
+
+    # --- driving a run -------------------------------------------------------------------------
+
+    def _drive(self, run: _Run) -> RunResult:
+        steps = self._latest(run.run_id)
+        failed = [n for n, r in steps.items() if r["status"] == "failed" and _phase1(n)]
+        if failed or "discard" in steps or any(n.startswith("restore:") for n in steps):
+            row = self._run_row(run.run_id)
+            return self._rollback(run, failed[0] if failed else "rollback",
+                                  row.get("error") or "interrupted")
+        try:
+            if not _done(steps, "identify"):
+                self._identify(run)
+            if not _done(steps, "issue"):
+                if "issue" in steps:
+                    # killed while minting: the value is gone with the process; whatever the
+                    # issuer minted is found by the run id and discarded
+                    raise _StepFailed("issue", "interrupted while issuing the new value")
+                self._issue(run)
+            for i, target in enumerate(run.targets):
+                name = f"deliver:{i}"
+                if _done(steps, name):
+                    continue
+                value = self._new_value(run, name)
+                handle = self._step(run, name, lambda t=target, v=value: t.deliver(_parts(v, t)),
+                                    detail=lambda h: {"handle": h},
+                                    message=lambda _h, t=target: f"delivered to {t.where()}")
+                run.delivered[i] = handle
+            if not _done(steps, "verify"):
+                value = self._new_value(run, "verify")
+                self._step(run, "verify", lambda: self._verify(run, value),
+                           message=lambda _: "the new value works")
+            for i, target in enumerate(run.targets):
+                name = f"promote:{i}"
+                if not _done(steps, name):
+                    self._step(run, name, lambda t=target, i=i: t.promote(run.delivered.get(i, {})),
+                               message=lambda _, t=target: f"{t.where()} serves it now")
+            if hasattr(run.issuer, "promote") and not _done(steps, "promote"):
+                self._step(run, "promote", lambda: run.issuer.promote(run.info, run.new_handle))
+        except _StepFailed as exc:
+            return self._rollback(run, exc.step, exc.message)
+        return self._after_promote(run)
+
+    def _identify(self, run: _Run) -> None:
+        def identify() -> dict[str, Any]:
+            for i, target in enumerate(run.targets):
+                run.old_values[i] = target.read()
+            run.old_fps = {i: _fps(run, v) for i, v in run.old_values.items() if v}
+            run.old_handle = run.issuer.identify(
+                run.info, self._merge(list(run.old_values.values()))
+            )
+            return {"old": run.old_handle, "old_fingerprints": run.old_fps}
+
+        self._step(run, "identify", identify, detail=lambda d: d)
+
+    def _issue(self, run: _Run) -> None:
+        def issue() -> Issued:
+            issued = run.issuer.issue(run.info, run.old_handle)
+            run.new_value = issued.value
+            run.new_handle = issued.handle
+            run.new_fps = _fps(run, issued.value)
+            if run.new_fps and run.new_fps == self._merged_old_fps(run):
+                raise VerifyFailed("the new value is the old one")
+            return issued
+
+        self._step(
+            run,
+            "issue",
+            issue,
+            detail=lambda issued: {"handle": issued.handle, "fingerprints": run.new_fps},
+            message=lambda _: "new value issued",
+        )
+
+    def _verify(self, run: _Run, value: Value) -> None:
+        run.issuer.verify(run.info, Issued(value, run.new_handle or {}))
+        for i, target in enumerate(run.targets):
+            staged = target.read_delivered(run.delivered.get(i, {}))
+            expected = {p: fp for p, fp in run.new_fps.items() if p in target.fields}
+            if not staged or any(
+                run.ctx.fingerprint(staged.get(p, "")) != fp for p, fp in expected.items()
+            ):
+                raise VerifyFailed(f"{target.where()} does not hold the new value")
+
+    def _after_promote(self, run: _Run) -> RunResult:
+        now = self.clock()
+        version = None
+        recorded = set()
+        for i, spec in enumerate(run.spec.targets):
+            handle = run.delivered.get(i) or {}
+            version = str(handle.get("version") or "") or version
+            if spec.credential_id and spec.credential_id not in recorded:
+                fp = _value_fingerprint(run, run.targets[i])
+                new_version = str(handle["version"]) if handle.get("version") else None
+                self.store.record_rotation(spec.credential_id, now, new_version, fp)
+                recorded.add(spec.credential_id)
+        if run.cred.id not in recorded and run.cred.kind != "iam-key":
+            # the row the run was started from (an access key row is replaced, not rotated)
+            self.store.record_rotation(run.cred.id, now, None, None)
+        stages = tuple(run.issuer.revoke_stages())
+        revoke_after = now + run.grace
+        with self.store.transaction():
+            self.store.set_run_status(
+                run.run_id,
+                AWAITING_REVOKE,
+                error=None,
+                pending_version=version,
+                previous_version=_previous(run),
+                revoke_after=revoke_after,
+                owner_pid=None,
+                owner_host=None,
+                owner_started=None,
+            )
+            self.audit.append(
+                run.actor,
+                "rotation.outcome",
+                run.cred.id,
+                {
+                    "run_id": run.run_id,
+                    "status": AWAITING_REVOKE,
+                    "revoke_after": revoke_after.isoformat(),
+                    "stages": list(stages),
+                },
+            )
+        if run.grace <= timedelta(0):
+            self._take_over(self._run_row(run.run_id), run.actor)
+            return self._phase2(run, force=True)
+        run.emit("revoke", "scheduled", f"after {revoke_after.isoformat(timespec='seconds')}")
+        return self._result(self._run_row(run.run_id))
+
+    def _finish(
+        self,
+        row: dict,
+        actor: str,
+        progress: Progress | None,
+        interaction: Interaction | None,
+        *,
+        force: bool,
+        now: datetime | None = None,
+    ) -> RunResult:
+        try:
+            self._take_over(row, actor)
+        except RotationError as exc:
+            return self._result(row, error=exc.one_line())
+        cred = self._credential(row["credential_id"])
+        spec = self._spec_of(row, cred)
+        grace = timedelta(seconds=float((row.get("plan") or {}).get("grace_seconds") or 0))
+        with ValueScope(f"run {row['id']}") as scope:
+            run = self._new_run(row["id"], cred, spec, actor, grace, progress, interaction, scope)
+            self._load_journal(run)
+            return self._phase2(run, force=force, now=now)
+
+    def _phase2(self, run: _Run, *, force: bool, now: datetime | None = None) -> RunResult:
+        """Revoke stages (each after its grace period), the check that the issuer refuses the
+        old value, and retire at each target; then the run is completed."""
+        try:
+            return self._phase2_steps(run, force=force, now=now)
+        finally:
+            row = self._run_row(run.run_id)
+            if row["status"] == AWAITING_REVOKE and row.get("owner_pid"):
+                self.store.set_run_status(
+                    run.run_id, AWAITING_REVOKE, owner_pid=None, owner_host=None,
+                    owner_started=None,
+                )
+
+    def _phase2_steps(self, run: _Run, *, force: bool, now: datetime | None) -> RunResult:
+        steps = self._latest(run.run_id)
+        stages = tuple(run.issuer.revoke_stages())
+        old = {**run.old_handle, "new": run.new_handle or {}}
+        # an old value still readable where it was delivered, for the check after revoke
+        if run.old_values == {} or not any(run.old_values.values()):
+            self._recover_old_values(run)
+        for k, stage in enumerate(stages):
+            name = f"revoke:{stage}"
+            if _done(steps, name):
+                continue
+            row = self._run_row(run.run_id)
+            due = _parse(row.get("revoke_after"))
+            # a later stage waits a grace period of its own after the previous one
+            if (
+                k > 0
+                and _done(steps, f"revoke:{stages[k - 1]}")
+                and not force
+                and due is not None
+                and due > (now or self.clock())
+            ):
+                run.emit(name, "scheduled", f"after {due.isoformat(timespec='seconds')}")
+                return self._result(row)
+            try:
+                self._step(run, name, lambda s=stage: run.issuer.revoke(run.info, s, old),
+                           message=lambda _, s=stage: f"old value: {s} done")
+            except _StepFailed as exc:
+                return self._revoke_failed(run, exc)
+            steps = self._latest(run.run_id)
+            if k + 1 < len(stages) and not force and run.grace > timedelta(0):
+                next_due = (now or self.clock()) + run.grace
+                with self.store.transaction():
+                    self.store.set_run_status(run.run_id, AWAITING_REVOKE, revoke_after=next_due)
+                    self.audit.append(
+                        run.actor, "rotation.outcome", run.cred.id,
+                        {"run_id": run.run_id, "status": AWAITING_REVOKE, "stage": stage,
+                         "revoke_after": next_due.isoformat()},
+                    )
+                run.emit(f"revoke:{stages[k + 1]}", "scheduled",
+                         f"after {next_due.isoformat(timespec='seconds')}")
+                return self._result(self._run_row(run.run_id))
+        if stages and not _done(steps, "check"):
+            try:
+                self._step(run, "check", lambda: self._check_refused(run),
+                           detail=lambda d: d, message=lambda d: d["says"])
+            except _StepFailed as exc:
+                return self._revoke_failed(run, exc)
+        for i, target in enumerate(run.targets):
+            name = f"retire:{i}"
+            if _done(steps, name):
+                continue
+            try:
+                self._step(run, name, lambda t=target, i=i: t.retire(run.delivered.get(i, {})),
+                           message=lambda _, t=target: f"{t.where()}: old value dropped")
+            except _StepFailed as exc:
+                return self._revoke_failed(run, exc)
+        with self.store.transaction():
+            self.store.set_run_status(
+                run.run_id, COMPLETED, error=None, owner_pid=None, owner_host=None,
+                owner_started=None,
+            )
+            self.audit.append(
+                run.actor,
+                "rotation.outcome",
+                run.cred.id,
+                {"run_id": run.run_id, "status": COMPLETED, "revoked": list(stages)},
+            )
+        return self._result(self._run_row(run.run_id))
+
+    def _check_refused(self, run: _Run) -> dict[str, Any]:
+        old = self._merge([v for v in run.old_values.values() if v])
+        if not old:
+            return {"still_valid": None,
+                    "says": "not checked: the old value is held nowhere keyshift can read"}
+        verdict = run.issuer.still_valid(run.info, old)
+        if verdict:
+            raise RotatorError(f"{run.spec.issuer_label} still accepts the old value after revoke")
+        if verdict is None:
+            return {"still_valid": None, "says": "not checked: the issuer cannot tell"}
+        return {"still_valid": False, "says": "the issuer refuses the old value"}
+
+    def _revoke_failed(self, run: _Run, exc: _StepFailed) -> RunResult:
+        status_error = None if exc.waiting else f"{exc.step} failed: {exc.message}"
+        with self.store.transaction():
+            self.store.set_run_status(run.run_id, AWAITING_REVOKE, error=status_error)
+            self.audit.append(
+                run.actor,
+                "rotation.outcome",
+                run.cred.id,
+                {"run_id": run.run_id, "status": AWAITING_REVOKE,
+                 ("waiting" if exc.waiting else "error"): exc.message},
+            )
+        result = self._result(self._run_row(run.run_id))
+        if exc.waiting:
+            result.waiting = exc.message
+        return result
+
+    def _rollback(self, run: _Run, step: str, reason: str) -> RunResult:
+        reason = reason.removeprefix(f"{step} failed: ")
+        steps = self._latest(run.run_id)
+        try:
+            if not _done(steps, "discard"):
+                self._step(run, "discard",
+                           lambda: run.issuer.discard(run.info, run.new_handle, run.old_handle),
+                           message=lambda _: "new value discarded at the issuer")
+            for i in sorted(self._touched(run, steps), reverse=True):
+                name = f"restore:{i}"
+                if _done(steps, name):
+                    continue
+                target = run.targets[i]
+                old = self._old_for(run, i)
+                self._step(run, name, lambda t=target, i=i, o=old: t.rollback(run.delivered.get(i),
+                                                                              o),
+                           message=lambda _, t=target: f"{t.where()} holds the old value again")
+        except _StepFailed as exc:
+            error = f"{step} failed: {reason}; rollback failed: {exc.message}"
+            with self.store.transaction():
+                self.store.set_run_status(run.run_id, ROLLBACK_FAILED, error=error,
+                                          owner_pid=None, owner_host=None, owner_started=None)
+                self.audit.append(run.actor, "rotation.outcome", run.cred.id,
+                                  {"run_id": run.run_id, "status": ROLLBACK_FAILED,
+                                   "error": error})
+            raise RotationFailed(
+                f"rotation of {run.cred.id} failed at {step} and could not be rolled back: "
+                f"{exc.message}",
+                hint=f"fix the cause, then: keyshift rotate --resume (run {run.run_id}); "
+                f"or keyshift runs abandon {run.run_id[:12]} --reason ...",
+                result=self._result(self._run_row(run.run_id)),
+            ) from None
+        error = f"{step} failed: {reason}"
+        with self.store.transaction():
+            self.store.set_run_status(run.run_id, ROLLED_BACK, error=error, owner_pid=None,
+                                      owner_host=None, owner_started=None)
+            self.audit.append(run.actor, "rotation.outcome", run.cred.id,
+                              {"run_id": run.run_id, "status": ROLLED_BACK, "error": error})
+        raise RotationFailed(
+            f"rotation of {run.cred.id} failed at {step} ({reason}); rolled back: the old value "
+            "is current and still valid",
+            hint=f"run {run.run_id}; its steps: keyshift runs --run {run.run_id[:12]}",
+            result=self._result(self._run_row(run.run_id)),
+        )
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def _step(
+        self,
+        run: _Run,
+        step: str,
+        fn: Callable[[], T],
+        *,
+        detail: Callable[[T], dict] | None = None,
+        message: Callable[[T], str] | None = None,
+    ) -> T:
+        run.emit(step, "started")
+        run.ctx.step = step
+        step_id = self.store.start_step(run.run_id, step)
+        crash_point(f"{step}:started")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                out = fn()
+                break
+            except NeedsPerson as exc:
+                self._step_failed(run, step, step_id, str(exc), attempt, waiting=True)
+            except RotatorError as exc:
+                if exc.retryable and attempt < self.retry.attempts:
+                    delay = self.retry.delay(attempt)
+                    run.emit(step, "retrying", f"{run.ctx.scope.redact(str(exc))}; retrying in "
+                                               f"{delay:.1f} s")
+                    self.sleep(delay)
+                    continue
+                self._step_failed(run, step, step_id, str(exc), attempt)
+            except KeyshiftError as exc:
+                self._step_failed(run, step, step_id, exc.one_line(), attempt)
+            except Exception as exc:  # a fault in a (maybe third-party) plug-in: journal it
+                self._step_failed(run, step, step_id, f"{type(exc).__name__}: {exc}", attempt)
+        crash_point(f"{step}:ran")
+        step_detail = detail(out) if detail else {}
+        with self.store.transaction():
+            self.store.finish_step(step_id, StepStatus.done, detail=step_detail, attempts=attempt)
+            self.audit.append(
+                run.actor,
+                "rotation.step",
+                run.cred.id,
+                {
+                    "run_id": run.run_id,
+                    "step": step,
+                    "status": "done",
+                    **_audit_detail(step_detail),
+                },
+            )
+        crash_point(step)
+        run.emit(step, "done", message(out) if message else "")
+        return out
+
+    def _step_failed(
+        self, run: _Run, step: str, step_id: int, error: str, attempts: int, waiting: bool = False
+    ) -> NoReturn:
+        error = run.ctx.scope.redact(error)
+        with self.store.transaction():
+            self.store.finish_step(step_id, StepStatus.failed, error=error, attempts=attempts)
+            self.audit.append(
+                run.actor,
+                "rotation.step",
+                run.cred.id,
+                {"run_id": run.run_id, "step": step, "status": "failed", "error": error},
+            )
+        run.emit(step, "waiting" if waiting else "failed", error)
+        raise _StepFailed(step, error, waiting=waiting)
+
+    # --- values after a crash --------------------------------------------------------------------
+
+    def _new_value(self, run: _Run, step: str) -> Value:
+        if run.new_value is not None:
+            return run.new_value
+        found: Value = {}
+        for target in run.targets:
+            expected = {p: fp for p, fp in run.new_fps.items() if p in target.fields}
+            if not expected:
+                continue
+            try:
+                hit = target.find_delivered(expected)
+            except RotatorError:
+                hit = None
+            if hit:
+                found.update(hit[1])
+        if run.new_fps and set(found) >= set(run.new_fps):
+            run.new_value = found
+            return found
+        if not run.new_fps:  # a whole rotator: it keeps its own state
+            run.new_value = {}
+            return run.new_value
+        raise _StepFailed(step, "the new value was lost with the process before it was "
+                                "delivered anywhere")
+
+    def _recover_old_values(self, run: _Run) -> None:
+        for i, target in enumerate(run.targets):
+            if run.old_values.get(i):
+                continue
+            try:
+                value = target.read_previous(run.delivered.get(i, {}))
+            except RotatorError:
+                value = None
+            if value and _fps(run, value) == run.old_fps.get(i):
+                run.old_values[i] = value
+
+    def _old_for(self, run: _Run, i: int) -> Value | None:
+        if run.old_values.get(i):
+            return run.old_values[i]
+        self._recover_old_values(run)
+        if run.old_values.get(i):
+            return run.old_values[i]
+        wanted = run.old_fps.get(i)
+        for value in run.old_values.values():  # another target held the same old value
+            if value and wanted and _fps(run, value) == wanted:
+                return value
+        return None
+
+    def _touched(self, run: _Run, steps: dict[str, dict]) -> list[int]:
+        """Targets a deliver may have reached (started, whether or not it finished)."""
+        return [i for i in range(len(run.targets)) if f"deliver:{i}" in steps]
+
+    # --- setup -----------------------------------------------------------------------------------
+
+    def _new_run(
+        self,
+        run_id: str,
+        cred: Credential,
+        spec: Spec,
+        actor: str,
+        grace: timedelta,
+        progress: Progress | None,
+        interaction: Interaction | None,
+        scope: ValueScope,
+    ) -> _Run:
+        ctx = RunContext(self.clients, run_id, self.clock, interaction, scope)
+        issuer, targets = self._plugins(spec, cred, ctx)
+        return _Run(run_id, cred, credential_info(cred), spec, issuer, targets, ctx, actor, grace,
+                    progress)
+
+    def _plugins(self, spec: Spec, cred: Credential, ctx: RunContext) -> tuple[Any, list[Any]]:
+        try:
+            if spec.legacy:
+                return legacy.build(registry.of_role(spec.legacy, "rotator"), ctx), []
+            issuer_cls = registry.of_role(str(spec.issuer["type"]), "issuer")
+            targets = [registry.of_role(t.type, "target")(t.spec, t.fields, ctx)
+                       for t in spec.targets]
+        except LookupError as exc:
+            raise RotationError(str(exc), hint="install the plug-in's package") from None
+        if spec.issuer.get("type") == "provider" and spec.issuer.get("provider") == "unknown":
+            pass  # the manual checklist with no provider: still the provider issuer
+        return issuer_cls(spec.issuer, ctx), targets
+
+    def _load_journal(self, run: _Run) -> None:
+        steps = self._latest(run.run_id)
+        ident = (steps.get("identify") or {}).get("detail") or {}
+        run.old_handle = dict(ident.get("old") or {})
+        run.old_fps = {int(k): v for k, v in (ident.get("old_fingerprints") or {}).items()}
+        issue = (steps.get("issue") or {}).get("detail") or {}
+        if _done(steps, "issue"):
+            run.new_handle = dict(issue.get("handle") or {})
+            run.new_fps = dict(issue.get("fingerprints") or {})
+        for i in range(len(run.targets)):
+            row = steps.get(f"deliver:{i}")
+            if row and row["status"] == "done":
+                run.delivered[i] = dict((row.get("detail") or {}).get("handle") or {})
+        # targets never delivered to still hold the old value
+        for i, target in enumerate(run.targets):
+            if f"deliver:{i}" not in steps:
+                try:
+                    value = target.read()
+                except RotatorError:
+                    value = None
+                if value and _fps(run, value) == run.old_fps.get(i):
+                    run.old_values[i] = value
+
+    def _spec_of(self, row: dict, cred: Credential) -> Spec:
+        """The declaration the run was planned with; refused if the inventory changed it (a
+        run's journal only makes sense against the issuer and targets it started with)."""
+        spec = resolve(cred, self.loaded, self.store)
+        planned = [t.get("place") for t in (row.get("plan") or {}).get("targets", [])]
+        if spec.subject != row.get("subject") or planned != [t.place for t in spec.targets]:
+            raise RotationError(
+                f"run {row['id'][:12]} was planned with another declaration of {cred.id} than "
+                "the inventory has now",
+                hint=f"put the inventory back as it was, or keyshift runs abandon "
+                f"{row['id'][:12]} --reason ...",
+            )
+        return spec
+
+    def _take_over(self, row: dict, actor: str) -> None:
+        if row.get("owner_pid") and self._owner_alive(row):
+            raise RotationError(
+                f"run {row['id']} is being driven by process {row['owner_pid']} on "
+                f"{row.get('owner_host')}",
+                hint="wait for it to finish",
+            )
+        if not self.store.take_over(row["id"], row, process.me()):
+            raise RotationError(
+                f"run {row['id']} was taken over by another process just now",
+                hint="see it with keyshift runs",
+            )
+        if row.get("owner_pid"):
+            self.audit.append(
+                actor,
+                "rotation.takeover",
+                row["credential_id"],
+                {"run_id": row["id"], "dead_owner": {"host": row.get("owner_host"),
+                                                    "pid": row.get("owner_pid")}},
+            )
+
+    def _preflight(self, spec: Spec) -> None:
+        """One authenticated call per source involved, before a run exists: a server that is
+        down, or a token it refuses, is a plain error rather than a failed run."""
+        sources = {t.spec.get("source") for t in spec.targets} | {spec.issuer.get("source")}
+        for source in sorted(s for s in sources if s):
+            cfg = self.loaded.source(str(source))
+            try:
+                if cfg.type in ("vault", "openbao"):
+                    self.clients.vault(str(source)).auth.token.lookup_self()
+                elif cfg.type == "aws":
+                    self.clients._aws_kwargs(str(source))
+            except KeyshiftError:
+                raise
+            except Exception as exc:
+                raise RotationError(
+                    f"{source}: cannot reach it or its token is refused ({type(exc).__name__})",
+                    hint="check `keyshift sandbox status` or the source's address and token",
+                ) from None
+
+    # --- small helpers ----------------------------------------------------------------------
+
+    def _writable(self, action: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(action)
+
+    def _credential(self, cred_id: str) -> Credential:
+        cred = self.store.get_credential(cred_id)
+        if cred is None:
+            raise NotFoundError(f"no credential {cred_id!r}", hint="run keyshift sync, then ls")
+        return cred
+
+    def _run_row(self, run_id: str) -> dict:
+        row = self.store.get_rotation_run(run_id)
+        if row is None:
+            found = self.store.find_rotation_runs(run_id, limit=2) if len(run_id) >= 4 else []
+            if len(found) == 1:
+                return found[0]
+            raise NotFoundError(f"no rotation run {run_id!r}", hint="keyshift runs lists them")
+        return row
+
+    def _latest(self, run_id: str) -> dict[str, dict]:
+        latest: dict[str, dict] = {}
+        for row in self.store.rotation_steps(run_id):
+            latest[row["step"]] = row
+        return latest
+
+    def _interrupted_after_promote(self, row: dict) -> bool:
+        steps = self._latest(row["id"])
+        return any(
+            r["status"] == "started" and n.split(":")[0] in ("revoke", "check", "retire")
+            for n, r in steps.items()
+        )
+
+    @staticmethod
+    def _owner_alive(row: dict) -> bool:
+        if not row.get("owner_pid"):
+            return False
+        if row.get("owner_pid") == process.me().pid and row.get("owner_host") == process.me().host:
+            return False  # this process: a run it drove and left (the TUI, a test)
+        alive = process.alive(row.get("owner_host"), row.get("owner_pid"), row.get("owner_started"))
+        return alive is not False
+
+    def _claim_message(self, subject: str, holder: dict | None) -> str:
+        if holder is None:
+            return f"{subject} is being rotated by another run"
+        status = holder["status"]
+        run = holder["id"]
+        if status == AWAITING_REVOKE:
+            due = _parse(holder.get("revoke_after"))
+            when = f" until {due:%Y-%m-%d %H:%M} UTC" if due else ""
+            return (
+                f"the previous rotation (run {run[:12]}) still waits for its grace period{when} "
+                "before the old value is revoked; a new rotation now would leave three values"
+            )
+        if status == ROLLBACK_FAILED:
+            return f"run {run[:12]} failed and could not be rolled back: {holder.get('error')}"
+        if self._owner_alive(holder):
+            return (
+                f"{subject} is being rotated right now by run {run[:12]} (process "
+                f"{holder.get('owner_pid')} on {holder.get('owner_host')})"
+            )
+        return f"run {run[:12]} of {subject} was interrupted and is not finished"
+
+    def _claim_hint(self, holder: dict | None) -> str:
+        if holder is None:
+            return "keyshift runs lists what runs"
+        run = holder["id"][:12]
+        if holder["status"] == AWAITING_REVOKE:
+            return f"finish it early with: keyshift runs finish {run} --now"
+        if holder["status"] == ROLLBACK_FAILED:
+            return f"keyshift rotate --resume, or keyshift runs abandon {run} --reason ..."
+        if self._owner_alive(holder):
+            return "wait for it to finish"
+        return f"keyshift rotate --resume, or keyshift runs abandon {run} --reason ..."
+
+    def _grace(self, spec: Spec, grace: timedelta | None) -> timedelta:
+        if grace is not None:
+            return grace
+        hours = spec.grace_hours
+        if hours is None:
+            hours = self.loaded.inventory.policies.grace_period_hours
+        return timedelta(hours=hours)
+
+    @staticmethod
+    def _check_grace(grace: timedelta | None) -> timedelta | None:
+        if grace is None:
+            return None
+        if grace < timedelta(0) or grace > MAX_GRACE:
+            raise UsageError(
+                "the grace period must be between 0 and 365 days",
+                hint="--grace takes hours, e.g. --grace 24",
+            )
+        return grace
+
+    @staticmethod
+    def _plan_part(plugin: Any, cred: Credential) -> PartPlan:
+        return plugin.plan(credential_info(cred))
+
+    @staticmethod
+    def _merge(values: list[Value | None]) -> Value | None:
+        merged: Value = {}
+        for value in values:
+            for part, v in (value or {}).items():
+                merged.setdefault(part, v)
+        return merged or None
+
+    def _merged_old_fps(self, run: _Run) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for fps in run.old_fps.values():
+            for part, fp in fps.items():
+                merged.setdefault(part, fp)
+        return {p: fp for p, fp in merged.items() if p in run.new_fps}
+
+    @staticmethod
+    def _downtime(spec: Spec, issuer: Any, targets: list[Any], parts: list[PartPlan]) -> str:
+        said = [p.downtime for p in parts if p.downtime]
+        if said:
+            return "; ".join(said)
+        if spec.issuer.get("type") == "generated" and len(targets) > 1 and not all(
+            t.stages for t in targets
+        ):
+            return (
+                "consumers reading different targets may see different values between the "
+                "first delivery and the last"
+            )
+        return "none"
+
+    def _result(self, row: dict, error: str | None = None) -> RunResult:
+        waiting = None
+        if row.get("status") == AWAITING_REVOKE:
+            due = _parse(row.get("revoke_after"))
+            waiting = f"revoke after {due.isoformat(timespec='seconds')}" if due else None
+        return RunResult(
+            run_id=row.get("id", ""),
+            credential_id=row.get("credential_id", ""),
+            rotator=row.get("rotator", ""),
+            status=row.get("status", ""),
+            version=row.get("pending_version"),
+            previous_version=row.get("previous_version"),
+            revoke_after=_parse(row.get("revoke_after")),
+            error=error or row.get("error"),
+            waiting=waiting,
+        )
+
+
+# --- module helpers ------------------------------------------------------------------------------
+
+
+def _done(steps: dict[str, dict], name: str) -> bool:
+    row = steps.get(name)
+    return bool(row) and row["status"] == "done"
+
+
+def _phase1(step: str) -> bool:
+    return step.split(":")[0] in ("identify", "issue", "deliver", "verify", "promote")
+
+
+def _fps(run: _Run, value: Value | None) -> dict[str, str]:
+    return {part: run.ctx.fingerprint(v) for part, v in (value or {}).items()}
+
+
+def _parts(value: Value, target: Any) -> Value:
+    return {p: v for p, v in value.items() if p in target.fields} or value
+
+
+def _value_fingerprint(run: _Run, target: Any) -> str | None:
+    """The fingerprint sync will compute for the target's credential row after rotation:
+    of the whole value when the target holds one part, else None (sync refreshes it)."""
+    parts = [p for p in run.new_fps if p in target.fields]
+    if len(parts) == 1 and len(run.targets) >= 1 and target.name in ("env-file", "keyring",
+                                                                        "ssm"):
+        return run.new_fps[parts[0]]
+    if target.name == "secretsmanager" and getattr(target, "whole", False) and len(parts) == 1:
+        return run.new_fps[parts[0]]
+    return None
+
+
+def _previous(run: _Run) -> str | None:
+    for handle in run.delivered.values():
+        if handle.get("previous_version") is not None:
+            return str(handle["previous_version"])
+    return None
+
+
+def _audit_detail(detail: dict) -> dict:
+    """What of a step's journal detail goes into its audit entry: handles and fingerprints
+    (references), flattened one level so the entry reads well."""
+    return {k: v for k, v in detail.items() if k in ("handle", "fingerprints", "old", "says",
+                                                     "still_valid", "old_fingerprints")}
+
+
+def _where(t: TargetSpec) -> str:
+    spec = t.spec
+    if t.type == "vault-kv":
+        return f"{spec['source']} {spec['path']}"
+    if t.type == "secretsmanager":
+        return f"{spec['source']} secret {spec['secret']}"
+    if t.type == "ssm":
+        return f"{spec['source']} parameter {spec['parameter']}"
+    if t.type == "env-file":
+        return f"{spec['path']} ({', '.join(t.fields.values())})"
+    return ", ".join(t.fields.values()) or str(spec.get("ref", ""))
+
+
+__all__ = [
+    "ABANDONED",
+    "AWAITING_REVOKE",
+    "COMPLETED",
+    "ROLLBACK_FAILED",
+    "ROLLED_BACK",
+    "RUNNING",
+    "RetryPolicy",
+    "RotationEngine",
+    "RotationFailed",
+    "RunResult",
+    "credential_info",
+]
