@@ -146,6 +146,8 @@ def rotate_cmd(
         else:
             print_plan(plan)
             _out("dry run: nothing changed")
+        if plan.refused:
+            sys.exit(RotationError.exit_code)  # the plan says why; a script sees it cannot work
         return
     ctx.require_writable("rotate")
     engine = _engine(ctx)

@@ -330,6 +330,11 @@ def _problem(
 # --- phase 3: literal secrets -------------------------------------------------------------
 
 
+FIELD_MAPS = ("vars", "keys", "json_keys", "refs")
+TARGET_FIELDS = ("key", "json_key", "var", "secret")
+HOOK_FIELDS = ("header", "format")
+
+
 def _secret_problems(doc: yamlsafe.Document, display: str) -> list[ConfigError]:
     problems: list[ConfigError] = []
     for s in doc.scalars:
@@ -367,6 +372,11 @@ def _secret_problems(doc: yamlsafe.Document, display: str) -> list[ConfigError]:
             and isinstance(s.path[-1], str)
             and secretlike.is_secret_key_name(key)
             and s.text.strip()
+            # part -> field maps (vars, keys, json_keys) and a target's field (key, json_key,
+            # var) name where a value goes, not the value itself
+            and not (len(s.path) > 1 and s.path[-2] in FIELD_MAPS)
+            and not (key in TARGET_FIELDS and {"targets", "delivered_to"} & set(map(str, s.path)))
+            and not (key in HOOK_FIELDS and "verify" in map(str, s.path))
         ):
             problems.append(
                 _problem(
@@ -881,6 +891,8 @@ def _sandbox_problems(loaded: LoadedInventory, add: Any, unique: Any, check_sour
         "keyring entry",
     )
 
+    _seed_issuer_problems(loaded, add)
+
     declared = loaded.credentials_by_name
     for name in sb.declared_values:
         if name not in declared:
@@ -923,6 +935,33 @@ def _sandbox_problems(loaded: LoadedInventory, add: Any, unique: Any, check_sour
                 "values shared with same_value_as / declared_values form a cycle",
                 "one entry of each group must get its own value",
             )
+
+
+def _seed_issuer_problems(loaded: LoadedInventory, add: Any) -> None:
+    """A seeded ``issuer`` must parse, and its source must read it (``issuer_tag``)."""
+    from console.rotation.specs import parse_issuer_tag
+
+    sb = loaded.inventory.sandbox
+    assert sb is not None
+    for section, source in (
+        ("vault_secrets", sb.vault_source),
+        ("aws_secrets", sb.aws_source),
+        ("aws_parameters", sb.aws_source),
+    ):
+        for i, entry in enumerate(getattr(sb, section)):
+            if entry.issuer is None:
+                continue
+            at: Path_ = ("sandbox", section, i, "issuer")
+            try:
+                parse_issuer_tag(entry.issuer)
+            except ValueError as exc:
+                add(at, f"{exc}".removeprefix("Value error, "),
+                    "e.g. generated, provider:openai, password=provider:db;username=static")
+                continue
+            src = loaded.sources_by_name.get(source or "")
+            if src is not None and not getattr(src, "issuer_tag", None):
+                add(at, f"source '{source}' has no issuer_tag, so this would be ignored",
+                    f"set issuer_tag: keyshift-issuer on source '{source}'")
 
 
 def _has_cycle(start: str, step: Any) -> bool:

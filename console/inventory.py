@@ -392,7 +392,10 @@ class SeedVaultSecret(_Model):
     environment: Environment
     scope: str = ""
     sensitivity: Sensitivity = Sensitivity.medium
-    rotator: str | None = "vault-kv"
+    rotator: str | None = None  # a third-party rotator's name, written as custom metadata
+    # what the secret holds, written under the source's issuer_tag (console/rotation/specs):
+    # "generated", "provider:openai", "password=provider:orders-db;username=static", ...
+    issuer: str | None = None
     generator: Generator = Field(default_factory=Generator)
     same_value_as: str | None = None  # another seed's key: "vault:<mount>/<path>" etc.
     age_days: int = Field(default=0, ge=0)  # recorded as custom metadata "created" back-dated
@@ -416,6 +419,7 @@ class SeedAwsSecret(_Model):
     same_value_as: str | None = None
     generator: Generator = Field(default_factory=Generator)
     tags: dict[str, str] = Field(default_factory=dict)  # Secrets Manager tags
+    issuer: str | None = None  # written as the source's issuer_tag
 
 
 class SeedAwsParameter(_Model):
@@ -425,6 +429,7 @@ class SeedAwsParameter(_Model):
     environment: Environment
     same_value_as: str | None = None
     generator: Generator = Field(default_factory=Generator)
+    issuer: str | None = None  # written as the source's issuer_tag
 
 
 class SeedIamUser(_Model):

@@ -41,6 +41,12 @@ class ValueScope:
             with self._lock:
                 self._values.add(raw)
 
+    def discard(self, value: str | SecretValue | None) -> None:
+        """A value that turned out not to be secret (an access key's id)."""
+        raw = value.reveal() if isinstance(value, SecretValue) else value
+        with self._lock:
+            self._values.discard(raw or "")
+
     def add_all(self, values: Iterable[str | SecretValue | None]) -> None:
         for value in values:
             self.add(value)

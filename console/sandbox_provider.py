@@ -12,7 +12,8 @@ deliver, verify, revoke, check refused) runs end to end against something real.
   ``POST /<provider>/console/keys`` mints a key and shows it once (like a real console);
   ``POST /<provider>/console/revoke`` with ``{"key": ...}`` or ``{"id": ...}`` revokes one;
   ``POST /<provider>/console/register`` with ``{"key": ...}`` adopts an existing value (the
-  sandbox seed registers the keys it plants); ``GET /<provider>/console`` lists keys by id.
+  sandbox seed registers the keys it plants); ``GET /<provider>/console`` lists keys by id
+  (``GET /<provider>/console/keys`` as JSON).
 
 Keys are kept as SHA-256 digests in a 0600 state file, as a provider stores them: a restart
 keeps them, and no key is ever written in the clear.
@@ -167,6 +168,8 @@ class Handler(BaseHTTPRequestHandler):
                 f"<th>created</th><th>state</th></tr>{rows}</table></body></html>"
             )
             self._send(200, page.encode(), "text/html; charset=utf-8")
+        elif self.command == "GET" and rest == ["keys"]:
+            self._send(200, self.keys.listing(provider))
         elif self.command == "POST" and rest == ["keys"]:
             body = self._body()
             key = f"sk-{provider[:6]}-{secrets.token_urlsafe(32)}"

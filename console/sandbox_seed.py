@@ -47,9 +47,6 @@ What is created
 from __future__ import annotations
 
 import json
-import os
-import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,9 +66,12 @@ from console.inventory import (
     SeedVaultSecret,
     VaultIdentity,
     VaultSource,
+    issuer_parts,
+    target_fields,
 )
 from console.redaction import ValueScope, redact_active
 from console.sandbox import SandboxState, SeedSummary, aws_client, vault_client
+from rotators.targets.env_file import read_vars, write_vars
 from rotators.values import generate
 
 
@@ -159,6 +159,7 @@ class _Seeder:
         self._vault: Any = None
         self._aws: dict[tuple[str, str], Any] = {}
         self._declared = {c.name: c for c in inventory.credentials}
+        self.new_keys: dict[str, list[tuple[str, str]]] = {}
 
     # --- clients ------------------------------------------------------------------------
 
@@ -313,7 +314,7 @@ class _Seeder:
         if isinstance(target, KeyringTarget):
             service, name = secret_refs.parse_ref(target.ref)
             return secret_refs.get(service, name, own=False)
-        return _env_get(self._env_path(target), target.var)
+        return read_vars(self._env_path(target)).get(str(target.var)) or None
 
     def _declared_existing(self, cred: DeclaredCredential) -> str | None:
         for target in cred.delivered_to:
@@ -339,7 +340,7 @@ class _Seeder:
                     service, key = secret_refs.parse_ref(target.ref)
                     secret_refs.put(service, key, value, own=False)
                 else:
-                    _env_set(self._env_path(target), target.var, value)
+                    write_vars(self._env_path(target), {str(target.var): value})
                 self.summary.add("declared-delivery", created=True)
 
     # --- vault --------------------------------------------------------------------------
@@ -369,6 +370,9 @@ class _Seeder:
                 "created": (today - timedelta(days=s.age_days)).isoformat(),
                 "keys": ",".join(s.keys),
             }
+            tag = self._issuer_tag(self.seed.vault_source)
+            if tag and s.issuer:
+                meta[tag] = s.issuer
             kv.update_metadata(
                 path=s.path,
                 mount_point=s.mount,
@@ -475,6 +479,9 @@ class _Seeder:
                 if _error_code(exc) != "ResourceNotFoundException":
                     raise
             extra = [{"Key": k, "Value": v} for k, v in getattr(a, "tags", {}).items()]
+            tag = self._issuer_tag(self.seed.aws_source)
+            if tag and a.issuer:
+                extra.append({"Key": tag, "Value": a.issuer})
             sm.create_secret(
                 Name=a.name,
                 SecretString=self.values.value(f"aws:{a.name}"),
@@ -498,6 +505,9 @@ class _Seeder:
                 if _error_code(exc) != "ParameterNotFound":
                     raise
             tags = _tags(owner=p.owner, environment=str(p.environment))
+            tag = self._issuer_tag(self.seed.aws_source)
+            if tag and p.issuer:
+                tags.append({"Key": tag, "Value": p.issuer})
             ssm.put_parameter(
                 Name=p.name,
                 Value=self.values.value(f"ssm:{p.name}"),
@@ -527,8 +537,12 @@ class _Seeder:
         if min(have, u.keys):
             self.summary.add("iam-access-key", created=False, n=min(have, u.keys))
         for _ in range(max(0, u.keys - have)):
-            # the secret half is dropped here: nothing in the sandbox ever uses these keys
-            iam.create_access_key(UserName=u.name)
+            made = iam.create_access_key(UserName=u.name)["AccessKey"]
+            # kept in memory only, for a declared rotation that delivers this user's key
+            self.new_keys.setdefault(u.name, []).append(
+                (made["AccessKeyId"], made["SecretAccessKey"])
+            )
+            self.values.scope.add(made["SecretAccessKey"])
             self.summary.add("iam-access-key", created=True)
         attached = {
             p["PolicyArn"]
@@ -586,7 +600,194 @@ class _Seeder:
             self.seed_aws()
         self.seed_keyring()
         self.seed_declared()
+        self.seed_rotations()
+        self.register_provider_keys()
         return self.summary
+
+    def _issuer_tag(self, source: str | None) -> str | None:
+        src = next((x for x in self.inv.sources if x.name == source), None)
+        return getattr(src, "issuer_tag", None)
+
+    # --- declared rotations: agents' own login material ---------------------------------
+
+    def seed_rotations(self) -> None:
+        """Give each declared rotation delivered only to env files and keyring entries a first
+        value (an AppRole secret-id, a Vault token, an IAM key, a generated value), so the
+        demo's agents have something real to rotate. Targets that hold a value are left."""
+        for rot in self.inv.rotations:
+            if any(t.type in ("vault-kv", "secretsmanager", "ssm") for t in rot.targets):
+                continue
+            parts = issuer_parts(rot.issuer)
+            held = self._held(rot, parts)
+            if held and not self._stale(rot, held):
+                self.summary.add("rotation-value", created=False)
+                continue
+            value = self._first_value(rot)
+            if value is None:
+                continue
+            for target in rot.targets:
+                fields = target_fields(target, parts)
+                if isinstance(target, EnvFileTarget):
+                    write_vars(
+                        self.base_dir / target.path, {v: value[p] for p, v in fields.items()}
+                    )
+                else:
+                    for part, ref in fields.items():
+                        service, key = secret_refs.parse_ref(ref)
+                        secret_refs.put(service, key, value[part], own=False)
+            self.summary.add("rotation-value", created=True)
+
+    def _held(self, rot: Any, parts: tuple[str, ...]) -> dict[str, str]:
+        """What the rotation's first target holding anything holds, by part."""
+        for target in rot.targets:
+            fields = target_fields(target, parts)
+            if isinstance(target, EnvFileTarget):
+                current = read_vars(self.base_dir / target.path)
+                held = {p: current[v] for p, v in fields.items() if current.get(v)}
+            else:
+                held = {}
+                for part, ref in fields.items():
+                    service, key = secret_refs.parse_ref(ref)
+                    value = secret_refs.get(service, key, own=False)
+                    if value:
+                        held[part] = value
+            if held:
+                for value in held.values():
+                    self.values.scope.add(value)
+                return held  # type: ignore[return-value]
+        return {}
+
+    def _stale(self, rot: Any, held: dict[str, str]) -> bool:
+        """A value left by an earlier sandbox that this one's servers do not know (the
+        sandbox's servers start empty): replaced, so the demo's agents can log in."""
+        import hvac.exceptions
+        from botocore.exceptions import ClientError
+
+        issuer = rot.issuer
+        if issuer.type == "vault-approle":
+            mount = issuer.mount or getattr(self._vault_source(), "approle_mount", "approle")
+            try:
+                got = self.vault.adapter.post(
+                    f"/v1/auth/{mount}/role/{issuer.role}/secret-id/lookup",
+                    json={"secret_id": held.get("secret_id", "")},
+                )
+            except hvac.exceptions.VaultError:
+                return True
+            return not (isinstance(got, dict) and got.get("data"))
+        if issuer.type == "vault-token":
+            try:
+                self.vault.adapter.post(
+                    "/v1/auth/token/lookup", json={"token": held.get("token", "")}
+                )
+            except hvac.exceptions.VaultError:
+                return True
+            return False
+        if issuer.type == "aws-iam":
+            iam = self.aws("iam", self.state.region)
+            try:
+                keys = iam.list_access_keys(UserName=issuer.user)["AccessKeyMetadata"]
+            except ClientError:
+                return True
+            return held.get("access_key_id") not in {k["AccessKeyId"] for k in keys}
+        return False
+
+    def _first_value(self, rot: Any) -> dict[str, str] | None:
+        issuer = rot.issuer
+        if issuer.type == "vault-approle":
+            mount = issuer.mount or getattr(self._vault_source(), "approle_mount", "approle")
+            got = self.vault.adapter.post(
+                f"/v1/auth/{mount}/role/{issuer.role}/secret-id", json={}
+            )["data"]
+            self.values.scope.add(got["secret_id"])
+            self.summary.used("approle-secret-id")
+            return {"secret_id": got["secret_id"]}
+        if issuer.type == "vault-token":
+            policies = sorted({
+                pol
+                for agent in self.inv.agents
+                if agent.name in rot.agents
+                for ident in agent.identities
+                if isinstance(ident, VaultIdentity) and ident.source == issuer.source
+                for pol in ident.policies
+            })
+            role = issuer.role
+            if role:
+                self.vault.adapter.post(
+                    f"/v1/auth/token/roles/{role}",
+                    json={"allowed_policies": policies, "orphan": True},
+                )
+            path = f"/v1/auth/token/create/{role}" if role else "/v1/auth/token/create-orphan"
+            auth = self.vault.adapter.post(
+                path, json={"policies": policies, "ttl": "768h", "display_name": rot.name}
+            )["auth"]
+            self.values.scope.add(auth["client_token"])
+            self.summary.used("vault-token")
+            return {"token": auth["client_token"]}
+        if issuer.type == "aws-iam":
+            made = self.new_keys.get(issuer.user) or []
+            if made:
+                key_id, secret = made.pop(0)
+            else:
+                iam = self.aws("iam", self.state.region)
+                have = iam.list_access_keys(UserName=issuer.user)["AccessKeyMetadata"]
+                if len(have) >= 2:
+                    self.summary.used("iam-key-not-delivered")
+                    return None
+                key = iam.create_access_key(UserName=issuer.user)["AccessKey"]
+                key_id, secret = key["AccessKeyId"], key["SecretAccessKey"]
+                self.values.scope.add(secret)
+            return {"access_key_id": key_id, "secret_access_key": secret}
+        gen = getattr(issuer, "generator", None) or Generator()
+        prefix = "sk-" if issuer.type == "provider" else gen.prefix
+        return {
+            part: generate(gen.length, gen.alphabet, prefix).reveal()
+            for part in issuer_parts(issuer)
+        }
+
+    # --- the provider stand-in ----------------------------------------------------------
+
+    def register_provider_keys(self) -> None:
+        """The stand-in of each ``sandbox: true`` provider learns the keys the seed planted as
+        that provider's: a key the provider never issued would be refused by its hook."""
+        standins = {p.name for p in self.inv.providers if p.sandbox}
+        if not standins or self.state.provider is None:
+            return
+        from console.rotation.specs import parse_issuer_tag
+
+        planted: list[tuple[str, str]] = []
+        for cred in self.inv.credentials:
+            if cred.provider in standins and f"declared:{cred.name}" in self.values.entries:
+                planted.append((cred.provider, self.values.value(f"declared:{cred.name}")))
+        for s in self.seed.vault_secrets:
+            for key, issuer in parse_issuer_tag(s.issuer).items() if s.issuer else ():
+                if issuer and issuer.get("provider") in standins:
+                    field = key or s.keys[0]
+                    planted.append((issuer["provider"], self.values.value(_vault_key(s, field))))
+        for entries, prefix in ((self.seed.aws_secrets, "aws"), (self.seed.aws_parameters, "ssm")):
+            for e in entries:
+                for key, issuer in parse_issuer_tag(e.issuer).items() if e.issuer else ():
+                    if issuer and issuer.get("provider") in standins and not key:
+                        value = self.values.value(f"{prefix}:{e.name}")
+                        planted.append((issuer["provider"], value))
+        for rot in self.inv.rotations:
+            if rot.issuer.type == "provider" and rot.issuer.provider in standins:
+                for target in rot.targets:
+                    if isinstance(target, EnvFileTarget):
+                        fields = target_fields(target, issuer_parts(rot.issuer))
+                        found = read_vars(self.base_dir / target.path)
+                        planted += [(rot.issuer.provider, found[v]) for v in fields.values()
+                                    if found.get(v)]
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False  # loopback
+        for provider, value in planted:
+            session.post(
+                f"{self.state.provider.address}/{provider}/console/register",
+                json={"key": value, "name": "planted by the sandbox seed"},
+                timeout=10,
+            ).raise_for_status()
+            self.summary.used("provider-key")
 
 
 def policy_hcl(rules: list[dict[str, list[str]]]) -> str:
@@ -597,49 +798,6 @@ def policy_hcl(rules: list[dict[str, list[str]]]) -> str:
             caps = ", ".join(json.dumps(c) for c in capabilities)
             blocks.append(f"path {json.dumps(path)} {{\n  capabilities = [{caps}]\n}}\n")
     return "\n".join(blocks)
-
-
-_ENV_LINE = r"^(?:export\s+)?{var}=(.*)$"
-
-
-def _env_get(path: Path, var: str) -> str | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    match = re.search(_ENV_LINE.format(var=re.escape(var)), text, flags=re.MULTILINE)
-    if not match:
-        return None
-    value = match.group(1).strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return value or None
-
-
-def _env_set(path: Path, var: str, value: str) -> None:
-    """Add ``var=value`` to an env file, or fill in an empty ``var=`` line. Written 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lines = path.read_text().splitlines()
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        lines, mode = [], 0o600
-    pattern = re.compile(_ENV_LINE.format(var=re.escape(var)))
-    for i, line in enumerate(lines):
-        if pattern.match(line):
-            lines[i] = f"{var}={value}"
-            break
-    else:
-        lines.append(f"{var}={value}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def seed_inventory(state: SandboxState, inventory: Inventory, base_dir: Path) -> SeedSummary:

@@ -158,6 +158,8 @@ class Issuer(Protocol):
     name: ClassVar[str]
     manual: ClassVar[bool]  # a person mints and revokes (provider keys)
     parts: tuple[str, ...]
+    # parts that are not secret (an access key's id): named in messages, never redacted
+    public_parts: ClassVar[tuple[str, ...]]
 
     def __init__(self, spec: Mapping[str, Any], ctx: RunContext) -> None: ...
 

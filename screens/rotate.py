@@ -1,7 +1,9 @@
 """Rotate one credential: show the engine's plan, ask, then follow the steps live.
 
 The plan and the run both happen in thread workers (they talk to providers through the
-engine); the modal only renders what the engine reports through its progress callback.
+engine); the modal only renders what the engine reports through its progress callback. A
+provider key's checklist asks the person through ``TuiInteraction`` (screens/prompts.py):
+the instructions appear here, the new key goes into a password field that is never shown.
 """
 
 from __future__ import annotations
@@ -12,23 +14,27 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from console.errors import KeyshiftError
 from console.redaction import redact_active
 from screens.format import when
+from screens.prompts import TuiInteraction
 
 if TYPE_CHECKING:
     from screens.app import KeyshiftApp
 
-# step statuses (started/done/failed/scheduled) and run statuses (console/rotation.py)
+# step statuses (started/done/failed/retrying/scheduled/waiting) and run statuses
+# (console.model.RunStatus)
 STATUS_STYLE = {
     "pending": "dim",
     "started": "yellow",
+    "retrying": "yellow",
     "done": "green",
     "failed": "bold red",
+    "waiting": "bold yellow",
     "scheduled": "cyan",
     "completed": "bold green",
     "awaiting-revoke": "bold green",
@@ -50,9 +56,10 @@ class RotateScreen(ModalScreen[Any]):
         self.cred_id = cred_id
         self.cred_name = name
         self.plan: Any = None
-        self.state = "planning"  # planning | ready | running | finished | failed
+        self.state = "planning"  # planning | ready | refused | running | finished | failed
         self.result: Any = None
         self.step_lines: dict[str, tuple[str, str]] = {}
+        self.notes: list[str] = []
         self.outcome: Text | None = None
 
     @property
@@ -62,8 +69,9 @@ class RotateScreen(ModalScreen[Any]):
     def compose(self) -> ComposeResult:
         with Vertical(id="rotate-dialog"):
             yield Static(Text(f"Rotate {self.cred_name}", style="bold"), id="rotate-title")
-            yield Static("reading the plan …", id="rotate-plan")
-            yield Static(id="rotate-steps")
+            with VerticalScroll(id="rotate-body"):
+                yield Static("reading the plan …", id="rotate-plan")
+                yield Static(id="rotate-steps")
             with Horizontal(id="rotate-buttons"):
                 yield Button("Rotate (y)", id="rotate-go", variant="error", disabled=True)
                 yield Button("Cancel (esc)", id="rotate-cancel")
@@ -87,24 +95,36 @@ class RotateScreen(ModalScreen[Any]):
 
     def _show_plan(self, plan: Any) -> None:
         self.plan = plan
-        self.state = "ready"
         text = Text()
-        text.append(f"{plan.summary}\n\n")
-        text.append("rotator        ", style="bold")
-        text.append(f"{plan.rotator}{'  (manual)' if plan.manual else ''}\n")
-        text.append("zero-downtime  ", style="bold")
-        text.append(
-            "yes\n" if plan.zero_downtime else "NO\n",
-            style="green" if plan.zero_downtime else "bold red",
-        )
-        text.append("steps\n", style="bold")
+        text.append("issuer     ", style="bold")
+        text.append(plan.issuer)
+        if plan.manual:
+            text.append("  (a person mints and revokes it: keyshift asks you)", style="yellow")
+        text.append("\n")
+        text.append("declared   ", style="bold")
+        text.append(f"{plan.origin}\n", style="dim")
+        for number, target in enumerate(plan.targets, 1):
+            text.append("targets    " if number == 1 else "           ", style="bold")
+            text.append(f"{number}. {target['type']}: {target['where']}\n")
+        text.append("downtime   ", style="bold")
+        text.append(f"{plan.downtime}\n", style="green" if plan.downtime == "none" else "yellow")
+        text.append("grace      ", style="bold")
+        text.append(f"{plan.grace_seconds / 3600:g} h before the old value is revoked\n")
+        if plan.steps:
+            text.append("steps\n", style="bold")
         for number, step in enumerate(plan.steps, 1):
-            text.append(f"  {number}. {step}\n")
-        for need in plan.needs:
-            text.append(f"needs          {need}\n", style="dim")
+            text.append(f"  {number}. {step['step']}: ", style="bold")
+            text.append(f"{step['does']}\n")
         for warning in plan.warnings:
-            text.append(f"warning        {warning}\n", style="yellow")
+            text.append(f"warning    {warning}\n", style="yellow")
+        if plan.refused:
+            text.append(f"\ncannot rotate: {plan.refused}\n", style="bold red")
         self.query_one("#rotate-plan", Static).update(text)
+        if plan.refused:
+            self.state = "refused"
+            self._closeable()
+            return
+        self.state = "ready"
         go = self.query_one("#rotate-go", Button)
         go.disabled = False
         go.focus()
@@ -118,8 +138,7 @@ class RotateScreen(ModalScreen[Any]):
         self.query_one("#rotate-go", Button).disabled = True
         self.query_one("#rotate-cancel", Button).disabled = True
         for step in self.plan.steps:
-            # plan steps read "create: what it does"; progress reports the bare step name
-            self.step_lines[step.split(":", 1)[0].strip()] = ("pending", "")
+            self.step_lines.setdefault(step["step"], ("pending", ""))
         self._render_steps()
         self._rotate_worker()
 
@@ -128,8 +147,11 @@ class RotateScreen(ModalScreen[Any]):
         def progress(step: str, status: str, message: str) -> None:
             self.app.call_from_thread(self._step, step, status, message)
 
+        person = TuiInteraction(self.app, self._note)
         try:
-            result = self.ks.engine().rotate(self.cred_id, actor=self.ks.actor, progress=progress)
+            result = self.ks.engine().rotate(
+                self.cred_id, actor=self.ks.actor, progress=progress, interaction=person
+            )
         except KeyshiftError as exc:
             self.app.call_from_thread(self._failed, exc.one_line())
         except Exception as exc:
@@ -137,21 +159,32 @@ class RotateScreen(ModalScreen[Any]):
         else:
             self.app.call_from_thread(self._finished, result)
 
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        self._render_steps()
+
     def _step(self, step: str, status: str, message: str) -> None:
+        if ":" in step:
+            # "deliver:0" and "deliver:1" show as lines of their own; the plan's "deliver" goes
+            self.step_lines.pop(step.split(":")[0], None)
         self.step_lines[step] = (status, message)
         self._render_steps()
 
     def _render_steps(self) -> None:
         text = Text()
+        for note in self.notes:
+            text.append(f"{note}\n", style="bold cyan")
         for step, (status, message) in self.step_lines.items():
-            text.append(f"  {step:<10}", style="bold")
-            text.append(f"{status:<12}", style=STATUS_STYLE.get(status, "dim"))
+            text.append(f"  {step:<18}", style="bold")
+            text.append(f"{status:<10}", style=STATUS_STYLE.get(status, "dim"))
             if message:
                 text.append(message, style="dim")
             text.append("\n")
         if self.outcome is not None:
             text.append_text(self.outcome)
         self.query_one("#rotate-steps", Static).update(text)
+        # the newest step (and the outcome) in view; the plan scrolls up out of the way
+        self.call_after_refresh(self.query_one("#rotate-body").scroll_end, animate=False)
 
     def _finished(self, result: Any) -> None:
         self.state = "finished"
@@ -162,9 +195,10 @@ class RotateScreen(ModalScreen[Any]):
         if getattr(result, "version", None):
             line.append(f"  new version {result.version}")
         revoke_after = getattr(result, "revoke_after", None)
-        if revoke_after is not None:
+        if revoke_after is not None and status == "awaiting-revoke":
             line.append(
-                f"\nthe old one stays valid until {when(revoke_after, self.ks.now())}", style="dim"
+                f"\nthe old value stays valid until {when(revoke_after, self.ks.now())}",
+                style="dim",
             )
         if getattr(result, "error", None):
             line.append(f"\n{result.error}", style="red")
@@ -185,7 +219,9 @@ class RotateScreen(ModalScreen[Any]):
         self.notify(message, severity="error")
 
     def _closeable(self) -> None:
-        self.query_one("#rotate-go", Button).disabled = True
+        go = self.query_one("#rotate-go", Button)
+        go.disabled = True
+        go.display = False  # nothing left to start from this dialog
         cancel = self.query_one("#rotate-cancel", Button)
         cancel.disabled = False
         cancel.label = "Close (esc)"

@@ -188,8 +188,25 @@ def test_read_only_refuses_every_change_and_writes_nothing(tmp_path, env):
         run(tmp_path, env, "--read-only", "rotate", "declared:api-key:x", "--yes"), 4, "read-only"
     )
     assert keyring.get_password("keyshift-test", "ro") is None
-    verify = run(tmp_path, env, "audit", "verify")
-    assert verify.returncode == 0 and verify.stdout.startswith("OK 0 entries"), verify.stdout
+    # nothing was written: not even a store (a read never creates one either)
+    assert not (tmp_path / "ks.db").exists()
+    assert_one_line_error(run(tmp_path, env, "audit", "verify"), 3, "no store")
+    assert not (tmp_path / "ks.db").exists()
+    run(tmp_path, env, "sync")
+    verify = run(tmp_path, env, "--read-only", "audit", "verify")
+    assert verify.returncode == 0 and verify.stdout.startswith("OK "), verify.stdout
+
+
+def test_reads_never_touch_a_file_that_is_not_a_current_keyshift_store(tmp_path, env):
+    foreign = tmp_path / "ks.db"  # the --db every command of this test uses
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    before = foreign.read_bytes()
+    for args in (("ls",), ("show", "x:kv:y"), ("audit", "verify"), ("runs",),
+                 ("--read-only", "ls")):
+        assert_one_line_error(run(tmp_path, env, *args), 6, "not a keyshift store")
+    assert foreign.read_bytes() == before
+    assert not foreign.with_name("ks.db-wal").exists()
 
 
 def test_secret_set_stores_in_keyring_audits_and_never_echoes(tmp_path, env):
@@ -214,7 +231,11 @@ def test_audit_verify_names_the_first_bad_entry(tmp_path, env):
     for _ in range(3):
         assert run(tmp_path, env, "sync").returncode == 0
     ok = run(tmp_path, env, "audit", "verify")
-    assert ok.returncode == 0 and ok.stdout.startswith("OK 3 entries, head "), ok.stdout
+    # each sync: one entry per source (committed with its rows) and one for the sync's end
+    sources = len(json.loads(run(tmp_path, env, "audit", "tail", "--format", "json").stdout)[-1]
+                  ["detail"]["sources"])
+    expected = 3 * (sources + 1)
+    assert ok.returncode == 0 and ok.stdout.startswith(f"OK {expected} entries, head "), ok.stdout
     with sqlite3.connect(tmp_path / "ks.db") as db:
         db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
     bad = run(tmp_path, env, "audit", "verify")
@@ -258,7 +279,8 @@ def test_odd_arguments_are_one_line_usage_errors(tmp_path, env, args, needle):
 
 def test_read_only_never_creates_a_store(tmp_path, env):
     proc = run(tmp_path, env, "--read-only", "ls")
-    assert_one_line_error(proc, 3, "--read-only may not create")
+    assert_one_line_error(proc, 3, "no store")
+    assert not (tmp_path / "ks.db").exists()
     assert not (tmp_path / "ks.db").exists()
     run(tmp_path, env, "sync")
     listed = run(tmp_path, env, "--read-only", "ls", "--format", "json")

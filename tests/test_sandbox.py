@@ -135,7 +135,7 @@ def test_lifecycle_up_status_replace_seed_twice_down(private_sandbox_env, tmp_pa
     first = sb.up()
     status = sb.status()
     assert status.healthy, status.lines()
-    assert [s.name for s in status.services] == ["vault", "moto"]
+    assert [s.name for s in status.services] == ["vault", "moto", "provider"]
     assert all(s.alive and s.healthy for s in status.services)
     assert first.vault_addr.startswith("http://127.0.0.1:")
     assert first.moto_endpoint.startswith("http://127.0.0.1:")
@@ -143,7 +143,8 @@ def test_lifecycle_up_status_replace_seed_twice_down(private_sandbox_env, tmp_pa
     assert sb.up() == first, "a healthy sandbox is reused, not restarted"
 
     # the servers are detached: their own session, not ours
-    for pid in (first.vault_pid, first.moto_pid):
+    assert first.provider is not None
+    for pid in (first.vault_pid, first.moto_pid, first.provider.pid):
         assert os.getsid(pid) == pid
 
     # a dead recorded sandbox is cleaned up and replaced
@@ -170,14 +171,16 @@ def test_lifecycle_up_status_replace_seed_twice_down(private_sandbox_env, tmp_pa
     assert again.as_dict()["created"] == 0
 
     stopped = sb.down()
-    assert sorted(s.split(" ")[0] for s in stopped) == ["moto", "vault"]
-    for svc in (state.vault, state.moto):
+    assert sorted(s.split(" ")[0] for s in stopped) == ["moto", "provider", "vault"]
+    assert state.provider is not None
+    for svc in (state.vault, state.moto, state.provider):
         assert not _still_runs(svc.pid, svc.cmdline)
         assert not Path(f"/proc/{svc.pid}").exists() or not _still_runs(svc.pid, svc.cmdline)
     assert _procs_mentioning(str(sdir)) == []           # bao's -config path is in the sandbox
     assert _procs_mentioning(f"-p {state.moto.port}") == []
     assert not (sdir / "state.json").exists()
     assert ks_secrets.get(service, sb.VAULT_TOKEN_NAME) is None
+    assert ks_secrets.get(service, sb.VAULT_UNSEAL_NAME) is None
     assert ks_secrets.get(service, sb.AWS_SECRET_NAME) is None
     assert not sb.status().recorded
     assert sb.down() == []
@@ -327,7 +330,8 @@ def test_seeded_vault_secrets_values_and_metadata(seeded_sandbox: Seeded):
     meta = openai["metadata"]["custom_metadata"]
     assert meta["owner"] == "team-support" and meta["environment"] == "prod"
     assert meta["sensitivity"] == "high" and meta["scope"] == "chat completions"
-    assert meta["rotator"] == "vault-kv" and meta["keys"] == "value"
+    # who issues the value is declared by the seed's issuer, never assumed: none here
+    assert "rotator" not in meta and meta["keys"] == "value"
     assert meta["created"] == (datetime.now(UTC).date() - timedelta(days=200)).isoformat()
     date.fromisoformat(meta["created"])
 

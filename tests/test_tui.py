@@ -493,9 +493,20 @@ async def test_quit_key(store: Store) -> None:
 ROTATE_INVENTORY = """\
 version: 1
 sources:
-  - {name: vault-sandbox, type: openbao, sandbox: true}
+  - {name: vault-sandbox, type: openbao, sandbox: true, issuer_tag: keyshift-issuer}
+  - {name: declared, type: declared}
 policies:
   grace_period_hours: 24
+providers:
+  - {name: openai, sandbox: true, verify: {url: "https://api.openai.com/v1/models"}}
+credentials:
+  - name: openai-tui
+    source: declared
+    kind: api-key
+    provider: openai
+    environment: prod
+    delivered_to:
+      - {type: env-file, path: agent/.env, var: OPENAI_API_KEY}
 """
 
 
@@ -512,6 +523,10 @@ def kv_secret(sandbox, tmp_path: Path):  # type: ignore[no-untyped-def]
     path = f"tui-tests/{uuid.uuid4().hex[:12]}"
     value = "canary-" + pysecrets.token_urlsafe(24)
     vault.secrets.kv.v2.create_or_update_secret(path, {"value": value}, mount_point="secret")
+    # what it holds, declared the way a sync reads it: a shared secret keyshift may generate
+    vault.secrets.kv.v2.update_metadata(
+        path, mount_point="secret", custom_metadata={"keyshift-issuer": "generated"}
+    )
     native = f"secret/{path}"
     cred = Credential(
         id=f"vault-sandbox:kv:{native}",
@@ -522,6 +537,7 @@ def kv_secret(sandbox, tmp_path: Path):  # type: ignore[no-untyped-def]
         location=native,
         version="1",
         owner="team-support",
+        tags={"keyshift-issuer": "generated"},
     )
     store = Store(tmp_path / "rotate.db")
     store.bulk_insert_credentials([cred, *(synthetic(i) for i in range(40))])
@@ -558,14 +574,16 @@ async def test_rotate_confirmed_changes_the_value_in_vault(kv_secret) -> None:
     async with app.run_test(size=SIZE) as pilot:
         dialog = await _open_rotate(pilot, app, cred.name)
         text = screen_text(app)
-        assert "vault-kv" in text and "zero-downtime  yes" in text
-        assert "1. create:" in text and "2. verify:" in text and "3. promote:" in text
+        assert "issuer     generated" in text and "vault-kv: vault-sandbox" in text
+        assert "1. issue:" in text and "2. deliver:" in text and "3. verify:" in text
+        assert "downtime   none" in text
         await pilot.press("y")
         await app.workers.wait_for_complete()
         await pilot.pause()
         text = screen_text(app)
-        for step in ("create", "verify", "promote"):
+        for step in ("identify", "issue", "deliver:0", "verify", "promote:0"):
             assert dialog.step_lines[step][0] == "done", dialog.step_lines
+        assert "Rotate (y)" not in text  # nothing left to start from a finished dialog
         assert "awaiting-revoke" in text  # the old value stays valid for the grace period
         new = _kv(vault, path)
         assert new["metadata"]["version"] == 2
@@ -590,13 +608,102 @@ async def test_rotate_cancelled_changes_nothing(kv_secret) -> None:
     app = make_app(store, loaded)
     async with app.run_test(size=SIZE) as pilot:
         await _open_rotate(pilot, app, cred.name)
-        assert "zero-downtime" in screen_text(app)
+        assert "downtime   none" in screen_text(app)
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, InventoryScreen)
     current = _kv(vault, path)
     assert current["metadata"]["version"] == 1 and current["data"]["value"] == old
     assert store.rotation_runs(credential_id=cred.id) == []
+
+
+def _standin(path: str, **body):  # type: ignore[no-untyped-def]
+    """The provider stand-in's console: what a person does on the provider's website."""
+    import requests
+
+    from console.sandbox import provider_base
+
+    session = requests.Session()
+    session.trust_env = False
+    got = session.post(f"{provider_base('openai')}/console/{path}", json=body, timeout=10)
+    got.raise_for_status()
+    return got.json()
+
+
+def _standin_accepts(key: str) -> bool:
+    import requests
+
+    from console.sandbox import provider_base
+
+    session = requests.Session()
+    session.trust_env = False
+    got = session.get(
+        f"{provider_base('openai')}/v1/models", headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    return got.status_code == 200
+
+
+@sync_test
+async def test_a_provider_key_rotates_through_the_checklist_with_a_hidden_prompt(
+    kv_secret, tmp_path: Path
+) -> None:
+    """A person mints the new key at the provider, pastes it into a password field; keyshift
+    delivers it, the provider's hook accepts it, and the key is on no screen and in no file of
+    keyshift's."""
+    from textual.widgets import Input
+
+    from screens.prompts import SecretPrompt
+
+    store, loaded, _vault, _path, _cred, _old = kv_secret
+    old_key = _standin("keys", name="old")["key"]
+    env_file = tmp_path / "agent" / ".env"
+    env_file.parent.mkdir()
+    env_file.write_text(f"OTHER=1\nOPENAI_API_KEY={old_key}\n")
+    env_file.chmod(0o640)
+    row = Credential(
+        id="declared:api-key:openai-tui", source="declared", kind="api-key",
+        native_id="openai-tui", name="openai-tui", environment="prod",
+    )
+    store.bulk_insert_credentials([row])
+    seen: list[str] = []
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await _open_rotate(pilot, app, "openai-tui")
+        seen.append(screen_text(app))
+        assert "a person mints" in seen[-1] and "/openai/console" in seen[-1]
+        new_key = _standin("keys", name="new")["key"]  # minted at the provider's console
+        await pilot.press("y")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, SecretPrompt):
+                break
+        assert isinstance(app.screen, SecretPrompt)
+        seen.append(screen_text(app))
+        assert "Mint a new key for openai-tui" in seen[-1]
+        field = app.screen.query_one(Input)
+        assert field.password
+        for ch in new_key:
+            await pilot.press(ch if ch != "-" else "minus")
+        seen.append(screen_text(app))
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        seen.append(screen_text(app))
+        assert dialog.step_lines["verify"][0] == "done", dialog.step_lines
+        assert "awaiting-revoke" in seen[-1]
+    assert f"OPENAI_API_KEY={new_key}" in env_file.read_text()
+    assert "OTHER=1" in env_file.read_text() and env_file.stat().st_mode & 0o777 == 0o640
+    assert _standin_accepts(new_key) and _standin_accepts(old_key)  # old one: until revoke
+    for text in seen:
+        assert new_key not in text and old_key not in text
+    for part in ("rotate.db", "rotate.db-wal"):
+        path = tmp_path / part
+        if path.exists():
+            data = path.read_bytes()
+            assert new_key.encode() not in data and old_key.encode() not in data
+    run = store.rotation_runs(credential_id=row.id)[0]
+    assert run["status"] == "awaiting-revoke" and run["rotator"] == "provider"
 
 
 # --- snapshots (frozen clock) --------------------------------------------------------------
@@ -664,17 +771,38 @@ async def test_quit_waits_for_a_running_rotation(kv_secret) -> None:
     import threading
 
     from rotators import registry
-    from rotators.vault_kv import VaultKvRotator
+    from rotators.base import Pending, Plan
 
     store, loaded, _vault, _path, cred, _old = kv_secret
     release = threading.Event()
 
-    class SlowCreate(VaultKvRotator):  # a third-party rotator whose provider is slow
+    class SlowCreate:  # a third-party rotator (keyshift's first protocol) whose provider is slow
         name = "test-slow-create"
+        kinds = ("kv",)
+        manual = False
+
+        def __init__(self, context):  # type: ignore[no-untyped-def]
+            self.context = context
+
+        def plan(self, cred):  # type: ignore[no-untyped-def]
+            return Plan(rotator=self.name, summary="slow", steps=["create: slowly"],
+                        zero_downtime=True)
 
         def create(self, cred, run_id):  # type: ignore[no-untyped-def]
             release.wait(30)
-            return super().create(cred, run_id)
+            return Pending(version="2", previous_version="1")
+
+        def verify(self, cred, pending):  # type: ignore[no-untyped-def]
+            return None
+
+        def promote(self, cred, pending):  # type: ignore[no-untyped-def]
+            return None
+
+        def revoke(self, cred, previous_version):  # type: ignore[no-untyped-def]
+            return None
+
+        def rollback(self, cred, pending):  # type: ignore[no-untyped-def]
+            return None
 
     registry.register(SlowCreate)
     store.bulk_insert_credentials(

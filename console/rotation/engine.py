@@ -283,7 +283,7 @@ class RotationEngine:
             plan.downtime = self._downtime(spec, issuer, targets, parts)
             if plan.refused is None:
                 try:
-                    old = self._merge([t.read() for t in targets])
+                    old = self._merge([self._read(issuer, t, scope) for t in targets])
                     issuer.identify(credential_info(cred), old)
                 except Refused as exc:
                     plan.refused = scope.redact(str(exc))
@@ -532,7 +532,7 @@ class RotationEngine:
     def _identify(self, run: _Run) -> None:
         def identify() -> dict[str, Any]:
             for i, target in enumerate(run.targets):
-                run.old_values[i] = target.read()
+                run.old_values[i] = self._read(run.issuer, target, run.ctx.scope)
             run.old_fps = {i: _fps(run, v) for i, v in run.old_values.items() if v}
             run.old_handle = run.issuer.identify(
                 run.info, self._merge(list(run.old_values.values()))
@@ -657,16 +657,18 @@ class RotationEngine:
         # an old value still readable where it was delivered, for the check after revoke
         if run.old_values == {} or not any(run.old_values.values()):
             self._recover_old_values(run)
+        # the issuer still took the old value after the last stage: that stage runs again
+        again = (steps.get("check") or {}).get("status") == "failed"
         for k, stage in enumerate(stages):
-            name = f"revoke:{stage}"
-            if _done(steps, name):
+            name = _stage_step(stage)
+            if _done(steps, name) and not (again and k == len(stages) - 1):
                 continue
             row = self._run_row(run.run_id)
             due = _parse(row.get("revoke_after"))
             # a later stage waits a grace period of its own after the previous one
             if (
                 k > 0
-                and _done(steps, f"revoke:{stages[k - 1]}")
+                and _done(steps, _stage_step(stages[k - 1]))
                 and not force
                 and due is not None
                 and due > (now or self.clock())
@@ -688,7 +690,7 @@ class RotationEngine:
                         {"run_id": run.run_id, "status": AWAITING_REVOKE, "stage": stage,
                          "revoke_after": next_due.isoformat()},
                     )
-                run.emit(f"revoke:{stages[k + 1]}", "scheduled",
+                run.emit(_stage_step(stages[k + 1]), "scheduled",
                          f"after {next_due.isoformat(timespec='seconds')}")
                 return self._result(self._run_row(run.run_id))
         if stages and not _done(steps, "check"):
@@ -788,7 +790,7 @@ class RotationEngine:
         raise RotationFailed(
             f"rotation of {run.cred.id} failed at {step} ({reason}); rolled back: the old value "
             "is current and still valid",
-            hint=f"run {run.run_id}; its steps: keyshift runs --run {run.run_id[:12]}",
+            hint=f"run {run.run_id[:12]}; its steps: keyshift runs --credential {run.cred.id}",
             result=self._result(self._run_row(run.run_id)),
         )
 
@@ -1117,6 +1119,16 @@ class RotationEngine:
         return grace
 
     @staticmethod
+    def _read(issuer: Any, target: Any, scope: ValueScope) -> Value | None:
+        """What consumers read at ``target`` now; parts the issuer says are not secret (an
+        access key's id) are let out of the run's scope, so messages can name them."""
+        value = target.read()
+        for part in getattr(issuer, "public_parts", ()):
+            if value and part in value:
+                scope.discard(value[part])
+        return value
+
+    @staticmethod
     def _plan_part(plugin: Any, cred: Credential) -> PartPlan:
         return plugin.plan(credential_info(cred))
 
@@ -1173,6 +1185,12 @@ class RotationEngine:
 def _done(steps: dict[str, dict], name: str) -> bool:
     row = steps.get(name)
     return bool(row) and row["status"] == "done"
+
+
+def _stage_step(stage: str) -> str:
+    """The journal name of a revoke stage: "revoke", or "revoke:<stage>" for issuers with
+    several (IAM: revoke:deactivate, revoke:delete)."""
+    return "revoke" if stage == "revoke" else f"revoke:{stage}"
 
 
 def _phase1(step: str) -> bool:

@@ -36,6 +36,7 @@ class LegacyIssuer:
     role: ClassVar[str] = "issuer"
     name: ClassVar[str] = "legacy"
     manual: ClassVar[bool] = False
+    public_parts: ClassVar[tuple[str, ...]] = ()
     parts: tuple[str, ...] = ()
 
     def __init__(self, rotator: Rotator, ctx: RunContext) -> None:

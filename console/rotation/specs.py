@@ -264,9 +264,13 @@ def parse_issuer_tag(text: str) -> dict[str, dict[str, Any] | None]:
             gen: dict[str, Any] = {}
             if m["alphabet"]:
                 gen = {"alphabet": m["alphabet"], "length": int(m["length"])}
-            issuer = GeneratedIssuer.model_validate(
-                {"type": "generated", "generator": gen}
-            ).model_dump(mode="json")
+            try:
+                issuer = GeneratedIssuer.model_validate(
+                    {"type": "generated", "generator": gen}
+                ).model_dump(mode="json")
+            except ValidationError as exc:
+                msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"{decl}: {msg}") from None
         elif m["provider"]:
             issuer = ProviderIssuer.model_validate(
                 {"type": "provider", "provider": m["provider"]}
@@ -287,10 +291,6 @@ def _from_tag(cred: Credential, loaded: LoadedInventory) -> Spec | None:
         decls = parse_issuer_tag(cred.tags[tag])
     except ValueError as exc:
         return Spec(cred.id, {"type": "unknown"}, [], origin, problem=f"{origin}: {exc}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        return Spec(cred.id, {"type": "unknown"}, [], origin,
-                    problem=f"{origin}: {first['msg'].removeprefix('Value error, ')}")
     issuers = {k: v for k, v in decls.items() if v is not None}
     kinds = {(v["type"], v.get("provider")) for v in issuers.values()}
     if len(kinds) != 1:

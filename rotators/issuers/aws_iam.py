@@ -36,6 +36,7 @@ class AwsIamIssuer:
     name: ClassVar[str] = "aws-iam"
     manual: ClassVar[bool] = False
     parts = ("access_key_id", "secret_access_key")
+    public_parts: ClassVar[tuple[str, ...]] = ("access_key_id",)
 
     def __init__(self, spec: Mapping[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx
@@ -103,7 +104,7 @@ class AwsIamIssuer:
         with aws_errors("issue", f"IAM user {self.user}"):
             made = self.iam.create_access_key(UserName=self.user)["AccessKey"]
         key_id = made["AccessKeyId"]
-        secret = self.ctx.keep(made.pop("SecretAccessKey"))
+        secret = self.ctx.keep(made.pop("SecretAccessKey"))  # the id is not secret: not kept
         self.ctx.checkpoint("aws-iam:created")
         return Issued(
             {"access_key_id": SecretValue(key_id), "secret_access_key": secret},

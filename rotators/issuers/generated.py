@@ -27,6 +27,7 @@ class GeneratedIssuer:
     role: ClassVar[str] = "issuer"
     name: ClassVar[str] = "generated"
     manual: ClassVar[bool] = False
+    public_parts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: Mapping[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx

@@ -33,6 +33,7 @@ class ProviderIssuer:
     role: ClassVar[str] = "issuer"
     name: ClassVar[str] = "provider"
     manual: ClassVar[bool] = True
+    public_parts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: Mapping[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx

@@ -33,6 +33,7 @@ class VaultAppRoleIssuer:
     role: ClassVar[str] = "issuer"
     name: ClassVar[str] = "vault-approle"
     manual: ClassVar[bool] = False
+    public_parts: ClassVar[tuple[str, ...]] = ()
     parts = ("secret_id",)
 
     def __init__(self, spec: Mapping[str, Any], ctx: RunContext) -> None:
@@ -169,12 +170,14 @@ class VaultAppRoleIssuer:
         return out
 
     def _destroy(self, accessor: str) -> None:
+        # OpenBao answers 500 to destroying an accessor that is already gone, so look first:
+        # destroying twice must be a no-op, not a failure
         try:
             self.client.adapter.post(
-                f"{self.base}/secret-id-accessor/destroy", json={"secret_id_accessor": accessor}
+                f"{self.base}/secret-id-accessor/lookup", json={"secret_id_accessor": accessor}
             )
         except hvac.exceptions.InvalidPath:
-            pass  # already gone: destroying is idempotent
-        except hvac.exceptions.InvalidRequest as exc:
-            if "not found" not in str(exc).lower() and "invalid" not in str(exc).lower():
-                raise
+            return
+        self.client.adapter.post(
+            f"{self.base}/secret-id-accessor/destroy", json={"secret_id_accessor": accessor}
+        )

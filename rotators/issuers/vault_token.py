@@ -34,6 +34,7 @@ class VaultTokenIssuer:
     role: ClassVar[str] = "issuer"
     name: ClassVar[str] = "vault-token"
     manual: ClassVar[bool] = False
+    public_parts: ClassVar[tuple[str, ...]] = ()
     parts = ("token",)
 
     def __init__(self, spec: Mapping[str, Any], ctx: RunContext) -> None:

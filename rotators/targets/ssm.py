@@ -30,6 +30,7 @@ class SsmTarget:
         self.parameter = str(spec["parameter"])
         self.region = spec.get("region")
         self.label = str(spec.get("label") or "keyshift-current")
+        self.fields = dict(fields)
         (self.part,) = list(fields)  # one parameter holds one value
         self._client: Any = None
 
