@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from console import process
+from console.crashpoints import crash_point
 from console.errors import KeyshiftError
 from console.redaction import redact_active
 from console.sources.base import build_sources
@@ -180,6 +181,7 @@ def _sync_one(  # type: ignore[no-untyped-def]
                 "errors": len(result.errors),
             },
         )
+    crash_point(f"sync:{collector.name}")
     log.info(
         "sync %s %s: %s new, %s changed, %s gone, %s stale, %s item errors",
         sync_id,

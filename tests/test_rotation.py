@@ -1,650 +1,601 @@
-"""The rotation engine against the real OpenBao sandbox, with the vault-kv rotator.
-
-Every test writes its own KV v2 secret under secret/rotation-tests/<random> (the seeded data
-stays untouched) and puts a credential row for it in a fresh store. The values the tests read
-back through hvac are the canaries: none may appear in the store's files.
+"""The rotation engine's rules, against the sandbox's real servers: plans that are complete,
+unknown issuers that stay manual, claims, retries, grace, loud revoke failures, KV versions a
+run still promises, gone credentials, abandoning stuck runs, sync racing a rotation, and
+values that live only as long as their run. Scenarios come from tests/rotation_support.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets as stdlib_secrets
-import subprocess
-import sys
+import secrets as pysecrets
 import threading
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import hvac
-import hvac.exceptions
+import keyring
 import pytest
+from rotation_support import Scenario, build, standin_accepts
 
-from console.audit import AuditLog
-from console.config import load_inventory
-from console.errors import NotFoundError, ReadOnlyError, RotationError
-from console.fingerprint import fingerprint
+from console.errors import ReadOnlyError, RotationError
 from console.model import Credential, credential_id
-from console.rotation import (
-    AWAITING_REVOKE,
-    COMPLETED,
-    CRASH_ENV,
-    ROLLED_BACK,
-    RotationEngine,
-    RotationFailed,
-)
-from console.sandbox import SandboxState
-from console.sandbox import vault_client as sandbox_vault_client
-from console.sources.vault import canonical_value
-from console.store import Store
+from console.process import Owner
+from console.redaction import redact_active
+from console.rotation import AWAITING_REVOKE, COMPLETED, ROLLED_BACK, RotationFailed
+from console.sandbox import SandboxState, seal, unseal
+from console.sources.vault import VaultSource
 from rotators import registry
-from rotators.base import CredentialInfo, Pending, VerifyFailed
-from rotators.vault_kv import CURRENT_VERSION, PENDING_RUN, VaultKvRotator
+from rotators.base import Pending, Plan, RotatorError
+from rotators.targets.env_file import read_vars
 
-SOURCE = "vault-sandbox"
-INVENTORY = """\
-version: 1
-sources:
-  - {name: vault-sandbox, type: openbao, sandbox: true}
-  - {name: declared, type: declared}
-policies:
-  grace_period_hours: 24
-"""
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+PLAN_FIELDS = {"credential", "rotator", "issuer", "targets", "steps", "downtime",
+               "grace_seconds", "refused"}
 
 
 class Clock:
-    """The engine's clock, moved by the test (no wall-clock assertions)."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
+    def __init__(self) -> None:
+        self.now = T0
 
     def __call__(self) -> datetime:
         return self.now
 
 
-@dataclass
-class Env:
-    tmp: Path
-    inventory: Path
-    db: Path
-    store: Store
-    audit: AuditLog
-    vault: hvac.Client
-    clock: Clock
-    loaded: Any
-
-    def engine(self, **kwargs: Any) -> RotationEngine:
-        kwargs.setdefault("clock", self.clock)
-        return RotationEngine(self.store, self.audit, self.loaded, **kwargs)
-
-    @property
-    def kv(self) -> Any:
-        return self.vault.secrets.kv.v2
-
-    def secret(
-        self,
-        data: dict[str, str],
-        *,
-        custom: dict[str, str] | None = None,
-        rotator: str | None = None,
-        mount: str = "secret",
-    ) -> tuple[str, str]:
-        """Write a new KV secret and its credential row; returns (credential id, path)."""
-        path = f"rotation-tests/{uuid.uuid4().hex[:12]}"
-        self.kv.create_or_update_secret(path, data, mount_point=mount)
-        if custom:
-            self.kv.update_metadata(path, mount_point=mount, custom_metadata=custom)
-        native = f"{mount}/{path}"
-        cred = Credential(
-            id=credential_id(SOURCE, "kv", native),
-            source=SOURCE,
-            kind="kv",
-            native_id=native,
-            name=path,
-            location=native,
-            rotator=rotator,
-            version="1",
-            tags=dict(custom or {}),
-        )
-        self.store.bulk_insert_credentials([cred])
-        return cred.id, path
-
-    def latest(self, path: str) -> dict[str, str]:
-        response = self.kv.read_secret_version(
-            path, mount_point="secret", raise_on_deleted_version=True
-        )
-        return response["data"]["data"]
-
-    def version(self, path: str, version: int) -> dict[str, str]:
-        return self.kv.read_secret_version(
-            path, version=version, mount_point="secret", raise_on_deleted_version=True
-        )["data"]["data"]
-
-    def metadata(self, path: str) -> dict[str, Any]:
-        return self.kv.read_secret_metadata(path, mount_point="secret")["data"]
-
-    def store_bytes(self) -> bytes:
-        """Everything the store has on disk: the db and its WAL/SHM files."""
-        return b"".join(p.read_bytes() for p in self.tmp.glob(f"{self.db.name}*"))
-
-    def assert_no_values_on_disk(self, *values: str) -> None:
-        raw = self.store_bytes()
-        assert raw, "the store wrote nothing?"
-        for value in values:
-            assert value.encode() not in raw, "a secret value reached the store file"
-        rows = json.dumps([e.model_dump(mode="json") for e in self.audit.entries()])
-        steps = json.dumps(
-            [self.store.rotation_steps(r["id"]) for r in self.store.rotation_runs(limit=1000)],
-            default=str,
-        )
-        for value in values:
-            assert value not in rows, "a secret value reached the audit log"
-            assert value not in steps, "a secret value reached the rotation journal"
+def kv_secret(s: Scenario, data: dict[str, str], tag: str | None = None,
+              max_versions: int | None = None) -> Credential:
+    """A KV v2 secret of the test's own, with its issuer tag; its store row."""
+    path = f"rot/{uuid.uuid4().hex[:12]}"
+    s.vault.secrets.kv.v2.create_or_update_secret(path, data, mount_point="secret")
+    meta: dict[str, Any] = {"custom_metadata": {"keyshift-issuer": tag} if tag else {}}
+    if max_versions:
+        meta["max_versions"] = max_versions
+    s.vault.secrets.kv.v2.update_metadata(path, mount_point="secret", **meta)
+    cred = Credential(
+        id=credential_id("vault-sandbox", "kv", f"secret/{path}"),
+        source="vault-sandbox",
+        kind="kv",
+        native_id=f"secret/{path}",
+        name=path,
+        tags={"keyshift-issuer": tag} if tag else {},
+    )
+    s.extra["path"] = path
+    return cred
 
 
 @pytest.fixture
-def env(sandbox: SandboxState, keyshift_home: Path, tmp_path: Path) -> Iterator[Env]:
-    inventory = tmp_path / "inventory.yaml"
-    inventory.write_text(INVENTORY)
-    db = tmp_path / "keyshift.db"
-    store = Store(db)
+def bare(sandbox: SandboxState, tmp_path: Path) -> Scenario:
+    s = Scenario(name="bare", tmp=tmp_path, state=sandbox)
+    s.write_inventory("")
+    return s
+
+
+def _latest(s: Scenario, path: str) -> dict[str, Any]:
+    return s.vault.secrets.kv.v2.read_secret_version(
+        path, mount_point="secret", raise_on_deleted_version=True
+    )["data"]
+
+
+# --- plans ------------------------------------------------------------------------------------
+
+
+def test_plans_are_complete_json_and_refuse_what_would_fail(bare: Scenario) -> None:
+    s = bare
+    single = kv_secret(s, {"value": "v-" + pysecrets.token_urlsafe(20)})
+    multi = kv_secret(s, {"username": "svc", "password": "p-" + pysecrets.token_urlsafe(20)})
+    weak = kv_secret(s, {"value": "w-" + pysecrets.token_urlsafe(20)}, tag="generated:alnum:16")
+    good = kv_secret(s, {"value": "g-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    gone = kv_secret(s, {"value": "x-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    gone = gone.model_copy(update={"status": "gone", "gone_at": T0})
+    env = s.env()
+    env.store.bulk_insert_credentials([single, multi, weak, good, gone])
+    engine = env.engine()
+
+    plans = {c.id: engine.plan(c.id).as_dict() for c in (single, multi, weak, good, gone)}
+    for plan in plans.values():
+        assert set(plan) >= PLAN_FIELDS, set(plan)
+        json.dumps(plan)  # JSON all the way down
+    unknown = plans[single.id]
+    assert unknown["issuer"] == "provider:unknown" and unknown["manual"] is True
+    assert unknown["refused"] is None and unknown["origin"] == "not declared"
+    assert any("not declared" in w for w in unknown["warnings"])
+    assert "several keys (password, username)" in plans[multi.id]["refused"]
+    assert "16 alnum characters give 95 bits" in plans[weak.id]["refused"]
+    assert "gone from vault-sandbox" in plans[gone.id]["refused"]
+    ok = plans[good.id]
+    assert ok["refused"] is None and ok["issuer"] == "generated" and ok["manual"] is False
+    assert [st["step"] for st in ok["steps"]] == [
+        "issue", "deliver", "verify", "promote", "revoke", "retire"
+    ]
+    assert ok["targets"] == [{"type": "vault-kv", "where": f"vault-sandbox {good.native_id}",
+                              "credential": good.id,
+                              "place": f"vault-sandbox:kv:{good.native_id}"}]
+    assert ok["downtime"] == "none" and ok["grace_seconds"] == 24 * 3600
+    # a plan changes nothing
+    assert env.store.rotation_runs(limit=10) == []
+
+
+def test_an_iam_user_with_two_keys_is_refused_at_plan_time(sandbox: SandboxState,
+                                                           tmp_path: Path) -> None:
+    s = build("iam-kv", tmp_path, sandbox)
+    s.aws("iam").create_access_key(UserName=s.extra["user"])  # now two keys
+    env = s.env()
+    plan = env.engine().plan(s.cred.id)
+    assert "already has two access keys" in plan.refused
+    with pytest.raises(RotationError, match="two access keys"):
+        env.engine().rotate(s.cred.id, actor="tester")
+    assert env.store.rotation_runs(limit=5) == []
+
+
+# --- unknown means manual, never random ----------------------------------------------------
+
+
+def test_an_undeclared_secret_is_never_replaced_with_a_random_value(bare: Scenario) -> None:
+    s = bare
+    value = "provider-issued-" + pysecrets.token_urlsafe(20)
+    cred = kv_secret(s, {"value": value})
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    with pytest.raises(RotationError, match="rotated by a person") as err:
+        env.engine().rotate(cred.id, actor="tester")  # no person at hand
+    assert "terminal" in err.value.one_line()
+    assert _latest(s, s.extra["path"])["data"] == {"value": value}
+    assert _latest(s, s.extra["path"])["metadata"]["version"] == 1
+
+
+def test_a_multi_key_secret_rotates_only_its_declared_key(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"username": "svc", "password": "p-" + pysecrets.token_urlsafe(20)},
+                     tag="password=generated;username=static")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    before = _latest(s, s.extra["path"])["data"]
+    result = env.engine().rotate(cred.id, actor="tester", grace=timedelta(0))
+    assert result.status == COMPLETED
+    after = _latest(s, s.extra["path"])["data"]
+    assert after["username"] == "svc" and after["password"] != before["password"]
+    assert len(after["password"]) == 40
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+
+def test_a_claimed_subject_refuses_a_second_rotation_before_it_touches_anything(
+    bare: Scenario,
+) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "c-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    # another process (alive: this one's parent shell stands in for it) holds the claim
+    import os
+
+    from console import process
+
+    holder = Owner(process.me().host, os.getppid(), process.start_time(os.getppid()))
+    other = env.store.claim_run(subject=cred.id, credential_id=cred.id, rotator="generated",
+                                plan={}, actor="other", owner=holder)
+    with pytest.raises(RotationError) as err:
+        env.engine().rotate(cred.id, actor="tester")
+    assert "being rotated right now" in err.value.message and other[:12] in err.value.message
+    assert "rolled back" not in err.value.one_line()
+    assert _latest(s, s.extra["path"])["metadata"]["version"] == 1
+    assert [r["id"] for r in env.store.rotation_runs(limit=5)] == [other]
+    custom = _latest(s, s.extra["path"])["metadata"]["custom_metadata"] or {}
+    assert not any(k.startswith("keyshift_pending") for k in custom)
+
+
+def test_a_rotation_waits_for_the_previous_ones_grace_then_finishes_it_first(
+    bare: Scenario,
+) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "g-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    clock = Clock()
+    engine = env.engine(clock=clock)
+    first = engine.rotate(cred.id, actor="tester", grace=timedelta(hours=2))
+    assert first.status == AWAITING_REVOKE
+    with pytest.raises(RotationError) as err:
+        engine.rotate(cred.id, actor="tester")
+    assert "still waits for its grace period" in err.value.message
+    assert f"keyshift runs finish {first.run_id[:12]} --now" in err.value.hint
+    clock.now = T0 + timedelta(hours=3)
+    second = engine.rotate(cred.id, actor="tester", grace=timedelta(0))
+    assert env.store.get_rotation_run(first.run_id)["status"] == COMPLETED
+    assert second.status == COMPLETED
+    meta = _latest(s, s.extra["path"])["metadata"]
+    assert meta["version"] == 3  # one new version per rotation, no more
+    runs = env.store.rotation_runs(cred.id)
+    assert [r["status"] for r in runs] == [COMPLETED, COMPLETED]
+
+
+# --- retries ------------------------------------------------------------------------------------
+
+
+def test_a_sealed_vault_during_verify_is_retried_until_it_is_back(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "s-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    from console.rotation import RetryPolicy
+
+    seen: list[tuple[str, str]] = []
+    unsealed = threading.Event()
+
+    def progress(step: str, status: str, message: str) -> None:
+        seen.append((step, status))
+        if (step, status) == ("verify", "started"):
+            seal()  # a sealed Vault answers 503 from now on
+
+            def later() -> None:
+                time.sleep(1.5)
+                unseal()
+                unsealed.set()
+
+            threading.Thread(target=later, daemon=True).start()
+
+    engine = env.engine(retry=RetryPolicy(attempts=12, base_seconds=0.2, cap_seconds=0.6))
     try:
-        yield Env(
-            tmp=tmp_path,
-            inventory=inventory,
-            db=db,
-            store=store,
-            audit=AuditLog(store),
-            vault=sandbox_vault_client(sandbox),
-            clock=Clock(),
-            loaded=load_inventory(inventory),
-        )
+        result = engine.rotate(cred.id, actor="tester", grace=timedelta(hours=1),
+                               progress=progress)
     finally:
-        store.close()
+        unsealed.wait(10)
+    assert result.status == AWAITING_REVOKE and result.ok
+    assert ("verify", "retrying") in seen
+    verify = [r for r in env.store.rotation_steps(result.run_id) if r["step"] == "verify"]
+    assert verify[-1]["status"] == "done" and verify[-1]["attempts"] > 1
 
 
-def _value() -> str:
-    # a value the test owns; it is a canary, so it must be long enough to be unmistakable
-    return "canary-" + stdlib_secrets.token_urlsafe(24)
+# --- failures -------------------------------------------------------------------------------
 
 
-def _steps(env: Env, run_id: str) -> list[tuple[str, str]]:
-    return [(s["step"], s["status"]) for s in env.store.rotation_steps(run_id)]
+def test_a_key_the_provider_refuses_rolls_back_and_says_so_once(sandbox: SandboxState,
+                                                               tmp_path: Path) -> None:
+    s = build("provider-env-file", tmp_path, sandbox)
+    env = s.env()
+    old = s.current()["value"]
+
+    class Mistyped:  # the person pastes a key the provider never issued
+        def show(self, text: str) -> None:
+            pass
+
+        def ask_secret(self, prompt: str) -> str:
+            return "sk-not-issued-" + pysecrets.token_urlsafe(20)
+
+        def confirm(self, prompt: str) -> bool:
+            return False
+
+    with pytest.raises(RotationFailed) as err:
+        env.engine().rotate(s.cred.id, actor="tester", interaction=Mistyped())
+    result = err.value.result
+    assert result.status == ROLLED_BACK
+    line = err.value.one_line()
+    assert "refused the new key" in line and line.count("verify failed") <= 1
+    assert "failed: verify failed" not in (result.error or "")
+    assert s.current()["value"] == old and standin_accepts(s.person.provider, old)
+    steps = [(r["step"], r["status"]) for r in env.store.rotation_steps(result.run_id)]
+    assert ("verify", "failed") in steps and ("restore:0", "done") in steps
 
 
-def _audit(env: Env, run_id: str) -> list[tuple[str, str, str]]:
-    out = []
-    for entry in env.audit.entries():
-        if entry.detail.get("run_id") == run_id:
-            out.append((entry.action, entry.detail.get("step", ""), entry.detail.get("status", "")))
-    return out
+def test_a_denied_revoke_is_a_loud_failure_and_is_retried(sandbox: SandboxState,
+                                                         tmp_path: Path) -> None:
+    s = build("approle-env-file", tmp_path, sandbox)
+    root = s.vault
+    policy = f"limited-{s.tag}"
+    deny = 'path "auth/approle/role/+/secret-id-accessor/destroy" { capabilities = ["deny"] }\n'
+    allow = 'path "auth/approle/*" { capabilities = ["create", "read", "update", "list"] }\n'
+    root.sys.create_or_update_policy(policy, deny + allow)
+    token = root.auth.token.create(policies=[policy], ttl="1h")["auth"]["client_token"]
+    keyring.set_password(f"keyshift-limited-{s.tag}", "token", token)
+    inventory = (s.tmp / "inventory.yaml").read_text().replace(
+        "  - {name: declared, type: declared}\n",
+        "  - {name: declared, type: declared}\n"
+        f"  - {{name: vault-limited, type: openbao, address: \"{sandbox.vault.address}\", "
+        f"token: \"keyring:keyshift-limited-{s.tag}/token\"}}\n",
+    ).replace("source: vault-sandbox, role:", "source: vault-limited, role:")
+    (s.tmp / "inventory.yaml").write_text(inventory)
+    env = s.env()
+    clock = Clock()
+    engine = env.engine(clock=clock)
+    old = s.current()
+    result = engine.rotate(s.cred.id, actor="tester", grace=timedelta(hours=1))
+    assert result.status == AWAITING_REVOKE
+    clock.now = T0 + timedelta(hours=2)
+    (failed,) = engine.finish_due(actor="tester")
+    assert failed.status == AWAITING_REVOKE and "permission denied" in (failed.error or "")
+    assert not failed.ok
+    assert not s.refused(old), "the old secret-id is still valid: nothing pretended otherwise"
+    root.sys.create_or_update_policy(policy, allow + 'path "auth/approle/role/+/secret-id-'
+                                     'accessor/destroy" { capabilities = ["update"] }\n')
+    (done,) = engine.finish_due(actor="tester")
+    assert done.status == COMPLETED and done.error is None
+    assert s.refused(old)
 
 
-# --- end to end ---------------------------------------------------------------------------
+def test_kv_keeps_every_version_a_run_still_promises(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "m-" + pysecrets.token_urlsafe(20)}, tag="generated",
+                     max_versions=1)
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    clock = Clock()
+    engine = env.engine(clock=clock)
+    path = s.extra["path"]
+    result = engine.rotate(cred.id, actor="tester", grace=timedelta(hours=1))
+    previous = int(result.previous_version)
+    for n in range(4):  # another writer during the grace period
+        current = _latest(s, path)["data"]
+        s.vault.secrets.kv.v2.create_or_update_secret(path, {**current, "n": str(n)},
+                                                      mount_point="secret")
+    kept = s.vault.secrets.kv.v2.read_secret_version(
+        path, version=previous, mount_point="secret", raise_on_deleted_version=True)
+    assert kept["data"]["data"]["value"].startswith("m-"), "the promised version survived"
+    clock.now = T0 + timedelta(hours=2)
+    (done,) = engine.finish_due(actor="tester")
+    assert done.status == COMPLETED
+    meta = s.vault.secrets.kv.v2.read_secret_metadata(path, mount_point="secret")["data"]
+    assert meta["max_versions"] == 1, "the owner's setting is back once nothing is promised"
+    assert "keyshift_kept_max_versions" not in (meta["custom_metadata"] or {})
 
 
-def test_a_watcher_that_goes_away_does_not_stop_a_run(env: Env) -> None:
-    # the TUI's progress callback raises once its app has quit: the run must still finish
-    cred_id, path = env.secret({"value": _value()})
+def test_a_gone_credential_is_refused_and_a_stuck_run_can_be_abandoned(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "a-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    engine = env.engine()
+    # a run whose process died and whose rollback failed: it holds the claim
+    from console import process
+
+    dead = Owner(process.me().host, 999_999, "boot:1")  # this host, a process long gone
+    stuck = env.store.claim_run(subject=cred.id, credential_id=cred.id, rotator="generated",
+                                plan={}, actor="other", owner=dead)
+    env.store.set_run_status(stuck, "rollback-failed", error="rollback failed: denied")
+    with pytest.raises(RotationError, match="could not be rolled back") as err:
+        engine.rotate(cred.id, actor="tester")
+    assert "keyshift runs abandon" in (err.value.hint or "")
+    with pytest.raises(Exception, match="reason"):
+        engine.abandon(stuck, actor="tester", reason=" ")
+    abandoned = engine.abandon(stuck, actor="tester", reason="cleaned up by hand")
+    assert abandoned.status == "abandoned"
+    entry = [e for e in env.audit.entries() if e.action == "rotation.abandon"][-1]
+    assert entry.detail["reason"] == "cleaned up by hand" and entry.detail["run_id"] == stuck
+    assert engine.rotate(cred.id, actor="tester", grace=timedelta(0)).status == COMPLETED
+    # gone from its source: refused at plan time, no run is created
+    env.store.set_run_status(stuck, "abandoned")
+    with env.store.transaction():
+        env.store._conn().execute(
+            "UPDATE credentials SET status = 'gone', gone_at = ? WHERE id = ?",
+            ("2026-12-01T00:00:00.000000+00:00", cred.id),
+        )
+    before = len(env.store.rotation_runs(cred.id))
+    with pytest.raises(RotationError, match="gone from vault-sandbox"):
+        engine.rotate(cred.id, actor="tester")
+    assert len(env.store.rotation_runs(cred.id)) == before
+
+
+# --- what a rotation records, and syncs ----------------------------------------------------
+
+
+def test_a_sync_listed_before_a_rotation_does_not_undo_what_it_recorded(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "r-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    source = VaultSource(env.loaded.source("vault-sandbox"), env.loaded)
+    sync_id = env.store.begin_sync(["vault-sandbox"], "tester")
+    listing = source.collect()  # listed before the rotation: version 1
+    mine = [c for c in listing.credentials if c.id == cred.id]
+    assert mine and mine[0].version == "1"
+    env.store.apply_source(sync_id, "vault-sandbox", mine, [], [], [], False)
+    result = env.engine().rotate(cred.id, actor="tester", grace=timedelta(hours=1))
+    recorded = env.store.get_credential(cred.id)
+    assert recorded.version == result.version == "2"
+    env.store.apply_source(sync_id, "vault-sandbox", mine, [], [], [], False)
+    after = env.store.get_credential(cred.id)
+    assert (after.version, after.rotated_at) == (recorded.version, recorded.rotated_at)
+    # a listing taken after the rotation is believed again
+    later = env.store.begin_sync(["vault-sandbox"], "tester")
+    fresh = [c for c in source.collect().credentials if c.id == cred.id]
+    env.store.apply_source(later, "vault-sandbox", fresh, [], [], [], False)
+    assert env.store.get_credential(cred.id).version == "2"
+
+
+def test_values_live_as_long_as_their_run_and_are_redacted_from_its_errors(
+    bare: Scenario,
+) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "e-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    leaked: list[str] = []
+
+    class Leaky:  # a third-party target that puts the value in its error text
+        role = "target"
+        name = f"leaky-{s.tag}"
+        stages = False
+
+        def __init__(self, spec: Any, fields: Any, ctx: Any) -> None:
+            self.fields = dict(fields)
+
+        def where(self) -> str:
+            return "leaky"
+
+        def plan(self, cred: Any) -> Any:
+            from rotators.base import PartPlan
+
+            return PartPlan(steps=["deliver: leak"])
+
+        def read(self) -> None:
+            return None
+
+        def deliver(self, value: Any) -> Any:
+            leaked.append(value["value"].reveal())
+            raise RotatorError(f"rejected {value['value'].reveal()} at the gate")
+
+        read_delivered = find_delivered = read_previous = lambda self, *a: None
+        promote = retire = rollback = lambda self, *a: None
+
+    registry.register(Leaky)
+    try:
+        inventory = (s.tmp / "inventory.yaml").read_text()
+        (s.tmp / "inventory.yaml").write_text(inventory)
+        from console.rotation.specs import Spec, TargetSpec
+
+        engine = env.engine()
+        spec = Spec(cred.id, {"type": "generated"}, [TargetSpec(Leaky.name, {}, {"value": ""},
+                                                                None, "leaky")], "test")
+        engine_spec = engine.spec_for
+        engine.spec_for = lambda cred_id: spec  # type: ignore[method-assign]
+        import console.rotation.engine as engine_module
+
+        original = engine_module.resolve
+        engine_module.resolve = lambda *a: spec  # type: ignore[assignment]
+        try:
+            with pytest.raises(RotationFailed) as err:
+                engine.rotate(cred.id, actor="tester")
+        finally:
+            engine_module.resolve = original  # type: ignore[assignment]
+            engine.spec_for = engine_spec  # type: ignore[method-assign]
+    finally:
+        registry.unregister(Leaky.name)
+    (value,) = leaked
+    assert value not in err.value.one_line() and "[redacted]" in err.value.one_line()
+    steps = json.dumps(env.store.rotation_steps(err.value.result.run_id), default=str)
+    audit = json.dumps([e.model_dump(mode="json") for e in env.audit.entries()])
+    assert value not in steps and value not in audit and "[redacted]" in steps
+    # the run is over: its values are forgotten, nothing else is redacted for the process
+    assert redact_active(f"x {value} y") == f"x {value} y"
+
+
+def test_read_only_engine_refuses_and_changes_nothing(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "o-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    engine = env.engine(read_only=True)
+    assert engine.plan(cred.id).refused is None  # planning reads only
+    for act in (
+        lambda: engine.rotate(cred.id, actor="t"),
+        lambda: engine.finish_due(actor="t"),
+        lambda: engine.resume_unfinished("t"),
+    ):
+        with pytest.raises(ReadOnlyError):
+            act()
+    assert _latest(s, s.extra["path"])["metadata"]["version"] == 1
+
+
+def test_a_watcher_that_goes_away_does_not_stop_a_run(bare: Scenario) -> None:
+    s = bare
+    cred = kv_secret(s, {"value": "w-" + pysecrets.token_urlsafe(20)}, tag="generated")
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
     calls: list[str] = []
 
     def gone(step: str, status: str, message: str) -> None:
         calls.append(step)
         raise RuntimeError("no active app")
 
-    result = env.engine().rotate(cred_id, actor="tester", progress=gone)
-    assert result.status == AWAITING_REVOKE and result.ok
-    assert calls == ["create"]  # called once, then dropped
-    assert env.metadata(path)["current_version"] == 2
+    result = env.engine().rotate(cred.id, actor="tester", grace=timedelta(0), progress=gone)
+    assert result.status == COMPLETED and calls == ["identify"]
 
 
-def test_rotate_end_to_end(env: Env) -> None:
-    old = _value()
-    cred_id, path = env.secret(
-        {"value": old, "username": "svc-support"}, custom={"owner": "team-support"}
-    )
-    events: list[tuple[str, str, str]] = []
-    engine = env.engine()
-
-    plan = engine.plan(cred_id)
-    assert plan.rotator == "vault-kv" and plan.zero_downtime and not plan.manual
-
-    result = engine.rotate(cred_id, actor="tester", progress=lambda *e: events.append(e))
-
-    assert result.status == AWAITING_REVOKE and result.ok
-    assert (result.version, result.previous_version) == ("2", "1")
-    assert result.revoke_after == T0 + timedelta(hours=24)  # the inventory's grace period
-    new = env.latest(path)
-    assert new["value"] != old and len(new["value"]) == 40 and new["value"].isalnum()
-    assert new["username"] == "svc-support"  # other keys kept
-    assert env.version(path, 1)["value"] == old  # old still readable through the grace period
-    meta = env.metadata(path)
-    assert meta["current_version"] == 2
-    assert meta["custom_metadata"][CURRENT_VERSION] == "2"
-    assert meta["custom_metadata"]["owner"] == "team-support"  # existing metadata kept
-    assert not any(k.startswith("keyshift_pending") for k in meta["custom_metadata"])
-
-    # the journal: each step started then done, in order
-    assert _steps(env, result.run_id) == [
-        ("create", "done"),
-        ("verify", "done"),
-        ("promote", "done"),
-    ]
-    run = env.store.get_rotation_run(result.run_id)
-    assert run["status"] == AWAITING_REVOKE and run["actor"] == "tester"
-    assert (run["pending_version"], run["previous_version"]) == ("2", "1")
-    # the store knows the new version, and its fingerprint is what the next sync will compute
-    cred = env.store.get_credential(cred_id)
-    assert cred.version == "2"
-    assert cred.rotated_at == T0
-    assert cred.fingerprint == fingerprint(canonical_value(new))
-    assert [(s, st) for s, st, _ in events] == [
-        ("create", "started"),
-        ("create", "done"),
-        ("verify", "started"),
-        ("verify", "done"),
-        ("promote", "started"),
-        ("promote", "done"),
-        ("revoke", "scheduled"),
-    ]
-
-    # nothing is due yet; after the grace period the old version is destroyed
-    assert engine.finish_due(actor="tester") == []
-    env.clock.now = T0 + timedelta(hours=25)
-    (done,) = engine.finish_due(actor="scheduler")
-    assert done.run_id == result.run_id and done.status == COMPLETED
-    versions = env.metadata(path)["versions"]
-    assert versions["1"]["destroyed"] is True
-    assert versions["2"]["destroyed"] is False
-    assert env.latest(path)["value"] == new["value"]
-    assert _steps(env, result.run_id)[-1] == ("revoke", "done")
-    assert env.store.get_rotation_run(result.run_id)["status"] == COMPLETED
-
-    # the audit chain verifies and tells the whole story
-    check = env.audit.verify()
-    assert check.ok, check.message
-    assert _audit(env, result.run_id) == [
-        ("rotation.start", "", ""),
-        ("rotation.step", "create", "done"),
-        ("rotation.step", "verify", "done"),
-        ("rotation.step", "promote", "done"),
-        ("rotation.outcome", "", AWAITING_REVOKE),
-        ("rotation.step", "revoke", "done"),
-        ("rotation.outcome", "", COMPLETED),
-    ]
-    env.assert_no_values_on_disk(old, new["value"])
+# --- third-party rotators --------------------------------------------------------------------
 
 
-def test_rotate_uses_generator_hints_and_rotate_keys(env: Env) -> None:
-    old_user, old_pw, old_token = _value(), _value(), _value()
-    cred_id, path = env.secret(
-        {"username": old_user, "password": old_pw, "token": old_token},
-        custom={
-            "rotate_keys": "password,token",
-            "generator_length": "24",
-            "generator_alphabet": "hex",
-            "generator_prefix": "ks_",
-        },
-    )
-    env.engine().rotate(cred_id, actor="tester", grace=timedelta(0))
-    new = env.latest(path)
-    assert new["username"] == old_user
-    for key, old in (("password", old_pw), ("token", old_token)):
-        assert new[key] != old
-        assert new[key].startswith("ks_") and len(new[key]) == 27
-        assert set(new[key][3:]) <= set("0123456789abcdef")
-    assert new["password"] != new["token"]
-    env.assert_no_values_on_disk(old_user, old_pw, old_token, new["password"], new["token"])
+class Whole:
+    """A rotator written against keyshift's first protocol (a whole rotation in one class)."""
+
+    name = "test-whole"
+    kinds: ClassVar[tuple[str, ...]] = ("kv",)
+    manual = False
+    calls: ClassVar[list[str]] = []
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def plan(self, cred: Any) -> Plan:
+        return Plan(rotator=self.name, summary="whole", steps=["create: a new version"],
+                    zero_downtime=True)
+
+    def create(self, cred: Any, run_id: str) -> Pending:
+        self.calls.append("create")
+        return Pending(version="2", previous_version="1")
+
+    def verify(self, cred: Any, pending: Pending) -> None:
+        self.calls.append(f"verify {pending.version}")
+
+    def promote(self, cred: Any, pending: Pending) -> None:
+        self.calls.append(f"promote {pending.version}")
+
+    def revoke(self, cred: Any, previous_version: str) -> None:
+        self.calls.append(f"revoke {previous_version}")
+
+    def rollback(self, cred: Any, pending: Pending) -> None:
+        self.calls.append("rollback")
 
 
-def test_grace_zero_revokes_at_once(env: Env) -> None:
-    old = _value()
-    cred_id, path = env.secret({"value": old})
-    result = env.engine().rotate(cred_id, actor="tester", grace=timedelta(0))
+def test_a_third_party_whole_rotator_still_runs(bare: Scenario) -> None:
+    s = bare
+    registry.register(Whole)
+    Whole.calls.clear()
+    try:
+        cred = Credential(id="x:kv:whole", source="vault-sandbox", kind="kv",
+                          native_id="secret/whole", name="whole", rotator="test-whole")
+        env = s.env()
+        env.store.bulk_insert_credentials([cred])
+        assert env.engine().plan(cred.id).rotator == "test-whole"
+        result = env.engine().rotate(cred.id, actor="tester", grace=timedelta(0))
+    finally:
+        registry.unregister("test-whole")
     assert result.status == COMPLETED
-    assert env.metadata(path)["versions"]["1"]["destroyed"] is True
-    with pytest.raises(hvac.exceptions.InvalidPath):
-        env.version(path, 1)
-    assert env.latest(path)["value"] != old
-    assert _steps(env, result.run_id) == [
-        ("create", "done"),
-        ("verify", "done"),
-        ("promote", "done"),
-        ("revoke", "done"),
-    ]
+    assert Whole.calls == ["create", "verify 2", "promote 2", "revoke 1"]
 
 
-def test_finish_due_revokes_only_runs_past_their_grace(env: Env) -> None:
-    engine = env.engine()
-    short_id, short_path = env.secret({"value": _value()})
-    long_id, long_path = env.secret({"value": _value()})
-    short = engine.rotate(short_id, actor="tester", grace=timedelta(hours=1))
-    long = engine.rotate(long_id, actor="tester", grace=timedelta(hours=10))
-
-    env.clock.now = T0 + timedelta(hours=2)
-    results = engine.finish_due(actor="scheduler")
-    assert [(r.run_id, r.status) for r in results] == [(short.run_id, COMPLETED)]
-    assert env.metadata(short_path)["versions"]["1"]["destroyed"] is True
-    assert env.metadata(long_path)["versions"]["1"]["destroyed"] is False
-    assert env.store.get_rotation_run(long.run_id)["status"] == AWAITING_REVOKE
-
-    results = engine.finish_due(actor="scheduler", now=T0 + timedelta(hours=11))
-    assert [(r.run_id, r.status) for r in results] == [(long.run_id, COMPLETED)]
-    assert env.metadata(long_path)["versions"]["1"]["destroyed"] is True
-    assert env.audit.verify().ok
-
-
-# --- zero downtime ------------------------------------------------------------------------
-
-
-def test_reader_sees_a_valid_value_throughout_a_rotation(env: Env, sandbox: SandboxState) -> None:
-    old = _value()
-    cred_id, path = env.secret({"value": old})
-    reader = sandbox_vault_client(sandbox)  # its own client and connection, like an agent
-    seen: list[str] = []
-    failures: list[str] = []
-    first_read = threading.Event()
-    stop = threading.Event()
-
-    def read_forever() -> None:
-        while not stop.is_set():
-            try:
-                data = reader.secrets.kv.v2.read_secret_version(
-                    path, mount_point="secret", raise_on_deleted_version=True
-                )["data"]["data"]
-                seen.append(data["value"])
-            except Exception as exc:  # any failure is what this test exists to catch
-                failures.append(f"{type(exc).__name__}")
-            first_read.set()
-
-    thread = threading.Thread(target=read_forever, daemon=True)
-    thread.start()
-    try:
-        assert first_read.wait(30)
-        env.engine().rotate(cred_id, actor="tester", grace=timedelta(0))
-        new = env.latest(path)["value"]
-        # keep reading until the reader has seen the new value too (bounded by reads, not time)
-        for _ in range(10_000):
-            if seen and seen[-1] == new:
-                break
-            threading.Event().wait(0.001)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert failures == []
-    assert set(seen) <= {old, new}
-    assert seen[0] == old and seen[-1] == new
-    # once the new value appeared, readers never went back to the old one
-    assert old not in seen[seen.index(new) :]
-
-
-# --- crash and resume ---------------------------------------------------------------------
-
-CRASH_SCRIPT = """
-import sys
-from datetime import timedelta
-from console.audit import AuditLog
-from console.config import load_inventory
-from console.rotation import RotationEngine
-from console.store import Store
-
-inventory, db, cred_id = sys.argv[1:4]
-store = Store(db)
-engine = RotationEngine(store, AuditLog(store), load_inventory(inventory))
-engine.rotate(cred_id, actor="crashing", grace=timedelta(hours=1))
-print("NOT KILLED")
-"""
-
-
-@pytest.mark.parametrize(
-    "crash_after",
-    ["create:started", "create:ran", "create", "verify:ran", "promote:started", "promote"],
-)
-def test_resume_after_a_crash_writes_exactly_one_new_version(env: Env, crash_after: str) -> None:
-    old = _value()
-    cred_id, path = env.secret({"value": old})
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, str(env.inventory), str(env.db), cred_id],
-        env={**os.environ, CRASH_ENV: crash_after},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    assert "NOT KILLED" not in proc.stdout
-    (run,) = env.store.rotation_runs(credential_id=cred_id)
-    assert run["status"] == "running"
-    step, _, point = crash_after.partition(":")
-    journal = _steps(env, run["id"])
-    assert journal[-1] == (step, "done" if not point else "started")
-
-    results = env.engine().resume_unfinished("tester")
-
-    assert [r.run_id for r in results] == [run["id"]]
-    assert results[0].status == AWAITING_REVOKE
-    meta = env.metadata(path)
-    assert meta["current_version"] == 2, "a resumed create must not write a second version"
-    assert set(meta["versions"]) == {"1", "2"}
-    new = env.latest(path)["value"]
-    assert new != old and env.version(path, 1)["value"] == old
-    assert not any(k.startswith("keyshift_pending") for k in meta["custom_metadata"])
-    statuses = _steps(env, run["id"])
-    assert [s for s, st in statuses if st == "done"] == ["create", "verify", "promote"]
-    assert env.store.get_credential(cred_id).fingerprint == fingerprint(new)
-    assert env.audit.verify().ok
-    assert ("rotation.resume", "", "") in _audit(env, run["id"])
-    # resuming again is a no-op: nothing unfinished needs a hand
-    assert env.engine().resume_unfinished("tester") == []
-    env.assert_no_values_on_disk(old, new)
-
-
-# --- failures roll back -------------------------------------------------------------------
-
-
-class BrokenVerify(VaultKvRotator):
-    """A third-party rotator (registered through the registry) whose check always fails."""
-
-    name = "test-broken-verify"
-
-    def verify(self, cred: CredentialInfo, pending: Pending) -> None:
-        raise VerifyFailed("the provider rejected the new key")
-
-
-class DeletedBeforeVerify(VaultKvRotator):
-    """Someone deletes the pending version between create and verify; the real verify runs."""
-
-    name = "test-deleted-before-verify"
-
-    def verify(self, cred: CredentialInfo, pending: Pending) -> None:
-        mount, _, path = cred.native_id.partition("/")
-        client = self.context.vault_client(cred.source)
-        client.secrets.kv.v2.delete_secret_versions(path, [int(pending.version)], mount_point=mount)
-        super().verify(cred, pending)
-
-
-@pytest.fixture
-def test_rotators() -> Iterator[None]:
-    for cls in (BrokenVerify, DeletedBeforeVerify):
-        registry.register(cls)
-    try:
-        yield
-    finally:
-        for cls in (BrokenVerify, DeletedBeforeVerify):
-            registry.unregister(cls.name)
-
-
-@pytest.mark.usefixtures("test_rotators")
-@pytest.mark.parametrize("rotator", [BrokenVerify.name, DeletedBeforeVerify.name])
-def test_failed_verify_rolls_back_and_the_old_value_is_current(env: Env, rotator: str) -> None:
-    old = _value()
-    cred_id, path = env.secret({"value": old, "region": "eu"}, rotator=rotator)
-    before = env.store.get_credential(cred_id)
-
-    with pytest.raises(RotationFailed) as caught:
-        env.engine().rotate(cred_id, actor="tester")
-
-    err = caught.value
-    assert isinstance(err, RotationError)
-    assert "verify" in err.message and "rolled back" in err.message
-    assert err.result.status == ROLLED_BACK
-    assert env.latest(path) == {"value": old, "region": "eu"}  # readers get the old value again
-    meta = env.metadata(path)
-    assert meta["versions"]["2"]["destroyed"] is True  # the failed version is gone for good
-    assert meta["current_version"] == 3
-    assert PENDING_RUN not in (meta["custom_metadata"] or {})
-    assert _steps(env, err.result.run_id) == [
-        ("create", "done"),
-        ("verify", "failed"),
-        ("rollback", "done"),
-    ]
-    run = env.store.get_rotation_run(err.result.run_id)
-    assert run["status"] == ROLLED_BACK and "verify failed" in run["error"]
-    after = env.store.get_credential(cred_id)
-    assert (after.version, after.fingerprint, after.rotated_at) == (
-        before.version,
-        before.fingerprint,
-        before.rotated_at,
-    )
-    assert _audit(env, err.result.run_id)[-3:] == [
-        ("rotation.step", "verify", "failed"),
-        ("rotation.step", "rollback", "done"),
-        ("rotation.outcome", "", ROLLED_BACK),
-    ]
-    assert env.audit.verify().ok
-    # the run is over: nothing for resume to pick up, nothing blocking the next rotation
-    assert env.store.unfinished_rotation_runs() == []
-    env.assert_no_values_on_disk(old)
-
-
-def test_kv_v1_mount_is_refused_clearly(env: Env) -> None:
-    mount = f"kv1-{uuid.uuid4().hex[:8]}"
-    env.vault.sys.enable_secrets_engine("kv", path=mount, options={"version": "1"})
-    env.vault.secrets.kv.v1.create_or_update_secret("svc", {"value": _value()}, mount_point=mount)
-    native = f"{mount}/svc"
-    cred = Credential(
-        id=credential_id(SOURCE, "kv", native),
-        source=SOURCE,
-        kind="kv",
-        native_id=native,
-        name="svc",
-    )
-    env.store.bulk_insert_credentials([cred])
-    with pytest.raises(RotationFailed) as caught:
-        env.engine().rotate(cred.id, actor="tester")
-    assert "KV v1" in caught.value.message and "KV v2 only" in caught.value.message
-    assert caught.value.result.status == ROLLED_BACK
-
-
-# --- refusals -----------------------------------------------------------------------------
-
-
-def test_read_only_engine_refuses_and_changes_nothing(env: Env) -> None:
-    old = _value()
-    cred_id, path = env.secret({"value": old})
-    engine = env.engine(read_only=True)
-    assert engine.plan(cred_id).rotator == "vault-kv"  # planning changes nothing: allowed
-    with pytest.raises(ReadOnlyError):
-        engine.rotate(cred_id, actor="tester")
-    with pytest.raises(ReadOnlyError):
-        engine.finish_due(actor="tester")
-    with pytest.raises(ReadOnlyError):
-        engine.resume_unfinished("tester")
-    assert env.store.rotation_runs() == []
-    assert env.metadata(path)["current_version"] == 1
-    assert env.latest(path)["value"] == old
-
-
-def test_plan_errors_and_manual_credentials(env: Env) -> None:
-    engine = env.engine()
-    with pytest.raises(NotFoundError):
-        engine.plan("vault-sandbox:kv:secret/nope")
-
-    unknown = Credential(
-        id="vault-sandbox:kv:secret/x",
-        source=SOURCE,
-        kind="kv",
-        native_id="secret/x",
-        name="x",
-        rotator="no-such-rotator",
-    )
-    nothing = Credential(
-        id="declared:teleport:y", source="declared", kind="teleport", native_id="y", name="y"
-    )
-    manual = Credential(
-        id="declared:api-key:openai",
-        source="declared",
-        kind="api-key",
-        native_id="openai",
-        name="openai",
-        tags={"provider": "openai"},
-    )
-    env.store.bulk_insert_credentials([unknown, nothing, manual])
-
-    with pytest.raises(RotationError) as caught:
-        engine.plan(unknown.id)
-    assert "no-such-rotator" in caught.value.message
-    assert "vault-kv" in caught.value.hint and "manual" in caught.value.hint
-
-    with pytest.raises(RotationError) as caught:
-        engine.plan(nothing.id)
-    assert "no rotator" in caught.value.message and "kind teleport" in caught.value.message
-    assert caught.value.hint
-
-    plan = engine.plan(manual.id)
-    assert plan.manual and plan.rotator == "manual" and "openai" in plan.summary
-    with pytest.raises(RotationError, match="rotated by hand"):
-        engine.rotate(manual.id, actor="tester")
-    assert env.store.rotation_runs() == []
-
-
-def test_a_second_rotation_is_refused_while_one_is_in_flight(env: Env) -> None:
-    cred_id, _ = env.secret({"value": _value()})
-    run_id = env.store.create_rotation_run(cred_id, "vault-kv", {}, "someone")
-    env.store.set_run_status(run_id, "running")
-    with pytest.raises(RotationError, match="unfinished rotation") as caught:
-        env.engine().rotate(cred_id, actor="tester")
-    assert run_id in caught.value.hint
-
-
-# --- vault-kv details ---------------------------------------------------------------------
-
-
-def test_create_recognises_its_own_version_after_losing_the_marker(env: Env) -> None:
-    """A crash between writing the version and recording its number: a re-run of create finds
-    the version by the fingerprint it recorded first, and writes nothing new."""
-    from console.rotation import EngineContext, credential_info
-
-    cred_id, path = env.secret({"value": _value()})
-    rotator = VaultKvRotator(EngineContext(env.loaded, env.clock))
-    info = credential_info(env.store.get_credential(cred_id))
-    first = rotator.create(info, "run-a")
-    env.vault.adapter.request(
-        "PATCH",
-        f"/v1/secret/metadata/{path}",
-        json={"custom_metadata": {"keyshift_pending_version": None}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
-    again = rotator.create(info, "run-a")
-    assert again.version == first.version == "2"
-    assert again.detail["fingerprint"] == first.detail["fingerprint"]
-    assert env.metadata(path)["current_version"] == 2
-    # another run is refused while this one is pending
-    with pytest.raises(Exception, match="pending from run run-a"):
-        rotator.create(info, "run-b")
-    rotator.rollback(info, again)
-    assert PENDING_RUN not in (env.metadata(path)["custom_metadata"] or {})
-
-
-def test_previous_version_survives_a_tiny_max_versions(env: Env) -> None:
-    old = _value()
-    cred_id, path = env.secret({"value": old})
-    env.kv.update_metadata(path, max_versions=1, mount_point="secret")
-    result = env.engine().rotate(cred_id, actor="tester", grace=timedelta(hours=1))
+def test_old_provider_key_refused_only_after_a_person_revokes_it(sandbox: SandboxState,
+                                                                 tmp_path: Path) -> None:
+    s = build("provider-env-file", tmp_path, sandbox)
+    env = s.env()
+    old = s.current()["value"]
+    # a person who says "done" without revoking: the provider's hook tells the truth (the
+    # old key is still in this run's memory, so keyshift can ask the provider about it)
+    liar = type(s.person)(s.person.provider, old_key=None)
+    liar.ask_secret = s.person.ask_secret  # type: ignore[method-assign]
+    result = env.engine().rotate(s.cred.id, actor="tester", grace=timedelta(0),
+                                 interaction=liar)
     assert result.status == AWAITING_REVOKE
-    assert env.version(path, 1)["value"] == old  # not evicted by the new write
-    assert env.latest(path)["value"] != old
+    assert "still accepts the old value" in (result.error or "")
+    assert standin_accepts(s.person.provider, old)
+    # asked again, a person who does revoke it
+    done = env.engine().finish_run(result.run_id, actor="tester", now_regardless=True,
+                                   interaction=s.person)
+    assert done.status == COMPLETED and not standin_accepts(s.person.provider, old)
+    checks = [r for r in env.store.rotation_steps(result.run_id) if r["step"] == "check"]
+    assert [c["status"] for c in checks] == ["failed", "done"]
+
+
+def test_a_provider_revoke_after_the_grace_period_waits_for_a_person(
+    sandbox: SandboxState, tmp_path: Path
+) -> None:
+    s = build("provider-env-file", tmp_path, sandbox)
+    env = s.env()
+    clock = Clock()
+    engine = env.engine(clock=clock)
+    old = s.current()["value"]
+    result = engine.rotate(s.cred.id, actor="tester", grace=timedelta(hours=1),
+                           interaction=s.person)
+    new = s.current()["value"]
+    assert result.status == AWAITING_REVOKE and new != old
+    clock.now = T0 + timedelta(hours=2)
+    # nobody at the terminal (the schedule): the revoke waits for a person, not a failure
+    (waiting,) = engine.finish_due(actor="tester")
+    assert waiting.status == AWAITING_REVOKE and waiting.error is None
+    assert "needs a person" in (waiting.waiting or "")
+    (done,) = engine.finish_due(actor="tester", interaction=s.person)
+    assert done.status == COMPLETED and not standin_accepts(s.person.provider, old)
+    assert read_vars(s.tmp / "agent" / ".env")["STANDIN_API_KEY"] == new
+    # the old key lived only in the agent's env file, overwritten at deliver: a later
+    # process cannot ask the provider about it, and the journal says so instead of guessing
+    (check,) = [r for r in env.store.rotation_steps(result.run_id) if r["step"] == "check"]
+    assert check["detail"]["still_valid"] is None and "not checked" in check["detail"]["says"]

@@ -1,5 +1,6 @@
-"""The rotator registry: built-ins, real entry points from an installed dist-info, broken plugins,
-in-process registration, and the manual rotator's refusals."""
+"""The rotator registry: built-in issuers and targets, real entry points from an installed
+dist-info (a whole third-party rotator, a third-party issuer), broken plugins, in-process
+registration."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from rotators import registry
-from rotators.base import CredentialInfo, Pending, RotatorError
-from rotators.manual import ManualRotator
-from rotators.vault_kv import VaultKvRotator
+from rotators.base import CredentialInfo, Pending
+from rotators.issuers.generated import GeneratedIssuer
+from rotators.targets.vault_kv import VaultKvTarget
 
 
 @dataclass
@@ -58,6 +59,15 @@ class EchoRotator:
 
 class NotARotator:
     name = "nope"
+
+
+class Half:
+    role = "issuer"
+    name = "half"
+    manual = False
+
+    def plan(self, cred):
+        return None
 '''
 
 
@@ -84,6 +94,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plugin]:
             {rotator} = {module}:EchoRotator
             broken-{tag} = ks_missing_module_{tag}:Whatever
             notarotator-{tag} = {module}:NotARotator
+            half-{tag} = {module}:Half
             vault-kv = {module}:EchoRotator
             """
         )
@@ -113,14 +124,19 @@ class _Context:
     """A stand-in RotatorContext: the registry only passes it through to the constructor."""
 
 
-def test_builtins_are_listed_first_and_found_by_kind() -> None:
+def test_builtins_are_listed_first_by_role() -> None:
     registry.reload()
-    assert registry.names()[:2] == ["vault-kv", "manual"]
-    assert registry.get("vault-kv") is VaultKvRotator
-    assert registry.get("manual") is ManualRotator
-    assert registry.for_kind("kv")[0] == "vault-kv"
-    assert "manual" in registry.for_kind("api-key")
-    assert "vault-kv" not in registry.for_kind("api-key")
+    assert registry.names("issuer")[:5] == [
+        "generated", "provider", "vault-approle", "vault-token", "aws-iam"
+    ]
+    assert registry.names("target")[:5] == [
+        "vault-kv", "secretsmanager", "ssm", "keyring", "env-file"
+    ]
+    assert registry.of_role("generated", "issuer") is GeneratedIssuer
+    assert registry.of_role("vault-kv", "target") is VaultKvTarget
+    with pytest.raises(registry.UnknownRotator):
+        registry.of_role("vault-kv", "issuer")  # a target is no issuer
+    assert registry.for_kind("kv") == []  # no built-in whole rotator: every kind composes
     assert registry.for_kind("no-such-kind") == []
 
 
@@ -130,17 +146,15 @@ def test_unknown_name_is_a_lookup_error_listing_known_names() -> None:
     assert isinstance(caught.value, registry.UnknownRotator)
     message = str(caught.value)
     assert "does-not-exist" in message
-    assert "vault-kv" in message and "manual" in message
-    with pytest.raises(registry.UnknownRotator):
-        registry.create("does-not-exist", _Context())
+    assert "vault-kv" in message and "generated" in message
 
 
 def test_entry_point_rotator_is_listed_and_created(plugin: Plugin) -> None:
     assert plugin.rotator in registry.names()
-    cls = registry.get(plugin.rotator)
+    cls = registry.of_role(plugin.rotator, "rotator")
     assert cls.__module__ == plugin.module
     context = _Context()
-    rotator = registry.create(plugin.rotator, context)
+    rotator = cls(context)
     assert type(rotator) is cls
     assert rotator.context is context
     assert registry.for_kind(plugin.kind) == [plugin.rotator]
@@ -158,11 +172,14 @@ def test_broken_entry_points_are_skipped_and_recorded(plugin: Plugin) -> None:
     assert "lacks" in errors[f"notarotator-{tag}"] or "no class attribute" in errors[
         f"notarotator-{tag}"
     ]
+    # an issuer plug-in is checked against the issuer protocol
+    assert f"half-{tag}" not in names
+    assert "lacks" in errors[f"half-{tag}"] and "issue" in errors[f"half-{tag}"]
     # a plugin cannot replace a built-in
-    assert registry.get("vault-kv") is VaultKvRotator
+    assert registry.get("vault-kv") is VaultKvTarget
     assert "built-in" in errors["vault-kv"]
     # the good plugin and the built-ins still work
-    assert plugin.rotator in names and "manual" in names
+    assert plugin.rotator in names and "generated" in names
 
 
 def test_plugin_disappears_after_uninstall(plugin: Plugin) -> None:
@@ -174,39 +191,21 @@ def test_plugin_disappears_after_uninstall(plugin: Plugin) -> None:
 
 
 def test_register_in_process() -> None:
-    class Shouting(VaultKvRotator):
+    class Shouting(GeneratedIssuer):
         name = "test-shouting"
 
     try:
         assert registry.register(Shouting) == "test-shouting"
-        assert registry.get("test-shouting") is Shouting
-        assert "test-shouting" in registry.for_kind("kv")
-        assert registry.for_kind("kv")[0] == "vault-kv"  # built-ins keep precedence
+        assert registry.of_role("test-shouting", "issuer") is Shouting
+        assert registry.names("issuer")[0] == "generated"  # built-ins keep precedence
+        assert "test-shouting" in registry.names("issuer")
         with pytest.raises(ValueError, match="already registered"):
             registry.register(Shouting)
         with pytest.raises(ValueError, match="already registered"):
-            registry.register(Shouting, name="manual")
+            registry.register(Shouting, name="provider")
         with pytest.raises(TypeError):
             registry.register(int)
     finally:
         registry.unregister("test-shouting")
     with pytest.raises(registry.UnknownRotator):
         registry.get("test-shouting")
-
-
-def test_manual_rotator_plans_a_checklist_and_refuses_steps() -> None:
-    rotator = registry.create("manual", _Context())
-    plan = rotator.plan(_info("api-key"))
-    assert plan.manual is True
-    assert plan.rotator == "manual"
-    assert "checklist" in plan.summary
-    assert [s.split(":")[0] for s in plan.steps] == ["create", "verify", "promote", "revoke"]
-    for call in (
-        lambda: rotator.create(_info("api-key"), "run-1"),
-        lambda: rotator.verify(_info("api-key"), Pending(version="1")),
-        lambda: rotator.promote(_info("api-key"), Pending(version="1")),
-        lambda: rotator.revoke(_info("api-key"), "1"),
-    ):
-        with pytest.raises(RotatorError, match=r"^manual: confirm .* in the checklist"):
-            call()
-    assert rotator.rollback(_info("api-key"), Pending(version="1")) is None

@@ -484,3 +484,41 @@ def test_a_watcher_that_goes_away_does_not_fail_a_source(store: Store, tmp_path:
     assert all(
         store.get_credential(f"declared:api-key:key-{i}").stale_since is None for i in range(3)
     )
+
+
+def test_a_sync_killed_between_sources_leaves_every_row_audited_and_is_closed_out(
+    seeded_sandbox: Any, tmp_path: Path
+) -> None:
+    """SIGKILL right after the first source committed: its rows are there with their audit
+    entry (they commit together); the next sync closes the killed one out as interrupted."""
+    from console.crashpoints import CRASH_ENV
+
+    inv = base_inventory()
+    inventory = tmp_path / "inventory.yaml"
+    write_inventory(inv, inventory)
+    db = tmp_path / "ks.db"
+    first_source = inv["sources"][0]["name"]
+    proc = subprocess.run(
+        [str(KEYSHIFT), "--inventory", str(inventory), "--db", str(db), "sync"],
+        capture_output=True, text=True, timeout=180,
+        env={**os.environ, CRASH_ENV: f"sync:{first_source}"},
+    )
+    assert proc.returncode == -9, proc.stderr
+    with Store(db) as store:
+        (killed,) = store.running_syncs()
+        rows = [c for c in store.all_credentials() if c.source == first_source]
+        assert rows, "the committed source's rows are there"
+        audit = AuditLog(store)
+        entries = [e for e in audit.entries() if e.action == "sync.source"]
+        assert [e.target for e in entries] == [first_source]
+        assert entries[0].detail["sync_id"] == killed["id"]
+        assert entries[0].detail["new"] == len(rows)
+        loaded = loads_inventory(inventory.read_text(), file=str(inventory),
+                                 base_dir=tmp_path)
+        run_sync(loaded, store, audit, actor="tester")
+        closed = next(s for s in store.sync_runs(10) if s["id"] == killed["id"])
+        assert closed["status"] == "interrupted"
+        assert store.running_syncs() == []
+        assert any(e.action == "sync.interrupted" and e.detail["sync_id"] == killed["id"]
+                   for e in audit.entries())
+        assert audit.verify().ok

@@ -4,7 +4,7 @@ See console/rotation/engine.py for the run model and rotators/base.py for the pr
 issuers and delivery targets the engine composes.
 """
 
-from console.rotation.context import CRASH_ENV, RECORD_ENV
+from console.crashpoints import CRASH_ENV, RECORD_ENV
 from console.rotation.engine import (
     ABANDONED,
     AWAITING_REVOKE,

@@ -9,8 +9,6 @@ checkpoints.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from console.crashpoints import crash_point
 from console.errors import KeyshiftError, RotationError
 from console.fingerprint import fingerprint
 from console.redaction import ValueScope
@@ -29,25 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Test hooks, not mocks: the engine SIGKILLs itself at a named point so the crash tests can
-# resume a run killed for real, and records every point it passes so they can enumerate them.
-# Points: "<step>:started" (journaled as started, not yet run), "<step>@<checkpoint>" (inside
-# the step, where a plug-in calls ctx.checkpoint), "<step>:ran" (ran, not yet journaled as
-# done), "<step>" (journaled as done).
-CRASH_ENV = "KEYSHIFT_TEST_CRASH_AT"
-RECORD_ENV = "KEYSHIFT_TEST_CRASH_RECORD"
-
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def crash_point(point: str) -> None:
-    record = os.environ.get(RECORD_ENV)
-    if record:
-        with open(record, "a", encoding="utf-8") as fh:
-            fh.write(point + "\n")
-    if os.environ.get(CRASH_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 class Clients:
     """Provider clients for the inventory's sources, built once per engine."""

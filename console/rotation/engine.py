@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from console import process
+from console.crashpoints import crash_point
 from console.errors import (
     KeyshiftError,
     NotFoundError,
@@ -50,7 +51,7 @@ from console.errors import (
 from console.model import TERMINAL_RUN_STATUSES, Credential, RunStatus, StepStatus
 from console.redaction import ValueScope
 from console.rotation import legacy
-from console.rotation.context import Clients, RunContext, crash_point
+from console.rotation.context import Clients, RunContext
 from console.rotation.plan import RotationPlan, compose_steps
 from console.rotation.specs import Spec, TargetSpec, resolve
 from console.store.runs import ClaimHeld
@@ -759,7 +760,7 @@ class RotationEngine:
                            message=lambda _: "new value discarded at the issuer")
             for i in sorted(self._touched(run, steps), reverse=True):
                 name = f"restore:{i}"
-                if _done(steps, name):
+                if _done(steps, name) or self._still_old(run, i, steps):
                     continue
                 target = run.targets[i]
                 old = self._old_for(run, i)
@@ -910,6 +911,18 @@ class RotationEngine:
             if value and wanted and _fps(run, value) == wanted:
                 return value
         return None
+
+    def _still_old(self, run: _Run, i: int, steps: dict[str, dict]) -> bool:
+        """A deliver that was journaled as started but never finished may not have reached
+        its target at all (killed first): a target still holding the old value needs no
+        restore, which matters where the old value was not kept (an env file)."""
+        if _done(steps, f"deliver:{i}") or not run.old_fps.get(i):
+            return False
+        try:
+            current = run.targets[i].read()
+        except RotatorError:
+            return False
+        return bool(current) and _fps(run, current) == run.old_fps[i]
 
     def _touched(self, run: _Run, steps: dict[str, dict]) -> list[int]:
         """Targets a deliver may have reached (started, whether or not it finished)."""

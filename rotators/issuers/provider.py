@@ -120,10 +120,10 @@ class ProviderIssuer:
             raise VerifyFailed(f"{self.provider} refused the new key")
 
     def discard(self, cred: CredentialInfo, handle: Handle | None, old: Handle) -> None:
-        if self.ctx.interaction is not None and handle is not None:
+        if self.ctx.interaction is not None:
             self.ctx.interaction.show(
-                f"The rotation was rolled back: revoke the new key you minted at {self.at}; "
-                "the old key is still the one in use."
+                f"The rotation was rolled back: if you minted a new key for it at {self.at}, "
+                "revoke that one; the old key is still the one in use."
             )
 
     def revoke(self, cred: CredentialInfo, stage: str, old: Handle) -> None:
