@@ -131,9 +131,7 @@ class AuditLog:
                 "prev_hash": prev,
                 "hash": digest,
             }
-            self.store.append_audit(row)
-            self.store.set_meta(META_HEAD, digest)
-            self.store.set_meta(META_COUNT, str(seq))
+            self.store.append_audit(row, {META_HEAD: digest, META_COUNT: str(seq)})
         return _entry(row)
 
     def tail(self, n: int = 20) -> list[AuditEntry]:

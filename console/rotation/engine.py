@@ -172,6 +172,15 @@ def credential_info(cred: Credential) -> CredentialInfo:
 
 
 @dataclass
+class _Planned:
+    plan: RotationPlan
+    issuer: Any = None
+    targets: list[Any] = field(default_factory=list)
+    old_values: dict[int, Value | None] = field(default_factory=dict)
+    old_handle: Handle = field(default_factory=dict)
+
+
+@dataclass
 class _Run:
     """One run being driven: what every step needs, rebuilt from the journal on resume."""
 
@@ -192,6 +201,10 @@ class _Run:
     new_fps: dict[str, str] = field(default_factory=dict)
     new_value: Value | None = None
     delivered: dict[int, Handle] = field(default_factory=dict)
+    # the last step's "done", journaled with the next step's "started" (or the next status
+    # change) in one transaction: half the commits, and a crash in between only re-runs an
+    # idempotent step
+    pending: tuple[int, str, dict, int] | None = None
 
     def emit(self, step: str, status: str, message: str = "") -> None:
         if self.progress:
@@ -233,7 +246,13 @@ class RotationEngine:
         """What rotating ``cred_id`` would do, checked against the servers. Changes nothing."""
         cred = self._credential(cred_id)
         spec = resolve(cred, self.loaded, self.store)
-        grace = self._grace(spec, grace)
+        with ValueScope(f"plan {cred.id}") as scope:
+            ctx = RunContext(self.clients, "plan", self.clock, None, scope)
+            return self._plan(cred, spec, self._grace(spec, grace), ctx).plan
+
+    def _plan(self, cred: Credential, spec: Spec, grace: timedelta, ctx: RunContext) -> _Planned:
+        """The plan, and what it built and read on the way: the plug-ins, what consumers read
+        now and the old value's handle at the issuer (a rotation carries on with them)."""
         plan = RotationPlan(
             credential=cred.id,
             subject=spec.subject,
@@ -248,6 +267,7 @@ class RotationEngine:
             grace_seconds=grace.total_seconds(),
             warnings=list(spec.warnings),
         )
+        planned = _Planned(plan)
         if cred.gone_at or cred.status == "gone":
             plan.refused = (
                 f"{cred.id} is gone from {cred.source} (since {cred.gone_at:%Y-%m-%d}): "
@@ -255,42 +275,46 @@ class RotationEngine:
                 if cred.gone_at
                 else f"{cred.id} is gone from {cred.source}"
             )
-            return plan
+            return planned
         if spec.problem:
             plan.refused = spec.problem
-            return plan
+            return planned
         active = self.store.active_run(spec.subject)
         if active:
             plan.refused = self._claim_message(spec.subject, active)
-        with ValueScope(f"plan {cred.id}") as scope:
-            ctx = RunContext(self.clients, "plan", self.clock, None, scope)
+        scope = ctx.scope
+        try:
+            issuer, targets = self._plugins(spec, cred, ctx)
+            parts = [self._plan_part(p, cred) for p in (issuer, *targets)]
+        except Refused as exc:
+            plan.refused = plan.refused or scope.redact(str(exc))
+            return planned
+        except RotatorError as exc:
+            plan.refused = plan.refused or f"cannot plan: {scope.redact(str(exc))}"
+            return planned
+        planned.issuer, planned.targets = issuer, targets
+        plan.manual = bool(getattr(issuer, "manual", False))
+        plan.revoke_stages = list(issuer.revoke_stages())
+        plan.steps = compose_steps(parts[0], parts[1:])
+        for part in parts:
+            plan.needs += part.needs
+            plan.warnings += part.warnings
+        refused = next((p.refused for p in parts if p.refused), None)
+        plan.refused = plan.refused or refused
+        plan.downtime = self._downtime(spec, issuer, targets, parts)
+        if plan.refused is None:
             try:
-                issuer, targets = self._plugins(spec, cred, ctx)
-                parts = [self._plan_part(p, cred) for p in (issuer, *targets)]
+                planned.old_values = {
+                    i: self._read(issuer, t, scope) for i, t in enumerate(targets)
+                }
+                planned.old_handle = issuer.identify(
+                    credential_info(cred), self._merge(list(planned.old_values.values()))
+                )
             except Refused as exc:
-                plan.refused = plan.refused or scope.redact(str(exc))
-                return plan
+                plan.refused = scope.redact(str(exc))
             except RotatorError as exc:
-                plan.refused = plan.refused or f"cannot plan: {scope.redact(str(exc))}"
-                return plan
-            plan.manual = bool(getattr(issuer, "manual", False))
-            plan.revoke_stages = list(issuer.revoke_stages())
-            plan.steps = compose_steps(parts[0], parts[1:])
-            for part in parts:
-                plan.needs += part.needs
-                plan.warnings += part.warnings
-            refused = next((p.refused for p in parts if p.refused), None)
-            plan.refused = plan.refused or refused
-            plan.downtime = self._downtime(spec, issuer, targets, parts)
-            if plan.refused is None:
-                try:
-                    old = self._merge([self._read(issuer, t, scope) for t in targets])
-                    issuer.identify(credential_info(cred), old)
-                except Refused as exc:
-                    plan.refused = scope.redact(str(exc))
-                except RotatorError as exc:
-                    plan.refused = f"cannot plan: {scope.redact(str(exc))}"
-        return plan
+                plan.refused = f"cannot plan: {scope.redact(str(exc))}"
+        return planned
 
     # --- rotating ---------------------------------------------------------------------------
 
@@ -321,43 +345,59 @@ class RotationEngine:
             raise RotationError(
                 self._claim_message(spec.subject, active), hint=self._claim_hint(active)
             )
-        plan = self.plan(cred_id, grace=grace)
-        if plan.refused:
-            raise RotationError(f"cannot rotate {cred_id}: {plan.refused}", hint=plan.origin)
-        if plan.manual and interaction is None:
-            raise RotationError(
-                f"{cred_id} is rotated by a person ({plan.issuer}): it needs a terminal",
-                hint="run keyshift rotate in a terminal, or rotate it from the TUI",
-            )
-        self._preflight(spec)
-        try:
-            run_id = self.store.claim_run(
-                subject=spec.subject,
-                credential_id=cred.id,
-                rotator=plan.rotator,
-                plan=plan.as_dict(),
-                actor=actor,
-                owner=process.me(),
-            )
-        except ClaimHeld as exc:
-            raise RotationError(
-                self._claim_message(spec.subject, exc.holder), hint=self._claim_hint(exc.holder)
-            ) from None
-        self.audit.append(
-            actor,
-            "rotation.start",
-            cred.id,
-            {
-                "run_id": run_id,
-                "subject": spec.subject,
-                "issuer": plan.issuer,
-                "targets": [t["where"] for t in plan.targets],
-                "grace_seconds": grace.total_seconds(),
-            },
-        )
-        with ValueScope(f"run {run_id}") as scope:
-            run = self._new_run(run_id, cred, spec, actor, grace, progress, interaction, scope)
-            return self._drive(run)
+        with ValueScope(f"run of {cred.id}") as scope:
+            ctx = RunContext(self.clients, "", self.clock, interaction, scope)
+            planned = self._plan(cred, spec, grace, ctx)
+            plan = planned.plan
+            if plan.refused:
+                raise RotationError(f"cannot rotate {cred_id}: {plan.refused}", hint=plan.origin)
+            if plan.manual and interaction is None:
+                raise RotationError(
+                    f"{cred_id} is rotated by a person ({plan.issuer}): it needs a terminal",
+                    hint="run keyshift rotate in a terminal, or rotate it from the TUI",
+                )
+            if spec.legacy:
+                self._preflight(spec)  # a whole rotator's plan may not have asked any server
+            plan_dict, owner = plan.as_dict(), process.me()
+
+            def claim() -> str:  # the claim and its audit entry, together
+                run_id = self.store.claim_run(
+                    subject=spec.subject,
+                    credential_id=cred.id,
+                    rotator=plan.rotator,
+                    plan=plan_dict,
+                    actor=actor,
+                    owner=owner,
+                )
+                self.audit.append(
+                    actor,
+                    "rotation.start",
+                    cred.id,
+                    {
+                        "run_id": run_id,
+                        "subject": spec.subject,
+                        "issuer": plan.issuer,
+                        "targets": [t["where"] for t in plan.targets],
+                        "grace_seconds": grace.total_seconds(),
+                    },
+                )
+                return run_id
+
+            try:
+                run_id = self.store.atomically(claim)
+            except ClaimHeld as exc:
+                raise RotationError(
+                    self._claim_message(spec.subject, exc.holder),
+                    hint=self._claim_hint(exc.holder),
+                ) from None
+            scope.name = f"run {run_id}"
+            ctx.run_id = run_id
+            run = _Run(run_id, cred, credential_info(cred), spec, planned.issuer,
+                       planned.targets, ctx, actor, grace, progress)
+            # what the plan read: consumers' current values and the old value's handle
+            run.old_values = dict(planned.old_values)
+            run.old_handle = dict(planned.old_handle)
+            return self._drive(run, read_before=True)
 
     def resume(
         self,
@@ -490,7 +530,7 @@ class RotationEngine:
 
     # --- driving a run -------------------------------------------------------------------------
 
-    def _drive(self, run: _Run) -> RunResult:
+    def _drive(self, run: _Run, *, read_before: bool = False) -> RunResult:
         steps = self._latest(run.run_id)
         failed = [n for n, r in steps.items() if r["status"] == "failed" and _phase1(n)]
         if failed or "discard" in steps or any(n.startswith("restore:") for n in steps):
@@ -499,7 +539,7 @@ class RotationEngine:
                                   row.get("error") or "interrupted")
         try:
             if not _done(steps, "identify"):
-                self._identify(run)
+                self._identify(run, read_before)
             if not _done(steps, "issue"):
                 if "issue" in steps:
                     # killed while minting: the value is gone with the process; whatever the
@@ -530,14 +570,18 @@ class RotationEngine:
             return self._rollback(run, exc.step, exc.message)
         return self._after_promote(run)
 
-    def _identify(self, run: _Run) -> None:
+    def _identify(self, run: _Run, read_before: bool) -> None:
+        """Journal what consumers read now (by fingerprint) and the old value's handle: what
+        the plan just read, or, for a resumed run, read again."""
+
         def identify() -> dict[str, Any]:
-            for i, target in enumerate(run.targets):
-                run.old_values[i] = self._read(run.issuer, target, run.ctx.scope)
+            if not read_before:
+                for i, target in enumerate(run.targets):
+                    run.old_values[i] = self._read(run.issuer, target, run.ctx.scope)
+                run.old_handle = run.issuer.identify(
+                    run.info, self._merge(list(run.old_values.values()))
+                )
             run.old_fps = {i: _fps(run, v) for i, v in run.old_values.items() if v}
-            run.old_handle = run.issuer.identify(
-                run.info, self._merge(list(run.old_values.values()))
-            )
             return {"old": run.old_handle, "old_fingerprints": run.old_fps}
 
         self._step(run, "identify", identify, detail=lambda d: d)
@@ -572,22 +616,28 @@ class RotationEngine:
 
     def _after_promote(self, run: _Run) -> RunResult:
         now = self.clock()
-        version = None
-        recorded = set()
-        for i, spec in enumerate(run.spec.targets):
-            handle = run.delivered.get(i) or {}
-            version = str(handle.get("version") or "") or version
-            if spec.credential_id and spec.credential_id not in recorded:
-                fp = _value_fingerprint(run, run.targets[i])
-                new_version = str(handle["version"]) if handle.get("version") else None
-                self.store.record_rotation(spec.credential_id, now, new_version, fp)
-                recorded.add(spec.credential_id)
-        if run.cred.id not in recorded and run.cred.kind != "iam-key":
-            # the row the run was started from (an access key row is replaced, not rotated)
-            self.store.record_rotation(run.cred.id, now, None, None)
         stages = tuple(run.issuer.revoke_stages())
         revoke_after = now + run.grace
-        with self.store.transaction():
+        at_once = run.grace <= timedelta(0)
+        # waiting out a grace period, the run has no driver: finish_due takes it over; with
+        # none, this process goes straight on and keeps it
+        owner = {} if at_once else {"owner_pid": None, "owner_host": None, "owner_started": None}
+
+        def record() -> str | None:  # the promote's rows and the run's new status, together
+            finished = self._flush_in(run)
+            version = None
+            recorded = set()
+            for i, spec in enumerate(run.spec.targets):
+                handle = run.delivered.get(i) or {}
+                version = str(handle.get("version") or "") or version
+                if spec.credential_id and spec.credential_id not in recorded:
+                    fp = _value_fingerprint(run, run.targets[i])
+                    new_version = str(handle["version"]) if handle.get("version") else None
+                    self.store.record_rotation(spec.credential_id, now, new_version, fp)
+                    recorded.add(spec.credential_id)
+            if run.cred.id not in recorded and run.cred.kind != "iam-key":
+                # the row the run was started from (an access key row is replaced, not rotated)
+                self.store.record_rotation(run.cred.id, now, None, None)
             self.store.set_run_status(
                 run.run_id,
                 AWAITING_REVOKE,
@@ -595,9 +645,7 @@ class RotationEngine:
                 pending_version=version,
                 previous_version=_previous(run),
                 revoke_after=revoke_after,
-                owner_pid=None,
-                owner_host=None,
-                owner_started=None,
+                **owner,
             )
             self.audit.append(
                 run.actor,
@@ -610,8 +658,12 @@ class RotationEngine:
                     "stages": list(stages),
                 },
             )
-        if run.grace <= timedelta(0):
-            self._take_over(self._run_row(run.run_id), run.actor)
+            return finished
+
+        finished = self.store.atomically(record)
+        if finished:
+            crash_point(finished)
+        if at_once:
             return self._phase2(run, force=True)
         run.emit("revoke", "scheduled", f"after {revoke_after.isoformat(timespec='seconds')}")
         return self._result(self._run_row(run.run_id))
@@ -644,6 +696,7 @@ class RotationEngine:
         try:
             return self._phase2_steps(run, force=force, now=now)
         finally:
+            self._flush(run)
             row = self._run_row(run.run_id)
             if row["status"] == AWAITING_REVOKE and row.get("owner_pid"):
                 self.store.set_run_status(
@@ -652,7 +705,7 @@ class RotationEngine:
                 )
 
     def _phase2_steps(self, run: _Run, *, force: bool, now: datetime | None) -> RunResult:
-        steps = self._latest(run.run_id)
+        steps = self._journal(run)
         stages = tuple(run.issuer.revoke_stages())
         old = {**run.old_handle, "new": run.new_handle or {}}
         # an old value still readable where it was delivered, for the check after revoke
@@ -681,7 +734,7 @@ class RotationEngine:
                            message=lambda _, s=stage: f"old value: {s} done")
             except _StepFailed as exc:
                 return self._revoke_failed(run, exc)
-            steps = self._latest(run.run_id)
+            steps = self._journal(run)
             if k + 1 < len(stages) and not force and run.grace > timedelta(0):
                 next_due = (now or self.clock()) + run.grace
                 with self.store.transaction():
@@ -709,7 +762,9 @@ class RotationEngine:
                            message=lambda _, t=target: f"{t.where()}: old value dropped")
             except _StepFailed as exc:
                 return self._revoke_failed(run, exc)
-        with self.store.transaction():
+
+        def complete() -> str | None:
+            finished = self._flush_in(run)
             self.store.set_run_status(
                 run.run_id, COMPLETED, error=None, owner_pid=None, owner_host=None,
                 owner_started=None,
@@ -720,6 +775,11 @@ class RotationEngine:
                 run.cred.id,
                 {"run_id": run.run_id, "status": COMPLETED, "revoked": list(stages)},
             )
+            return finished
+
+        finished = self.store.atomically(complete)
+        if finished:
+            crash_point(finished)
         return self._result(self._run_row(run.run_id))
 
     def _check_refused(self, run: _Run) -> dict[str, Any]:
@@ -735,6 +795,7 @@ class RotationEngine:
         return {"still_valid": False, "says": "the issuer refuses the old value"}
 
     def _revoke_failed(self, run: _Run, exc: _StepFailed) -> RunResult:
+        self._flush(run)
         status_error = None if exc.waiting else f"{exc.step} failed: {exc.message}"
         with self.store.transaction():
             self.store.set_run_status(run.run_id, AWAITING_REVOKE, error=status_error)
@@ -752,7 +813,7 @@ class RotationEngine:
 
     def _rollback(self, run: _Run, step: str, reason: str) -> RunResult:
         reason = reason.removeprefix(f"{step} failed: ")
-        steps = self._latest(run.run_id)
+        steps = self._journal(run)
         try:
             if not _done(steps, "discard"):
                 self._step(run, "discard",
@@ -768,6 +829,7 @@ class RotationEngine:
                                                                               o),
                            message=lambda _, t=target: f"{t.where()} holds the old value again")
         except _StepFailed as exc:
+            self._flush(run)
             error = f"{step} failed: {reason}; rollback failed: {exc.message}"
             with self.store.transaction():
                 self.store.set_run_status(run.run_id, ROLLBACK_FAILED, error=error,
@@ -783,6 +845,7 @@ class RotationEngine:
                 result=self._result(self._run_row(run.run_id)),
             ) from None
         error = f"{step} failed: {reason}"
+        self._flush(run)
         with self.store.transaction():
             self.store.set_run_status(run.run_id, ROLLED_BACK, error=error, owner_pid=None,
                                       owner_host=None, owner_started=None)
@@ -808,7 +871,11 @@ class RotationEngine:
     ) -> T:
         run.emit(step, "started")
         run.ctx.step = step
-        step_id = self.store.start_step(run.run_id, step)
+        finished, step_id = self.store.atomically(
+            lambda: (self._flush_in(run), self.store.start_step(run.run_id, step))
+        )
+        if finished:
+            crash_point(finished)
         crash_point(f"{step}:started")
         attempt = 0
         while True:
@@ -831,29 +898,44 @@ class RotationEngine:
             except Exception as exc:  # a fault in a (maybe third-party) plug-in: journal it
                 self._step_failed(run, step, step_id, f"{type(exc).__name__}: {exc}", attempt)
         crash_point(f"{step}:ran")
-        step_detail = detail(out) if detail else {}
-        with self.store.transaction():
-            self.store.finish_step(step_id, StepStatus.done, detail=step_detail, attempts=attempt)
-            self.audit.append(
-                run.actor,
-                "rotation.step",
-                run.cred.id,
-                {
-                    "run_id": run.run_id,
-                    "step": step,
-                    "status": "done",
-                    **_audit_detail(step_detail),
-                },
-            )
-        crash_point(step)
+        run.pending = (step_id, step, detail(out) if detail else {}, attempt)
         run.emit(step, "done", message(out) if message else "")
         return out
+
+    def _flush_in(self, run: _Run) -> str | None:
+        """Journal the last step as done (inside the caller's transaction); its name."""
+        if run.pending is None:
+            return None
+        step_id, step, step_detail, attempts = run.pending
+        run.pending = None
+        self.store.finish_step(step_id, StepStatus.done, detail=step_detail, attempts=attempts)
+        self.audit.append(
+            run.actor,
+            "rotation.step",
+            run.cred.id,
+            {"run_id": run.run_id, "step": step, "status": "done", **_audit_detail(step_detail)},
+        )
+        return step
+
+    def _flush(self, run: _Run) -> None:
+        if run.pending is None:
+            return
+        finished = self.store.atomically(lambda: self._flush_in(run))
+        if finished:
+            crash_point(finished)
+
+    def _journal(self, run: _Run) -> dict[str, dict]:
+        """The run's journal, its last step's "done" written first."""
+        self._flush(run)
+        return self._latest(run.run_id)
 
     def _step_failed(
         self, run: _Run, step: str, step_id: int, error: str, attempts: int, waiting: bool = False
     ) -> NoReturn:
         error = run.ctx.scope.redact(error)
-        with self.store.transaction():
+
+        def journal() -> None:
+            self._flush_in(run)
             self.store.finish_step(step_id, StepStatus.failed, error=error, attempts=attempts)
             self.audit.append(
                 run.actor,
@@ -861,6 +943,8 @@ class RotationEngine:
                 run.cred.id,
                 {"run_id": run.run_id, "step": step, "status": "failed", "error": error},
             )
+
+        self.store.atomically(journal)
         run.emit(step, "waiting" if waiting else "failed", error)
         raise _StepFailed(step, error, waiting=waiting)
 

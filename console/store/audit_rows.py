@@ -13,12 +13,19 @@ from console.store.rows import (
 class AuditRows(StoreBase):
     # audit (low level; console/audit.py owns the chain) ------------------------------------
 
-    def append_audit(self, row: dict) -> None:
+    def append_audit(self, row: dict, meta: dict[str, str]) -> None:
+        """One entry and the chain's anchor in ``meta`` (head hash, count), together."""
         with self.transaction():
-            self._conn().execute(
+            conn = self._conn()
+            conn.execute(
                 "INSERT INTO audit_log(seq, at, actor, action, target, detail, prev_hash, hash) "
                 "VALUES (:seq, :at, :actor, :action, :target, :detail, :prev_hash, :hash)",
                 row,
+            )
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(meta.items()),
             )
 
     def audit_rows(self, start_seq: int = 1) -> Iterator[dict]:

@@ -7,10 +7,10 @@ import sqlite3
 import threading
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import sqlite_utils
 
@@ -20,6 +20,8 @@ from console.store.rows import (
     iter_rows,
 )
 from console.store.schema import MIGRATIONS, migrate, schema_version
+
+T = TypeVar("T")
 
 
 class StoreBase:
@@ -171,7 +173,8 @@ class StoreBase:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic unit of writes. Nested calls become savepoints of the outer one."""
+        """One atomic unit of writes. A nested call is a savepoint of the outer transaction:
+        an exception it lets out undoes its own writes (and, unless caught, the outer's)."""
         if self.read_only:
             raise StoreError("the store is open read-only", hint="drop --read-only to change it")
         conn = self._conn()
@@ -197,6 +200,11 @@ class StoreBase:
                 conn.execute("COMMIT")
             else:
                 conn.execute(f"RELEASE sp{depth}")
+
+    def atomically(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in one transaction (joining this thread's, if one is open); its result."""
+        with self.transaction():
+            return fn()
 
     def _read(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
         with self._guard("read"):

@@ -113,17 +113,15 @@ class RunRows(StoreBase):
         what the step may have done before a crash, e.g. the keys that existed before it)."""
         with self.transaction():
             conn = self._conn()
-            run = conn.execute(
-                "SELECT credential_id, rotator FROM rotation_runs WHERE id = ?", (run_id,)
-            ).fetchone()
-            if run is None:
-                raise StoreError(f"no rotation run {run_id!r}")
             now = ts(utcnow())
             cur = conn.execute(
                 "INSERT INTO rotation_steps(run_id, credential_id, rotator, step, status, "
-                "started_at, detail) VALUES (?, ?, ?, ?, 'started', ?, ?)",
-                (run_id, run[0], run[1], step, now, to_json(detail) if detail else None),
+                "started_at, detail) SELECT id, credential_id, rotator, ?, 'started', ?, ? "
+                "FROM rotation_runs WHERE id = ?",
+                (step, now, to_json(detail) if detail else None, run_id),
             )
+            if not cur.rowcount:
+                raise StoreError(f"no rotation run {run_id!r}")
             conn.execute("UPDATE rotation_runs SET updated_at = ? WHERE id = ?", (now, run_id))
             return int(cur.lastrowid or 0)
 

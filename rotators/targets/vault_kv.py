@@ -81,6 +81,7 @@ class VaultKvTarget:
         self.native = str(spec["path"]).strip("/")
         self.fields = dict(fields)  # part -> KV key
         self._place: _Place | None = None
+        self._peeked: dict[str, Any] | None = None
 
     def where(self) -> str:
         return f"{self.source} {self.native} ({field_list(self.fields)})"
@@ -91,6 +92,7 @@ class VaultKvTarget:
         with self._errors("plan"):
             p = self._where()
             data = self._current(p)
+            self._peeked = data  # read() right after the plan needs no second request
             if data is None:
                 return PartPlan(refused=f"{p.where} does not exist or has no readable version")
             if not self.fields:
@@ -147,6 +149,9 @@ class VaultKvTarget:
             )
 
     def read(self) -> Value | None:
+        peeked, self._peeked = self._peeked, None
+        if peeked is not None:
+            return self._pick(peeked)
         with self._errors("read"):
             p = self._where()
             return self._pick(self._current(p))
@@ -175,9 +180,10 @@ class VaultKvTarget:
             if not base or not meta.alive(base):
                 raise RotatorError(f"{p.where} has no readable current version")
             current = self._read(p, base)
-            self._promise(p, meta)
-            self._patch(p, {PENDING_RUN: self.ctx.run_id, PENDING_BASE: str(base),
-                            PENDING_VERSION: None})
+            markers: dict[str, str | None] = {
+                PENDING_RUN: self.ctx.run_id, PENDING_BASE: str(base), PENDING_VERSION: None
+            }
+            self._patch(p, markers, **self._promise(meta, markers))
             self.ctx.checkpoint("vault-kv:marked")
             try:
                 written = p.client.secrets.kv.v2.create_or_update_secret(
@@ -406,13 +412,14 @@ class VaultKvTarget:
         found = self.find_delivered(expected)
         return found[0] if found else None
 
-    def _patch(self, p: _Place, values: dict[str, str | None]) -> None:
-        """Merge into the secret's custom metadata (None deletes a key), leaving the rest."""
+    def _patch(self, p: _Place, values: dict[str, str | None], **settings: Any) -> None:
+        """Merge into the secret's custom metadata (None deletes a key), leaving the rest;
+        ``settings`` (max_versions) change in the same request."""
         try:
             p.client.adapter.request(
                 "PATCH",
                 f"/v1/{p.mount}/metadata/{p.path}",
-                json={"custom_metadata": values},
+                json={"custom_metadata": values, **settings},
                 headers={"Content-Type": "application/merge-patch+json"},
             )
         except (hvac.exceptions.UnsupportedOperation, hvac.exceptions.InvalidPath):
@@ -426,24 +433,21 @@ class VaultKvTarget:
                     custom[key] = value
             p.client.secrets.kv.v2.update_metadata(
                 p.path,
-                max_versions=data.get("max_versions"),
+                max_versions=settings.get("max_versions", data.get("max_versions")),
                 cas_required=bool(data.get("cas_required")),
                 delete_version_after=data.get("delete_version_after") or "0s",
                 mount_point=p.mount,
                 custom_metadata=custom,
             )
 
-    def _promise(self, p: _Place, meta: _Meta) -> None:
-        """Raise max_versions so the previous version outlives the grace period."""
+    @staticmethod
+    def _promise(meta: _Meta, markers: dict[str, str | None]) -> dict[str, Any]:
+        """Raise max_versions so the previous version outlives the grace period (recording
+        the owner's setting in ``markers``, to put back at retire)."""
         if meta.max_versions >= PROMISE_MAX_VERSIONS or KEPT_MAX_VERSIONS in meta.custom:
-            return
-        self._patch(p, {KEPT_MAX_VERSIONS: str(meta.max_versions)})
-        p.client.adapter.request(
-            "PATCH",
-            f"/v1/{p.mount}/metadata/{p.path}",
-            json={"max_versions": PROMISE_MAX_VERSIONS},
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
+            return {}
+        markers[KEPT_MAX_VERSIONS] = str(meta.max_versions)
+        return {"max_versions": PROMISE_MAX_VERSIONS}
 
     def _release(self, p: _Place, meta: _Meta) -> None:
         """Put back the max_versions a run raised (0: the mount's setting)."""
