@@ -137,8 +137,6 @@ class RotateScreen(ModalScreen[Any]):
         self.state = "running"
         self.query_one("#rotate-go", Button).disabled = True
         self.query_one("#rotate-cancel", Button).disabled = True
-        for step in self.plan.steps:
-            self.step_lines.setdefault(step["step"], ("pending", ""))
         self._render_steps()
         self._rotate_worker()
 
@@ -164,10 +162,7 @@ class RotateScreen(ModalScreen[Any]):
         self._render_steps()
 
     def _step(self, step: str, status: str, message: str) -> None:
-        if ":" in step:
-            # "deliver:0" and "deliver:1" show as lines of their own; the plan's "deliver" goes
-            self.step_lines.pop(step.split(":")[0], None)
-        self.step_lines[step] = (status, message)
+        self.step_lines[step] = (status, message)  # in the order the engine runs them
         self._render_steps()
 
     def _render_steps(self) -> None:
