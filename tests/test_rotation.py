@@ -599,3 +599,31 @@ def test_a_provider_revoke_after_the_grace_period_waits_for_a_person(
     # process cannot ask the provider about it, and the journal says so instead of guessing
     (check,) = [r for r in env.store.rotation_steps(result.run_id) if r["step"] == "check"]
     assert check["detail"]["still_valid"] is None and "not checked" in check["detail"]["says"]
+
+
+def test_a_generated_value_the_verify_hook_refuses_is_rolled_back(bare: Scenario) -> None:
+    """A generated value may declare a hook that proves it (here the provider stand-in, which
+    knows no such value): a refusal rolls the run back and the old value stays current."""
+    from console.sandbox import provider_base
+
+    s = bare
+    old = "hooked-" + pysecrets.token_urlsafe(20)
+    cred = kv_secret(s, {"value": old})
+    inventory = (s.tmp / "inventory.yaml").read_text() + (
+        "rotations:\n"
+        f"  - name: hooked-{s.tag}\n"
+        "    issuer:\n"
+        "      type: generated\n"
+        f"      verify: {{url: \"{provider_base('hooks')}/v1/check\"}}\n"
+        "    targets:\n"
+        f"      - {{type: vault-kv, source: vault-sandbox, path: {cred.native_id}}}\n"
+    )
+    (s.tmp / "inventory.yaml").write_text(inventory)
+    env = s.env()
+    env.store.bulk_insert_credentials([cred])
+    plan = env.engine().plan(cred.id)
+    assert any("the declared hook" in st["does"] for st in plan.steps)
+    with pytest.raises(RotationFailed, match="verify hook refused") as err:
+        env.engine().rotate(cred.id, actor="tester")
+    assert err.value.result.status == ROLLED_BACK
+    assert _latest(s, s.extra["path"])["data"] == {"value": old}

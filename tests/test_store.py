@@ -640,3 +640,19 @@ def test_reused_fingerprints(store: Store) -> None:
         store, [mk(1, fingerprint="hmac-sha256:same"), mk(2, fingerprint="hmac-sha256:same"), mk(3)]
     )
     assert store.credentials_by_fingerprint() == {"hmac-sha256:same": [mk(1).id, mk(2).id]}
+
+
+def test_a_process_is_known_by_its_pid_and_start_time() -> None:
+    """A recorded pid that now belongs to another process (same pid, another start time) is
+    not taken for the owner: a crashed run's claim is then taken over, never held forever."""
+    import os
+    import socket
+
+    from console import process
+
+    me = process.me()
+    assert me.started and process.alive(me.host, me.pid, me.started) is True
+    assert process.alive(me.host, me.pid, "boot:0") is False  # pid reused by someone else
+    assert process.alive(me.host, 999_999_999, me.started) is False
+    assert process.alive("another-host", me.pid, me.started) is None  # nothing here can tell
+    assert socket.gethostname() == me.host and os.getpid() == me.pid

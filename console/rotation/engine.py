@@ -1340,17 +1340,3 @@ def _where(t: TargetSpec) -> str:
         return f"{spec['path']} ({', '.join(t.fields.values())})"
     return ", ".join(t.fields.values()) or str(spec.get("ref", ""))
 
-
-__all__ = [
-    "ABANDONED",
-    "AWAITING_REVOKE",
-    "COMPLETED",
-    "ROLLBACK_FAILED",
-    "ROLLED_BACK",
-    "RUNNING",
-    "RetryPolicy",
-    "RotationEngine",
-    "RotationFailed",
-    "RunResult",
-    "credential_info",
-]

@@ -393,47 +393,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 ]
 
 
-def _m003_claims(db: sqlite_utils.Database) -> None:
-    """Claims (an active run holds its subject through a unique index), process identities
-    for runs and syncs, the one run-status vocabulary, and when a rotation last recorded."""
-    for sql in (
-        "ALTER TABLE rotation_runs ADD COLUMN subject TEXT",
-        "ALTER TABLE rotation_runs ADD COLUMN owner_host TEXT",
-        "ALTER TABLE rotation_runs ADD COLUMN owner_pid INTEGER",
-        "ALTER TABLE rotation_runs ADD COLUMN owner_started TEXT",
-        "ALTER TABLE rotation_runs ADD COLUMN revoke_after TEXT",
-        "UPDATE rotation_runs SET subject = credential_id",
-        "UPDATE rotation_runs SET status = 'running' WHERE status = 'planned'",
-        "UPDATE rotation_runs SET status = 'completed' WHERE status = 'done'",
-        "UPDATE rotation_runs SET status = 'rolled-back' "
-        "WHERE status IN ('failed', 'rolled_back', 'aborted')",
-        "UPDATE rotation_runs SET revoke_after = json_extract(detail, '$.revoke_after') "
-        "WHERE status = 'awaiting-revoke' AND json_valid(detail)",
-        # two active runs of one credential (the race this migration closes): keep the newest
-        "UPDATE rotation_runs SET status = 'abandoned', error = 'abandoned by the store "
-        "upgrade: another run of the same credential was active' "
-        "WHERE status IN ('running', 'awaiting-revoke', 'rollback-failed') AND rowid NOT IN ("
-        "  SELECT max(rowid) FROM rotation_runs "
-        "  WHERE status IN ('running', 'awaiting-revoke', 'rollback-failed') GROUP BY subject)",
-        "CREATE UNIQUE INDEX ux_rotation_claim ON rotation_runs(subject) "
-        "WHERE status IN ('running', 'awaiting-revoke', 'rollback-failed')",
-        "CREATE INDEX ix_rotation_runs_subject ON rotation_runs(subject, created_at)",
-        "ALTER TABLE rotation_steps ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
-        "ALTER TABLE sync_runs ADD COLUMN owner_host TEXT",
-        "ALTER TABLE sync_runs ADD COLUMN owner_pid INTEGER",
-        "ALTER TABLE sync_runs ADD COLUMN owner_started TEXT",
-        "ALTER TABLE credentials ADD COLUMN rotation_recorded_at TEXT",
-    ):
-        db.execute(sql)
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m001_core,
-    _m002_search,
-    _m003_claims,
-]
-
-
 def schema_version(conn: sqlite3.Connection) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
