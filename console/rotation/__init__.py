@@ -1,11 +1,15 @@
 """Rotation: what a credential holds (specs), its plan, and the engine that runs it.
 
-See console/rotation/engine.py for the run model and rotators/base.py for the protocol of the
-issuers and delivery targets the engine composes.
+engine.py holds the public API (plan, rotate, resume, finish_due, abandon) and phase 1;
+journal.py one step and its journal rows; finish.py what follows promote; recovery.py what a
+resumed run reads back; run.py the records they share; context.py what plug-ins get.
+See docs/design.md for the run model and rotators/base.py for the plug-in protocol.
 """
 
 from console.crashpoints import CRASH_ENV, RECORD_ENV
-from console.rotation.engine import (
+from console.rotation.engine import RotationEngine
+from console.rotation.plan import RotationPlan
+from console.rotation.run import (
     ABANDONED,
     AWAITING_REVOKE,
     COMPLETED,
@@ -13,12 +17,10 @@ from console.rotation.engine import (
     ROLLED_BACK,
     RUNNING,
     RetryPolicy,
-    RotationEngine,
     RotationFailed,
     RunResult,
     credential_info,
 )
-from console.rotation.plan import RotationPlan
 
 __all__ = [
     "ABANDONED",

@@ -32,15 +32,12 @@ error, loudly: the old value stays valid until a later ``finish_due`` revokes it
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from console import process
-from console.crashpoints import crash_point
 from console.errors import (
     KeyshiftError,
     NotFoundError,
@@ -48,20 +45,36 @@ from console.errors import (
     RotationError,
     UsageError,
 )
-from console.model import TERMINAL_RUN_STATUSES, Credential, RunStatus, StepStatus
+from console.model import TERMINAL_RUN_STATUSES, Credential, RunStatus
 from console.redaction import ValueScope
 from console.rotation import legacy
 from console.rotation.context import Clients, RunContext
+from console.rotation.finish import Finishing
+from console.rotation.journal import JournalSteps
 from console.rotation.plan import RotationPlan, compose_steps
-from console.rotation.specs import Spec, TargetSpec, resolve
+from console.rotation.recovery import Recovery
+from console.rotation.run import (
+    Planned,
+    RetryPolicy,
+    RotationFailed,
+    Run,
+    RunResult,
+    StepFailed,
+    credential_info,
+    done,
+    fingerprints_of,
+    in_phase1,
+    parse_time,
+    parts_for,
+    utcnow,
+    where_of,
+)
+from console.rotation.specs import Spec, resolve
 from console.store.runs import ClaimHeld
 from rotators import registry
 from rotators.base import (
-    CredentialInfo,
-    Handle,
     Interaction,
     Issued,
-    NeedsPerson,
     PartPlan,
     Refused,
     RotatorError,
@@ -89,134 +102,9 @@ MAX_GRACE = timedelta(days=365)
 Progress = Callable[[str, str, str], None]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded, jittered exponential backoff for retryable step errors."""
-
-    attempts: int = 6
-    base_seconds: float = 0.5
-    cap_seconds: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
 
 
-@dataclass
-class RunResult:
-    run_id: str
-    credential_id: str
-    rotator: str
-    status: str
-    version: str | None = None
-    previous_version: str | None = None
-    revoke_after: datetime | None = None
-    error: str | None = None
-    waiting: str | None = None  # what the run waits for (a person, the grace period)
-
-    @property
-    def ok(self) -> bool:
-        """The new value is promoted, and nothing failed since."""
-        return self.status in (AWAITING_REVOKE, COMPLETED) and not self.error
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["revoke_after"] = self.revoke_after.isoformat() if self.revoke_after else None
-        return data
-
-
-class RotationFailed(RotationError):
-    """A run did not promote; ``result`` says whether it was rolled back."""
-
-    def __init__(self, message: str, *, hint: str | None, result: RunResult) -> None:
-        super().__init__(message, hint=hint)
-        self.result = result
-
-
-class _StepFailed(Exception):
-    def __init__(self, step: str, message: str, *, waiting: bool = False) -> None:
-        super().__init__(message)
-        self.step = step
-        self.message = message
-        self.waiting = waiting
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def credential_info(cred: Credential) -> CredentialInfo:
-    """What a plug-in sees: identity and metadata (a source's custom metadata lands in tags)."""
-    metadata: dict[str, Any] = dict(cred.tags)
-    for key in ("owner", "environment", "scope", "sensitivity", "rotator", "location"):
-        value = getattr(cred, key)
-        if value is not None and key not in metadata:
-            metadata[key] = value
-    return CredentialInfo(
-        id=cred.id,
-        source=cred.source,
-        kind=cred.kind,
-        native_id=cred.native_id,
-        name=cred.name,
-        location=cred.location,
-        version=cred.version,
-        environment=cred.environment,
-        metadata=metadata,
-    )
-
-
-@dataclass
-class _Planned:
-    plan: RotationPlan
-    issuer: Any = None
-    targets: list[Any] = field(default_factory=list)
-    old_values: dict[int, Value | None] = field(default_factory=dict)
-    old_handle: Handle = field(default_factory=dict)
-
-
-@dataclass
-class _Run:
-    """One run being driven: what every step needs, rebuilt from the journal on resume."""
-
-    run_id: str
-    cred: Credential
-    info: CredentialInfo
-    spec: Spec
-    issuer: Any
-    targets: list[Any]
-    ctx: RunContext
-    actor: str
-    grace: timedelta
-    progress: Progress | None
-    old_handle: Handle = field(default_factory=dict)
-    old_fps: dict[int, dict[str, str]] = field(default_factory=dict)
-    old_values: dict[int, Value | None] = field(default_factory=dict)
-    new_handle: Handle | None = None
-    new_fps: dict[str, str] = field(default_factory=dict)
-    new_value: Value | None = None
-    delivered: dict[int, Handle] = field(default_factory=dict)
-    # the last step's "done", journaled with the next step's "started" (or the next status
-    # change) in one transaction: half the commits, and a crash in between only re-runs an
-    # idempotent step
-    pending: tuple[int, str, dict, int] | None = None
-
-    def emit(self, step: str, status: str, message: str = "") -> None:
-        if self.progress:
-            try:
-                self.progress(step, status, self.ctx.scope.redact(message))
-            except Exception as exc:
-                # a watcher that went away (the TUI quit) must not stop a run half-way
-                log.warning("rotation progress callback failed: %s", type(exc).__name__)
-                self.progress = None
-
-
-class RotationEngine:
+class RotationEngine(JournalSteps, Recovery, Finishing):
     def __init__(
         self,
         store: Store,
@@ -231,7 +119,7 @@ class RotationEngine:
         self.store = store
         self.audit = audit
         self.loaded = loaded
-        self.clock = clock or _utcnow
+        self.clock = clock or utcnow
         self.read_only = read_only
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
@@ -250,7 +138,7 @@ class RotationEngine:
             ctx = RunContext(self.clients, "plan", self.clock, None, scope)
             return self._plan(cred, spec, self._grace(spec, grace), ctx).plan
 
-    def _plan(self, cred: Credential, spec: Spec, grace: timedelta, ctx: RunContext) -> _Planned:
+    def _plan(self, cred: Credential, spec: Spec, grace: timedelta, ctx: RunContext) -> Planned:
         """The plan, and what it built and read on the way: the plug-ins, what consumers read
         now and the old value's handle at the issuer (a rotation carries on with them)."""
         plan = RotationPlan(
@@ -260,14 +148,14 @@ class RotationEngine:
             issuer=spec.issuer_label,
             origin=spec.origin,
             targets=[
-                {"type": t.type, "where": _where(t), "credential": t.credential_id,
+                {"type": t.type, "where": where_of(t), "credential": t.credential_id,
                  "place": t.place}
                 for t in spec.targets
             ],
             grace_seconds=grace.total_seconds(),
             warnings=list(spec.warnings),
         )
-        planned = _Planned(plan)
+        planned = Planned(plan)
         if cred.gone_at or cred.status == "gone":
             plan.refused = (
                 f"{cred.id} is gone from {cred.source} (since {cred.gone_at:%Y-%m-%d}): "
@@ -336,7 +224,7 @@ class RotationEngine:
         grace = self._grace(spec, grace)
         active = self.store.active_run(spec.subject)
         if active and active["status"] == AWAITING_REVOKE:
-            due = _parse(active.get("revoke_after"))
+            due = parse_time(active.get("revoke_after"))
             if due is None or due <= self.clock():
                 # the previous rotation's grace is over: finish it first, then rotate anew
                 self._finish(active, actor, progress, interaction, force=False)
@@ -392,7 +280,7 @@ class RotationEngine:
                 ) from None
             scope.name = f"run {run_id}"
             ctx.run_id = run_id
-            run = _Run(run_id, cred, credential_info(cred), spec, planned.issuer,
+            run = Run(run_id, cred, credential_info(cred), spec, planned.issuer,
                        planned.targets, ctx, actor, grace, progress)
             # what the plan read: consumers' current values and the old value's handle
             run.old_values = dict(planned.old_values)
@@ -469,7 +357,7 @@ class RotationEngine:
         now = now or self.clock()
         results = []
         for row in self.store.rotation_runs(status=AWAITING_REVOKE, limit=1_000_000):
-            due = _parse(row.get("revoke_after"))
+            due = parse_time(row.get("revoke_after"))
             if due is not None and due > now:
                 continue
             if self._owner_alive(row):
@@ -530,47 +418,47 @@ class RotationEngine:
 
     # --- driving a run -------------------------------------------------------------------------
 
-    def _drive(self, run: _Run, *, read_before: bool = False) -> RunResult:
+    def _drive(self, run: Run, *, read_before: bool = False) -> RunResult:
         steps = self._latest(run.run_id)
-        failed = [n for n, r in steps.items() if r["status"] == "failed" and _phase1(n)]
+        failed = [n for n, r in steps.items() if r["status"] == "failed" and in_phase1(n)]
         if failed or "discard" in steps or any(n.startswith("restore:") for n in steps):
             row = self._run_row(run.run_id)
             return self._rollback(run, failed[0] if failed else "rollback",
                                   row.get("error") or "interrupted")
         try:
-            if not _done(steps, "identify"):
+            if not done(steps, "identify"):
                 self._identify(run, read_before)
-            if not _done(steps, "issue"):
+            if not done(steps, "issue"):
                 if "issue" in steps:
                     # killed while minting: the value is gone with the process; whatever the
                     # issuer minted is found by the run id and discarded
-                    raise _StepFailed("issue", "interrupted while issuing the new value")
+                    raise StepFailed("issue", "interrupted while issuing the new value")
                 self._issue(run)
             for i, target in enumerate(run.targets):
                 name = f"deliver:{i}"
-                if _done(steps, name):
+                if done(steps, name):
                     continue
                 value = self._new_value(run, name)
-                handle = self._step(run, name, lambda t=target, v=value: t.deliver(_parts(v, t)),
+                handle = self._step(run, name, lambda t=target, v=value: t.deliver(parts_for(v, t)),
                                     detail=lambda h: {"handle": h},
                                     message=lambda _h, t=target: f"delivered to {t.where()}")
                 run.delivered[i] = handle
-            if not _done(steps, "verify"):
+            if not done(steps, "verify"):
                 value = self._new_value(run, "verify")
                 self._step(run, "verify", lambda: self._verify(run, value),
                            message=lambda _: "the new value works")
             for i, target in enumerate(run.targets):
                 name = f"promote:{i}"
-                if not _done(steps, name):
+                if not done(steps, name):
                     self._step(run, name, lambda t=target, i=i: t.promote(run.delivered.get(i, {})),
                                message=lambda _, t=target: f"{t.where()} serves it now")
-            if hasattr(run.issuer, "promote") and not _done(steps, "promote"):
+            if hasattr(run.issuer, "promote") and not done(steps, "promote"):
                 self._step(run, "promote", lambda: run.issuer.promote(run.info, run.new_handle))
-        except _StepFailed as exc:
+        except StepFailed as exc:
             return self._rollback(run, exc.step, exc.message)
         return self._after_promote(run)
 
-    def _identify(self, run: _Run, read_before: bool) -> None:
+    def _identify(self, run: Run, read_before: bool) -> None:
         """Journal what consumers read now (by fingerprint) and the old value's handle: what
         the plan just read, or, for a resumed run, read again."""
 
@@ -581,17 +469,17 @@ class RotationEngine:
                 run.old_handle = run.issuer.identify(
                     run.info, self._merge(list(run.old_values.values()))
                 )
-            run.old_fps = {i: _fps(run, v) for i, v in run.old_values.items() if v}
+            run.old_fps = {i: fingerprints_of(run, v) for i, v in run.old_values.items() if v}
             return {"old": run.old_handle, "old_fingerprints": run.old_fps}
 
         self._step(run, "identify", identify, detail=lambda d: d)
 
-    def _issue(self, run: _Run) -> None:
+    def _issue(self, run: Run) -> None:
         def issue() -> Issued:
             issued = run.issuer.issue(run.info, run.old_handle)
             run.new_value = issued.value
             run.new_handle = issued.handle
-            run.new_fps = _fps(run, issued.value)
+            run.new_fps = fingerprints_of(run, issued.value)
             if run.new_fps and run.new_fps == self._merged_old_fps(run):
                 raise VerifyFailed("the new value is the old one")
             return issued
@@ -604,7 +492,7 @@ class RotationEngine:
             message=lambda _: "new value issued",
         )
 
-    def _verify(self, run: _Run, value: Value) -> None:
+    def _verify(self, run: Run, value: Value) -> None:
         run.issuer.verify(run.info, Issued(value, run.new_handle or {}))
         for i, target in enumerate(run.targets):
             staged = target.read_delivered(run.delivered.get(i, {}))
@@ -614,221 +502,24 @@ class RotationEngine:
             ):
                 raise VerifyFailed(f"{target.where()} does not hold the new value")
 
-    def _after_promote(self, run: _Run) -> RunResult:
-        now = self.clock()
-        stages = tuple(run.issuer.revoke_stages())
-        revoke_after = now + run.grace
-        at_once = run.grace <= timedelta(0)
-        # waiting out a grace period, the run has no driver: finish_due takes it over; with
-        # none, this process goes straight on and keeps it
-        owner = {} if at_once else {"owner_pid": None, "owner_host": None, "owner_started": None}
-
-        def record() -> str | None:  # the promote's rows and the run's new status, together
-            finished = self._flush_in(run)
-            version = None
-            recorded = set()
-            for i, spec in enumerate(run.spec.targets):
-                handle = run.delivered.get(i) or {}
-                version = str(handle.get("version") or "") or version
-                if spec.credential_id and spec.credential_id not in recorded:
-                    fp = _value_fingerprint(run, run.targets[i])
-                    new_version = str(handle["version"]) if handle.get("version") else None
-                    self.store.record_rotation(spec.credential_id, now, new_version, fp)
-                    recorded.add(spec.credential_id)
-            if run.cred.id not in recorded and run.cred.kind != "iam-key":
-                # the row the run was started from (an access key row is replaced, not rotated)
-                self.store.record_rotation(run.cred.id, now, None, None)
-            self.store.set_run_status(
-                run.run_id,
-                AWAITING_REVOKE,
-                error=None,
-                pending_version=version,
-                previous_version=_previous(run),
-                revoke_after=revoke_after,
-                **owner,
-            )
-            self.audit.append(
-                run.actor,
-                "rotation.outcome",
-                run.cred.id,
-                {
-                    "run_id": run.run_id,
-                    "status": AWAITING_REVOKE,
-                    "revoke_after": revoke_after.isoformat(),
-                    "stages": list(stages),
-                },
-            )
-            return finished
-
-        finished = self.store.atomically(record)
-        if finished:
-            crash_point(finished)
-        if at_once:
-            return self._phase2(run, force=True)
-        run.emit("revoke", "scheduled", f"after {revoke_after.isoformat(timespec='seconds')}")
-        return self._result(self._run_row(run.run_id))
-
-    def _finish(
-        self,
-        row: dict,
-        actor: str,
-        progress: Progress | None,
-        interaction: Interaction | None,
-        *,
-        force: bool,
-        now: datetime | None = None,
-    ) -> RunResult:
-        try:
-            self._take_over(row, actor)
-        except RotationError as exc:
-            return self._result(row, error=exc.one_line())
-        cred = self._credential(row["credential_id"])
-        spec = self._spec_of(row, cred)
-        grace = timedelta(seconds=float((row.get("plan") or {}).get("grace_seconds") or 0))
-        with ValueScope(f"run {row['id']}") as scope:
-            run = self._new_run(row["id"], cred, spec, actor, grace, progress, interaction, scope)
-            self._load_journal(run)
-            return self._phase2(run, force=force, now=now)
-
-    def _phase2(self, run: _Run, *, force: bool, now: datetime | None = None) -> RunResult:
-        """Revoke stages (each after its grace period), the check that the issuer refuses the
-        old value, and retire at each target; then the run is completed."""
-        try:
-            return self._phase2_steps(run, force=force, now=now)
-        finally:
-            self._flush(run)
-            row = self._run_row(run.run_id)
-            if row["status"] == AWAITING_REVOKE and row.get("owner_pid"):
-                self.store.set_run_status(
-                    run.run_id, AWAITING_REVOKE, owner_pid=None, owner_host=None,
-                    owner_started=None,
-                )
-
-    def _phase2_steps(self, run: _Run, *, force: bool, now: datetime | None) -> RunResult:
-        steps = self._journal(run)
-        stages = tuple(run.issuer.revoke_stages())
-        old = {**run.old_handle, "new": run.new_handle or {}}
-        # an old value still readable where it was delivered, for the check after revoke
-        if run.old_values == {} or not any(run.old_values.values()):
-            self._recover_old_values(run)
-        # the issuer still took the old value after the last stage: that stage runs again
-        again = (steps.get("check") or {}).get("status") == "failed"
-        for k, stage in enumerate(stages):
-            name = _stage_step(stage)
-            if _done(steps, name) and not (again and k == len(stages) - 1):
-                continue
-            row = self._run_row(run.run_id)
-            due = _parse(row.get("revoke_after"))
-            # a later stage waits a grace period of its own after the previous one
-            if (
-                k > 0
-                and _done(steps, _stage_step(stages[k - 1]))
-                and not force
-                and due is not None
-                and due > (now or self.clock())
-            ):
-                run.emit(name, "scheduled", f"after {due.isoformat(timespec='seconds')}")
-                return self._result(row)
-            try:
-                self._step(run, name, lambda s=stage: run.issuer.revoke(run.info, s, old),
-                           message=lambda _, s=stage: f"old value: {s} done")
-            except _StepFailed as exc:
-                return self._revoke_failed(run, exc)
-            steps = self._journal(run)
-            if k + 1 < len(stages) and not force and run.grace > timedelta(0):
-                next_due = (now or self.clock()) + run.grace
-                with self.store.transaction():
-                    self.store.set_run_status(run.run_id, AWAITING_REVOKE, revoke_after=next_due)
-                    self.audit.append(
-                        run.actor, "rotation.outcome", run.cred.id,
-                        {"run_id": run.run_id, "status": AWAITING_REVOKE, "stage": stage,
-                         "revoke_after": next_due.isoformat()},
-                    )
-                run.emit(_stage_step(stages[k + 1]), "scheduled",
-                         f"after {next_due.isoformat(timespec='seconds')}")
-                return self._result(self._run_row(run.run_id))
-        if stages and not _done(steps, "check"):
-            try:
-                self._step(run, "check", lambda: self._check_refused(run),
-                           detail=lambda d: d, message=lambda d: d["says"])
-            except _StepFailed as exc:
-                return self._revoke_failed(run, exc)
-        for i, target in enumerate(run.targets):
-            name = f"retire:{i}"
-            if _done(steps, name):
-                continue
-            try:
-                self._step(run, name, lambda t=target, i=i: t.retire(run.delivered.get(i, {})),
-                           message=lambda _, t=target: f"{t.where()}: old value dropped")
-            except _StepFailed as exc:
-                return self._revoke_failed(run, exc)
-
-        def complete() -> str | None:
-            finished = self._flush_in(run)
-            self.store.set_run_status(
-                run.run_id, COMPLETED, error=None, owner_pid=None, owner_host=None,
-                owner_started=None,
-            )
-            self.audit.append(
-                run.actor,
-                "rotation.outcome",
-                run.cred.id,
-                {"run_id": run.run_id, "status": COMPLETED, "revoked": list(stages)},
-            )
-            return finished
-
-        finished = self.store.atomically(complete)
-        if finished:
-            crash_point(finished)
-        return self._result(self._run_row(run.run_id))
-
-    def _check_refused(self, run: _Run) -> dict[str, Any]:
-        old = self._merge([v for v in run.old_values.values() if v])
-        if not old:
-            return {"still_valid": None,
-                    "says": "not checked: the old value is held nowhere keyshift can read"}
-        verdict = run.issuer.still_valid(run.info, old)
-        if verdict:
-            raise RotatorError(f"{run.spec.issuer_label} still accepts the old value after revoke")
-        if verdict is None:
-            return {"still_valid": None, "says": "not checked: the issuer cannot tell"}
-        return {"still_valid": False, "says": "the issuer refuses the old value"}
-
-    def _revoke_failed(self, run: _Run, exc: _StepFailed) -> RunResult:
-        self._flush(run)
-        status_error = None if exc.waiting else f"{exc.step} failed: {exc.message}"
-        with self.store.transaction():
-            self.store.set_run_status(run.run_id, AWAITING_REVOKE, error=status_error)
-            self.audit.append(
-                run.actor,
-                "rotation.outcome",
-                run.cred.id,
-                {"run_id": run.run_id, "status": AWAITING_REVOKE,
-                 ("waiting" if exc.waiting else "error"): exc.message},
-            )
-        result = self._result(self._run_row(run.run_id))
-        if exc.waiting:
-            result.waiting = exc.message
-        return result
-
-    def _rollback(self, run: _Run, step: str, reason: str) -> RunResult:
+    def _rollback(self, run: Run, step: str, reason: str) -> RunResult:
         reason = reason.removeprefix(f"{step} failed: ")
         steps = self._journal(run)
         try:
-            if not _done(steps, "discard"):
+            if not done(steps, "discard"):
                 self._step(run, "discard",
                            lambda: run.issuer.discard(run.info, run.new_handle, run.old_handle),
                            message=lambda _: "new value discarded at the issuer")
             for i in sorted(self._touched(run, steps), reverse=True):
                 name = f"restore:{i}"
-                if _done(steps, name) or self._still_old(run, i, steps):
+                if done(steps, name) or self._still_old(run, i, steps):
                     continue
                 target = run.targets[i]
                 old = self._old_for(run, i)
                 self._step(run, name, lambda t=target, i=i, o=old: t.rollback(run.delivered.get(i),
                                                                               o),
                            message=lambda _, t=target: f"{t.where()} holds the old value again")
-        except _StepFailed as exc:
+        except StepFailed as exc:
             self._flush(run)
             error = f"{step} failed: {reason}; rollback failed: {exc.message}"
             with self.store.transaction():
@@ -858,160 +549,6 @@ class RotationEngine:
             result=self._result(self._run_row(run.run_id)),
         )
 
-    # --- one step ------------------------------------------------------------------------------
-
-    def _step(
-        self,
-        run: _Run,
-        step: str,
-        fn: Callable[[], T],
-        *,
-        detail: Callable[[T], dict] | None = None,
-        message: Callable[[T], str] | None = None,
-    ) -> T:
-        run.emit(step, "started")
-        run.ctx.step = step
-        finished, step_id = self.store.atomically(
-            lambda: (self._flush_in(run), self.store.start_step(run.run_id, step))
-        )
-        if finished:
-            crash_point(finished)
-        crash_point(f"{step}:started")
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                out = fn()
-                break
-            except NeedsPerson as exc:
-                self._step_failed(run, step, step_id, str(exc), attempt, waiting=True)
-            except RotatorError as exc:
-                if exc.retryable and attempt < self.retry.attempts:
-                    delay = self.retry.delay(attempt)
-                    run.emit(step, "retrying", f"{run.ctx.scope.redact(str(exc))}; retrying in "
-                                               f"{delay:.1f} s")
-                    self.sleep(delay)
-                    continue
-                self._step_failed(run, step, step_id, str(exc), attempt)
-            except KeyshiftError as exc:
-                self._step_failed(run, step, step_id, exc.one_line(), attempt)
-            except Exception as exc:  # a fault in a (maybe third-party) plug-in: journal it
-                self._step_failed(run, step, step_id, f"{type(exc).__name__}: {exc}", attempt)
-        crash_point(f"{step}:ran")
-        run.pending = (step_id, step, detail(out) if detail else {}, attempt)
-        run.emit(step, "done", message(out) if message else "")
-        return out
-
-    def _flush_in(self, run: _Run) -> str | None:
-        """Journal the last step as done (inside the caller's transaction); its name."""
-        if run.pending is None:
-            return None
-        step_id, step, step_detail, attempts = run.pending
-        run.pending = None
-        self.store.finish_step(step_id, StepStatus.done, detail=step_detail, attempts=attempts)
-        self.audit.append(
-            run.actor,
-            "rotation.step",
-            run.cred.id,
-            {"run_id": run.run_id, "step": step, "status": "done", **_audit_detail(step_detail)},
-        )
-        return step
-
-    def _flush(self, run: _Run) -> None:
-        if run.pending is None:
-            return
-        finished = self.store.atomically(lambda: self._flush_in(run))
-        if finished:
-            crash_point(finished)
-
-    def _journal(self, run: _Run) -> dict[str, dict]:
-        """The run's journal, its last step's "done" written first."""
-        self._flush(run)
-        return self._latest(run.run_id)
-
-    def _step_failed(
-        self, run: _Run, step: str, step_id: int, error: str, attempts: int, waiting: bool = False
-    ) -> NoReturn:
-        error = run.ctx.scope.redact(error)
-
-        def journal() -> None:
-            self._flush_in(run)
-            self.store.finish_step(step_id, StepStatus.failed, error=error, attempts=attempts)
-            self.audit.append(
-                run.actor,
-                "rotation.step",
-                run.cred.id,
-                {"run_id": run.run_id, "step": step, "status": "failed", "error": error},
-            )
-
-        self.store.atomically(journal)
-        run.emit(step, "waiting" if waiting else "failed", error)
-        raise _StepFailed(step, error, waiting=waiting)
-
-    # --- values after a crash --------------------------------------------------------------------
-
-    def _new_value(self, run: _Run, step: str) -> Value:
-        if run.new_value is not None:
-            return run.new_value
-        found: Value = {}
-        for target in run.targets:
-            expected = {p: fp for p, fp in run.new_fps.items() if p in target.fields}
-            if not expected:
-                continue
-            try:
-                hit = target.find_delivered(expected)
-            except RotatorError:
-                hit = None
-            if hit:
-                found.update(hit[1])
-        if run.new_fps and set(found) >= set(run.new_fps):
-            run.new_value = found
-            return found
-        if not run.new_fps:  # a whole rotator: it keeps its own state
-            run.new_value = {}
-            return run.new_value
-        raise _StepFailed(step, "the new value was lost with the process before it was "
-                                "delivered anywhere")
-
-    def _recover_old_values(self, run: _Run) -> None:
-        for i, target in enumerate(run.targets):
-            if run.old_values.get(i):
-                continue
-            try:
-                value = target.read_previous(run.delivered.get(i, {}))
-            except RotatorError:
-                value = None
-            if value and _fps(run, value) == run.old_fps.get(i):
-                run.old_values[i] = value
-
-    def _old_for(self, run: _Run, i: int) -> Value | None:
-        if run.old_values.get(i):
-            return run.old_values[i]
-        self._recover_old_values(run)
-        if run.old_values.get(i):
-            return run.old_values[i]
-        wanted = run.old_fps.get(i)
-        for value in run.old_values.values():  # another target held the same old value
-            if value and wanted and _fps(run, value) == wanted:
-                return value
-        return None
-
-    def _still_old(self, run: _Run, i: int, steps: dict[str, dict]) -> bool:
-        """A deliver that was journaled as started but never finished may not have reached
-        its target at all (killed first): a target still holding the old value needs no
-        restore, which matters where the old value was not kept (an env file)."""
-        if _done(steps, f"deliver:{i}") or not run.old_fps.get(i):
-            return False
-        try:
-            current = run.targets[i].read()
-        except RotatorError:
-            return False
-        return bool(current) and _fps(run, current) == run.old_fps[i]
-
-    def _touched(self, run: _Run, steps: dict[str, dict]) -> list[int]:
-        """Targets a deliver may have reached (started, whether or not it finished)."""
-        return [i for i in range(len(run.targets)) if f"deliver:{i}" in steps]
-
     # --- setup -----------------------------------------------------------------------------------
 
     def _new_run(
@@ -1024,10 +561,10 @@ class RotationEngine:
         progress: Progress | None,
         interaction: Interaction | None,
         scope: ValueScope,
-    ) -> _Run:
+    ) -> Run:
         ctx = RunContext(self.clients, run_id, self.clock, interaction, scope)
         issuer, targets = self._plugins(spec, cred, ctx)
-        return _Run(run_id, cred, credential_info(cred), spec, issuer, targets, ctx, actor, grace,
+        return Run(run_id, cred, credential_info(cred), spec, issuer, targets, ctx, actor, grace,
                     progress)
 
     def _plugins(self, spec: Spec, cred: Credential, ctx: RunContext) -> tuple[Any, list[Any]]:
@@ -1042,29 +579,6 @@ class RotationEngine:
         if spec.issuer.get("type") == "provider" and spec.issuer.get("provider") == "unknown":
             pass  # the manual checklist with no provider: still the provider issuer
         return issuer_cls(spec.issuer, ctx), targets
-
-    def _load_journal(self, run: _Run) -> None:
-        steps = self._latest(run.run_id)
-        ident = (steps.get("identify") or {}).get("detail") or {}
-        run.old_handle = dict(ident.get("old") or {})
-        run.old_fps = {int(k): v for k, v in (ident.get("old_fingerprints") or {}).items()}
-        issue = (steps.get("issue") or {}).get("detail") or {}
-        if _done(steps, "issue"):
-            run.new_handle = dict(issue.get("handle") or {})
-            run.new_fps = dict(issue.get("fingerprints") or {})
-        for i in range(len(run.targets)):
-            row = steps.get(f"deliver:{i}")
-            if row and row["status"] == "done":
-                run.delivered[i] = dict((row.get("detail") or {}).get("handle") or {})
-        # targets never delivered to still hold the old value
-        for i, target in enumerate(run.targets):
-            if f"deliver:{i}" not in steps:
-                try:
-                    value = target.read()
-                except RotatorError:
-                    value = None
-                if value and _fps(run, value) == run.old_fps.get(i):
-                    run.old_values[i] = value
 
     def _spec_of(self, row: dict, cred: Credential) -> Spec:
         """The declaration the run was planned with; refused if the inventory changed it (a
@@ -1132,21 +646,6 @@ class RotationEngine:
             raise NotFoundError(f"no credential {cred_id!r}", hint="run keyshift sync, then ls")
         return cred
 
-    def _run_row(self, run_id: str) -> dict:
-        row = self.store.get_rotation_run(run_id)
-        if row is None:
-            found = self.store.find_rotation_runs(run_id, limit=2) if len(run_id) >= 4 else []
-            if len(found) == 1:
-                return found[0]
-            raise NotFoundError(f"no rotation run {run_id!r}", hint="keyshift runs lists them")
-        return row
-
-    def _latest(self, run_id: str) -> dict[str, dict]:
-        latest: dict[str, dict] = {}
-        for row in self.store.rotation_steps(run_id):
-            latest[row["step"]] = row
-        return latest
-
     def _interrupted_after_promote(self, row: dict) -> bool:
         steps = self._latest(row["id"])
         return any(
@@ -1169,7 +668,7 @@ class RotationEngine:
         status = holder["status"]
         run = holder["id"]
         if status == AWAITING_REVOKE:
-            due = _parse(holder.get("revoke_after"))
+            due = parse_time(holder.get("revoke_after"))
             when = f" until {due:%Y-%m-%d %H:%M} UTC" if due else ""
             return (
                 f"the previous rotation (run {run[:12]}) still waits for its grace period{when} "
@@ -1237,7 +736,7 @@ class RotationEngine:
                 merged.setdefault(part, v)
         return merged or None
 
-    def _merged_old_fps(self, run: _Run) -> dict[str, str]:
+    def _merged_old_fps(self, run: Run) -> dict[str, str]:
         merged: dict[str, str] = {}
         for fps in run.old_fps.values():
             for part, fp in fps.items():
@@ -1257,86 +756,3 @@ class RotationEngine:
                 "first delivery and the last"
             )
         return "none"
-
-    def _result(self, row: dict, error: str | None = None) -> RunResult:
-        waiting = None
-        if row.get("status") == AWAITING_REVOKE:
-            due = _parse(row.get("revoke_after"))
-            waiting = f"revoke after {due.isoformat(timespec='seconds')}" if due else None
-        return RunResult(
-            run_id=row.get("id", ""),
-            credential_id=row.get("credential_id", ""),
-            rotator=row.get("rotator", ""),
-            status=row.get("status", ""),
-            version=row.get("pending_version"),
-            previous_version=row.get("previous_version"),
-            revoke_after=_parse(row.get("revoke_after")),
-            error=error or row.get("error"),
-            waiting=waiting,
-        )
-
-
-# --- module helpers ------------------------------------------------------------------------------
-
-
-def _done(steps: dict[str, dict], name: str) -> bool:
-    row = steps.get(name)
-    return bool(row) and row["status"] == "done"
-
-
-def _stage_step(stage: str) -> str:
-    """The journal name of a revoke stage: "revoke", or "revoke:<stage>" for issuers with
-    several (IAM: revoke:deactivate, revoke:delete)."""
-    return "revoke" if stage == "revoke" else f"revoke:{stage}"
-
-
-def _phase1(step: str) -> bool:
-    return step.split(":")[0] in ("identify", "issue", "deliver", "verify", "promote")
-
-
-def _fps(run: _Run, value: Value | None) -> dict[str, str]:
-    return {part: run.ctx.fingerprint(v) for part, v in (value or {}).items()}
-
-
-def _parts(value: Value, target: Any) -> Value:
-    return {p: v for p, v in value.items() if p in target.fields} or value
-
-
-def _value_fingerprint(run: _Run, target: Any) -> str | None:
-    """The fingerprint sync will compute for the target's credential row after rotation:
-    of the whole value when the target holds one part, else None (sync refreshes it)."""
-    parts = [p for p in run.new_fps if p in target.fields]
-    if len(parts) == 1 and len(run.targets) >= 1 and target.name in ("env-file", "keyring",
-                                                                        "ssm"):
-        return run.new_fps[parts[0]]
-    if target.name == "secretsmanager" and getattr(target, "whole", False) and len(parts) == 1:
-        return run.new_fps[parts[0]]
-    return None
-
-
-def _previous(run: _Run) -> str | None:
-    for handle in run.delivered.values():
-        if handle.get("previous_version") is not None:
-            return str(handle["previous_version"])
-    return None
-
-
-def _audit_detail(detail: dict) -> dict:
-    """What of a step's journal detail goes into its audit entry: handles and fingerprints
-    (references), flattened one level so the entry reads well."""
-    return {k: v for k, v in detail.items() if k in ("handle", "fingerprints", "old", "says",
-                                                     "still_valid", "old_fingerprints")}
-
-
-def _where(t: TargetSpec) -> str:
-    spec = t.spec
-    if t.type == "vault-kv":
-        return f"{spec['source']} {spec['path']}"
-    if t.type == "secretsmanager":
-        return f"{spec['source']} secret {spec['secret']}"
-    if t.type == "ssm":
-        return f"{spec['source']} parameter {spec['parameter']}"
-    if t.type == "env-file":
-        return f"{spec['path']} ({', '.join(t.fields.values())})"
-    return ", ".join(t.fields.values()) or str(spec.get("ref", ""))
-
