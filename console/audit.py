@@ -137,6 +137,13 @@ class AuditLog:
     def tail(self, n: int = 20) -> list[AuditEntry]:
         return [_entry(r) for r in self.store.audit_tail(n)]
 
+    def search(self, text: str, limit: int = 200, offset: int = 0) -> list[AuditEntry]:
+        """Entries matching the filter ``text`` (console/audit_query.py), newest first."""
+        from console.audit_query import parse_audit_filter
+
+        terms = parse_audit_filter(text)
+        return [_entry(r) for r in self.store.audit_search(terms, limit=limit, offset=offset)]
+
     def entries(self, start_seq: int = 1) -> list[AuditEntry]:
         return [_entry(r) for r in self.store.audit_rows(start_seq)]
 

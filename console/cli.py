@@ -331,9 +331,41 @@ def audit_verify(ctx: Context) -> None:
 @pass_ctx
 def audit_tail(ctx: Context, count: int, fmt: str) -> None:
     """The last N audit entries."""
-    entries = ctx.audit_reader().tail(count)
+    _print_audit(ctx.audit_reader().tail(count), fmt)
+
+
+@audit_group.command("ls")
+@click.argument("words", nargs=-1, metavar="[FILTER]...")
+@click.option(
+    "-n", "limit", default=200, show_default=True, type=click.IntRange(min=1, max=1_000_000)
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text")
+@pass_ctx
+def audit_ls(ctx: Context, words: tuple[str, ...], limit: int, fmt: str) -> None:
+    """Search the audit log, newest first. FILTER words must all hold: actor:NAME,
+    action:GLOB (rotation.*), target:TEXT, since:/until: a date or a duration (2h, 7d), any
+    other word is looked for in the whole entry; ! before a word inverts it."""
+    entries = ctx.audit_reader().search(" ".join(words), limit=limit)
+    _print_audit(entries, fmt)
+
+
+def _print_audit(entries: list[Any], fmt: str) -> None:
     if fmt == "json":
         _out(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if fmt == "csv":
+        import csv
+
+        from console.audit_query import csv_safe
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["seq", "at", "actor", "action", "target", "detail", "hash"])
+        for e in entries:
+            detail = json.dumps(e.detail, sort_keys=True, separators=(",", ":"))
+            writer.writerow(
+                [e.seq, e.at.isoformat(), *map(csv_safe, (e.actor, e.action, e.target, detail)),
+                 e.hash]
+            )
         return
     for e in entries:
         detail = json.dumps(e.detail, sort_keys=True, separators=(",", ":"))
@@ -463,6 +495,8 @@ def _print_table(creds: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from console.vocabulary import NEVER, UNKNOWN, owner_text, status_text
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in (
         "NAME",
@@ -482,13 +516,13 @@ def _print_table(creds: list[Any]) -> None:
             c.name,
             c.kind,
             c.source,
-            c.owner or "—",
+            owner_text(c),
             c.environment or "-",
             ",".join(c.agents) or "-",
-            _fmt_time(c.expires_at) if c.expires_at else "never",
+            _fmt_time(c.expires_at) if c.expires_at else NEVER,
             _fmt_time(c.rotated_at),
-            _fmt_time(c.last_used_at),
-            c.status,
+            _fmt_time(c.last_used_at) if c.last_used_at else UNKNOWN,
+            status_text(c),
         )
     # A pipe gets full rows (scripts grep them); a terminal gets rows cut to its width.
     console = Console(width=None if sys.stdout.isatty() else 400, soft_wrap=False)
@@ -497,21 +531,19 @@ def _print_table(creds: list[Any]) -> None:
 
 
 @cli.command("show")
-@click.argument("cred_id")
+@click.argument("cred_id", metavar="CREDENTIAL")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
-    """Everything keyshift knows about one credential (never its value), and its rotations."""
+    """Everything keyshift knows about one credential (never its value), and its rotations.
+    CREDENTIAL is its id, its name, or the end of its id (`show openai-prod`)."""
     from console.cli_rotation import history_lines, run_json
+    from console.refs import resolve_credential
 
     store = ctx.reader
-    cred = store.get_credential(cred_id)
-    if cred is None:
-        raise NotFoundError(
-            f"no credential {cred_id!r}", hint="list ids with: keyshift ls --format json"
-        )
-    grants = store.grants_for_credential(cred_id)
-    runs = store.rotation_runs(cred_id, limit=20)
+    cred = resolve_credential(store, cred_id)
+    grants = store.grants_for_credential(cred.id)
+    runs = store.rotation_runs(cred.id, limit=20)
     if fmt == "json":
         data = _cred_json(cred)
         data["grants"] = [g.model_dump(mode="json") for g in grants]

@@ -92,7 +92,7 @@ def print_plan(plan: Any) -> None:
 
 
 @cli.command("rotate")
-@click.argument("cred_id", required=False)
+@click.argument("cred_id", metavar="CREDENTIAL", required=False)
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -117,7 +117,8 @@ def rotate_cmd(
     resume: bool,
 ) -> None:
     """Rotate one credential: issue a new value, deliver it, verify, promote; the old value is
-    revoked after the grace period. Provider keys walk a person through the checklist."""
+    revoked after the grace period. Provider keys walk a person through the checklist.
+    CREDENTIAL is its id, its name, or the end of its id."""
     if finish_due and resume:
         raise UsageError("--finish-due and --resume are separate runs", hint="pass one of them")
     if (finish_due or resume) and (dry_run or cred_id):
@@ -137,7 +138,12 @@ def rotate_cmd(
         _report(results, fmt, "resumed" if resume else "finished")
         return
     if not cred_id:
-        raise UsageError("rotate needs a credential id", hint="keyshift ls --format json")
+        raise UsageError("rotate needs a credential", hint="keyshift ls lists them")
+    from console.refs import resolve_credential
+
+    if not dry_run:
+        ctx.require_writable("rotate")
+    cred_id = resolve_credential(ctx.reader if dry_run else ctx.store, cred_id).id
     hours = None if grace is None else timedelta(hours=grace)
     if dry_run:
         plan = _reader_engine(ctx).plan(cred_id, grace=hours)
@@ -277,6 +283,10 @@ def runs_group(
         )
     ctx: Context = click_ctx.obj
     store = ctx.reader
+    if credential is not None:
+        from console.refs import resolve_credential
+
+        credential = resolve_credential(store, credential).id
     rows = store.rotation_runs(credential, status=status, limit=limit)
     if fmt == "json":
         _out(json.dumps([run_json(store, r) for r in rows], indent=2))

@@ -18,7 +18,7 @@ Special values: ``owner:none`` (also any nullable field, ``agent:none``, ``tag:n
 ``tag:key`` / ``tag:key=value``, ``status:stale`` (stale status or stale mark),
 ``expires:never`` / ``expires:<30d`` (within 30 days, past included) / ``expires:>30d``,
 ``age:>90d`` (created or last rotated more than 90 days ago) / ``age:<7d``,
-``used:never`` / ``used:>90d`` (last used longer ago) / ``used:<7d``.
+``used:unknown`` (no evidence of use) / ``used:>90d`` (last used longer ago) / ``used:<7d``.
 Durations: ``N`` or ``Nd`` days, ``Nw`` weeks, ``Nh`` hours.
 
 Case folding is ASCII-only on purpose: it is what SQLite's NOCASE and lower() do, so the SQL
@@ -342,7 +342,17 @@ def _time_term(name: str, typed: str, operator: str, value: str, negate: bool) -
             f"{typed}~ is not supported", hint=f"use {typed}:<30d, {typed}:>90d or {_example(name)}"
         )
     lowered = value.lower()
-    if lowered in ("never", "none") and name in ("expires", "used"):
+    if name == "used" and lowered in ("never", "none"):
+        # "never" means evidence covering a credential's whole life shows no use, and
+        # keyshift does not track that coverage yet: an empty last use is unknown, not never
+        raise UsageError(
+            f"{typed}:{value}: keyshift cannot tell that a credential was never used, only that "
+            "it has no evidence of use",
+            hint=f"use {typed}:unknown",
+        )
+    if (name == "expires" and lowered in ("never", "none")) or (
+        name == "used" and lowered == "unknown"
+    ):
         return Term(name, "never", negate=negate)
     match = _DURATION.match(lowered)
     if not match:
@@ -357,7 +367,7 @@ def _example(name: str) -> str:
     return {
         "expires": "expires:never, expires:<30d",
         "age": "age:>90d",
-        "used": "used:never, used:>90d",
+        "used": "used:unknown, used:>90d",
         "tag": "tag:team=support, tag:team",
         "owner": "owner:none, owner:platform",
     }.get(name, f"{name}:value")

@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from console.errors import KeyshiftError, ReadOnlyError
 from console.model import Credential
+from console.vocabulary import UNKNOWN, status_text
 from screens.format import STYLES, ago, expires_text, expiry_state, short_fingerprint, when
 from screens.rotate import STATUS_STYLE
 from screens.widgets.header import HeaderBar
@@ -104,12 +105,13 @@ class DetailScreen(Screen):
             (
                 "last used",
                 Text(
-                    when(cred.last_used_at, now, none="never")
+                    when(cred.last_used_at, now, none=UNKNOWN)
                     + (f"  via {cred.last_used_evidence}" if cred.last_used_evidence else ""),
-                    style="" if cred.last_used_at else STYLES["never-used"],
+                    style="" if cred.last_used_at else STYLES["muted"],
                 ),
             ),
             ("rotator", cred.rotator or "-"),
+            ("status", status_text(cred)),
             ("max age", f"{cred.max_age_days}d" if cred.max_age_days else "-"),
             ("fingerprint", short_fingerprint(cred.fingerprint)),
             ("version", cred.version or "-"),

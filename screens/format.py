@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from rich.text import Text
 
 from console.model import Credential
+from console.vocabulary import NEVER, UNKNOWN, is_stale, owner_text, status_text
 
 EXPIRING_SOON = timedelta(days=14)
 
@@ -87,21 +88,13 @@ def expires_text(cred: Credential, now: datetime) -> str:
     if cred.expires_at is None:
         if cred.ttl_seconds:
             return f"ttl {span(timedelta(seconds=cred.ttl_seconds))}"
-        return "never"
+        return NEVER
     left = aware(cred.expires_at) - now
     if left <= timedelta(0):
         return f"expired {span(left)} ago"
     return f"in {span(left)}"
 
 
-def is_stale(cred: Credential) -> bool:
-    return cred.status == "stale" or cred.stale_since is not None
-
-
-def status_text(cred: Credential) -> str:
-    if cred.status != "stale" and cred.stale_since is not None:
-        return f"{cred.status}*"  # the row is what we last knew; its source failed to sync
-    return cred.status
 
 
 def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
@@ -111,7 +104,7 @@ def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
     cells = {
         "name": (cred.name, ""),
         "agents": (",".join(sorted(set(cred.agents))) or "-", ""),
-        "owner": (cred.owner or "none", "" if cred.owner else STYLES["muted"]),
+        "owner": (owner_text(cred), "" if cred.owner else STYLES["muted"]),
         "kind": (cred.kind, ""),
         "source": (cred.source, ""),
         "environment": (cred.environment or "-", ""),
@@ -119,8 +112,8 @@ def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
         "expires": (expires_text(cred, now), STYLES[expiry] if expiry else ""),
         "rotated": (ago(cred.rotated_at or cred.created_at, now, none="-"), ""),
         "used": (
-            ago(cred.last_used_at, now),
-            STYLES["never-used"] if cred.last_used_at is None else "",
+            ago(cred.last_used_at, now, none=UNKNOWN),
+            STYLES["muted"] if cred.last_used_at is None else "",
         ),
         "status": (status_text(cred), ""),
     }

@@ -61,7 +61,7 @@ def cred(**kw) -> Credential:
         ("expires:>2w", [Term("expires", "beyond", 14 * 86400)]),
         ("age:>90d", [Term("age", "beyond", 90 * 86400)]),
         ("age:<12h", [Term("age", "within", 12 * 3600)]),
-        ("used:never", [Term("used", "never")]),
+        ("used:unknown", [Term("used", "never")]),
         ("used:>90", [Term("used", "beyond", 90 * 86400)]),
         ('"two words"', [Term("text", "text", "two words")]),
         ('name:"two words"', [Term("name", "eq", "two words")]),
@@ -148,14 +148,14 @@ def test_time_terms() -> None:
         last_used_at=NOW - timedelta(days=100),
     )
     yes = ["expires:<30d", "age:>30d", "age:<41d", "used:>90d", "used:<101d"]
-    no = ["expires:never", "expires:>30d", "age:>90d", "used:never", "used:<90d"]
+    no = ["expires:never", "expires:>30d", "age:>90d", "used:unknown", "used:<90d"]
     for text in yes:
         assert parse(text).matches(c, now=NOW), text
     for text in no:
         assert not parse(text).matches(c, now=NOW), text
     empty = cred()
     assert parse("expires:never").matches(empty, now=NOW)
-    assert parse("used:never").matches(empty, now=NOW)
+    assert parse("used:unknown").matches(empty, now=NOW)
     assert not parse("age:>1d").matches(empty, now=NOW)
     assert parse("!age:>1d").matches(empty, now=NOW)  # unknown age: inverted term matches
 
@@ -300,7 +300,7 @@ _field_terms = st.one_of(
             "expires:>10d",
             "age:>90d",
             "age:<30d",
-            "used:never",
+            "used:unknown",
             "used:>60d",
             "used:<20d",
             "owner:none",
@@ -385,3 +385,11 @@ def test_grants_feed_agent_filter(tmp_path) -> None:  # type: ignore[no-untyped-
             "s:kv:1",
         ]
     store.close()
+
+
+def test_used_never_is_refused_for_what_keyshift_cannot_tell() -> None:
+    """No evidence of use is "unknown"; "never" would need evidence covering the credential's
+    whole life, which keyshift does not track: it says so instead of guessing."""
+    with pytest.raises(UsageError) as err:
+        parse("used:never")
+    assert "used:unknown" in err.value.one_line()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from console.store.base import StoreBase
 from console.store.rows import (
     iter_rows,
+    ts,
 )
 
 
@@ -50,3 +52,29 @@ class AuditRows(StoreBase):
         rows = self._read("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (n,))
         return list(reversed(rows))
 
+    def audit_search(self, terms: list[Any], limit: int = 200, offset: int = 0) -> list[dict]:
+        """Entries matching every term (console/audit_query.py), newest first."""
+        clauses, params = ["1"], []
+        for term in terms:
+            if term.field in ("actor", "action"):
+                sql = f"lower({term.field}) GLOB ?"
+                params.append(term.value.replace("[", "[[]").replace("?", "[?]"))
+            elif term.field == "target":
+                sql = "instr(lower(target), ?) > 0"
+                params.append(term.value)
+            elif term.field == "since":
+                sql = "at >= ?"
+                params.append(ts(term.value))
+            elif term.field == "until":
+                sql = "at < ?"
+                params.append(ts(term.value))
+            else:
+                sql = ("instr(lower(action || char(31) || target || char(31) || actor "
+                       "|| char(31) || detail), ?) > 0")
+                params.append(term.value)
+            clauses.append(f"NOT ({sql})" if term.negate else f"({sql})")
+        return self._read(
+            f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )

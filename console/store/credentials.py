@@ -47,6 +47,46 @@ class CredentialRows(StoreBase):
         )
         return cred
 
+    def credentials_by_reference(self, ref: str, limit: int = 11) -> list[Credential]:
+        """Credentials a person may mean by ``ref``: the id itself; else those named ``ref``;
+        else those whose id ends in ``ref`` after a ``:`` or ``/`` (a path's tail, an access key
+        id, a secret's name without its ARN's random suffix)."""
+        exact = self._read("SELECT * FROM credentials WHERE id = ?", (ref,))
+        if exact:
+            return [row_to_cred(exact[0])]
+        named = self._read(
+            "SELECT * FROM credentials WHERE name = ? ORDER BY gone_at IS NOT NULL, id LIMIT ?",
+            (ref, limit),
+        )
+        if named:
+            return [row_to_cred(r) for r in named]
+        tail = self._read(
+            "SELECT * FROM credentials WHERE length(id) > length(?1) "
+            "AND substr(id, length(id) - length(?1) + 1) = ?1 "
+            "AND substr(id, length(id) - length(?1), 1) IN (':', '/') "
+            "ORDER BY gone_at IS NOT NULL, id LIMIT ?2",
+            (ref, limit),
+        )
+        if tail:
+            return [row_to_cred(r) for r in tail]
+        # a Secrets Manager ARN ends in "-" and six random characters nobody types
+        arn = self._read(
+            "SELECT * FROM credentials WHERE kind = 'secretsmanager' "
+            "AND (substr(id, 1, length(id) - 7) LIKE '%:' || ?1 ESCAPE '\\' "
+            "OR substr(id, 1, length(id) - 7) LIKE '%/' || ?1 ESCAPE '\\') "
+            "ORDER BY gone_at IS NOT NULL, id LIMIT ?2",
+            (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"), limit),
+        )
+        return [row_to_cred(r) for r in arn]
+
+    def names_like(self, text: str, limit: int = 3) -> list[str]:
+        """Names containing ``text`` (ignoring ASCII case), for a "did you mean" hint."""
+        rows = self._read(
+            "SELECT name FROM credentials WHERE instr(lower(name), lower(?)) > 0 LIMIT ?",
+            (text, limit),
+        )
+        return [r["name"] for r in rows]
+
     def find_credential_id(self, source: str, kind: str, name: str) -> str | None:
         """The id of the credential of ``source`` and ``kind`` named ``name`` (or whose native
         id is ``name``); None when there is none. Present ones first."""
