@@ -3,12 +3,20 @@
 keyshift: ``VaultSource.collect()`` with fingerprinting off (so both sides do listing +
 metadata): OpenBao's SCAN of ``detailed-metadata`` (the whole mount in one request), building
 keyshift's Credential records. Also shown: the per-folder ``detailed-metadata`` LIST walk.
-baseline: hvac, ``LIST`` each folder + ``read_secret_metadata`` per key, sequential.
+baseline: what a competent hvac script does: ``LIST`` each folder and ``read_secret_metadata``
+per key, all on a ``concurrent.futures.ThreadPoolExecutor`` (``--workers``, default 8, the pool
+size keyshift uses), one hvac Client (its own requests session) per worker thread.
+
+Each side gets one untimed warm-up round and then the same number of timed rounds (``--rounds``,
+interleaved: keyshift, walk, baseline, ...); the figure is each side's best round. The bench
+checks that all three find the same secret paths (the ones it seeded) with the same owner, and
+exits non-zero when they do not.
 
 Starts its own throwaway OpenBao dev server on a free loopback port (its output, which names
 the dev root token, goes to /dev/null) and stops it at the end.
 
     .venv/bin/python bench/vault_list.py [--secrets 5000] [--folder-size 100] [--rounds 3]
+        [--workers 8]
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -116,22 +125,34 @@ def seed(address: str, token: str, n: int, folder_size: int) -> list[str]:
     return paths
 
 
-def baseline(address: str, token: str) -> int:
-    """hvac, the usual way: LIST each folder, read each key's metadata, one at a time."""
-    client = hvac.Client(url=address, token=token)
-    kv = client.secrets.kv.v2
-    count = 0
-    stack = [""]
-    while stack:
-        folder = stack.pop()
-        keys = kv.list_secrets(path=folder, mount_point="secret")["data"]["keys"]
-        for key in keys:
-            if key.endswith("/"):
-                stack.append(folder + key)
-            else:
-                meta = kv.read_secret_metadata(path=folder + key, mount_point="secret")
-                count += bool(meta["data"]["custom_metadata"])
-    return count
+def baseline(address: str, token: str, workers: int) -> dict[str, str | None]:
+    """hvac with a thread pool: LIST each folder and read each key's metadata concurrently,
+    one hvac Client per worker thread. Returns {path: owner from custom_metadata}."""
+    local = threading.local()
+
+    def kv():  # type: ignore[no-untyped-def]
+        if not hasattr(local, "kv"):
+            local.kv = hvac.Client(url=address, token=token).secrets.kv.v2
+        return local.kv
+
+    def list_folder(folder: str) -> tuple[str, list[str]]:
+        return folder, kv().list_secrets(path=folder, mount_point="secret")["data"]["keys"]
+
+    def read_metadata(path: str) -> tuple[str, dict]:
+        return path, kv().read_secret_metadata(path=path, mount_point="secret")["data"]
+
+    found: dict[str, str | None] = {}
+    with ThreadPoolExecutor(workers) as pool:
+        folders, leaves = [""], []
+        while folders:  # one level of folders at a time, each level's LISTs concurrently
+            deeper: list[str] = []
+            for folder, keys in pool.map(list_folder, folders):
+                for key in keys:
+                    (deeper if key.endswith("/") else leaves).append(folder + key)
+            folders = deeper
+        for path, meta in pool.map(read_metadata, leaves):
+            found[path] = (meta.get("custom_metadata") or {}).get("owner")
+    return found
 
 
 def keyshift_loaded(address: str):  # type: ignore[no-untyped-def]
@@ -144,70 +165,103 @@ def keyshift_loaded(address: str):  # type: ignore[no-untyped-def]
     return loads_inventory(yaml.safe_dump(inv), file="bench.yaml", base_dir=ROOT)
 
 
-def timed(fn, rounds: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    best, result = float("inf"), 0
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+def disagreement(answers: dict[str, dict[str, str | None]], seeded: list[str]) -> str | None:
+    """Why the sides' answers ({path: owner}) differ from each other or from what was seeded."""
+    expected = set(seeded)
+    for name, found in answers.items():
+        if set(found) != expected:
+            missing, extra = sorted(expected - set(found)), sorted(set(found) - expected)
+            return (
+                f"{name} found {len(found)} secrets, not the {len(expected)} seeded "
+                f"(missing {missing[:3]}, unexpected {extra[:3]})"
+            )
+    first, *others = answers.values()
+    differ = sorted(p for p in expected if any(o[p] != first[p] for o in others))
+    if differ:
+        return f"the sides read different owners, e.g. for {differ[:3]}"
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secrets", type=int, default=5000)
     parser.add_argument("--folder-size", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3, help="best of N for keyshift")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, each side (best)")
+    parser.add_argument("--workers", type=int, default=8, help="the baseline's thread pool")
     args = parser.parse_args()
+    if args.rounds < 1 or args.workers < 1:
+        parser.error("--rounds and --workers must be at least 1")
 
     from console.sources.vault import VaultSource
 
     token = stdlib_secrets.token_urlsafe(24)
     # resolve_vault's last resort for a real source; in this process's memory only
     os.environ["BAO_TOKEN"] = token
+    times: dict[str, list[float]] = {"keyshift": [], "walk": [], "baseline": []}
+    answers: dict[str, dict[str, str | None]] = {}
     with tempfile.TemporaryDirectory(prefix="keyshift-bench-") as tmp:
         proc, address = start_bao(token, Path(tmp))
         try:
             t0 = time.perf_counter()
-            seed(address, token, args.secrets, args.folder_size)
+            seeded = seed(address, token, args.secrets, args.folder_size)
             print(
                 f"seeded {args.secrets} secrets in {time.perf_counter() - t0:.1f} s "
-                f"({args.secrets // args.folder_size} folders)"
+                f"({(args.secrets + args.folder_size - 1) // args.folder_size} folders)"
             )
             loaded = keyshift_loaded(address)
             source = VaultSource(loaded.source("bench"), loaded)
 
-            def ks_collect() -> int:
+            methods: set[str | None] = set()
+
+            def ks_collect() -> dict[str, str | None]:
                 result = source.collect()
                 assert result.complete, result.errors
-                return len(result.credentials)
+                methods.add(source.listing_methods.get("secret"))
+                return {c.name: c.owner for c in result.credentials}
 
-            def ks_walk() -> int:
-                return len(source.list_secrets(use_scan=False))
+            def ks_walk() -> dict[str, str | None]:
+                return {
+                    s.path: (s.meta.get("custom_metadata") or {}).get("owner")
+                    for s in source.list_secrets(use_scan=False)
+                }
 
-            ks_time, ks_n = timed(ks_collect, args.rounds)
-            method = source.listing_methods.get("secret")
-            walk_time, walk_n = timed(ks_walk, args.rounds)
-            # the baseline takes seconds per round, so one round is already a stable figure
-            base_time, base_n = timed(lambda: baseline(address, token), 1)
+            sides = {
+                "keyshift": ks_collect,
+                "walk": ks_walk,
+                "baseline": lambda: baseline(address, token, args.workers),
+            }
+            for name, fn in sides.items():  # one untimed warm-up round each
+                answers[name] = fn()
+            problem = disagreement(answers, seeded)
+            if problem:
+                sys.exit(f"bench: {problem}")
+            for _ in range(args.rounds):  # the same timed rounds, interleaved
+                for name, fn in sides.items():
+                    t0 = time.perf_counter()
+                    if fn() != answers[name]:
+                        sys.exit(f"bench: {name} answered differently from one round to the next")
+                    times[name].append(time.perf_counter() - t0)
+            method = "/".join(sorted(str(m) for m in methods))
         finally:
             stop(proc)
-    if not (ks_n == walk_n == base_n == args.secrets):
-        sys.exit(f"bench: counts differ: keyshift {ks_n}, walk {walk_n}, baseline {base_n}")
-    ks_rate = ks_n / ks_time
-    walk_rate = walk_n / walk_time
-    base_rate = base_n / base_time
+    n = len(seeded)
+    ks_time, walk_time, base_time = (min(times[k]) for k in ("keyshift", "walk", "baseline"))
+    ks_rate, walk_rate, base_rate = n / ks_time, n / walk_time, n / base_time
     print(
-        f"keyshift collect ({method}, no fingerprints): {ks_n} in {ks_time:.3f} s "
+        f"{args.rounds} timed rounds each after 1 warm-up; best round shown; "
+        f"all three found the same {n} secret paths with the same owners"
+    )
+    print(
+        f"keyshift collect ({method}, no fingerprints): {n} in {ks_time:.3f} s "
         f"= {ks_rate:,.0f} secrets/s"
     )
     print(
-        f"keyshift listing (detailed-metadata per folder): {walk_n} in {walk_time:.3f} s "
+        f"keyshift listing (detailed-metadata per folder): {n} in {walk_time:.3f} s "
         f"= {walk_rate:,.0f} secrets/s"
     )
     print(
-        f"baseline hvac LIST + metadata read per key: {base_n} in {base_time:.3f} s "
-        f"= {base_rate:,.0f} secrets/s"
+        f"baseline hvac LIST + metadata read per key, {args.workers} threads: {n} in "
+        f"{base_time:.3f} s = {base_rate:,.0f} secrets/s"
     )
     print(
         f"RESULT vault-list keyshift={ks_rate:.0f} baseline={base_rate:.0f} "
