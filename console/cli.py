@@ -1,7 +1,8 @@
 """The headless CLI. Its output and exit codes are a stable API for scripts.
 
 Every error is one line on stderr and a non-zero exit (console/errors.py maps exit codes);
-``-v`` adds detail, never a secret. Mutating commands refuse under ``--read-only``.
+``-v`` adds detail, never a secret. Commands that change a provider refuse under
+``--read-only``; sync, which only reads providers, is allowed.
 """
 
 from __future__ import annotations
@@ -56,11 +57,32 @@ class Context:
             if self.read_only and not self.db_path.exists():
                 raise NotFoundError(
                     f"no store at {self.db_path}, and --read-only may not create one",
-                    hint="run keyshift sync first (without --read-only)",
+                    hint="run keyshift sync first",
                 )
             self._store = Store(self.db_path, read_only=self.read_only)
             self.closers.append(self._store.close)
         return self._store
+
+    @property
+    def store_for_sync(self):  # type: ignore[no-untyped-def]
+        """The writable store, even under --read-only: sync (and the console, whose only
+        store writes are sync's and the rotations read-only refuses) reads providers and
+        writes nothing but keyshift's own store and audit log."""
+        if self._store is None or self._store.read_only:
+            from console.store import Store
+
+            if self._store is not None:
+                self._store.close()
+            self._store = Store(self.db_path)
+            self._audit = None
+            self.closers.append(self._store.close)
+        return self._store
+
+    @property
+    def audit_for_sync(self):  # type: ignore[no-untyped-def]
+        from console.audit import AuditLog
+
+        return AuditLog(self.store_for_sync)
 
     @property
     def reader(self):  # type: ignore[no-untyped-def]
@@ -152,7 +174,12 @@ def _setup_logging(verbose: int) -> None:
     envvar="KEYSHIFT_DB",
     help="The store (SQLite). Default: keyshift.db in the user data dir.",
 )
-@click.option("--read-only", is_flag=True, envvar="KEYSHIFT_READ_ONLY", help="Refuse every change.")
+@click.option(
+    "--read-only",
+    is_flag=True,
+    envvar="KEYSHIFT_READ_ONLY",
+    help="Refuse every change to a provider (sync, which only reads them, still works).",
+)
 @click.option("-v", "--verbose", count=True, help="More detail (-vv debug). Never a secret.")
 @click.version_option(package_name="keyshift")
 @click.pass_context
@@ -385,8 +412,8 @@ def _print_audit(entries: list[Any], fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 def sync_cmd(ctx: Context, only: tuple[str, ...], fmt: str) -> None:
-    """Read every source and update the store. Exit 0 ok, 1 when a source failed or was partial."""
-    ctx.require_writable("sync")
+    """Read every source and update the store. Exit 0 ok, 1 when a source failed or was partial.
+    Allowed under --read-only: sync only reads providers."""
     from console.sync import run_sync
 
     counts: dict[str, int] = {}
@@ -406,8 +433,8 @@ def sync_cmd(ctx: Context, only: tuple[str, ...], fmt: str) -> None:
 
     summary = run_sync(
         ctx.loaded,
-        ctx.store,
-        ctx.audit,
+        ctx.store_for_sync,
+        ctx.audit_for_sync,
         actor=ctx.actor(),
         only=list(only) or None,
         progress=progress,

@@ -333,6 +333,22 @@ def runs_finish(ctx: Context, run_ref: str, now: bool) -> None:
         raise RotationError(f"run {result.run_id[:12]}: {result.error}")
 
 
+@runs_group.command("rollback")
+@click.argument("run_ref")
+@click.option("--yes", "-y", is_flag=True)
+@pass_ctx
+def runs_rollback(ctx: Context, run_ref: str, yes: bool) -> None:
+    """Undo a run that stopped before promote: discard its new value, put the old one back.
+    A promoted run is refused (finish or abandon it)."""
+    ctx.require_writable("roll back a run")
+    row = _find_run(ctx.store, run_ref)
+    _confirm(f"Roll back run {row['id'][:12]} of {row['credential_id']}?", yes)
+    result = _engine(ctx).roll_back(
+        row["id"], actor=ctx.actor(), progress=_progress, interaction=_person()
+    )
+    _out(f"run {result.run_id}: {result.status}")
+
+
 @runs_group.command("resume")
 @click.argument("run_ref")
 @pass_ctx

@@ -95,6 +95,10 @@ class StoreError(KeyshiftError):
     exit_code = 6
 
 
+class ReadCancelled(StoreError):
+    """A read stopped because its answer was no longer wanted (Store.cancellable)."""
+
+
 class AuditError(KeyshiftError):
     """The audit chain failed verification."""
 

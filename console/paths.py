@@ -1,6 +1,7 @@
 """Where keyshift keeps its files: one place for the data dir, the default store, sandbox state.
 
-``KEYSHIFT_HOME`` overrides the platform's user data dir (tests and demos use it).
+``KEYSHIFT_HOME`` overrides the platform's user data dir and config dir (tests and demos use
+it): both are then that one directory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ def data_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o700)  # private whatever the umask (invariant 7)
     return path
+
+
+def config_dir() -> Path:
+    """Where a person's settings live (the TUI's keymap.yaml)."""
+    base = os.environ.get("KEYSHIFT_HOME")
+    return Path(base) if base else Path(platformdirs.user_config_dir("keyshift", appauthor=False))
 
 
 def default_db() -> Path:

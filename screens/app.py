@@ -2,7 +2,10 @@
 
 It is handed built services (store, loaded inventory, audit log, read-only flag, actor) and
 never builds a provider client itself: long work (sync, rotation) goes through console
-services in thread workers, and every screen re-reads the store afterwards.
+services in thread workers, and every screen reads the store off the UI thread.
+
+Navigation is k9s's: `:` opens a view by name (screens/views.py), `esc` goes back, the
+header shows the breadcrumbs. Every binding has an id; a keymap file remaps them.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from console.errors import ConfigError, ReadOnlyError
-from screens.inventory import InventoryScreen
+from screens import views
+from screens.palette import KeyshiftCommands
+from screens.theme import THEMES
 
 if TYPE_CHECKING:
     from console.audit import AuditLog
@@ -33,9 +38,12 @@ def _utc_now() -> datetime:
 class KeyshiftApp(App):
     TITLE = "keyshift"
     CSS_PATH = "keyshift.tcss"
-    BINDINGS = [
-        Binding("q", "quit", "Quit", id="app.quit"),
+    COMMANDS: ClassVar[set[Any]] = {KeyshiftCommands, *App.COMMANDS}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("colon", "command_bar", "Command", key_display=":", id="app.command"),
         Binding("question_mark", "help", "Keys", key_display="?", id="app.help"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False, id="app.theme"),
+        Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
     def __init__(
@@ -50,6 +58,10 @@ class KeyshiftApp(App):
         engine_factory: Callable[[], Any] | None = None,
         startup_warning: str | None = None,
         freeze_heap: bool = False,
+        theme: str = "dark",
+        keymap: dict[str, str] | None = None,
+        start: str = "creds",
+        start_filter: str = "",
     ) -> None:
         super().__init__()
         self.store = store
@@ -63,11 +75,15 @@ class KeyshiftApp(App):
         self._startup_warning = startup_warning
         # only for an app that owns its process (keyshift tui): frozen cycles are never freed
         self._freeze_heap = freeze_heap
-        if read_only:
-            self.sub_title = "read-only"
+        self._start = (start, start_filter)
+        for defined in THEMES.values():
+            self.register_theme(defined)
+        self.theme = THEMES[theme].name
+        if keymap:
+            self.set_keymap(keymap)
 
     def on_mount(self) -> None:
-        self.push_screen(InventoryScreen())
+        self.goto(*self._start)
         if self._freeze_heap:
             # What is alive once the first page is up (Textual, pydantic, the CSS) lives as
             # long as the process: freeze it out of the collector, so that a full collection
@@ -75,6 +91,53 @@ class KeyshiftApp(App):
             self.call_after_refresh(gc.freeze)
         if self._startup_warning:
             self.notify(self._startup_warning, severity="warning", timeout=10)
+
+    # --- navigation ----------------------------------------------------------------------
+
+    def goto(self, name: str, filter_text: str = "") -> None:
+        """Open view ``name``: back to it when it is already open beneath (k9s keeps one of
+        each), else on top of the current screen, so `esc` comes back."""
+        view = views.VIEWS[name]
+        stack = self.screen_stack
+        for index, screen in enumerate(stack):
+            if getattr(screen, "view_name", None) == name:
+                for _ in range(len(stack) - 1 - index):
+                    self.pop_screen()
+                if filter_text and hasattr(screen, "set_filter"):
+                    screen.set_filter(filter_text)
+                return
+        self.push_screen(view.screen_class()(filter_text))
+
+    def run_in_view(self, name: str, action: str) -> None:
+        """An action of view ``name`` (from the palette): open the view, then run it there,
+        on the widget that declares it when a hosted widget does."""
+        self.goto(name)
+
+        async def run() -> None:
+            screen = self.screen
+            for widget_class in getattr(screen, "HOSTS", ()):
+                if any(
+                    (b.action if isinstance(b, Binding) else b[1]) == action
+                    for b in widget_class.BINDINGS
+                ):
+                    for widget in screen.query(widget_class):
+                        await self.run_action(action, widget)
+                        return
+            await self.run_action(action, screen)
+
+        self.call_after_refresh(run)
+
+    def action_command_bar(self) -> None:
+        from screens.command_bar import CommandBar
+
+        def chosen(picked: tuple[str, str] | None) -> None:
+            if picked is not None:
+                self.goto(*picked)
+
+        self.push_screen(CommandBar(), chosen)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES["light" if self.current_theme.dark else "dark"].name
 
     # --- services (called from workers) ---------------------------------------------------
 
@@ -86,13 +149,14 @@ class KeyshiftApp(App):
             )
         return self.loaded
 
-    def sync(self, progress: SyncProgress) -> SyncSummary:
-        if self.read_only:
-            raise ReadOnlyError("sync")
+    def sync(self, progress: SyncProgress, only: list[str] | None = None) -> SyncSummary:
+        """Sync reads providers and writes only keyshift's store: allowed under read-only."""
         from console.sync import run_sync
 
         loaded = self._require_inventory("sync")
-        return run_sync(loaded, self.store, self.audit, actor=self.actor, progress=progress)
+        return run_sync(
+            loaded, self.store, self.audit, actor=self.actor, progress=progress, only=only
+        )
 
     def engine(self) -> Any:
         """The rotation engine, built on first use (it is not needed to browse)."""
@@ -136,20 +200,23 @@ class KeyshiftApp(App):
         self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The command palette (ctrl+p) lists this screen's actions beside Textual's own."""
+        """Textual's own (theme, keys, screenshot, quit) and this screen's actions that are
+        not a view's (the detail's, a run's): views and their actions come from
+        KeyshiftCommands."""
         yield from super().get_system_commands(screen)
-        hidden = set(getattr(screen, "MUTATING", ())) if self.read_only else set()
+        if getattr(screen, "view_name", None):
+            return
         seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding = active.binding
-            if binding.system or binding.action in seen or binding.action == "command_palette":
+            if binding.system or binding.action in seen or not binding.id:
                 continue
-            if binding.action.split("(")[0] in hidden:
+            if binding.id.startswith("app.") or not active.enabled:
                 continue
             seen.add(binding.action)
             node, action = active.node, binding.action
             yield SystemCommand(
                 binding.description or action,
-                f"key {binding.key_display or binding.key} · {binding.id or action}",
+                f"key {binding.key_display or binding.key} · {binding.id}",
                 lambda node=node, action=action: self.run_action(action, node),
             )

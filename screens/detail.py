@@ -3,26 +3,23 @@ which grant chain, and its rotation history with each run's steps."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Static
 
-from console.errors import KeyshiftError, ReadOnlyError
 from console.model import Credential
-from console.vocabulary import UNKNOWN, status_text
-from screens.format import STYLES, ago, expires_text, expiry_state, short_fingerprint, when
-from screens.rotate import STATUS_STYLE
+from console.vocabulary import NONE, UNKNOWN
+from screens.base import KeyshiftScreen
+from screens.format import ago, expires_text, expiry_state, short_fingerprint, when
+from screens.theme import state_style, status_style
 from screens.widgets.header import HeaderBar
-
-if TYPE_CHECKING:
-    from screens.app import KeyshiftApp
 
 HISTORY_RUNS = 20
 
@@ -34,43 +31,57 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-class DetailScreen(Screen):
-    BINDINGS = [
-        Binding("escape", "back", "Back", id="detail.back"),
+class DetailScreen(KeyshiftScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "rotate", "Rotate", id="detail.rotate"),
+        Binding("H", "holders", "Holders", id="detail.holders"),
+        Binding("c", "copy_id", "Copy id", id="detail.copy-id"),
     ]
     MUTATING = ("rotate",)
 
     def __init__(self, cred_id: str) -> None:
-        super().__init__(id="detail")
+        super().__init__()
         self.cred_id = cred_id
+        self.cred: Credential | None = None
 
     @property
-    def ks(self) -> KeyshiftApp:
-        return self.app  # type: ignore[return-value]
+    def crumb(self) -> str:
+        return f"credential {self.cred.name if self.cred else self.cred_id}"
 
     def compose(self) -> ComposeResult:
-        yield HeaderBar("credential")
+        yield HeaderBar()
         with VerticalScroll(id="detail-body"):
-            yield Static(id="meta", classes="section")
+            yield Static(Text("reading …", style="dim"), id="meta", classes="section")
             yield Static(id="agents", classes="section")
             yield Static(id="history", classes="section")
 
-    def on_mount(self) -> None:
+    def on_screen_resume(self) -> None:
         self.render_detail()
 
     def render_detail(self) -> None:
+        self._read()
+
+    @work(thread=True, exclusive=True, group="detail-read")
+    def _read(self) -> None:
+        store = self.ks.store
         try:
-            cred = self.ks.store.get_credential(self.cred_id)
-            if cred is None:
-                self.query_one("#meta", Static).update(f"no credential {self.cred_id}")
-                return
-            grants = self.ks.store.grants_for_credential(self.cred_id)
-            runs = self.ks.store.rotation_runs(credential_id=self.cred_id, limit=HISTORY_RUNS)
-            steps = {_get(r, "id"): self.ks.store.rotation_steps(_get(r, "id")) for r in runs}
-        except KeyshiftError as exc:
-            self.notify(exc.one_line(), severity="error")
+            cred = store.get_credential(self.cred_id)
+            grants = store.grants_for_credential(self.cred_id) if cred else []
+            runs = store.rotation_runs(credential_id=self.cred_id, limit=HISTORY_RUNS)
+            steps = {_get(r, "id"): store.rotation_steps(_get(r, "id")) for r in runs}
+        except Exception as exc:
+            self.fail_from_thread(exc)
             return
+        self.app.call_from_thread(self._show, cred, grants, runs, steps)
+
+    def _show(self, cred: Credential | None, grants: list, runs: list, steps: dict) -> None:
+        if not self.alive:
+            return
+        if cred is None:
+            self.query_one("#meta", Static).update(f"no credential {self.cred_id}")
+            return
+        self.cred = cred
+        self.refresh_header()
         self.query_one("#meta", Static).update(self._meta(cred))
         self.query_one("#agents", Static).update(self._agents(grants))
         self.query_one("#history", Static).update(self._history(runs, steps))
@@ -87,7 +98,7 @@ class DetailScreen(Screen):
             ("kind", cred.kind),
             ("source", cred.source),
             ("location", cred.location or "-"),
-            ("owner", cred.owner or Text("none", style=STYLES["muted"])),
+            ("owner", cred.owner or Text(NONE, style=state_style(self.app, "muted"))),
             ("environment", cred.environment or "-"),
             ("scope", cred.scope or "-"),
             ("sensitivity", cred.sensitivity or "-"),
@@ -97,7 +108,7 @@ class DetailScreen(Screen):
                 Text(
                     expires_text(cred, now)
                     + (f"  ({when(cred.expires_at, now)})" if cred.expires_at else ""),
-                    style=STYLES[expiry] if expiry else "",
+                    style=state_style(self.app, expiry or ""),
                 ),
             ),
             ("created", when(cred.created_at, now)),
@@ -107,11 +118,10 @@ class DetailScreen(Screen):
                 Text(
                     when(cred.last_used_at, now, none=UNKNOWN)
                     + (f"  via {cred.last_used_evidence}" if cred.last_used_evidence else ""),
-                    style="" if cred.last_used_at else STYLES["muted"],
+                    style=state_style(self.app, "" if cred.last_used_at else "muted"),
                 ),
             ),
             ("rotator", cred.rotator or "-"),
-            ("status", status_text(cred)),
             ("max age", f"{cred.max_age_days}d" if cred.max_age_days else "-"),
             ("fingerprint", short_fingerprint(cred.fingerprint)),
             ("version", cred.version or "-"),
@@ -127,19 +137,23 @@ class DetailScreen(Screen):
 
     def _status(self, cred: Credential) -> Text:
         if cred.status == "gone":
-            return Text("gone (no longer in its source; kept for history)", STYLES["gone"])
+            return Text(
+                "gone (no longer in its source; kept for history)", state_style(self.app, "gone")
+            )
         if cred.status == "stale" or cred.stale_since:
             since = ago(cred.stale_since, self.ks.now(), none="?") if cred.stale_since else "?"
             return Text(
                 f"{cred.status}, stale since {since}: {cred.stale_error or 'source failed'}",
-                STYLES["stale"],
+                state_style(self.app, "stale"),
             )
         return Text(cred.status)
 
     def _agents(self, grants: list) -> Group:
         title = Text(f"\nwho can reach it ({len(grants)})", style="bold underline")
         if not grants:
-            return Group(title, Text("  no agent holds a grant to it", style=STYLES["muted"]))
+            return Group(
+                title, Text("  no agent holds a grant to it", style=state_style(self.app, "muted"))
+            )
         table = Table(box=None, pad_edge=False, header_style="bold dim")
         table.add_column("AGENT", no_wrap=True)
         table.add_column("CAPABILITIES")
@@ -150,50 +164,55 @@ class DetailScreen(Screen):
                 g.agent,
                 ",".join(g.capabilities) or "-",
                 " → ".join(g.chain) or "-",
-                Text("yes", "green") if g.used else Text("no use seen", STYLES["never-used"]),
+                Text("yes", state_style(self.app, "used"))
+                if g.used
+                else Text("no use seen", state_style(self.app, "unused")),
             )
         return Group(title, table)
 
     def _history(self, runs: list, steps: dict) -> Group:
         title = Text(f"\nrotation history ({len(runs)})", style="bold underline")
         if not runs:
-            return Group(title, Text("  never rotated by keyshift", style=STYLES["muted"]))
+            return Group(
+                title, Text("  never rotated by keyshift", style=state_style(self.app, "muted"))
+            )
         now = self.ks.now()
         parts: list[Any] = [title]
         for run in runs:
             status = str(_get(run, "status", "?"))
-            style = STATUS_STYLE
             line = Text("  ")
-            line.append(status, style=style.get(status, "bold"))
+            line.append(status, style=status_style(self.app, status))
             started = _get(run, "started_at") or _get(run, "created_at")
             line.append(f"  {when(started, now) if started else '-'}")
             line.append(f"  {_get(run, 'rotator', '') or ''}  by {_get(run, 'actor', '?')}")
             if _get(run, "pending_version"):
                 line.append(f"  version {_get(run, 'pending_version')}")
             if _get(run, "error"):
-                line.append(f"  {_get(run, 'error')}", style="red")
+                line.append(f"  {_get(run, 'error')}", style=state_style(self.app, "error"))
             parts.append(line)
             for step in steps.get(_get(run, "id"), []):
                 s = str(_get(step, "status", "?"))
                 row = Text("      ")
                 row.append(f"{_get(step, 'step', '?'):<9}", style="bold")
-                row.append(s, style=style.get(s, ""))
+                row.append(s, style=status_style(self.app, s))
                 message = _get(step, "message") or _get(step, "error")
                 if message:
                     row.append(f"  {message}", style="dim")
                 parts.append(row)
         return Group(*parts)
 
-    def action_back(self) -> None:
-        self.dismiss()
-
     def action_rotate(self) -> None:
-        if self.ks.read_only:
-            self.notify(ReadOnlyError("rotate").one_line(), severity="warning")
-            return
-        cred = self.ks.store.get_credential(self.cred_id)
-        if cred is None:
+        if self.cred is None:
             return
         from screens.rotate import RotateScreen
 
-        self.app.push_screen(RotateScreen(cred.id, cred.name), lambda _=None: self.render_detail())
+        self.app.push_screen(RotateScreen(self.cred.id, self.cred.name))
+
+    def action_holders(self) -> None:
+        from screens.reach import ReachScreen
+
+        self.app.push_screen(ReachScreen(credential=self.cred_id))
+
+    def action_copy_id(self) -> None:
+        self.app.copy_to_clipboard(self.cred_id)
+        self.notify(f"copied {self.cred_id}")

@@ -1,47 +1,47 @@
 """How a credential reads in a table cell: relative times and semantic colour marks.
 
 Pure functions over ``Credential`` and a ``now``, so snapshot tests can freeze the clock and the
-bench can format rows without an app. Styles are Rich styles named by meaning (STYLES), so a
-theme changes one map, not the code.
+bench can format rows without an app. A cell carries a meaning ("expired", "stale", "muted"),
+never a colour: screens/theme.py turns meanings into the current theme's colours.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from rich.text import Text
 
 from console.model import Credential
 from console.vocabulary import NEVER, UNKNOWN, is_stale, owner_text, status_text
 
 EXPIRING_SOON = timedelta(days=14)
 
-# meaning -> Rich style
-STYLES: dict[str, str] = {
-    "expired": "bold red",
-    "expiring": "yellow",
-    "never-used": "magenta dim",
-    "gone": "strike dim",
-    "stale": "yellow italic",
-    "inactive": "dim",
-    "muted": "dim",
-}
 
-# (key, label, width): the inventory table's columns, in order. They fit 160 columns with the
-# cell padding and the scrollbar; a narrower terminal scrolls sideways.
-COLUMNS: list[tuple[str, str, int]] = [
-    ("name", "NAME", 27),
-    ("agents", "AGENTS", 14),
-    ("owner", "OWNER", 11),
-    ("kind", "KIND", 13),
-    ("source", "SOURCE", 11),
-    ("environment", "ENV", 7),
-    ("scope", "SCOPE", 11),
-    ("expires", "EXPIRES", 15),
-    ("rotated", "ROTATED", 9),
-    ("used", "LAST USED", 9),
-    ("status", "STATUS", 8),
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  # base width in cells
+    priority: int  # 0 is kept longest when the terminal is narrow
+    grow: int = 0  # how many more cells it may take on a wide terminal
+
+
+# The inventory table's columns in display order. On a narrow terminal the lowest priorities
+# give way first; at 100 columns the name, agents, owner, expiry and status always stay (the
+# column chooser shows the rest). Names, agents and scope are what a person reads: they grow.
+COLUMNS: list[Column] = [
+    Column("name", "NAME", 27, 0, 36),
+    Column("agents", "AGENTS", 14, 4, 30),
+    Column("owner", "OWNER", 11, 3, 8),
+    Column("kind", "KIND", 13, 8, 4),
+    Column("source", "SOURCE", 11, 9, 6),
+    Column("environment", "ENV", 7, 6),
+    Column("scope", "SCOPE", 11, 10, 30),
+    Column("expires", "EXPIRES", 15, 2),
+    Column("rotated", "ROTATED", 9, 7),
+    Column("used", "LAST USED", 9, 5),
+    Column("status", "STATUS", 8, 1),
 ]
+COLUMN_KEYS = [c.key for c in COLUMNS]
 
 
 def aware(value: datetime | str) -> datetime:
@@ -95,46 +95,34 @@ def expires_text(cred: Credential, now: datetime) -> str:
     return f"in {span(left)}"
 
 
-
-
 def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
-    """The inventory row of one credential as (text, Rich style) per column, styled by what
-    is wrong with it. Plain pairs, so the table can build a line without Text objects."""
+    """The inventory row of one credential as (text, meaning) per column of COLUMNS, marked by
+    what is wrong with it. Plain pairs, so the table can build a line without Text objects."""
     expiry = expiry_state(cred, now)
     cells = {
         "name": (cred.name, ""),
         "agents": (",".join(sorted(set(cred.agents))) or "-", ""),
-        "owner": (owner_text(cred), "" if cred.owner else STYLES["muted"]),
+        "owner": (owner_text(cred), "" if cred.owner else "muted"),
         "kind": (cred.kind, ""),
         "source": (cred.source, ""),
         "environment": (cred.environment or "-", ""),
         "scope": (cred.scope or "-", ""),
-        "expires": (expires_text(cred, now), STYLES[expiry] if expiry else ""),
+        "expires": (expires_text(cred, now), expiry or ""),
         "rotated": (ago(cred.rotated_at or cred.created_at, now, none="-"), ""),
         "used": (
             ago(cred.last_used_at, now, none=UNKNOWN),
-            STYLES["muted"] if cred.last_used_at is None else "",
+            "muted" if cred.last_used_at is None else "",
         ),
         "status": (status_text(cred), ""),
     }
     if cred.status == "gone":
-        cells = {
-            k: (text, f"{style} {STYLES['gone']}".strip()) for k, (text, style) in cells.items()
-        }
+        cells = {k: (text, "gone") for k, (text, _meaning) in cells.items()}
     elif is_stale(cred):
         for key in ("status", "name"):
-            cells[key] = (cells[key][0], STYLES["stale"])
+            cells[key] = (cells[key][0], "stale")
     elif cred.status == "inactive":
-        cells["status"] = (cells["status"][0], STYLES["inactive"])
-    return [cells[key] for key, _label, _width in COLUMNS]
-
-
-def row_cells(cred: Credential, now: datetime) -> list[Text]:
-    """row_values as Rich Text cells (the baseline table of bench/tui.py takes these)."""
-    return [
-        Text(text, style=style, no_wrap=True, overflow="ellipsis", end="")
-        for text, style in row_values(cred, now)
-    ]
+        cells["status"] = (cells["status"][0], "inactive")
+    return [cells[key] for key in COLUMN_KEYS]
 
 
 def short_fingerprint(fingerprint: str | None) -> str:

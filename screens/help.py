@@ -1,8 +1,10 @@
 """`?`: the keys of the screen underneath, read from its live bindings (so a remapped key
-shows as remapped), with each binding's id for `App.set_keymap`."""
+shows remapped and read-only keys are gone), each with what it does and its id for the
+keymap file; the views `:` opens; the filter grammar and the words the console uses."""
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,13 +14,14 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from console.vocabulary import LEGEND
+from screens import views
+from screens.keymap import default_path
 from screens.widgets.header import key_label
 
 FILTER_HELP = (
-    "filter: words match name, location, owner, agents, tags, kind, source, env, scope;\n"
+    "filter (/): words match name, location, owner, agents, tags, kind, source, env, scope;\n"
     "field:value exact (owner:none, env:prod, kind:api-key, agent:support-bot, tag:team=x),\n"
-    "field~value substring, * wildcard, !term inverts; expires:<14d, used:unknown, age:>90d.\n"
-    + LEGEND
+    "field~value substring, * wildcard, !term inverts; expires:<14d, used:unknown, age:>90d."
 )
 
 
@@ -33,36 +36,46 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog"):
-            yield Static(self._table(), id="help-keys")
-            yield Static(Text(FILTER_HELP, style="dim"), id="help-filter")
+            yield Static(self._keys(), id="help-keys")
+            yield Static(self._views(), id="help-views")
+            yield Static(Text(f"{FILTER_HELP}\n{LEGEND}", style="dim"), id="help-filter")
 
-    def _table(self) -> Table:
-        read_only = getattr(self.app, "read_only", False)
-        hidden = set(getattr(self.under, "MUTATING", ())) if read_only else set()
+    def _keys(self) -> Table:
         table = Table(title="keys", box=None, header_style="bold dim", title_style="bold")
         table.add_column("KEY", style="bold", no_wrap=True)
-        table.add_column("ACTION")
-        table.add_column("ID", style="dim")
+        table.add_column("DOES")
+        table.add_column("ID (keymap)", style="dim")
         rows: dict[str, list[str]] = {}
         for key, active in self.under.active_bindings.items():
             binding: Binding = active.binding
-            if binding.action.split("(")[0] in hidden:
-                continue
             # keyshift's bindings all have ids; of Textual's own, only the palette is news
             if not binding.id and binding.action != "command_palette":
                 continue
-            # one row per action, every key that triggers it
-            ident = binding.id or binding.action
-            label = binding.key_display or key_label(key)
-            if ident in rows:
+            ident = binding.id or "(textual) command palette"
+            label = key_label(key)
+            if ident in rows:  # one row per action, every key that triggers it
                 rows[ident][0] += f", {label}"
                 continue
             rows[ident] = [label, binding.description or binding.action, ident]
         for label, description, ident in rows.values():
             table.add_row(label, description, ident)
-        if read_only:
-            table.caption = "read-only: sync and rotate are refused"
+        caption = f"remap keys in {default_path()} (id: key)"
+        if getattr(self.app, "read_only", False):
+            caption = (
+                "read-only: rotate, resume, roll back and finish are off; sync still works\n"
+                + caption
+            )
+        table.caption = caption
         return table
+
+    def _views(self) -> Group:
+        table = Table(title="views (:name)", box=None, header_style="bold dim", title_style="bold")
+        table.add_column("VIEW", style="bold", no_wrap=True)
+        table.add_column("ALIASES", style="dim")
+        table.add_column("SHOWS")
+        for view in views.VIEWS.values():
+            table.add_row(f":{view.name}", ", ".join(view.aliases), view.summary)
+        return Group(Text(""), table, Text(""))
 
     def action_close(self) -> None:
         self.dismiss()

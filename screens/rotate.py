@@ -22,25 +22,10 @@ from console.errors import KeyshiftError
 from console.redaction import redact_active
 from screens.format import when
 from screens.prompts import TuiInteraction
+from screens.theme import state_style, status_style
 
 if TYPE_CHECKING:
     from screens.app import KeyshiftApp
-
-# step statuses (started/done/failed/retrying/scheduled/waiting) and run statuses
-# (console.model.RunStatus)
-STATUS_STYLE = {
-    "pending": "dim",
-    "started": "yellow",
-    "retrying": "yellow",
-    "done": "green",
-    "failed": "bold red",
-    "waiting": "bold yellow",
-    "scheduled": "cyan",
-    "completed": "bold green",
-    "awaiting-revoke": "bold green",
-    "rolled-back": "bold yellow",
-    "rollback-failed": "bold red",
-}
 
 
 class RotateScreen(ModalScreen[Any]):
@@ -77,8 +62,15 @@ class RotateScreen(ModalScreen[Any]):
                 yield Button("Cancel (esc)", id="rotate-cancel")
 
     def on_mount(self) -> None:
+        # no Rotate button until there is a plan that can run: nothing to press by mistake
+        self.query_one("#rotate-go", Button).display = False
         self.query_one("#rotate-cancel", Button).focus()
         self._plan_worker()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "confirm":
+            return self.state == "ready"
+        return True
 
     # --- plan ----------------------------------------------------------------------------
 
@@ -94,12 +86,17 @@ class RotateScreen(ModalScreen[Any]):
             self.app.call_from_thread(self._show_plan, plan)
 
     def _show_plan(self, plan: Any) -> None:
+        if self not in self.app.screen_stack:
+            return  # closed while the plan was read
         self.plan = plan
         text = Text()
         text.append("issuer     ", style="bold")
         text.append(plan.issuer)
         if plan.manual:
-            text.append("  (a person mints and revokes it: keyshift asks you)", style="yellow")
+            text.append(
+                "  (a person mints and revokes it: keyshift asks you)",
+                style=state_style(self.app, "warning"),
+            )
         text.append("\n")
         text.append("declared   ", style="bold")
         text.append(f"{plan.origin}\n", style="dim")
@@ -107,7 +104,8 @@ class RotateScreen(ModalScreen[Any]):
             text.append("targets    " if number == 1 else "           ", style="bold")
             text.append(f"{number}. {target['type']}: {target['where']}\n")
         text.append("downtime   ", style="bold")
-        text.append(f"{plan.downtime}\n", style="green" if plan.downtime == "none" else "yellow")
+        meaning = "done" if plan.downtime == "none" else "warning"
+        text.append(f"{plan.downtime}\n", style=state_style(self.app, meaning))
         text.append("grace      ", style="bold")
         text.append(f"{plan.grace_seconds / 3600:g} h before the old value is revoked\n")
         if plan.steps:
@@ -116,9 +114,9 @@ class RotateScreen(ModalScreen[Any]):
             text.append(f"  {number}. {step['step']}: ", style="bold")
             text.append(f"{step['does']}\n")
         for warning in plan.warnings:
-            text.append(f"warning    {warning}\n", style="yellow")
+            text.append(f"warning    {warning}\n", style=state_style(self.app, "warning"))
         if plan.refused:
-            text.append(f"\ncannot rotate: {plan.refused}\n", style="bold red")
+            text.append(f"\ncannot rotate: {plan.refused}\n", style=state_style(self.app, "failed"))
         self.query_one("#rotate-plan", Static).update(text)
         if plan.refused:
             self.state = "refused"
@@ -126,8 +124,10 @@ class RotateScreen(ModalScreen[Any]):
             return
         self.state = "ready"
         go = self.query_one("#rotate-go", Button)
+        go.display = True
         go.disabled = False
         go.focus()
+        self.refresh_bindings()
 
     # --- run -----------------------------------------------------------------------------
 
@@ -135,6 +135,7 @@ class RotateScreen(ModalScreen[Any]):
         if self.state != "ready":
             return
         self.state = "running"
+        self.refresh_bindings()
         self.query_one("#rotate-go", Button).disabled = True
         self.query_one("#rotate-cancel", Button).disabled = True
         self._render_steps()
@@ -168,10 +169,10 @@ class RotateScreen(ModalScreen[Any]):
     def _render_steps(self) -> None:
         text = Text()
         for note in self.notes:
-            text.append(f"{note}\n", style="bold cyan")
+            text.append(f"{note}\n", style=state_style(self.app, "accent"))
         for step, (status, message) in self.step_lines.items():
             text.append(f"  {step:<18}", style="bold")
-            text.append(f"{status:<10}", style=STATUS_STYLE.get(status, "dim"))
+            text.append(f"{status:<10}", style=status_style(self.app, status))
             if message:
                 text.append(message, style="dim")
             text.append("\n")
@@ -186,7 +187,7 @@ class RotateScreen(ModalScreen[Any]):
         self.result = result
         status = str(getattr(result, "status", "done"))
         line = Text("\nrotation ")
-        line.append(status, style=STATUS_STYLE.get(status, "bold"))
+        line.append(status, style=status_style(self.app, status))
         if getattr(result, "version", None):
             line.append(f"  new version {result.version}")
         revoke_after = getattr(result, "revoke_after", None)
@@ -196,7 +197,7 @@ class RotateScreen(ModalScreen[Any]):
                 style="dim",
             )
         if getattr(result, "error", None):
-            line.append(f"\n{result.error}", style="red")
+            line.append(f"\n{result.error}", style=state_style(self.app, "error"))
         line.append("\n(esc closes)", style="dim")
         self.outcome = line
         self._render_steps()
@@ -208,12 +209,13 @@ class RotateScreen(ModalScreen[Any]):
 
     def _failed(self, message: str) -> None:
         self.state = "failed"
-        self.outcome = Text(f"\n{message}", style="bold red")
+        self.outcome = Text(f"\n{message}", style=state_style(self.app, "failed"))
         self._render_steps()
         self._closeable()
         self.notify(message, severity="error")
 
     def _closeable(self) -> None:
+        self.refresh_bindings()
         go = self.query_one("#rotate-go", Button)
         go.disabled = True
         go.display = False  # nothing left to start from this dialog

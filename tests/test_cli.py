@@ -168,7 +168,6 @@ def test_show_unknown_id_is_one_line_exit_3(tmp_path, env):
 
 
 def test_read_only_refuses_every_change_and_writes_nothing(tmp_path, env):
-    assert_one_line_error(run(tmp_path, env, "--read-only", "sync"), 4, "read-only")
     assert_one_line_error(
         run(
             tmp_path,
@@ -192,9 +191,13 @@ def test_read_only_refuses_every_change_and_writes_nothing(tmp_path, env):
     assert not (tmp_path / "ks.db").exists()
     assert_one_line_error(run(tmp_path, env, "audit", "verify"), 3, "no store")
     assert not (tmp_path / "ks.db").exists()
-    run(tmp_path, env, "sync")
+    # sync only reads providers: read-only allows it (it writes keyshift's own store)
+    synced = run(tmp_path, env, "--read-only", "sync")
+    assert synced.returncode == 0, synced.stderr
     verify = run(tmp_path, env, "--read-only", "audit", "verify")
     assert verify.returncode == 0 and verify.stdout.startswith("OK "), verify.stdout
+    tail = json.loads(run(tmp_path, env, "audit", "tail", "--format", "json").stdout)
+    assert tail[-1]["action"] == "sync" and tail[-1]["actor"] == "tester"
 
 
 def test_reads_never_touch_a_file_that_is_not_a_current_keyshift_store(tmp_path, env):

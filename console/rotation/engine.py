@@ -381,6 +381,44 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
             return self._result(row)
         return self._finish(row, actor, progress, interaction, force=now_regardless)
 
+    def roll_back(
+        self,
+        run_id: str,
+        *,
+        actor: str,
+        progress: Progress | None = None,
+        interaction: Interaction | None = None,
+    ) -> RunResult:
+        """Undo a run that stopped before promote (interrupted, or its rollback failed):
+        discard its new value at the issuer and put the old value back wherever it was
+        delivered. A promoted run is not rolled back: its consumers use the new value and
+        the old one is revoked at the end of the grace period (finish it, or abandon it)."""
+        self._writable(f"roll back rotation {run_id}")
+        row = self._run_row(run_id)
+        if row["status"] in TERMINAL_RUN_STATUSES:
+            return self._result(row)
+        if row["status"] == AWAITING_REVOKE or done(self._latest(run_id), "promote"):
+            raise RotationError(
+                f"run {run_id} has promoted its new value: consumers use it now",
+                hint="let it finish (keyshift runs finish), or abandon it",
+            )
+        self._take_over(row, actor)
+        cred = self._credential(row["credential_id"])
+        spec = self._spec_of(row, cred)
+        grace = timedelta(seconds=float((row.get("plan") or {}).get("grace_seconds") or 0))
+        self.audit.append(
+            actor, "rotation.rollback", cred.id, {"run_id": run_id, "from": row["status"]}
+        )
+        with ValueScope(f"run {run_id}") as scope:
+            run = self._new_run(run_id, cred, spec, actor, grace, progress, interaction, scope)
+            self._load_journal(run)
+            try:
+                return self._rollback(run, "rollback", f"rolled back by {actor}")
+            except RotationFailed as exc:
+                if exc.result is not None and exc.result.status == RunStatus.rolled_back.value:
+                    return exc.result
+                raise
+
     def abandon(self, run_id: str, *, actor: str, reason: str) -> RunResult:
         """Give up on a run that cannot finish (audited): it releases its claim, and nothing at
         the issuer or the targets is touched; what it may have left is in the audit entry."""

@@ -14,9 +14,10 @@ from typing import Any, Self, TypeVar
 
 import sqlite_utils
 
-from console.errors import StoreError
+from console.errors import ReadCancelled, StoreError
 from console.store.rows import (
     BUSY_TIMEOUT_MS,
+    CANCEL_TICK_STEPS,
     iter_rows,
 )
 from console.store.schema import MIGRATIONS, migrate, schema_version
@@ -159,6 +160,9 @@ class StoreBase:
             yield
         except sqlite3.OperationalError as exc:
             text = str(exc)
+            cancelled = getattr(self._local, "cancelled", None)
+            if text == "interrupted" and cancelled is not None and cancelled():
+                raise ReadCancelled(f"{what} cancelled: its answer is no longer wanted") from None
             if "locked" in text or "busy" in text:
                 raise StoreError(
                     f"the store is busy ({what}): another keyshift process holds it",
@@ -170,6 +174,33 @@ class StoreBase:
                 f"store error during {what}: {exc}",
                 hint=f"is {self.path} a keyshift store? move it aside to start afresh",
             ) from None
+
+    @contextmanager
+    def cancellable(self, cancelled: Callable[[], bool]) -> Iterator[None]:
+        """Reads this thread runs inside stop early, raising ReadCancelled, once
+        ``cancelled()`` turns true: a count over a million rows whose query was replaced
+        while it ran frees the reader at once instead of finishing a stale answer."""
+        conn = self._conn()
+        previous = getattr(self._local, "cancelled", None)
+        self._local.cancelled = cancelled
+        self.restore_progress_handler(conn)
+        try:
+            yield
+        finally:
+            self._local.cancelled = previous
+            self.restore_progress_handler(conn)
+
+    def restore_progress_handler(self, conn: sqlite3.Connection) -> None:
+        """The progress handler this thread's reads run under: the cancel check, or none."""
+        cancelled = getattr(self._local, "cancelled", None)
+        if cancelled is None:
+            conn.set_progress_handler(None, 0)
+        else:
+            conn.set_progress_handler(lambda: int(cancelled()), CANCEL_TICK_STEPS)
+
+    def is_cancelled(self) -> bool:
+        cancelled = getattr(self._local, "cancelled", None)
+        return bool(cancelled is not None and cancelled())
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

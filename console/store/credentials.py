@@ -153,17 +153,17 @@ class CredentialRows(StoreBase):
             def tick() -> int:
                 nonlocal expired
                 expired = time.perf_counter() > deadline
-                return expired
+                return expired or self.is_cancelled()
 
             conn.set_progress_handler(tick, WALK_TICK_STEPS)
             try:
                 with self._guard("read"):
                     return list(iter_rows(conn.execute(sql, params)))
             except StoreError:
-                if not expired:
+                if not expired or self.is_cancelled():
                     raise
             finally:
-                conn.set_progress_handler(None, 0)
+                self.restore_progress_handler(conn)
         sql, params = make(drive)
         return self._read(sql, params)
 

@@ -35,6 +35,31 @@ class GrantRows(StoreBase):
             )
         ]
 
+    def agent_reach(self) -> list[dict]:
+        """Per agent holding any grant: how many credentials still present it can reach, and
+        how many of those it has been seen using."""
+        return self._read(
+            "SELECT g.agent AS agent, count(DISTINCT g.credential_id) AS reach, "
+            "count(DISTINCT CASE WHEN g.used THEN g.credential_id END) AS used "
+            "FROM grants g JOIN credentials c ON c.id = g.credential_id AND c.gone_at IS NULL "
+            "GROUP BY g.agent ORDER BY g.agent COLLATE NOCASE"
+        )
+
+    def credential_labels(self, ids: list[str]) -> dict[str, dict]:
+        """id -> {name, status, gone} for the credentials of ``ids`` the store knows."""
+        out: dict[str, dict] = {}
+        for batch in chunks(list(dict.fromkeys(ids)), 500):
+            marks = ",".join("?" * len(batch))
+            for row in self._read(
+                f"SELECT id, name, status, gone_at FROM credentials WHERE id IN ({marks})", batch
+            ):
+                out[row["id"]] = {
+                    "name": row["name"],
+                    "status": row["status"],
+                    "gone": row["gone_at"] is not None,
+                }
+        return out
+
     def all_grants(self) -> list[Grant]:
         return [row_to_grant(r) for r in self._read("SELECT * FROM grants ORDER BY id")]
 

@@ -21,6 +21,8 @@ BULK_CACHE_KIB = -1_000_000  # negative: KiB, i.e. ~1 GB while bulk_insert_crede
 # which plan answers depends on it, never the rows returned.
 WALK_BUDGET_MS = 50.0
 WALK_TICK_STEPS = 200
+# how often (SQLite VM steps) a cancellable read checks whether it is still wanted
+CANCEL_TICK_STEPS = 1000
 # Matches the FTS index may return for the drive plan to be chosen without trying the walk.
 FTS_FEW = 2_000
 # Shortest substring the trigram index can answer; shorter terms always scan.

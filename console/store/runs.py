@@ -19,6 +19,7 @@ from console.process import Owner
 from console.store.base import StoreBase
 from console.store.rows import (
     RUN_FIELDS,
+    chunks,
     from_json,
     run_dict,
     to_json,
@@ -210,6 +211,20 @@ class RunRows(StoreBase):
         for row in rows:
             row["detail"] = from_json(row["detail"], None)
         return rows
+
+    def last_steps(self, run_ids: list[str]) -> dict[str, dict]:
+        """run id -> its newest journal row (step, status, started_at, error)."""
+        out: dict[str, dict] = {}
+        for batch in chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(batch))
+            for row in self._read(
+                "SELECT run_id, step, status, started_at, finished_at, error FROM rotation_steps "
+                f"WHERE id IN (SELECT max(id) FROM rotation_steps WHERE run_id IN ({marks}) "
+                "GROUP BY run_id)",
+                batch,
+            ):
+                out[row["run_id"]] = row
+        return out
 
     def rotation_runs(
         self,

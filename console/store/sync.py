@@ -310,6 +310,24 @@ class SyncRows(StoreBase):
         row["results"] = results
         return row
 
+    def source_states(self) -> dict[str, dict]:
+        """source -> its newest sync result (status, counts, error, at) and how many of its
+        credentials are present, stale and gone now."""
+        out: dict[str, dict] = {}
+        for row in self._read(
+            "SELECT r.* FROM sync_source_results r WHERE r.id IN "
+            "(SELECT max(id) FROM sync_source_results GROUP BY source)"
+        ):
+            row["detail"] = from_json(row["detail"], [])
+            out[row["source"]] = row
+        for row in self._read(
+            "SELECT source, sum(gone_at IS NULL) AS present, "
+            "sum(gone_at IS NULL AND stale_since IS NOT NULL) AS stale_now, "
+            "sum(gone_at IS NOT NULL) AS gone_now FROM credentials GROUP BY source"
+        ):
+            out.setdefault(row["source"], {"source": row["source"]}).update(row)
+        return out
+
     def last_sync(self) -> dict | None:
         rows = self._read("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1")
         return self._sync_dict(rows[0]) if rows else None

@@ -1,31 +1,34 @@
-"""The inventory table: a virtual list over the store's result set, fetched a page at a time.
+"""The inventory table: a virtual list over the store's result set, read a page at a time by
+a reader thread, so the UI thread never runs SQL, counts or waits on the store.
 
-The widget's height in rows is the count of the query; the rows themselves are read from the
-store in pages of ``page_size`` only when a line of them is painted, and at most ``max_pages``
-pages are held. A new query paints from its first page at once: when that page is full, the
-count (capped, see COUNT_CAP) runs in a thread worker and the scrollbar and status line catch
-up when it lands, so a keystroke costs one LIMIT/OFFSET page whatever the inventory's size.
+The widget's height in rows is the (known part of the) count of the query. A row that is not
+in the page cache paints as a placeholder and asks the reader for its page; when the page
+lands the line repaints. A new query keeps the old rows on screen until its first page lands,
+so typing never blanks the table. The count runs on a second reader, capped (COUNT_CAP) once
+typing pauses, exact only when the cursor nears the end.
+
+Both ends are cheap: rows near the top are read in the query's order, rows near the bottom
+in the reversed order (``G`` reads the last page as the first page of the reversed query,
+never with a large OFFSET). Before the count is known, ``G`` shows the last rows anchored to
+the end; the indices shift into place when the count lands.
 
 Why not Textual's DataTable (holding a window of rows) or a textual-fastdatatable backend:
-both render every cell through Rich on each repaint, measured at ~150 ms for one screen of
-11 columns on this project's machines. Here each row is one Rich Text made once per fetch and
-kept as a Strip, so a repaint is a crop and a style per visible line.
+both render every cell through Rich on each repaint. Here each row is a list of (text, style)
+runs made once per fetch, so a repaint is a crop and a style per visible line.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
-from textual import events, work
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
@@ -34,9 +37,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from console.errors import KeyshiftError
+from console.errors import KeyshiftError, ReadCancelled
 from console.model import Credential
 from screens.format import COLUMNS, row_values
+from screens.theme import state_style
+from screens.widgets.reader import Reader
 
 if TYPE_CHECKING:
     from console.query import Query
@@ -46,10 +51,63 @@ if TYPE_CHECKING:
 # and the status line only needs "10,000+". The exact count is taken when the cursor or the
 # scrollbar gets near the end.
 COUNT_CAP = 10_000
-# The count starts once the query has been left alone this long (typing paused).
-COUNT_AFTER = 0.12
+# The capped count starts once the query has been left alone this long (typing paused).
+COUNT_AFTER = 0.04
 CELL_PADDING = 1
-ROW_WIDTH = sum(width + 2 * CELL_PADDING for _key, _label, width in COLUMNS)
+GUTTER = 2  # the mark column: "● " for a marked row
+MARK = "●"
+NAME_FIRST = 20  # spare cells the name takes before the other columns grow
+_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns on screen and their widths (in COLUMNS order)."""
+
+    keys: tuple[str, ...]
+    widths: tuple[int, ...]
+    hidden: tuple[str, ...]
+
+    @property
+    def width(self) -> int:
+        return GUTTER + sum(w + 2 * CELL_PADDING for w in self.widths)
+
+
+def plan_columns(available: int, chosen: frozenset[str] | None = None) -> Layout:
+    """The columns for a view ``available`` cells wide. Without a choice, columns join by
+    priority while they fit (the name always); spare cells go to the name first, then to
+    the growable columns up to their ceilings. A chosen set is shown whatever the width (a
+    narrower view scrolls sideways)."""
+    if chosen:
+        keep = set(chosen) | {"name"}
+    else:
+        keep, used = set(), GUTTER
+        for col in sorted(COLUMNS, key=lambda c: c.priority):
+            need = col.width + 2 * CELL_PADDING
+            if col.key != "name" and used + need > available:
+                break
+            keep.add(col.key)
+            used += need
+    cols = [c for c in COLUMNS if c.key in keep]
+    widths = [c.width for c in cols]
+    room = {i: c.grow for i, c in enumerate(cols) if c.grow}
+    spare = available - Layout((), tuple(widths), ()).width
+    name = next(i for i, c in enumerate(cols) if c.key == "name")
+    first = min(max(spare, 0), NAME_FIRST, room.get(name, 0))
+    widths[name] += first
+    room[name] -= first
+    spare -= first
+    while spare > 0 and any(room.values()):
+        share = max(spare // len([r for r in room.values() if r]), 1)
+        for i in list(room):
+            grant = min(share, room[i], spare)
+            widths[i] += grant
+            room[i] -= grant
+            spare -= grant
+            if spare == 0:
+                break
+    hidden = tuple(c.key for c in COLUMNS if c.key not in keep)
+    return Layout(tuple(c.key for c in cols), tuple(widths), hidden)
 
 
 @dataclass(frozen=True)
@@ -59,16 +117,9 @@ class Window:
     total: int
     exact: bool = True
     counting: bool = False
-
-
-_STYLES: dict[str, Style] = {}
-
-
-def _style(name: str) -> Style:
-    style = _STYLES.get(name)
-    if style is None:
-        style = _STYLES[name] = Style.parse(name) if name else Style()
-    return style
+    from_end: bool = False  # the rows are placed from the end; the count is not known yet
+    loading: bool = False  # the query's first page has not landed yet
+    marked: int = 0
 
 
 def _fit(text: str, width: int) -> str:
@@ -79,94 +130,49 @@ def _fit(text: str, width: int) -> str:
     return set_cell_size(text, width)
 
 
-# Columns that take a share of a terminal wider than ROW_WIDTH, and how wide each may grow:
-# names, agents and scope are what a person reads; the rest are short codes.
-_GROWTH = {"name": 36, "agents": 30, "scope": 30, "owner": 8, "source": 6, "kind": 4}
-
-
-_NAME_FIRST = 20
-
-
-def fit_widths(available: int) -> tuple[int, ...]:
-    """Column widths for a view ``available`` cells wide: the base widths, plus what is left
-    over shared among the growable columns (a narrower view scrolls sideways)."""
-    widths = [width for _key, _label, width in COLUMNS]
-    spare = available - ROW_WIDTH
-    room = {i: _GROWTH[key] for i, (key, _l, _w) in enumerate(COLUMNS) if key in _GROWTH}
-    # the name first: it is what a row is read by
-    name = next(i for i, (key, _l, _w) in enumerate(COLUMNS) if key == "name")
-    first = min(max(spare, 0), _NAME_FIRST)
-    widths[name] += first
-    room[name] -= first
-    spare -= first
-    while spare > 0 and room:
-        share = max(spare // len(room), 1)
-        for i in list(room):
-            grant = min(share, room[i], spare)
-            widths[i] += grant
-            room[i] -= grant
-            spare -= grant
-            if room[i] == 0:
-                del room[i]
-            if spare == 0:
-                break
-    return tuple(widths)
-
-
-BASE_WIDTHS = fit_widths(0)
-
-
-def row_width(widths: tuple[int, ...]) -> int:
-    return sum(width + 2 * CELL_PADDING for width in widths)
-
-
-def _cells(values: list[tuple[str, str]], widths: tuple[int, ...]) -> list[tuple[str, Style]]:
-    """One row as (text, style) runs: each cell cut or padded to its column, with padding."""
-    pad = " " * CELL_PADDING
-    return [
-        (f"{pad}{_fit(text, width)}{pad}", _style(style))
-        for width, (text, style) in zip(widths, values, strict=True)
-    ]
-
-
-def _strip(
-    runs: list[tuple[str, Style]], base: Style, over: Style | None, x: int, width: int, full: int
-) -> Strip:
-    """The line as painted: one Strip, styled and cut to the view, built in one pass.
-    ``full`` is the row's own width (all columns)."""
-    if over is None:
-        segments = [Segment(text, base + style) for text, style in runs]
-    else:
-        segments = [Segment(text, base + style + over) for text, style in runs]
+def _strip(runs: list[tuple[str, Style]], base: Style, x: int, width: int, full: int) -> Strip:
+    """The line as painted: one Strip, styled and cut to the view, built in one pass."""
+    segments = [Segment(text, base + style) for text, style in runs]
     if x + width > full:
         segments.append(Segment(" " * (x + width - full), base))
     strip = Strip(segments, max(full, x + width))
     return strip.crop(x, x + width) if x else strip
 
 
-def _header(widths: tuple[int, ...]) -> list[tuple[str, Style]]:
-    return _cells([(label, "") for _key, label, _width in COLUMNS], widths)
+@dataclass
+class _Result:
+    """One query's rows as far as they are known."""
+
+    query: Query
+    generation: int
+    total: int = 0
+    exact: bool = False
+    counting: bool = False
+    from_end: bool = False  # tail mode: index i is the (total-1-i)-th row from the end
+    first_landed: bool = False
 
 
 class CredentialTable(ScrollView, can_focus=True):
     """Every credential of a query, one line each; the cursor moves over the whole result."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select", "Detail", id="inventory.open"),
-        Binding("up", "cursor_up", "Up", show=False, id="table.up"),
-        Binding("down", "cursor_down", "Down", show=False, id="table.down"),
-        Binding("pageup", "page_up", "Page up", show=False, id="table.page-up"),
-        Binding("pagedown", "page_down", "Page down", show=False, id="table.page-down"),
-        Binding("home,ctrl+home,g", "first", "First", show=False, id="table.first"),
-        Binding("end,ctrl+end,G", "last", "Last", show=False, id="table.last"),
-        Binding("left", "scroll_left", "Left", show=False, id="table.left"),
-        Binding("right", "scroll_right", "Right", show=False, id="table.right"),
+        Binding("enter", "select", "Open", id="table.open"),
+        Binding("space", "toggle_mark", "Mark", id="table.mark"),
+        Binding("up,k", "cursor_up", "Up", show=False, id="table.up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="table.down"),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="table.page-up"),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="table.page-down"),
+        Binding("home,ctrl+home,g", "first", "First row", show=False, id="table.first"),
+        Binding("end,ctrl+end,G", "last", "Last row", show=False, id="table.last"),
+        Binding("left,h", "scroll_left", "Scroll left", show=False, id="table.left"),
+        Binding("right,l", "scroll_right", "Scroll right", show=False, id="table.right"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "credential-table--header",
         "credential-table--cursor",
         "credential-table--odd",
+        "credential-table--placeholder",
     }
 
     DEFAULT_CSS = """
@@ -189,10 +195,13 @@ class CredentialTable(ScrollView, can_focus=True):
     CredentialTable > .credential-table--odd {
         background: $surface-lighten-1 30%;
     }
+    CredentialTable > .credential-table--placeholder {
+        color: $text-disabled;
+    }
     """
 
     page_size = 60
-    max_pages = 8
+    max_pages = 12
 
     cursor: reactive[int] = reactive(0, always_update=True, init=False)
 
@@ -209,12 +218,41 @@ class CredentialTable(ScrollView, can_focus=True):
             return self.table
 
     class WindowChanged(Message):
-        """The rows on screen, or the result set, changed."""
+        """The rows on screen, the result set or the marks changed."""
 
         def __init__(self, table: CredentialTable, window: Window) -> None:
             super().__init__()
             self.table = table
             self.window = window
+
+    class Failed(Message):
+        """A read failed (a busy or broken store): the screen says what happened."""
+
+        def __init__(self, table: CredentialTable, message: str) -> None:
+            super().__init__()
+            self.table = table
+            self.message = message
+
+    class PageLoaded(Message, bubble=False):
+        """From a reader thread (internal)."""
+
+        def __init__(self, generation: int, key: tuple[str, int], rows: list[Credential]) -> None:
+            super().__init__()
+            self.generation, self.key, self.rows = generation, key, rows
+
+    class Counted(Message, bubble=False):
+        """From a reader thread (internal)."""
+
+        def __init__(self, generation: int, total: int, exact: bool) -> None:
+            super().__init__()
+            self.generation, self.total, self.exact = generation, total, exact
+
+    class ReadFailed(Message, bubble=False):
+        """From a reader thread (internal)."""
+
+        def __init__(self, generation: int, key: Any, message: str) -> None:
+            super().__init__()
+            self.generation, self.key, self.message = generation, key, message
 
     def __init__(
         self,
@@ -229,143 +267,94 @@ class CredentialTable(ScrollView, can_focus=True):
         self.now = now
         if page_size:
             self.page_size = page_size
-        self.query_: Query | None = None
-        self.total = 0
-        self.exact = True
-        self.counting = False
-        self._generation = 0  # bumped per query: a count that lands late is dropped
+        self.pages = Reader("pages")
+        self.counts = Reader("counts")
+        self.result: _Result | None = None  # what is on screen
+        self.pending: _Result | None = None  # a query asked for, its first page not landed
+        self._generation = 0
+        self._keep_cursor: int | None = None
+        self._pages: OrderedDict[tuple[str, int], list[Credential]] = OrderedDict()
+        self._pending_pages: dict[tuple[str, int], list[Credential]] = {}
+        self._inflight: set[tuple[int, str, int]] = set()
+        self._count_inflight: set[tuple[int, bool]] = set()
+        self._runs: dict[str, list[tuple[str, Style]]] = {}
         self._count_timer: Timer | None = None
-        self._count_lock = threading.Lock()
-        self._pages: OrderedDict[int, list[Credential]] = OrderedDict()
-        self._strips: OrderedDict[int, list[tuple[str, Style]]] = OrderedDict()
         self._clock: datetime | None = None
         self._last_window: Window | None = None
-        self._paint_styles = (Style(), Style(), Style(), Style())
-        self._widths = BASE_WIDTHS  # refitted to the view on resize
-        self._row_width = ROW_WIDTH
-        self._header = _header(BASE_WIDTHS)
+        self._paint: tuple[Style, Style, Style, Style, Style] = (Style(),) * 5
+        self.chosen: frozenset[str] | None = None
+        self.columns_layout = plan_columns(0)
+        self.marked: dict[str, str] = {}  # id -> name, in the order marked
 
-    # --- the result set -----------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._recolour())
+
+    def on_unmount(self) -> None:
+        self.app.theme_changed_signal.unsubscribe(self)
+        self.pages.close()
+        self.counts.close()
+
+    def _recolour(self) -> None:
+        self._runs.clear()  # rows were styled with the old theme's colours
+        self.refresh()
+
+    # --- what the screen asks ------------------------------------------------------------
+
+    @property
+    def query_(self) -> Query | None:
+        return self.result.query if self.result else None
+
+    @property
+    def total(self) -> int:
+        return self.result.total if self.result else 0
+
+    @property
+    def exact(self) -> bool:
+        return self.result.exact if self.result else True
+
+    @property
+    def counting(self) -> bool:
+        return bool(self.result and self.result.counting)
+
+    @property
+    def busy(self) -> bool:
+        """Reads still out for what is on screen (tests and the bench wait on this)."""
+        return bool(self.pending or self._inflight or self.counting or self._missing_on_screen())
 
     def show(self, query: Query, *, keep_position: bool = False) -> None:
-        """Show ``query`` from its first row (or near the cursor, for a reload)."""
-        self.query_ = query
+        """Show ``query``: its first page is read at once, and replaces the rows on screen
+        when it lands (a reload lands at the cursor's place)."""
         self._generation += 1
-        self._pages.clear()
-        self._strips.clear()
+        self.pending = _Result(query, self._generation)
+        self._pending_pages = {}
+        self._keep_cursor = self.cursor if keep_position and self.result else None
         self._clock = self.now()
-        first = self._page(0)
-        if len(first) < self.page_size:
-            self.total, self.exact, self.counting = len(first), True, False
-        else:
-            # more than a page: paint now, and count in a worker (the status line says so)
-            # once typing pauses: a count in flight competes with painting for the GIL (the
-            # store's query planner calls back into Python while it runs)
-            self.total, self.exact, self.counting = self.page_size, False, True
-            if self._count_timer is not None:
-                self._count_timer.stop()
-            self._count_timer = self.set_timer(
-                COUNT_AFTER, partial(self._count, self._generation, query)
-            )
-        target = 0
-        if keep_position:
-            self._grow_to(self.cursor)
-            target = min(self.cursor, max(self.total - 1, 0))
-        self.virtual_size = Size(self._row_width, self.total + 1)  # + the header line
-        if not keep_position:
-            self.scroll_to(x=0, y=0, animate=False, immediate=True)
-        self.cursor = target
-        self.refresh()
+        self._request(self.pending, ("head", 0), urgent=True)
+        if self._keep_cursor is not None:
+            self._request(self.pending, ("head", self._keep_cursor // self.page_size), True)
         self._post_window()
-
-    def _store_count(self, query: Query | None, cap: int | None = COUNT_CAP + 1) -> int | None:
-        """The store's count, or None (with a notice) when the store fails: a busy or broken
-        store must cost the status line its number, not the app its life."""
-        try:
-            return self.store.count_credentials(query, cap=cap)
-        except KeyshiftError as exc:
-            try:  # from the count worker
-                self.app.call_from_thread(self._count_failed, exc.one_line())
-            except RuntimeError:  # already on the app's thread (a key handler)
-                self._count_failed(exc.one_line())
-            return None
-
-    def _count_failed(self, message: str) -> None:
-        self.counting = False
-        self.notify(message, severity="error")
-        self._post_window()
-
-    @work(thread=True, group="count")
-    def _count(self, generation: int, query: Query) -> None:
-        # one count at a time; one whose query was replaced while it waited never runs
-        with self._count_lock:
-            if generation != self._generation:
-                return
-            total = self._store_count(query)
-        if total is not None:
-            self.app.call_from_thread(self._counted, generation, total)
-
-    def _counted(self, generation: int, total: int) -> None:
-        if generation != self._generation:
-            return
-        self.counting = False
-        self.exact = total <= COUNT_CAP
-        self.total = max(total, self.total)
-        self.virtual_size = Size(self._row_width, self.total + 1)
-        self.refresh()
-        self._post_window()
-
-    def _page(self, number: int) -> list[Credential]:
-        page = self._pages.get(number)
-        if page is None:
-            assert self.query_ is not None
-            page = self.store.page_credentials(
-                self.query_, offset=number * self.page_size, limit=self.page_size
-            )
-            self._pages[number] = page
-            while len(self._pages) > self.max_pages:
-                self._pages.popitem(last=False)
-        else:
-            self._pages.move_to_end(number)
-        return page
-
-    def _grow_to(self, index: int) -> None:
-        """While the count is out, reach ``index`` by reading the one page that holds it."""
-        if not self.counting or index < self.total or self.query_ is None:
-            return
-        number = index // self.page_size
-        page = self._page(number)
-        if len(page) == self.page_size:
-            self.total = (number + 1) * self.page_size
-        elif page:  # the last page: the count is known now
-            self.total = number * self.page_size + len(page)
-            self.counting, self.exact = False, True
-            self._generation += 1  # drop the count in flight
-        else:  # past the end: count now
-            with self._count_lock:
-                total = self._store_count(self.query_)
-            if total is not None:
-                self._counted(self._generation, total)
-            self._generation += 1
-            return
-        self.virtual_size = Size(self._row_width, self.total + 1)
 
     def reload(self) -> None:
         """Re-read the store (after a sync or a rotation), keeping the cursor's place."""
-        if self.query_ is not None:
-            self.show(self.query_, keep_position=True)
+        if self.result is not None:
+            self.show(self.result.query, keep_position=True)
 
     def row(self, index: int) -> Credential | None:
-        """The ``index``-th credential of the result (fetching its page if need be)."""
-        if self.query_ is None or not 0 <= index < self.total:
+        """The ``index``-th credential of the result when its page is here; otherwise None,
+        and its page is asked for."""
+        result = self.result
+        if result is None or not 0 <= index < result.total:
             return None
-        number = index // self.page_size
-        try:
-            page = self._page(number)
-        except KeyshiftError as exc:  # painting must not crash the app (e.g. a busy store)
-            self.notify(exc.one_line(), severity="error")
-            return None
-        position = index - number * self.page_size
+        key, position = self._locate(result, index)
+        page = self._pages.get(key)
+        if page is None:
+            other = self._other_key(result, index)
+            page = self._pages.get(other[0]) if other else None
+            if page is None:
+                self._request(result, key, urgent=True)
+                return None
+            key, position = other  # type: ignore[misc]
+        self._pages.move_to_end(key)
         return page[position] if position < len(page) else None
 
     @property
@@ -382,72 +371,371 @@ class CredentialTable(ScrollView, can_focus=True):
         return max(self.scrollable_content_region.height - 1, 1)
 
     def visible(self) -> list[Credential]:
-        """The credentials on screen, top to bottom."""
+        """The credentials on screen, top to bottom (those whose pages have landed)."""
         first = int(self.scroll_offset.y)
         rows = [self.row(i) for i in range(first, min(first + self.body_height, self.total))]
         return [r for r in rows if r is not None]
 
-    def _ensure_exact(self, index: int) -> None:
-        """Count exactly once the cursor or the view gets near the capped end."""
-        if self.counting:
-            self._grow_to(index)
+    def window(self) -> Window:
+        top = int(self.scroll_offset.y)
+        rows = max(min(self.body_height, self.total - top), 0)
+        result = self.result
+        return Window(
+            top,
+            rows,
+            self.total,
+            self.exact,
+            self.counting,
+            bool(result and result.from_end and not result.exact),
+            self.pending is not None and result is None,
+            len(self.marked),
+        )
+
+    # --- columns -------------------------------------------------------------------------
+
+    def choose_columns(self, chosen: frozenset[str] | None) -> None:
+        """Show exactly these columns (None: by priority, as many as fit)."""
+        self.chosen = chosen or None
+        self._relayout(force=True)
+
+    def _relayout(self, force: bool = False) -> None:
+        layout = plan_columns(self.scrollable_content_region.width, self.chosen)
+        if layout != self.columns_layout or force:
+            self.columns_layout = layout
+            self._runs.clear()
+            self._resize_virtual()
+            self.refresh()
+
+    def cell_text(self, cred: Credential, key: str) -> str:
+        return row_values(cred, self._clock or self.now())[_INDEX[key]][0]
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _locate(self, result: _Result, index: int) -> tuple[tuple[str, int], int]:
+        """Where row ``index`` lives: (direction, page number) and its place in the page.
+        Rows in the lower half of an exactly counted result, and every row of a result
+        placed from its end, are read in reversed order: no read needs a large OFFSET."""
+        if result.from_end and not result.exact:
+            offset = result.total - 1 - index
+            return ("tail", offset // self.page_size), offset % self.page_size
+        if result.exact and index >= result.total // 2 and result.total > self.page_size:
+            offset = result.total - 1 - index
+            return ("tail", offset // self.page_size), offset % self.page_size
+        return ("head", index // self.page_size), index % self.page_size
+
+    def _other_key(self, result: _Result, index: int) -> tuple[tuple[str, int], int] | None:
+        """Row ``index`` read the other way, when the count makes both ways agree."""
+        if not result.exact:
+            return None
+        key, _ = self._locate(result, index)
+        if key[0] == "tail":
+            return ("head", index // self.page_size), index % self.page_size
+        offset = result.total - 1 - index
+        return ("tail", offset // self.page_size), offset % self.page_size
+
+    def _request(self, result: _Result, key: tuple[str, int], urgent: bool) -> None:
+        token = (result.generation, *key)
+        if token in self._inflight:
             return
-        if self.exact or self.query_ is None or index < self.total - 2 * self.body_height:
+        self._inflight.add(token)
+        direction, number = key
+        query = result.query
+        if direction == "tail":
+            query = replace(query, descending=not query.descending)
+        offset, limit, generation = number * self.page_size, self.page_size, result.generation
+
+        def read() -> list[Credential]:
+            return self.store.page_credentials(query, offset=offset, limit=limit)
+
+        def deliver(rows: Any, error: BaseException | None) -> None:
+            if error is None:
+                self.post_message(self.PageLoaded(generation, key, rows))
+            else:
+                self.post_message(self.ReadFailed(generation, key, _describe(error)))
+
+        self.pages.submit(
+            read, deliver, priority=0 if urgent else 1, wanted=lambda: self._wanted(generation)
+        )
+
+    def _wanted(self, generation: int) -> bool:
+        # read from the reader's thread: a plain int comparison, no lock needed
+        return generation >= self._generation
+
+    def _request_count(self, result: _Result, exact: bool) -> None:
+        token = (result.generation, exact)
+        if token in self._count_inflight:
             return
-        total = self._store_count(self.query_, cap=None)
-        if total is None:
-            return
-        self.total = total
-        self.exact = True
-        self.virtual_size = Size(self._row_width, self.total + 1)
+        self._count_inflight.add(token)
+        result.counting = True
+        query, generation = result.query, result.generation
+
+        def count() -> int:
+            with self.store.cancellable(lambda: not self._wanted(generation)):
+                return self.store.count_credentials(query, cap=None if exact else COUNT_CAP + 1)
+
+        def deliver(total: Any, error: BaseException | None) -> None:
+            if error is None:
+                done = exact or total <= COUNT_CAP
+                self.post_message(self.Counted(generation, total, done))
+            else:
+                self.post_message(self.ReadFailed(generation, token, _describe(error)))
+
+        self.counts.submit(
+            count, deliver, priority=1 if exact else 0, wanted=lambda: self._wanted(generation)
+        )
         self._post_window()
 
-    # --- painting -----------------------------------------------------------------------
+    def on_credential_table_page_loaded(self, message: PageLoaded) -> None:
+        message.stop()
+        self._inflight.discard((message.generation, *message.key))
+        pending = self.pending
+        if pending is not None and message.generation == pending.generation:
+            self._pending_pages[message.key] = message.rows
+            if message.key == ("head", 0):
+                self._swap_in(pending)
+            return
+        result = self.result
+        if result is None or message.generation != result.generation:
+            return
+        self._keep_page(result, message.key, message.rows)
+        self.refresh()
+        self._post_window()
 
-    def _row_runs(self, index: int) -> list[tuple[str, Style]] | None:
-        runs = self._strips.get(index)
+    def _swap_in(self, result: _Result) -> None:
+        """The new query's first page landed: it replaces what was on screen."""
+        keep = self._keep_cursor
+        self.pending, self.result = None, result
+        self._pages = OrderedDict()
+        self._runs.clear()
+        if self._count_timer is not None:
+            self._count_timer.stop()
+        pages, self._pending_pages = self._pending_pages, {}
+        for key in sorted(pages, key=lambda k: k != ("head", 0)):
+            self._keep_page(result, key, pages[key])
+        if keep is None:
+            self.scroll_to(x=0, y=0, animate=False, immediate=True)
+            self.cursor = 0
+        else:
+            self.cursor = min(keep, max(result.total - 1, 0))
+        if not result.exact:
+            # more than a page: count once typing pauses (a count in flight competes with
+            # painting for the CPU)
+            result.counting = True
+            generation = result.generation
+            self._count_timer = self.set_timer(COUNT_AFTER, lambda: self._count_now(generation))
+        self.refresh()
+        self._post_window()
+
+    def _keep_page(self, result: _Result, key: tuple[str, int], rows: list[Credential]) -> None:
+        self._pages[key] = rows
+        while len(self._pages) > self.max_pages:
+            self._pages.popitem(last=False)
+        self._learn(result, key, len(rows))
+
+    def _learn(self, result: _Result, key: tuple[str, int], size: int) -> None:
+        """What a page tells about the count: a short page ends the result; a full one is a
+        lower bound."""
+        _direction, number = key
+        known = number * self.page_size + size
+        if size < self.page_size and (size or number == 0):
+            self._set_total(result, known, exact=True)
+        elif known > result.total:
+            self._set_total(result, known, exact=result.exact)
+
+    def _count_now(self, generation: int) -> None:
+        result = self.result
+        if result is not None and result.generation == generation and not result.exact:
+            result.counting = False
+            self._request_count(result, exact=False)
+
+    def _set_total(self, result: _Result, total: int, *, exact: bool) -> None:
+        shift = total - result.total if result.from_end and not result.exact else 0
+        result.total = total
+        result.exact = exact or result.exact
+        if result.exact:
+            result.counting = False
+        self._resize_virtual()
+        if shift:
+            # rows placed from the end keep their place on screen: every index shifts
+            self.scroll_to(y=self.scroll_offset.y + shift, animate=False, immediate=True)
+            self.cursor = self.cursor + shift
+
+    def on_credential_table_counted(self, message: Counted) -> None:
+        message.stop()
+        self._count_inflight.discard((message.generation, message.exact))
+        result = self.result
+        if result is None or message.generation != result.generation:
+            return
+        if result.exact:  # a short page already said
+            result.counting = False
+        else:
+            result.counting = False
+            if message.exact or message.total > result.total:
+                self._set_total(result, message.total, exact=message.exact)
+        self.refresh()
+        self._post_window()
+
+    def on_credential_table_read_failed(self, message: ReadFailed) -> None:
+        message.stop()
+        if (
+            isinstance(message.key, tuple)
+            and len(message.key) == 2
+            and isinstance(message.key[0], str)
+        ):
+            self._inflight.discard((message.generation, *message.key))
+        else:
+            self._count_inflight.discard(message.key)
+        if message.generation != self._generation:
+            return  # cancelled or replaced: nobody waits for it
+        if self.pending is not None and self.pending.generation == message.generation:
+            self.pending = None
+        if self.result is not None:
+            self.result.counting = False
+        self.post_message(self.Failed(self, message.message))
+        self._post_window()
+
+    def _resize_virtual(self) -> None:
+        self.virtual_size = Size(self.columns_layout.width, self.total + 1)  # + the header line
+
+    def _missing_on_screen(self) -> bool:
+        result = self.result
+        if result is None:
+            return False
+        first = int(self.scroll_offset.y)
+        for index in range(first, min(first + self.body_height, result.total)):
+            key, _ = self._locate(result, index)
+            other = self._other_key(result, index)
+            if key not in self._pages and not (other and other[0] in self._pages):
+                return True
+        return False
+
+    def _near_end(self, index: int) -> None:
+        """The cursor or the view nears the last known row of an uncounted result: read
+        ahead (head order), and take the exact count when near a capped one."""
+        result = self.result
+        if result is None or result.exact:
+            return
+        if result.from_end:
+            if index < 2 * self.page_size:
+                key, _ = self._locate(result, 0)
+                self._request(result, (key[0], key[1] + 1), urgent=False)
+            return
+        if index >= result.total - self.page_size:
+            self._request(result, ("head", result.total // self.page_size), urgent=False)
+        if result.total > COUNT_CAP and index >= result.total - 2 * self.body_height:
+            self._request_count(result, exact=True)
+
+    # --- marks ---------------------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        cred = self.current
+        if cred is None:
+            return
+        if cred.id in self.marked:
+            del self.marked[cred.id]
+        else:
+            self.marked[cred.id] = cred.name
+        self._runs.pop(cred.id, None)
+        self.cursor += 1
+        self.refresh()
+        self._post_window(force=True)
+
+    def clear_marks(self) -> None:
+        if self.marked:
+            self.marked.clear()
+            self._runs.clear()
+            self.refresh()
+            self._post_window(force=True)
+
+    # --- painting ------------------------------------------------------------------------
+
+    def _row_runs(self, cred: Credential) -> list[tuple[str, Style]]:
+        runs = self._runs.get(cred.id)
         if runs is None:
-            cred = self.row(index)
-            if cred is None:
-                return None
-            runs = _cells(row_values(cred, self._clock or self.now()), self._widths)
-            self._strips[index] = runs
-            while len(self._strips) > self.page_size * self.max_pages:
-                self._strips.popitem(last=False)
+            values = row_values(cred, self._clock or self.now())
+            pad = " " * CELL_PADDING
+            mark = self.marked.get(cred.id) is not None
+            runs = [(f"{MARK} " if mark else "  ", state_style(self.app, "marked"))]
+            for key, width in zip(
+                self.columns_layout.keys, self.columns_layout.widths, strict=True
+            ):
+                text, meaning = values[_INDEX[key]]
+                runs.append((f"{pad}{_fit(text, width)}{pad}", state_style(self.app, meaning)))
+            if mark:
+                bold = Style(bold=True)
+                runs = [(text, style + bold) for text, style in runs]
+            self._runs[cred.id] = runs
+            while len(self._runs) > self.page_size * self.max_pages:
+                self._runs.pop(next(iter(self._runs)))
+        return runs
+
+    def _header_runs(self) -> list[tuple[str, Style]]:
+        query = self.query_
+        pad = " " * CELL_PADDING
+        runs = [("  ", Style())]
+        for key, width in zip(self.columns_layout.keys, self.columns_layout.widths, strict=True):
+            label = COLUMNS[_INDEX[key]].label
+            if query is not None and query.sort == key:
+                label += " ↓" if query.descending else " ↑"
+            runs.append((f"{pad}{_fit(label, width)}{pad}", Style()))
         return runs
 
     def render_lines(self, crop):  # type: ignore[no-untyped-def]
         # the styles are the same for every line of one paint: resolve them once
         base = self.rich_style
-        self._paint_styles = (
+        self._paint = (
             base,
             base + self.get_component_rich_style("credential-table--header"),
             base + self.get_component_rich_style("credential-table--odd"),
-            self.get_component_rich_style("credential-table--cursor"),
+            base + self.get_component_rich_style("credential-table--cursor"),
+            base + self.get_component_rich_style("credential-table--placeholder"),
         )
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
-        base, header, odd, cursor = self._paint_styles
+        base, header, odd, cursor, placeholder = self._paint
+        full = self.columns_layout.width
         if y == 0:
-            return _strip(self._header, header, None, scroll_x, width, self._row_width)
+            return _strip(self._header_runs(), header, scroll_x, width, full)
         index = scroll_y + y - 1
-        runs = self._row_runs(index) if index < self.total else None
-        if runs is None:
+        if index >= self.total:
             return Strip.blank(width, base)
+        cred = self.row(index)
+        if cred is None:  # its page is on the way
+            return _strip([("  ", Style()), ("  …", Style())], placeholder, scroll_x, width, full)
+        runs = self._row_runs(cred)
         if index == self.cursor:
-            return _strip(runs, base, cursor, scroll_x, width, self._row_width)
-        return _strip(runs, odd if index % 2 else base, None, scroll_x, width, self._row_width)
+            return _strip(runs, cursor, scroll_x, width, full)
+        return _strip(runs, odd if index % 2 else base, scroll_x, width, full)
 
-    # --- cursor and scrolling -----------------------------------------------------------
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        """A cell cut to its column shows whole in a tooltip."""
+        offset = event.get_content_offset(self)
+        tip = None
+        if offset is not None and offset.y >= 1:
+            cred = self.row(int(self.scroll_offset.y) + offset.y - 1)
+            x = offset.x + int(self.scroll_offset.x) - GUTTER
+            if cred is not None and x >= 0:
+                for key, width in zip(
+                    self.columns_layout.keys, self.columns_layout.widths, strict=True
+                ):
+                    if x < width + 2 * CELL_PADDING:
+                        text = self.cell_text(cred, key)
+                        tip = text if cell_len(text) > width else None
+                        break
+                    x -= width + 2 * CELL_PADDING
+        if tip != self.tooltip:
+            self.tooltip = tip
+
+    # --- cursor and scrolling ------------------------------------------------------------
 
     def validate_cursor(self, value: int) -> int:
         return max(0, min(value, self.total - 1)) if self.total else 0
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self._ensure_exact(new)
+        self._near_end(new)
         top = int(self.scroll_offset.y)
         if new < top:
             self.scroll_to(y=new, animate=False, immediate=True)
@@ -458,55 +746,52 @@ class CredentialTable(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
-        self._ensure_exact(int(new) + self.body_height)
+        self._near_end(int(new) + self.body_height)
+        if self.result is not None and self.result.from_end:
+            self._near_end(int(new))
         self._post_window()
 
-    def window(self) -> Window:
-        top = int(self.scroll_offset.y)
-        rows = max(min(self.body_height, self.total - top), 0)
-        return Window(top, rows, self.total, self.exact, self.counting)
-
-    def _post_window(self) -> None:
+    def _post_window(self, force: bool = False) -> None:
         window = self.window()
-        if window != self._last_window:
+        if window != self._last_window or force:
             self._last_window = window
             self.post_message(self.WindowChanged(self, window))
 
     def on_resize(self) -> None:
-        widths = fit_widths(self.scrollable_content_region.width)
-        if widths != self._widths:
-            self._widths, self._row_width = widths, row_width(widths)
-            self._header = _header(widths)
-            self._strips.clear()  # cached rows were cut to the old widths
-            self.virtual_size = Size(self._row_width, self.total + 1)
-            self.refresh()
+        self._relayout()
         self._post_window()
 
     def action_cursor_up(self) -> None:
         self.cursor -= 1
 
     def action_cursor_down(self) -> None:
-        self._ensure_exact(self.cursor + 1)
         self.cursor += 1
 
     def action_page_up(self) -> None:
         self.cursor -= self.body_height
 
     def action_page_down(self) -> None:
-        self._ensure_exact(self.cursor + self.body_height)
         self.cursor += self.body_height
 
     def action_first(self) -> None:
+        result = self.result
+        if result is not None and result.from_end and not result.exact:
+            result.from_end = False  # back to reading from the top
+            self._post_window()
         self.cursor = 0
+        self.scroll_to(y=0, animate=False, immediate=True)
 
     def action_last(self) -> None:
-        if self.counting:  # going to the end needs the count now
-            with self._count_lock:
-                total = self._store_count(self.query_)
-            if total is not None:
-                self._counted(self._generation, total)
-        self._ensure_exact(self.total)
-        self.cursor = self.total - 1
+        """The last row, read as the first page of the reversed query. Without the count,
+        the rows are placed from the end and shift into place when it lands."""
+        result = self.result
+        if result is None:
+            return
+        if not result.exact:
+            result.from_end = True
+            self._request(result, ("tail", 0), urgent=True)
+            self._request_count(result, exact=True)
+        self.cursor = result.total - 1
 
     def action_select(self) -> None:
         cred = self.current
@@ -522,3 +807,13 @@ class CredentialTable(ScrollView, can_focus=True):
             self.cursor = index
             if event.chain >= 2:
                 self.action_select()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ReadCancelled):
+        return "cancelled"
+    if isinstance(error, KeyshiftError):
+        return error.one_line()
+    from console.redaction import redact_active
+
+    return redact_active(f"reading the store failed: {type(error).__name__}: {error}")

@@ -1,0 +1,71 @@
+"""What every full screen of the console shares: the header (breadcrumbs, badges, the keys
+in force), `esc` back to the screen below, read-only stripping, and one way to report an
+error (a notification, never a traceback)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from console.errors import KeyshiftError
+from console.redaction import redact_active
+
+if TYPE_CHECKING:
+    from screens.app import KeyshiftApp
+
+
+class KeyshiftScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="view.back", show=False),
+    ]
+    # actions that change a provider: under --read-only they are stripped (no key, no hint,
+    # no palette entry), and the header says read-only is on
+    MUTATING: ClassVar[tuple[str, ...]] = ()
+    view_name: ClassVar[str | None] = None  # set by the screens registered in screens.views
+
+    @property
+    def ks(self) -> KeyshiftApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def crumb(self) -> str:
+        """This screen's part of the breadcrumbs."""
+        return self.view_name or ""
+
+    header_note: str = ""  # shown at the right of the header (e.g. the audit chain's state)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in self.MUTATING and getattr(self.app, "read_only", False))
+
+    def action_back(self) -> None:
+        """Back to the screen below; the first screen has nowhere to go back to."""
+        if len([s for s in self.app.screen_stack if isinstance(s, KeyshiftScreen)]) > 1:
+            self.app.pop_screen()
+
+    @property
+    def alive(self) -> bool:
+        """Still on the stack: a worker's answer for a screen that was closed is dropped."""
+        return self.is_attached and self in self.app.screen_stack
+
+    def fail(self, error: BaseException) -> None:
+        """Say what went wrong, in one line (called on the UI thread)."""
+        if isinstance(error, KeyshiftError):
+            message = error.one_line()
+        else:  # a bug must not kill the console: name it, never a traceback
+            message = redact_active(f"{type(error).__name__}: {error}")
+        self.notify(message, severity="error", timeout=8)
+
+    def fail_from_thread(self, error: BaseException) -> None:
+        self.app.call_from_thread(self.fail, error)
+
+    def refresh_header(self) -> None:
+        from screens.widgets.header import HeaderBar
+
+        for header in self.query(HeaderBar):
+            header.update_hints()
+
+    def set_header_note(self, note: str) -> None:
+        self.header_note = note
+        self.refresh_header()

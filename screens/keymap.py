@@ -1,0 +1,162 @@
+"""The keymap file: ``keymap.yaml`` in keyshift's config dir (or ``keyshift tui --keymap``)
+remaps any binding by its id (help, `?`, lists every id and the keys in force):
+
+    creds.rotate: ctrl+r          # one key
+    app.quit: q, ctrl+c           # several, comma-separated (or a YAML list)
+
+Checked before the console starts, each problem with file:line:column and a fix: an id that
+does not exist, a key Textual cannot name, a key that another binding of the same screen
+already uses. A missing default file is no keymap; a missing --keymap file is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from pathlib import Path
+
+from textual.keys import Keys, _character_to_key
+
+from console import yamlsafe
+from console.errors import ConfigError
+from console.paths import config_dir
+from screens import bindings
+
+MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
+_NAMED = (
+    {k.value for k in Keys}
+    | {_character_to_key(c) for c in string.printable if c.strip()}
+    | {"space"}
+)
+EXAMPLE = "creds.rotate: ctrl+r"
+
+
+def default_path() -> Path:
+    return config_dir() / "keymap.yaml"
+
+
+def normalize(keys: str) -> list[str]:
+    return [
+        _character_to_key(k) if len(k) == 1 else k for k in (p.strip() for p in keys.split(","))
+    ]
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not a key Textual can bind, or None."""
+    if not key:
+        return "an empty key"
+    *mods, base = key.split("+") if len(key) > 1 else [key]
+    for mod in mods:
+        if mod not in MODIFIERS:
+            return f"{mod!r} is not a modifier ({', '.join(MODIFIERS)})"
+    if len(base) == 1 and base.isprintable():
+        return None
+    if base in _NAMED or (base.startswith("f") and base[1:].isdigit() and 1 <= int(base[1:]) <= 24):
+        return None
+    close = difflib.get_close_matches(base, sorted(_NAMED), n=1)
+    return f"{base!r} is not a key name" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def load_keymap(path: Path | None = None) -> dict[str, str]:
+    """The keymap of ``path`` (or of the default file, when there is one), checked."""
+    required = path is not None
+    path = path or default_path()
+    display = str(path)
+    if not path.exists():
+        if required:
+            raise ConfigError(f"no keymap file {display}", hint=f"write one, e.g. {EXAMPLE}")
+        return {}
+    doc = yamlsafe.parse(yamlsafe.read_text(path, display), display)
+    data = doc.data
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "a keymap maps binding ids to keys",
+            file=display,
+            line=1,
+            column=1,
+            hint=f"e.g. {EXAMPLE}",
+        )
+    known = bindings.known_ids()
+    keymap: dict[str, str] = {}
+    where: dict[str, tuple[int, int]] = {}
+    for binding_id, keys in data.items():
+        line, column = doc.keys.get((binding_id,), (1, 1))
+        where[binding_id] = (line, column)
+        if binding_id not in known:
+            close = difflib.get_close_matches(str(binding_id), sorted(known), n=1)
+            raise ConfigError(
+                f"unknown binding id {binding_id!r}",
+                file=display,
+                line=line,
+                column=column,
+                field=str(binding_id),
+                hint=f"did you mean {close[0]}?" if close else "press ? in the console for ids",
+            )
+        vline, vcolumn = doc.values.get((binding_id,), (line, column))
+        if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            keys = ",".join(keys)
+        if not isinstance(keys, str) or not keys.strip():
+            raise ConfigError(
+                f"{binding_id} needs a key, or several separated by commas",
+                file=display,
+                line=vline,
+                column=vcolumn,
+                field=str(binding_id),
+                hint=f"e.g. {EXAMPLE}",
+            )
+        for key in (k.strip() for k in keys.split(",")):
+            problem = key_problem(key)
+            if problem:
+                raise ConfigError(
+                    f"{binding_id}: {problem}",
+                    file=display,
+                    line=vline,
+                    column=vcolumn,
+                    field=str(binding_id),
+                    hint="keys look like: r, R, ctrl+r, f5, enter, escape, space, question_mark",
+                )
+        keymap[binding_id] = ",".join(normalize(keys))
+    _check_clashes(keymap, where, display)
+    return keymap
+
+
+def _check_clashes(keymap: dict[str, str], where: dict[str, tuple[int, int]], display: str) -> None:
+    """Two bindings live on one screen on the same key that the keymap gave one of them (a
+    default key a binding keeps is no news: a dialog's q shadows the app's by design)."""
+    defaults = {
+        b.binding.id: set(normalize(b.binding.key))
+        for scope in bindings.scopes().values()
+        for b in scope
+        if b.binding.id
+    }
+
+    def given(ident: str, key: str) -> bool:
+        return ident in keymap and key not in defaults.get(ident, set())
+
+    for scope, bound in bindings.scopes().items():
+        owner: dict[str, str] = {}
+        for item in bound:
+            ident = item.binding.id
+            if not ident:
+                continue  # Textual's own keys (a widget's, ctrl+c): a keymap may take them
+            keys = keymap.get(ident) if ident else None
+            for key in normalize(keys or item.binding.key):
+                other = owner.get(key)
+                if (
+                    other is not None
+                    and other != ident
+                    and (given(ident, key) or given(other, key))
+                ):
+                    blame = ident if given(ident, key) else other
+                    line, column = where[blame]  # type: ignore[index]
+                    raise ConfigError(
+                        f"{key!r} would be both {other} and {ident} on the {scope} screen",
+                        file=display,
+                        line=line,
+                        column=column,
+                        field=str(blame),
+                        hint="pick a key no other binding of that screen uses",
+                    )
+                owner.setdefault(key, ident)
