@@ -36,10 +36,10 @@ class AgentsScreen(ListScreen):
         ("name", "AGENT"),
         ("owner", "OWNER"),
         ("environment", "ENV"),
-        ("identities", "IDENTITIES"),
         ("reach", "CAN REACH"),
         ("used", "USED"),
         ("unused", "UNUSED GRANTS"),
+        ("identities", "IDENTITIES"),  # the long one last: the counts stay on screen
     ]
     FIELDS = ("name", "owner", "environment", "identities", "note")
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -93,10 +93,10 @@ class AgentsScreen(ListScreen):
             Text(row["name"], style="bold"),
             owner,
             row["environment"] or styled(UNKNOWN, app, "muted"),
-            identities,
             str(row["reach"]),
             styled(str(row["used"]), app, "used" if row["used"] else "muted"),
             styled(str(unused), app, "warning" if unused else "muted"),
+            identities,
         ]
 
     def key_of(self, row: Row) -> str:

@@ -54,7 +54,7 @@ class BulkRotateScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#bulk-cancel", Button).focus()
-        self._render()
+        self._draw()
         self._plan_all()
 
     @property
@@ -87,7 +87,7 @@ class BulkRotateScreen(ModalScreen[bool]):
             self.plans[cid] = plan
         if error:
             self.errors[cid] = error
-        self._render()
+        self._draw()
 
     def _all_planned(self) -> None:
         if self not in self.app.screen_stack:
@@ -99,9 +99,9 @@ class BulkRotateScreen(ModalScreen[bool]):
         go.disabled = count == 0
         if count:
             go.focus()
-        self._render()
+        self._draw()
 
-    def _render(self) -> None:
+    def _draw(self) -> None:
         table = Table(box=None, header_style="bold dim", pad_edge=False, expand=True)
         table.add_column("CREDENTIAL", no_wrap=True, ratio=2)
         table.add_column("HOW", ratio=3)
@@ -158,7 +158,7 @@ class BulkRotateScreen(ModalScreen[bool]):
 
     def _progress(self, cid: str, status: str, message: str) -> None:
         self.outcome[cid] = (status, message)
-        self._render()
+        self._draw()
 
     def _finished(self) -> None:
         self.state = "finished"

@@ -88,9 +88,10 @@ class ReachScreen(KeyshiftScreen):
         return text
 
     def _use(self, grant: Grant) -> Text:
+        # first on the line, fixed width: a long id may be cut at the edge, the mark never
         if grant.used:
-            return Text("  ✓ used", style=state_style(self.app, "used"))
-        return Text("  unused", style=state_style(self.app, "unused"))
+            return Text("✓ used  ", style=state_style(self.app, "used"))
+        return Text("unused  ", style=state_style(self.app, "unused"))
 
     def _show(self, grants: list[Grant], labels: dict[str, dict]) -> None:
         if not self.alive:
@@ -105,8 +106,8 @@ class ReachScreen(KeyshiftScreen):
                 node = tree.root
                 for link in _links(grant, skip_agent=True):
                     node = self._child(node, link)
-                leaf = self._label(grant.credential_id)
-                leaf.append_text(self._use(grant))
+                leaf = self._use(grant)
+                leaf.append_text(self._label(grant.credential_id))
                 node.add_leaf(leaf, data=grant.credential_id)
             used = sum(1 for g in grants if g.used)
             summary = f" {len({g.credential_id for g in grants})} credentials reachable through "
@@ -120,8 +121,8 @@ class ReachScreen(KeyshiftScreen):
                 links = _links(grant, skip_agent=True)
                 for link in links[:-1]:
                     node = self._child(node, link)
-                last = Text(links[-1])
-                last.append_text(self._use(grant))
+                last = self._use(grant)
+                last.append(links[-1])
                 node.add_leaf(last)
             holders = len({g.agent for g in grants})
             summary = f" {holders} agents hold {len(grants)} grants to it"

@@ -723,6 +723,103 @@ async def test_rotate_confirmed_changes_the_value_in_vault(kv_secret) -> None:
 
 
 @sync_test
+async def test_marked_rows_rotate_together_after_one_confirmation(kv_secret) -> None:
+    """Two KV secrets and one credential nobody declared how to rotate are marked; the one
+    confirmation lists all three (the third as skipped, with why); y rotates the two."""
+    store, loaded, vault, path, cred, _old = kv_secret
+    second_path = f"{path}-b"
+    vault.secrets.kv.v2.create_or_update_secret(
+        second_path, {"value": "canary-" + pysecrets.token_urlsafe(24)}, mount_point="secret"
+    )
+    vault.secrets.kv.v2.update_metadata(
+        second_path, mount_point="secret", custom_metadata={"keyshift-issuer": "generated"}
+    )
+    second = cred.model_copy(update={
+        "id": f"vault-sandbox:kv:secret/{second_path}", "native_id": f"secret/{second_path}",
+        "location": f"secret/{second_path}", "name": f"{cred.name}-b",
+    })
+    store.bulk_insert_credentials([second])
+    unknown = synthetic(2)  # an IAM key of a source the inventory does not name
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_filter(pilot, f"name:{cred.name}*")
+        await pilot.press("enter")
+        await pilot.press("space", "space")
+        await type_filter(pilot, "")
+        await pilot.press(*("backspace",) * 20)
+        await type_filter(pilot, f"name:{unknown.name}")
+        await pilot.press("enter", "space")
+        assert len(table(app).marked) == 3
+        await pilot.press("r")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.screen.state == "ready":
+                break
+        text = screen_text(app)
+        assert "Rotate 3 marked credentials" in text
+        assert cred.name in text and second.name in text and unknown.name in text
+        assert "skipped:" in text and "Rotate 2 (y)" in text
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = screen_text(app)
+        assert text.count("awaiting-revoke") == 2
+        assert any("rotated 2 of 2" in m for m in notes(app))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not table(app).marked  # spent
+    assert _kv(vault, path)["metadata"]["version"] == 2
+    assert _kv(vault, second_path)["metadata"]["version"] == 2
+    assert store.rotation_runs(credential_id=unknown.id) == []
+
+
+@sync_test
+async def test_a_refused_plan_never_offers_rotate(kv_secret) -> None:
+    from screens.rotate import RotateScreen
+
+    store, loaded, _vault, _path, _cred, _old = kv_secret
+    unknown = synthetic(2)
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_filter(pilot, f"name:{unknown.name}")
+        await pilot.press("enter", "r")
+        await pilot.pause()
+        assert isinstance(app.screen, RotateScreen)
+        seen = [screen_text(app)]  # while the plan is read: nothing to press
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        seen.append(screen_text(app))
+        assert "cannot rotate" in seen[-1]
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.screen.state == "refused"
+        for text in seen:
+            assert "Rotate (y)" not in text
+    assert store.rotation_runs(credential_id=unknown.id) == []
+
+
+@sync_test
+async def test_the_sync_line_goes_once_the_sync_is_over(
+    store: Store, tmp_path, monkeypatch
+) -> None:
+    from console.config import load_inventory
+    from screens import creds as creds_mod
+
+    monkeypatch.setattr(creds_mod, "SYNC_LINE_KEEP", 0.3)
+    loaded = load_inventory(_declared_inventory(tmp_path, "sk-x" + pysecrets.token_hex(8)))
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "declared done" in screen_text(app)
+        await pilot.pause(0.6)
+        assert "declared done" not in screen_text(app)
+        assert any("sync ok" in m for m in notes(app))  # the summary stays as a notification
+
+
+@sync_test
 async def test_rotate_cancelled_changes_nothing(kv_secret) -> None:
     store, loaded, vault, path, cred, old = kv_secret
     app = make_app(store, loaded)
