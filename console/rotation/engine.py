@@ -31,11 +31,11 @@ error, loudly: the old value stays valid until a later ``finish_due`` revokes it
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from console import process
 from console.errors import (
@@ -54,7 +54,13 @@ from console.rotation.journal import JournalSteps
 from console.rotation.plan import RotationPlan, compose_steps
 from console.rotation.recovery import Recovery
 from console.rotation.run import (
+    ABANDONED,
+    AWAITING_REVOKE,
+    MAX_GRACE,
+    ROLLBACK_FAILED,
+    ROLLED_BACK,
     Planned,
+    Progress,
     RetryPolicy,
     RotationFailed,
     Run,
@@ -86,22 +92,6 @@ if TYPE_CHECKING:
     from console.audit import AuditLog
     from console.config import LoadedInventory
     from console.store import Store
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-RUNNING = RunStatus.running.value
-AWAITING_REVOKE = RunStatus.awaiting_revoke.value
-COMPLETED = RunStatus.completed.value
-ROLLED_BACK = RunStatus.rolled_back.value
-ROLLBACK_FAILED = RunStatus.rollback_failed.value
-ABANDONED = RunStatus.abandoned.value
-MAX_GRACE = timedelta(days=365)
-
-# (step, status, message); status: started, done, failed, retrying, scheduled, waiting
-Progress = Callable[[str, str, str], None]
-
-
 
 
 class RotationEngine(JournalSteps, Recovery, Finishing):
@@ -303,19 +293,32 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
             return self._result(row)
         if row["status"] == AWAITING_REVOKE and not self._interrupted_after_promote(row):
             return self._result(row)
+        with self._reopened(row, actor, "rotation.resume", progress, interaction) as run:
+            if row["status"] == AWAITING_REVOKE:
+                return self._phase2(run, force=False)
+            return self._drive(run)
+
+    @contextmanager
+    def _reopened(
+        self,
+        row: dict,
+        actor: str,
+        action: str,
+        progress: Progress | None,
+        interaction: Interaction | None,
+    ) -> Iterator[Run]:
+        """A stopped run taken over by this process (audited as ``action``), its journal
+        loaded, inside its own value scope."""
+        run_id = row["id"]
         self._take_over(row, actor)
         cred = self._credential(row["credential_id"])
         spec = self._spec_of(row, cred)
         grace = timedelta(seconds=float((row.get("plan") or {}).get("grace_seconds") or 0))
-        self.audit.append(
-            actor, "rotation.resume", cred.id, {"run_id": run_id, "from": row["status"]}
-        )
+        self.audit.append(actor, action, cred.id, {"run_id": run_id, "from": row["status"]})
         with ValueScope(f"run {run_id}") as scope:
             run = self._new_run(run_id, cred, spec, actor, grace, progress, interaction, scope)
             self._load_journal(run)
-            if row["status"] == AWAITING_REVOKE:
-                return self._phase2(run, force=False)
-            return self._drive(run)
+            yield run
 
     def resume_unfinished(
         self,
@@ -402,16 +405,7 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
                 f"run {run_id} has promoted its new value: consumers use it now",
                 hint="let it finish (keyshift runs finish), or abandon it",
             )
-        self._take_over(row, actor)
-        cred = self._credential(row["credential_id"])
-        spec = self._spec_of(row, cred)
-        grace = timedelta(seconds=float((row.get("plan") or {}).get("grace_seconds") or 0))
-        self.audit.append(
-            actor, "rotation.rollback", cred.id, {"run_id": run_id, "from": row["status"]}
-        )
-        with ValueScope(f"run {run_id}") as scope:
-            run = self._new_run(run_id, cred, spec, actor, grace, progress, interaction, scope)
-            self._load_journal(run)
+        with self._reopened(row, actor, "rotation.rollback", progress, interaction) as run:
             try:
                 return self._rollback(run, "rollback", f"rolled back by {actor}")
             except RotationFailed as exc:

@@ -1,21 +1,20 @@
 """After promote: the run's new status, the revoke stages (each after its grace period), the
 check that the issuer refuses the old value, and retire at each target."""
 
-
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from console.crashpoints import crash_point
 from console.errors import (
     RotationError,
 )
-from console.model import RunStatus
 from console.redaction import ValueScope
 from console.rotation.run import (
+    AWAITING_REVOKE,
+    COMPLETED,
+    Progress,
     Run,
     RunResult,
     StepFailed,
@@ -29,25 +28,6 @@ from rotators.base import (
     Interaction,
     RotatorError,
 )
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-RUNNING = RunStatus.running.value
-AWAITING_REVOKE = RunStatus.awaiting_revoke.value
-COMPLETED = RunStatus.completed.value
-ROLLED_BACK = RunStatus.rolled_back.value
-ROLLBACK_FAILED = RunStatus.rollback_failed.value
-ABANDONED = RunStatus.abandoned.value
-MAX_GRACE = timedelta(days=365)
-
-# (step, status, message); status: started, done, failed, retrying, scheduled, waiting
-Progress = Callable[[str, str, str], None]
-
-
 
 
 class Finishing:

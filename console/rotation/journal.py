@@ -1,21 +1,19 @@
 """One step of a run, journaled: started before it runs, done (with its audit entry, committed
 together with the next step's start) or failed after; retries with backoff."""
 
-
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 from console.crashpoints import crash_point
 from console.errors import (
     KeyshiftError,
     NotFoundError,
 )
-from console.model import RunStatus, StepStatus
+from console.model import StepStatus
 from console.rotation.run import (
+    AWAITING_REVOKE,
     Run,
     RunResult,
     StepFailed,
@@ -27,24 +25,7 @@ from rotators.base import (
     RotatorError,
 )
 
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-RUNNING = RunStatus.running.value
-AWAITING_REVOKE = RunStatus.awaiting_revoke.value
-COMPLETED = RunStatus.completed.value
-ROLLED_BACK = RunStatus.rolled_back.value
-ROLLBACK_FAILED = RunStatus.rollback_failed.value
-ABANDONED = RunStatus.abandoned.value
-MAX_GRACE = timedelta(days=365)
-
-# (step, status, message); status: started, done, failed, retrying, scheduled, waiting
-Progress = Callable[[str, str, str], None]
-
-
 
 
 class JournalSteps:

@@ -1,15 +1,8 @@
 """After a crash: the run's journal read back, the new value found again where it was
 delivered, the old value where a versioned target kept it."""
 
-
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
-
-from console.model import RunStatus
 from console.rotation.run import (
     Run,
     StepFailed,
@@ -20,25 +13,6 @@ from rotators.base import (
     RotatorError,
     Value,
 )
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-RUNNING = RunStatus.running.value
-AWAITING_REVOKE = RunStatus.awaiting_revoke.value
-COMPLETED = RunStatus.completed.value
-ROLLED_BACK = RunStatus.rolled_back.value
-ROLLBACK_FAILED = RunStatus.rollback_failed.value
-ABANDONED = RunStatus.abandoned.value
-MAX_GRACE = timedelta(days=365)
-
-# (step, status, message); status: started, done, failed, retrying, scheduled, waiting
-Progress = Callable[[str, str, str], None]
-
-
 
 
 class Recovery:
