@@ -57,6 +57,12 @@ def key_problem(key: str) -> str | None:
     return f"{base!r} is not a key name" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
+def _problem(
+    message: str, display: str, at: tuple[int, int], field: str | None, hint: str
+) -> ConfigError:
+    return ConfigError(message, file=display, line=at[0], column=at[1], field=field, hint=hint)
+
+
 def load_keymap(path: Path | None = None) -> dict[str, str]:
     """The keymap of ``path`` (or of the default file, when there is one), checked."""
     required = path is not None
@@ -71,12 +77,12 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(
+        raise _problem(
             "a keymap maps binding ids to keys",
-            file=display,
-            line=1,
-            column=1,
-            hint=f"e.g. {EXAMPLE}",
+            display,
+            (1, 1),
+            None,
+            f"e.g. {EXAMPLE}",
         )
     known = bindings.known_ids()
     keymap: dict[str, str] = {}
@@ -86,36 +92,33 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
         where[binding_id] = (line, column)
         if binding_id not in known:
             close = difflib.get_close_matches(str(binding_id), sorted(known), n=1)
-            raise ConfigError(
+            raise _problem(
                 f"unknown binding id {binding_id!r}",
-                file=display,
-                line=line,
-                column=column,
-                field=str(binding_id),
-                hint=f"did you mean {close[0]}?" if close else "press ? in the console for ids",
+                display,
+                (line, column),
+                str(binding_id),
+                f"did you mean {close[0]}?" if close else "press ? in the console for ids",
             )
         vline, vcolumn = doc.values.get((binding_id,), (line, column))
         if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
             keys = ",".join(keys)
         if not isinstance(keys, str) or not keys.strip():
-            raise ConfigError(
+            raise _problem(
                 f"{binding_id} needs a key, or several separated by commas",
-                file=display,
-                line=vline,
-                column=vcolumn,
-                field=str(binding_id),
-                hint=f"e.g. {EXAMPLE}",
+                display,
+                (vline, vcolumn),
+                str(binding_id),
+                f"e.g. {EXAMPLE}",
             )
         for key in (k.strip() for k in keys.split(",")):
             problem = key_problem(key)
             if problem:
-                raise ConfigError(
+                raise _problem(
                     f"{binding_id}: {problem}",
-                    file=display,
-                    line=vline,
-                    column=vcolumn,
-                    field=str(binding_id),
-                    hint="keys look like: r, R, ctrl+r, f5, enter, escape, space, question_mark",
+                    display,
+                    (vline, vcolumn),
+                    str(binding_id),
+                    "keys look like: r, R, ctrl+r, f5, enter, escape, space, question_mark",
                 )
         keymap[binding_id] = ",".join(normalize(keys))
     _check_clashes(keymap, where, display)
@@ -151,12 +154,11 @@ def _check_clashes(keymap: dict[str, str], where: dict[str, tuple[int, int]], di
                 ):
                     blame = ident if given(ident, key) else other
                     line, column = where[blame]  # type: ignore[index]
-                    raise ConfigError(
+                    raise _problem(
                         f"{key!r} would be both {other} and {ident} on the {scope} screen",
-                        file=display,
-                        line=line,
-                        column=column,
-                        field=str(blame),
-                        hint="pick a key no other binding of that screen uses",
+                        display,
+                        (line, column),
+                        str(blame),
+                        "pick a key no other binding of that screen uses",
                     )
                 owner.setdefault(key, ident)
