@@ -194,6 +194,24 @@ async def test_a_long_name_shows_whole_on_a_wide_terminal(store: Store) -> None:
 
 
 @sync_test
+async def test_a_cut_cell_shows_whole_in_a_tooltip(store: Store) -> None:
+    long_name = "agents/support-bot/a-rather-long-secret-name-to-cut"
+    store.bulk_insert_credentials(
+        [synthetic(0).model_copy(update={"id": "x:kv:long", "name": long_name})]
+    )
+    async with make_app(store).run_test(size=(100, 20)) as pilot:
+        await type_filter(pilot, "rather-long")
+        await pilot.press("enter")
+        t = table(pilot.app)
+        await pilot.hover(t, offset=(5, 1))  # the name cell of the first row
+        await pilot.pause()
+        assert t.tooltip == long_name
+        await pilot.hover(t, offset=(5, 0))  # the header: no tooltip
+        await pilot.pause()
+        assert t.tooltip is None
+
+
+@sync_test
 async def test_inventory_pages_from_the_store_and_moves_over_all(store: Store, creds) -> None:
     app = make_app(store)
     async with app.run_test(size=SIZE) as pilot:
