@@ -83,6 +83,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# Paint at most 120 times a second, as `keyshift tui` does (screens/cli.py): Textual reads
+# this once, at import; every side of this bench runs under it.
+os.environ.setdefault("TEXTUAL_FPS", "120")
+
 from store_page import percentile, synthetic
 from textual import events, on
 from textual.app import App, ComposeResult

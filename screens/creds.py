@@ -150,7 +150,7 @@ class CredsScreen(KeyshiftScreen):
         hidden = self.table.columns_layout.hidden
         if hidden and not self.table.chosen:
             line.append(f"   +{len(hidden)} columns (o)", style="dim")
-        self.query_one("#status", Static).update(line)
+        self.query_one("#status", Static).update(line, layout=False)
 
     # --- filter --------------------------------------------------------------------------
 
@@ -353,7 +353,7 @@ class CredsScreen(KeyshiftScreen):
             meaning = "failed" if state == "FAILED" else "done" if state == "done" else ""
             line.append(f"  {name} ", style="bold")
             line.append(state, style=state_style(self.app, meaning))
-        self.query_one("#sync-status", Static).update(line)
+        self.query_one("#sync-status", Static).update(line, layout=False)
 
     def _sync_ended(self, summary: Any) -> None:
         self._syncing = False

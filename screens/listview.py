@@ -176,7 +176,7 @@ class ListScreen(KeyshiftScreen):
         if extra:
             line.append("   ")
             line.append_text(extra)
-        self.query_one("#status", Static).update(line)
+        self.query_one("#status", Static).update(line, layout=False)
 
     def status_extra(self) -> Text | None:
         return None

@@ -656,3 +656,23 @@ def test_a_process_is_known_by_its_pid_and_start_time() -> None:
     assert process.alive(me.host, 999_999_999, me.started) is False
     assert process.alive("another-host", me.pid, me.started) is None  # nothing here can tell
     assert socket.gethostname() == me.host and os.getpid() == me.pid
+
+
+def test_sparse_filters_skip_the_walk_and_capped_counts_agree(store: Store) -> None:
+    """A filter that matches almost nothing is not walked (the probe of the first rows finds
+    none), a dense one is; either way every plan gives the same page and the same count."""
+    from console.store.credentials import PlanBuilder
+
+    apply(store, [mk(i, name=f"svc-{i:05d}-{'rare' if i == 2500 else 'common'}")
+                  for i in range(3000)])
+    for text, dense in (("common", True), ("rare", False), ("!common", False), ("svc", True)):
+        query = parse(text)
+        walk = PlanBuilder(query, "walk").build()
+        assert store._dense(walk) is dense, text
+        pages = {plan: [c.id for c in store.page_credentials(query, 0, 60, plan=plan)]
+                 for plan in ("auto", "walk", "drive")}
+        assert pages["auto"] == pages["walk"] == pages["drive"], text
+        for cap in (None, 10, 1000):
+            counts = {plan: store.count_credentials(query, cap=cap, plan=plan)
+                      for plan in ("auto", "walk", "drive")}
+            assert len(set(counts.values())) == 1, (text, cap, counts)

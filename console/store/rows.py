@@ -25,6 +25,10 @@ WALK_TICK_STEPS = 200
 CANCEL_TICK_STEPS = 1000
 # Matches the FTS index may return for the drive plan to be chosen without trying the walk.
 FTS_FEW = 2_000
+# the walk plan is tried only when the filter matches at least PROBE_MIN of the first
+# PROBE_ROWS rows (see CredentialRows._dense)
+PROBE_ROWS = 500
+PROBE_MIN = 1
 # Shortest substring the trigram index can answer; shorter terms always scan.
 FTS_MIN_CHARS = 3
 

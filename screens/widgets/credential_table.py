@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # scrollbar gets near the end.
 COUNT_CAP = 10_000
 # The capped count starts once the query has been left alone this long (typing paused).
-COUNT_AFTER = 0.04
+COUNT_AFTER = 0.025
 CELL_PADDING = 1
 GUTTER = 2  # the mark column: "● " for a marked row
 MARK = "●"
@@ -325,6 +325,9 @@ class CredentialTable(ScrollView, can_focus=True):
         """Show ``query``: its first page is read at once, and replaces the rows on screen
         when it lands (a reload lands at the cursor's place)."""
         self._generation += 1
+        # reads of older queries are dropped by the readers unanswered: forget them
+        self._inflight.clear()
+        self._count_inflight.clear()
         self.pending = _Result(query, self._generation)
         self._pending_pages = {}
         self._keep_cursor = self.cursor if keep_position and self.result else None
@@ -434,6 +437,8 @@ class CredentialTable(ScrollView, can_focus=True):
         return ("tail", offset // self.page_size), offset % self.page_size
 
     def _request(self, result: _Result, key: tuple[str, int], urgent: bool) -> None:
+        if result.generation < self._generation:
+            return  # a newer query is on its way: its rows replace these
         token = (result.generation, *key)
         if token in self._inflight:
             return
@@ -462,6 +467,8 @@ class CredentialTable(ScrollView, can_focus=True):
         return generation >= self._generation
 
     def _request_count(self, result: _Result, exact: bool) -> None:
+        if result.generation < self._generation:
+            return
         token = (result.generation, exact)
         if token in self._count_inflight:
             return

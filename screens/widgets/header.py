@@ -94,4 +94,4 @@ class HeaderBar(Static):
         keys.truncate(width, overflow="ellipsis")
         top.append("\n")
         top.append_text(keys)
-        self.update(top)
+        self.update(top, layout=False)
