@@ -54,7 +54,7 @@ plain text (no markup parsing), and call gc.freeze() after their first refresh, 
 does (freeze_heap). The sides run one after another in one process, in the order above, each
 after a gc.collect(); the machine's other load is shared by all three.
 
-Answers are checked: after every key, the names on keyshift's screen (``table.visible()``) must
+Answers are checked: after every key, the names on keyshift's screen (``table.visible_rows()``) must
 be each baseline's top rows in the same order, and the count must be the same where keyshift's
 is exact (where it is capped, "10,000+", the baseline's must reach it); after ``G``, the last
 row and the exact count must be the same. A mismatch exits 1 naming the key, with no RESULT
@@ -296,7 +296,7 @@ class KeyshiftSide(Side):
 
     def answer(self) -> Answer:
         table = self.table
-        return Answer(tuple(c.name for c in table.visible()), table.total, table.exact)
+        return Answer(tuple(c.name for c in table.visible_rows()), table.total, table.exact)
 
     def settled(self, text: str) -> bool:
         """``text``'s rows and count on screen. Not ``table.busy``: a superseded read that
@@ -308,7 +308,7 @@ class KeyshiftSide(Side):
             and result is not None
             and result.query.text == text
             and not table.counting
-            and len(table.visible()) == table.window().rows
+            and len(table.visible_rows()) == table.window().rows
         )
 
     def at_last(self) -> bool:
@@ -317,7 +317,7 @@ class KeyshiftSide(Side):
         return (
             current is not None
             and table.cursor == table.total - 1
-            and len(table.visible()) == table.window().rows
+            and len(table.visible_rows()) == table.window().rows
         )
 
 

@@ -3,7 +3,7 @@
 Words of a filter, all of which must hold (``!`` before one inverts it):
 
 - ``actor:alice``, ``action:rotation.*``: the actor, the action (``*`` is a wildcard; ASCII
-  case ignored);
+  case ignored, as SQLite's lower() does);
 - ``target:support-bot``: a substring of the target;
 - ``since:2026-12-01``, ``since:2h``, ``until:7d``: times (a date, an ISO time, or a duration
   back from now: ``30m``, ``2h``, ``7d``);
@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from console.errors import UsageError
+from console.query import nocase
 
 FIELDS = ("actor", "action", "target", "since", "until")
 MAX_FILTER_CHARS = 4096
@@ -49,11 +50,11 @@ def parse_audit_filter(text: str, now: datetime | None = None) -> list[AuditTerm
             if name in ("since", "until"):
                 terms.append(AuditTerm(name, _when(value, now), negate))
             else:
-                terms.append(AuditTerm(name, value.lower(), negate))
+                terms.append(AuditTerm(name, nocase(value), negate))
         elif sep and re.fullmatch(r"[a-z_]+", name):
             raise UsageError(f"unknown field {name!r}", hint=f"fields: {', '.join(FIELDS)}")
         else:
-            terms.append(AuditTerm("text", word.lower(), negate))
+            terms.append(AuditTerm("text", nocase(word), negate))
     return terms
 
 

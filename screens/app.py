@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from console.errors import ConfigError, ReadOnlyError
 from screens import views
@@ -97,6 +97,11 @@ class KeyshiftApp(App):
     def goto(self, name: str, filter_text: str = "") -> None:
         """Open view ``name``: back to it when it is already open beneath (k9s keeps one of
         each), else on top of the current screen, so `esc` comes back."""
+        busy = self.busy_with()
+        if busy and isinstance(self.screen, ModalScreen):
+            # a dialog that drives a rotation (or asks for its key) stays until it is done
+            self.notify(f"{busy} is running in this dialog; wait for it to finish")
+            return
         view = views.VIEWS[name]
         stack = self.screen_stack
         for index, screen in enumerate(stack):
@@ -177,6 +182,11 @@ class KeyshiftApp(App):
     # Work that changes things and must run to its end: a rotation half-way would leave a
     # pending version with nobody to verify or roll it back; a sync, rows marked stale.
     UNINTERRUPTIBLE = ("rotate-run", "sync")
+
+    def run_uninterruptible(self, group: str, work: Callable[[], None]) -> None:
+        """Run ``work`` (a rotation, a sync) in a thread the app owns: closing the screen
+        that started it neither cancels it nor hides it from busy_with() and quit."""
+        self.run_worker(work, thread=True, group=group, exit_on_error=False)
 
     def busy_with(self) -> str | None:
         for worker in self.workers:

@@ -52,9 +52,9 @@ class AuditScreen(ListScreen):
         if not self.header_note:
             self.action_verify()
 
-    def read_rows(self) -> list[Row]:
+    def read_rows_for(self, asked: str) -> list[Row]:
         log = AuditLog(self.ks.store)
-        entries = log.search(self.filter_text, limit=AUDIT_LIMIT)
+        entries = log.search(asked, limit=AUDIT_LIMIT)
         return [
             {
                 "seq": e.seq,
@@ -80,12 +80,16 @@ class AuditScreen(ListScreen):
         if self.filter_text != self._searched:
             self.reload()
         else:
+            key = self.current_key()
             self.shown = self.rows
-            self._fill()
+            self._fill(key)
 
     def reload(self) -> None:
         self._searched = self.filter_text
         super().reload()
+
+    def answers(self, asked: str) -> bool:
+        return asked == self._searched  # an older search that finished late is dropped
 
     def cells(self, row: Row) -> list[Text | str]:
         detail = row["detail"]

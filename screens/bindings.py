@@ -62,16 +62,24 @@ def other_screens() -> list[type]:
 
 
 def scopes() -> dict[str, list[Bound]]:
-    """scope name -> the bindings live in it (the app's are in every scope)."""
+    """scope name -> the bindings live in it: the app's (under a modal screen only its
+    priority ones, as Textual does), the command palette's key, the screen's own (with
+    Textual's Screen keys) and those of the widgets it hosts."""
+    from textual.app import App
+    from textual.screen import ModalScreen
+
     from screens.app import KeyshiftApp
 
     app = list(_own_and_inherited(KeyshiftApp))
+    app.append(Bound(Binding(App.COMMAND_PALETTE_BINDING, "command_palette", priority=True), App))
+    priority = [b for b in app if b.binding.priority]
     out = {"app": app}
     for view in views.VIEWS.values():
         out[view.name] = app + screen_bindings(view.screen_class())
     for cls in other_screens():
-        # a modal screen takes the keys: the app's bindings still fire underneath
-        out[cls.__name__] = app + screen_bindings(cls)
+        out[cls.__name__] = (priority if issubclass(cls, ModalScreen) else app) + screen_bindings(
+            cls
+        )
     return out
 
 

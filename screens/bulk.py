@@ -67,7 +67,13 @@ class BulkRotateScreen(ModalScreen[bool]):
 
     @work(thread=True, exclusive=True, group="rotate-plan")
     def _plan_all(self) -> None:
-        engine = self.app.engine()  # type: ignore[attr-defined]
+        try:
+            engine = self.app.engine()  # type: ignore[attr-defined]
+        except KeyshiftError as exc:  # no inventory, read-only: every row says why
+            for cid in self.marked:
+                self.app.call_from_thread(self._planned, cid, None, exc.one_line())
+            self.app.call_from_thread(self._all_planned)
+            return
         for cid in self.marked:
             try:
                 plan = engine.plan(cid)
@@ -133,9 +139,9 @@ class BulkRotateScreen(ModalScreen[bool]):
         self.state = "running"
         self.query_one("#bulk-go", Button).disabled = True
         self.query_one("#bulk-cancel", Button).disabled = True
-        self._run_all(self.rotatable)
+        ids = self.rotatable
+        self.app.run_uninterruptible("rotate-run", lambda: self._run_all(ids))  # type: ignore[attr-defined]
 
-    @work(thread=True, exclusive=True, group="rotate-run")
     def _run_all(self, ids: list[str]) -> None:
         app: Any = self.app
         engine = app.engine()

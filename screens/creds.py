@@ -8,7 +8,7 @@ import time
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
@@ -74,11 +74,10 @@ class CredsScreen(KeyshiftScreen):
         yield Static(id="status")
 
     def on_mount(self) -> None:
-        if self.filter_text:
-            box = self.query_one("#filter", Input)
-            box.value = self.filter_text
-            box.display = True
+        start, self.filter_text = self.filter_text, ""
         self._show(self._query())
+        if start:  # through the box, so a bad one (`:creds owner:`) is said, not raised
+            self.set_filter(start)
         self.table.focus()
 
     @property
@@ -313,9 +312,8 @@ class CredsScreen(KeyshiftScreen):
         box = self.query_one("#sync-status", Static)
         box.display = True
         box.update(Text(" sync: starting …", style="bold"))
-        self._sync_worker()
+        self.ks.run_uninterruptible("sync", self._sync_worker)
 
-    @work(thread=True, exclusive=True, group="sync")
     def _sync_worker(self) -> None:
         counts: dict[str, int] = {}
         last_post = 0.0
@@ -347,6 +345,8 @@ class CredsScreen(KeyshiftScreen):
             self.app.call_from_thread(self._sync_ended, summary)
 
     def _sync_progress(self, source: str, text: str) -> None:
+        if not self.alive:
+            return  # the sync runs on (the app owns it); this screen was closed
         self._sync_lines[source] = text
         line = Text(" sync ", style="bold reverse", no_wrap=True, overflow="ellipsis")
         for name, state in self._sync_lines.items():
@@ -357,10 +357,12 @@ class CredsScreen(KeyshiftScreen):
 
     def _sync_ended(self, summary: Any) -> None:
         self._syncing = False
-        self.table.reload()
+        if self.alive:
+            self.table.reload()
+            self._sync_hide = self.set_timer(SYNC_LINE_KEEP, self._hide_sync_line)
         if summary is not None:
             severity = "information" if summary.status == "ok" else "warning"
-            self.notify(
+            self.app.notify(
                 f"sync {summary.status}: new {summary.total('new')}, changed "
                 f"{summary.total('changed')}, gone {summary.total('gone')}, "
                 f"stale {summary.total('stale')}, errors {summary.error_count}"
@@ -368,7 +370,6 @@ class CredsScreen(KeyshiftScreen):
                 severity=severity,
                 timeout=8,
             )
-        self._sync_hide = self.set_timer(SYNC_LINE_KEEP, self._hide_sync_line)
 
     def _hide_sync_line(self) -> None:
         self.query_one("#sync-status", Static).display = False

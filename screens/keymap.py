@@ -36,9 +36,13 @@ def default_path() -> Path:
 
 
 def normalize(keys: str) -> list[str]:
-    return [
-        _character_to_key(k) if len(k) == 1 else k for k in (p.strip() for p in keys.split(","))
-    ]
+    """Keys as Textual names them: ``?`` is question_mark, ``ctrl+?`` ctrl+question_mark."""
+    out = []
+    for key in (k.strip() for k in keys.split(",")):
+        *mods, base = key.split("+") if len(key) > 1 else [key]
+        base = _character_to_key(base) if len(base) == 1 else base
+        out.append("+".join([*mods, base]))
+    return out
 
 
 def key_problem(key: str) -> str | None:
@@ -49,6 +53,9 @@ def key_problem(key: str) -> str | None:
     for mod in mods:
         if mod not in MODIFIERS:
             return f"{mod!r} is not a modifier ({', '.join(MODIFIERS)})"
+    if mods == ["shift"] and len(base) == 1 and base.isalpha():
+        # the terminal sends the capital letter; Textual never sees shift+a
+        return f"write {base.upper()!r}, not {key!r}"
     if len(base) == 1 and base.isprintable():
         return None
     if base in _NAMED or (base.startswith("f") and base[1:].isdigit() and 1 <= int(base[1:]) <= 24):
@@ -126,8 +133,9 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
 
 
 def _check_clashes(keymap: dict[str, str], where: dict[str, tuple[int, int]], display: str) -> None:
-    """Two bindings live on one screen on the same key that the keymap gave one of them (a
-    default key a binding keeps is no news: a dialog's q shadows the app's by design)."""
+    """A key the keymap gives a binding that another binding of the same screen (keyshift's,
+    or Textual's own: the palette's ctrl+p, a table's arrows) already answers. Default keys
+    a binding keeps are no news: a dialog's q shadows the app's by design."""
     defaults = {
         b.binding.id: set(normalize(b.binding.key))
         for scope in bindings.scopes().values()
@@ -135,30 +143,34 @@ def _check_clashes(keymap: dict[str, str], where: dict[str, tuple[int, int]], di
         if b.binding.id
     }
 
-    def given(ident: str, key: str) -> bool:
-        return ident in keymap and key not in defaults.get(ident, set())
+    def given(ident: str | None, key: str) -> bool:
+        return ident is not None and ident in keymap and key not in defaults.get(ident, set())
 
     for scope, bound in bindings.scopes().items():
-        owner: dict[str, str] = {}
+        owner: dict[str, str | None] = {}
+        names: dict[str, str] = {}
         for item in bound:
             ident = item.binding.id
-            if not ident:
-                continue  # Textual's own keys (a widget's, ctrl+c): a keymap may take them
             keys = keymap.get(ident) if ident else None
             for key in normalize(keys or item.binding.key):
-                other = owner.get(key)
-                if (
-                    other is not None
-                    and other != ident
-                    and (given(ident, key) or given(other, key))
-                ):
-                    blame = ident if given(ident, key) else other
-                    line, column = where[blame]  # type: ignore[index]
-                    raise _problem(
-                        f"{key!r} would be both {other} and {ident} on the {scope} screen",
-                        display,
-                        (line, column),
-                        str(blame),
-                        "pick a key no other binding of that screen uses",
-                    )
-                owner.setdefault(key, ident)
+                if key in owner:
+                    other = owner[key]
+                    if other != ident and (given(ident, key) or given(other, key)):
+                        blame = ident if given(ident, key) else other
+                        theirs = names[key] if blame == ident else _name(item)
+                        raise _problem(
+                            f"{key!r} is already {theirs} on the {scope} screen, so {blame} "
+                            "would never fire",
+                            display,
+                            where[blame],  # type: ignore[index]
+                            str(blame),
+                            "pick a key no other binding of that screen uses",
+                        )
+                    continue
+                owner[key] = ident
+                names[key] = _name(item)
+
+
+def _name(item: bindings.Bound) -> str:
+    binding = item.binding
+    return binding.id or f"Textual's {binding.action}"

@@ -28,6 +28,7 @@ Row = dict[str, Any]
 
 
 class ListScreen(KeyshiftScreen):
+    HOSTS = (DataTable,)  # its own keys (arrows, enter) are live on these screens
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="list.filter"),
         Binding("ctrl+l", "reload", "Reload", show=False, id="list.reload"),
@@ -111,22 +112,29 @@ class ListScreen(KeyshiftScreen):
         self.reload()
 
     def reload(self) -> None:
-        self._load()
+        self._load(self.filter_text)
+
+    def read_rows_for(self, asked: str) -> list[Row]:
+        """The rows for the filter ``asked`` (a view that filters at the source uses it)."""
+        return self.read_rows()
+
+    def answers(self, asked: str) -> bool:
+        """Whether rows read for ``asked`` still answer what the screen shows."""
+        return True
 
     @work(thread=True, exclusive=True, group="list-load")
-    def _load(self) -> None:
+    def _load(self, asked: str) -> None:
+        # exclusive cancels an older load's bookkeeping, not its thread: its answer says
+        # which filter it read, and _loaded drops it when a newer one was asked since
         try:
-            rows = self.read_rows()
-        except KeyshiftError as exc:
-            self.fail_from_thread(exc)
-            return
+            rows = self.read_rows_for(asked)
         except Exception as exc:  # a bug must not kill the console; say what, no traceback
             self.fail_from_thread(exc)
             return
-        self.app.call_from_thread(self._loaded, rows)
+        self.app.call_from_thread(self._loaded, rows, asked)
 
-    def _loaded(self, rows: list[Row]) -> None:
-        if not self.alive:
+    def _loaded(self, rows: list[Row], asked: str) -> None:
+        if not self.alive or not self.answers(asked):
             return
         self.rows = rows
         self.loaded = True
@@ -140,21 +148,32 @@ class ListScreen(KeyshiftScreen):
             self._status()
             return
         self.filter_error = None
-        self.shown = [r for r in self.rows if keep(r)]
-        self._fill()
+        shown = [r for r in self.rows if keep(r)]
+        if shown == self.shown and self.table.row_count == len(shown):
+            self._status()  # nothing changed: the cursor and the scroll stay as they are
+            return
+        key = self.current_key()  # the row under the cursor, found again in the new rows
+        self.shown = shown
+        self._fill(key)
 
-    def _fill(self) -> None:
-        table = self.table
+    def current_key(self) -> str | None:
         current = self.current
-        key = self.key_of(current) if current else None
+        return self.key_of(current) if current else None
+
+    def _fill(self, key: str | None = None) -> None:
+        """Show ``self.shown``, the cursor on the row of ``key`` (default: the one under
+        it now), the view scrolled where it was."""
+        table = self.table
+        key = key if key is not None else self.current_key()
+        scroll = table.scroll_offset
         table.clear()
         for row in self.shown:
             table.add_row(*self.cells(row), key=self.key_of(row))
-        if key is not None:
-            for index, row in enumerate(self.shown):
-                if self.key_of(row) == key:
-                    table.move_cursor(row=index, animate=False)
-                    break
+        table.scroll_to(scroll.x, scroll.y, animate=False, immediate=True)
+        for index, row in enumerate(self.shown):
+            if key is not None and self.key_of(row) == key:
+                table.move_cursor(row=index, animate=False)
+                break
         self._status()
 
     def _status(self) -> None:

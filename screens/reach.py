@@ -31,6 +31,7 @@ def _links(grant: Grant, skip_agent: bool) -> list[str]:
 
 
 class ReachScreen(KeyshiftScreen):
+    HOSTS = (Tree,)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open credential", id="reach.open"),
         Binding("e", "expand_all", "Expand all", id="reach.expand"),

@@ -139,9 +139,8 @@ class RotateScreen(ModalScreen[Any]):
         self.query_one("#rotate-go", Button).disabled = True
         self.query_one("#rotate-cancel", Button).disabled = True
         self._render_steps()
-        self._rotate_worker()
+        self.ks.run_uninterruptible("rotate-run", self._rotate_worker)
 
-    @work(thread=True, exclusive=True, group="rotate-run")
     def _rotate_worker(self) -> None:
         def progress(step: str, status: str, message: str) -> None:
             self.app.call_from_thread(self._step, step, status, message)

@@ -46,7 +46,17 @@ class RunActions:
     def selected_run(self) -> dict | None:
         raise NotImplementedError
 
+    def _start(self, what: str, run_id: str | None) -> None:
+        app: Any = self.app  # type: ignore[attr-defined]
+        app.run_uninterruptible("rotate-run", lambda: self._engine_call(what, run_id))
+
     def _ask(self, question: str, then: Any) -> None:
+        busy = self.app.busy_with()  # type: ignore[attr-defined]
+        if busy:
+            # one run driven by two threads of this process would race itself
+            self.notify(f"{busy} is running; try again when it has finished")  # type: ignore[attr-defined]
+            return
+
         def answered(yes: bool | None) -> None:
             if yes:
                 then()
@@ -63,7 +73,7 @@ class RunActions:
         self._ask(
             f"Resume run {run['id'][:12]} of {run['credential_id']} from its first unfinished "
             "step?",
-            lambda: self._engine_call("resume", run["id"]),
+            lambda: self._start("resume", run["id"]),
         )
 
     def action_roll_back(self) -> None:
@@ -80,13 +90,13 @@ class RunActions:
         self._ask(
             f"Roll back run {run['id'][:12]}: discard its new value and put the old value of "
             f"{run['credential_id']} back?",
-            lambda: self._engine_call("roll_back", run["id"]),
+            lambda: self._start("roll_back", run["id"]),
         )
 
     def action_finish_due(self) -> None:
         self._ask(
             "Revoke the old values of every run whose grace period is over?",
-            lambda: self._engine_call("finish_due", None),
+            lambda: self._start("finish_due", None),
         )
 
     def action_finish_now(self) -> None:
@@ -99,10 +109,9 @@ class RunActions:
         self._ask(
             f"Revoke the old value of {run['credential_id']} NOW, before its grace period "
             "ends? Consumers still using it will fail.",
-            lambda: self._engine_call("finish_now", run["id"]),
+            lambda: self._start("finish_now", run["id"]),
         )
 
-    @work(thread=True, exclusive=True, group="rotate-run")
     def _engine_call(self, what: str, run_id: str | None) -> None:
         app: Any = self.app  # type: ignore[attr-defined]
         person = TuiInteraction(app, lambda text: app.notify(text, timeout=10))

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.binding import Binding, BindingType
 
 from screens.format import ago
@@ -106,9 +105,8 @@ class SourcesScreen(ListScreen):
             return
         self.progress = {name: "syncing …" for name in (only or [r["name"] for r in self.rows])}
         self._fill()
-        self._sync(only)
+        self.ks.run_uninterruptible("sync", lambda: self._sync(only))
 
-    @work(thread=True, exclusive=True, group="sync")
     def _sync(self, only: list[str] | None) -> None:
         last = 0.0
 

@@ -86,7 +86,7 @@ def notes(app: KeyshiftApp) -> list[str]:
 
 def window_names(app: KeyshiftApp) -> list[str]:
     """The names of the credentials on screen, top to bottom."""
-    return [c.name for c in table(app).visible()]
+    return [c.name for c in table(app).visible_rows()]
 
 
 async def all_rows(pilot) -> list[Credential]:  # type: ignore[no-untyped-def]
@@ -299,6 +299,12 @@ async def test_last_row_is_read_from_the_end_before_the_count(store: Store, cred
             assert "the last rows" in screen_text(app)
             await pilot.press("up")
             assert t.current.name == names[-2]
+            # a detail and back reloads the rows: still counted from the end, same row
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            await pilot.press("escape")
+            await pilot.pause(0.3)
+            assert t.current is not None and t.current.name == names[-2]
         await settle(pilot)
         assert t.exact and t.total == N
         assert t.cursor == N - 2 and t.current.name == names[-2]  # same row, its true index
@@ -340,7 +346,7 @@ async def test_rows_carry_relative_times_and_theme_colours(store: Store) -> None
     async with app.run_test(size=SIZE) as pilot:
         await type_filter(pilot, "svc-00000")
         t = table(app)
-        assert [c.name for c in t.visible()][:2] == ["svc-000000-alpha", "svc-000001-bravo"]
+        assert [c.name for c in t.visible_rows()][:2] == ["svc-000000-alpha", "svc-000001-bravo"]
         text = screen_text(app)
         # synthetic(1): expired 9 days less an hour ago; no evidence of use
         assert "expired 8d ago" in text
@@ -1051,7 +1057,7 @@ async def test_quit_waits_for_a_running_rotation(kv_secret) -> None:
                 await pilot.press(key)
             await pilot.press("enter")
             await settle(pilot)
-            slow = [c for c in table(app).visible() if c.rotator == "test-slow-create"]
+            slow = [c for c in table(app).visible_rows() if c.rotator == "test-slow-create"]
             assert slow, "the slow credential is listed"
             while table(app).current.rotator != "test-slow-create":
                 await pilot.press("down")

@@ -235,6 +235,38 @@ async def test_marks_copy_and_column_chooser(world) -> None:
         assert not t.marked
 
 
+@sync_test
+async def test_bulk_rotate_without_an_inventory_says_why_per_row(world) -> None:
+    store, _loaded, _granted, _runs = world
+    app = make_app(store, None)  # the inventory did not load: browsing still works
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("space", "space", "r")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if getattr(app.screen, "state", "") == "ready":
+                break
+        text = screen_text(app)
+        assert text.count("rotate needs the") == 2 and "Rotate 0" in text, text
+        await pilot.press("y")  # nothing to run
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, CredsScreen) and app.is_running
+
+
+@sync_test
+async def test_a_view_opened_with_a_bad_filter_says_so(world) -> None:
+    store, loaded, _granted, _runs = world
+    app = make_app(store, loaded, start="agents")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"creds owner:", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, CredsScreen)
+        status = screen_text(app).splitlines()[-1]
+        assert "owner: not applied" in status and table(app).total == N
+
+
 # --- keymap -------------------------------------------------------------------------------
 
 
@@ -242,18 +274,27 @@ def test_keymap_remaps_by_id_and_refuses_what_it_cannot_use(tmp_path: Path) -> N
     from screens.keymap import load_keymap
 
     good = tmp_path / "keymap.yaml"
-    good.write_text("creds.rotate: ctrl+r\napp.quit: [q, ctrl+c]\ncreds.sort-name: '#'\n")
+    good.write_text(
+        "creds.rotate: ctrl+r\napp.quit: [q, ctrl+x]\ncreds.sort-name: '#'\n"
+        "creds.sort-owner: 'ctrl+?'\nprompt.yes: q\n"
+    )
     assert load_keymap(good) == {
         "creds.rotate": "ctrl+r",
-        "app.quit": "q,ctrl+c",
+        "app.quit": "q,ctrl+x",
         "creds.sort-name": "number_sign",
+        "creds.sort-owner": "ctrl+question_mark",
+        "prompt.yes": "q",  # a dialog takes q from the app's quit: no clash
     }
     cases = [
         ("creds.rotat: r\n", 1, 1, "unknown binding id 'creds.rotat'", "creds.rotate"),
         ("creds.rotate: ctrl+rr\n", 1, 15, "not a key name", "keys look like"),
         ("creds.rotate: crtl+r\n", 1, 15, "not a modifier", "keys look like"),
-        ("# mine\ncreds.rotate: s\n", 2, 1, "would be both creds.sync and creds.rotate",
+        ("# mine\ncreds.rotate: s\n", 2, 1, "'s' is already creds.sync on the creds screen",
          "no other binding"),
+        ("creds.filter: ctrl+p\n", 1, 1, "already Textual's command_palette", "no other"),
+        ("list.reload: up\n", 1, 1, "already Textual's cursor_up", "no other binding"),
+        ("app.quit: ctrl+c\n", 1, 1, "already Textual's", "no other binding"),
+        ("creds.rotate: shift+a\n", 1, 15, "write 'A', not 'shift+a'", "keys look like"),
         ("creds.rotate: ''\n", 1, 15, "needs a key", "e.g."),
         ("- r\n", 1, 1, "maps binding ids to keys", "e.g."),
     ]

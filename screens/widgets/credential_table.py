@@ -271,7 +271,9 @@ class CredentialTable(ScrollView, can_focus=True):
         self.counts = Reader("counts")
         self.result: _Result | None = None  # what is on screen
         self.pending: _Result | None = None  # a query asked for, its first page not landed
-        self._generation = 0
+        self._generation = 0  # bumped per query
+        self._floor = 0  # the oldest query whose reads are still wanted
+        self._keep_from_end: int | None = None
         self._keep_cursor: int | None = None
         self._pages: OrderedDict[tuple[str, int], list[Credential]] = OrderedDict()
         self._pending_pages: dict[tuple[str, int], list[Credential]] = {}
@@ -324,23 +326,37 @@ class CredentialTable(ScrollView, can_focus=True):
     def show(self, query: Query, *, keep_position: bool = False) -> None:
         """Show ``query``: its first page is read at once, and replaces the rows on screen
         when it lands (a reload lands at the cursor's place)."""
+        old = self.result
         self._generation += 1
-        # reads of older queries are dropped by the readers unanswered: forget them
+        self._floor = self._generation  # reads for older queries are no longer wanted
+        # the readers drop those unanswered: forget them
         self._inflight.clear()
         self._count_inflight.clear()
-        self.pending = _Result(query, self._generation)
+        pending = self.pending = _Result(query, self._generation)
         self._pending_pages = {}
-        self._keep_cursor = self.cursor if keep_position and self.result else None
+        self._keep_cursor = None
+        self._keep_from_end = None
         self._clock = self.now()
-        self._request(self.pending, ("head", 0), urgent=True)
-        if self._keep_cursor is not None:
-            self._request(self.pending, ("head", self._keep_cursor // self.page_size), True)
+        self._request(pending, ("head", 0), urgent=True)
+        if keep_position and old is not None:
+            if old.from_end or (old.exact and old.total > self.page_size
+                                and self.cursor >= old.total // 2):
+                # near the end: keep the place counted from the end, read from the end
+                back = max(old.total - 1 - self.cursor, 0)
+                self._keep_from_end = back
+                pending.from_end, pending.total = True, old.total
+                self._request(pending, ("tail", back // self.page_size), urgent=True)
+            else:
+                self._keep_cursor = self.cursor
+                self._request(pending, ("head", self.cursor // self.page_size), urgent=True)
         self._post_window()
 
     def reload(self) -> None:
-        """Re-read the store (after a sync or a rotation), keeping the cursor's place."""
-        if self.result is not None:
-            self.show(self.result.query, keep_position=True)
+        """Re-read the store (after a sync or a rotation), keeping the cursor's place; a
+        query still on its way is the one re-read."""
+        target = self.pending or self.result
+        if target is not None:
+            self.show(target.query, keep_position=self.result is not None)
 
     def row(self, index: int) -> Credential | None:
         """The ``index``-th credential of the result when its page is here; otherwise None,
@@ -373,7 +389,7 @@ class CredentialTable(ScrollView, can_focus=True):
     def body_height(self) -> int:
         return max(self.scrollable_content_region.height - 1, 1)
 
-    def visible(self) -> list[Credential]:
+    def visible_rows(self) -> list[Credential]:
         """The credentials on screen, top to bottom (those whose pages have landed)."""
         first = int(self.scroll_offset.y)
         rows = [self.row(i) for i in range(first, min(first + self.body_height, self.total))]
@@ -437,7 +453,7 @@ class CredentialTable(ScrollView, can_focus=True):
         return ("tail", offset // self.page_size), offset % self.page_size
 
     def _request(self, result: _Result, key: tuple[str, int], urgent: bool) -> None:
-        if result.generation < self._generation:
+        if result.generation < self._floor:
             return  # a newer query is on its way: its rows replace these
         token = (result.generation, *key)
         if token in self._inflight:
@@ -464,10 +480,10 @@ class CredentialTable(ScrollView, can_focus=True):
 
     def _wanted(self, generation: int) -> bool:
         # read from the reader's thread: a plain int comparison, no lock needed
-        return generation >= self._generation
+        return generation >= self._floor
 
     def _request_count(self, result: _Result, exact: bool) -> None:
-        if result.generation < self._generation:
+        if result.generation < self._floor:
             return
         token = (result.generation, exact)
         if token in self._count_inflight:
@@ -517,9 +533,16 @@ class CredentialTable(ScrollView, can_focus=True):
         if self._count_timer is not None:
             self._count_timer.stop()
         pages, self._pending_pages = self._pending_pages, {}
+        back, self._keep_from_end = self._keep_from_end, None
+        if back is not None:
+            self._resize_virtual()
         for key in sorted(pages, key=lambda k: k != ("head", 0)):
             self._keep_page(result, key, pages[key])
-        if keep is None:
+        if back is not None:
+            self.cursor = max(result.total - 1 - back, 0)
+            if not result.exact:
+                self._request_count(result, exact=True)
+        elif keep is None:
             self.scroll_to(x=0, y=0, animate=False, immediate=True)
             self.cursor = 0
         else:
@@ -592,10 +615,13 @@ class CredentialTable(ScrollView, can_focus=True):
             self._inflight.discard((message.generation, *message.key))
         else:
             self._count_inflight.discard(message.key)
-        if message.generation != self._generation:
+        if message.generation < self._floor:
             return  # cancelled or replaced: nobody waits for it
         if self.pending is not None and self.pending.generation == message.generation:
             self.pending = None
+            if self.result is not None:
+                # the rows on screen stay: their reads are wanted again
+                self._floor = self.result.generation
         if self.result is not None:
             self.result.counting = False
         self.post_message(self.Failed(self, message.message))
