@@ -228,7 +228,7 @@ def test_grants_follow_the_seeded_policies(seeded_sandbox: Any, tmp_path: Path) 
         ("ci-runner", "secret/agents/ci/unused"),
     }
     g = grants[("support-bot", "secret/agents/support/openai")]
-    assert g.capabilities == ["read", "metadata:list", "metadata:read"]
+    assert g.capabilities == ["read", "metadata:read", "metadata:list"]  # the server's order
     assert g.chain == [
         "agent:support-bot",
         "approle:support-bot",
@@ -297,6 +297,91 @@ def test_over_broad_policy_and_missing_role(
     assert not result.complete
     assert [e.where for e in result.errors] == ["agent ghost"]
     assert "not found" in result.errors[0].message
+
+
+def test_entity_identities_templated_rules_and_unreadable_policies_are_never_dropped(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """An entity reaches through its own and its groups' policies; a templated rule keyshift
+    cannot fill makes the grant ``unknown``; a policy keyshift cannot read makes every grant
+    of that identity ``unknown`` and says so."""
+    suffix = uuid.uuid4().hex[:6]
+    own, team, tmpl = f"ent-own-{suffix}", f"ent-team-{suffix}", f"ent-tmpl-{suffix}"
+    vault.sys.create_or_update_policy(
+        own, 'path "secret/data/agents/support/openai" { capabilities = ["read"] }\n'
+    )
+    vault.sys.create_or_update_policy(
+        team, 'path "secret/data/agents/ci/*" { capabilities = ["read", "list"] }\n'
+    )
+    vault.sys.create_or_update_policy(
+        tmpl,
+        'path "secret/data/agents/{{identity.entity.name}}/*" { capabilities = ["read"] }\n',
+    )
+    entity = f"ent-{suffix}"
+    entity_id = vault.secrets.identity.create_or_update_entity_by_name(
+        name=entity, policies=[own]
+    )["data"]["id"]
+    vault.secrets.identity.create_or_update_group_by_name(
+        name=f"grp-{suffix}", policies=[team], member_entity_ids=[entity_id]
+    )
+    vault.auth.approle.create_or_update_approle(f"tmpl-{suffix}", token_policies=[tmpl])
+    inv = base_inventory()
+    inv["agents"] += [
+        {
+            "name": "entity-agent",
+            "environment": "dev",
+            "identities": [{"type": "vault-entity", "source": VAULT, "role": entity}],
+        },
+        {
+            "name": "templated-agent",
+            "environment": "dev",
+            "identities": [{"type": "vault-approle", "source": VAULT, "role": f"tmpl-{suffix}"}],
+        },
+    ]
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(vault_cfg(loaded), loaded).collect()
+
+    by_agent: dict[str, dict[str, Any]] = {}
+    for g in result.grants:
+        by_agent.setdefault(g.agent, {})[g.credential_id.split(":kv:")[1]] = g
+    reach = by_agent["entity-agent"]
+    assert set(reach) == {
+        "secret/agents/support/openai", "secret/agents/ci/deploy", "secret/agents/ci/unused"
+    }
+    assert reach["secret/agents/support/openai"].chain[:3] == [
+        "agent:entity-agent", f"entity:{entity}", f"policy:{own}"
+    ]
+    assert reach["secret/agents/ci/deploy"].chain[2] == f"policy:{team}"
+
+    templated = by_agent["templated-agent"]
+    agents_paths = {c.location for c in result.credentials if "/agents/" in c.location}
+    assert set(templated) == agents_paths  # every path the template could fill in
+    assert all(g.capabilities == ["unknown"] for g in templated.values())
+    assert all("identity.entity.name" in g.chain[-1] for g in templated.values())
+
+    # a policy the server accepts and keyshift cannot read (HCL1's comma after an attribute,
+    # which the HCL2 parser refuses) leaves every grant of that identity unknown
+    broken = f"ent-broken-{suffix}"
+    vault.sys.create_or_update_policy(
+        broken, 'path "secret/*" {\n  capabilities = ["read"],\n}\n'
+    )
+    vault.auth.approle.create_or_update_approle(f"broken-{suffix}", token_policies=[broken])
+    inv["agents"].append(
+        {
+            "name": "broken-agent",
+            "environment": "dev",
+            "identities": [{"type": "vault-approle", "source": VAULT, "role": f"broken-{suffix}"}],
+        }
+    )
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(vault_cfg(loaded), loaded).collect()
+    broken_grants = [g for g in result.grants if g.agent == "broken-agent"]
+    assert len(broken_grants) == len(result.credentials)
+    assert all(g.capabilities == ["unknown"] for g in broken_grants)
+    assert any(
+        e.where == f"policy {broken}" and "grants through it are unknown" in e.message
+        for e in result.errors
+    )
 
 
 def test_unreachable_server_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:

@@ -486,6 +486,39 @@ def test_a_watcher_that_goes_away_does_not_fail_a_source(store: Store, tmp_path:
     )
 
 
+def test_an_agent_reaches_what_is_delivered_into_its_workspace(
+    store: Store, tmp_path: Path
+) -> None:
+    """A workspace identity is resolved: a value delivered to a file in an agent's workspace
+    is in that agent's reach even when the credential does not name the agent."""
+    (tmp_path / "ws" / "bot").mkdir(parents=True)
+    (tmp_path / "ws" / "other").mkdir(parents=True)
+    inv = {
+        "version": 1,
+        "agents": [
+            {"name": "bot", "environment": "dev",
+             "identities": [{"type": "workspace", "path": "ws/bot", "env_files": [".env"]}]},
+            {"name": "named", "environment": "dev"},
+            {"name": "other", "environment": "dev",
+             "identities": [{"type": "workspace", "path": "ws/other"}]},
+        ],
+        "sources": [{"name": "declared", "type": "declared"}],
+        "credentials": [
+            {
+                "name": "key", "source": "declared", "kind": "api-key", "provider": "x",
+                "environment": "dev", "agents": ["named"],
+                "delivered_to": [{"type": "env-file", "path": "ws/bot/.env", "var": "KEY"}],
+            },
+        ],
+    }
+    loaded = write_inventory(inv, tmp_path / "inventory.yaml")
+    run_sync(loaded, store, AuditLog(store), actor="test")
+    holders = {g.agent: g for g in store.grants_for_credential("declared:api-key:key")}
+    assert set(holders) == {"named", "bot"}  # not "other": the file is not in its workspace
+    assert holders["bot"].chain == ["agent:bot", "workspace:ws/bot", "file:ws/bot/.env"]
+    assert holders["bot"].used is False  # a declared last use does not say which agent
+
+
 def test_a_sync_killed_between_sources_leaves_every_row_audited_and_is_closed_out(
     seeded_sandbox: Any, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from console.inventory import (
     DeclaredCredential,
     EnvFileTarget,
     KeyringTarget,
+    WorkspaceIdentity,
     issuer_parts,
     target_fields,
 )
@@ -98,6 +99,7 @@ class DeclaredSource:
                         used=decl.last_used is not None,
                     )
                 )
+            self._workspace_grants(cred_id, decl.delivered_to, set(decl.agents), result)
             if decl.last_used:
                 result.usage.append(
                     UsageEvent(
@@ -169,8 +171,49 @@ class DeclaredSource:
                         chain=[f"agent:{agent}", "declared in inventory", f"rotation:{rot.name}"],
                     )
                 )
+            self._workspace_grants(cred_id, rot.targets, set(rot.agents), result)
             if progress:
                 progress(rot.name)
+
+    def _workspaces(self) -> list[tuple[str, str, Path, set[Path]]]:
+        """(agent, workspace as written, its directory, its env files) for every workspace
+        identity, resolved against the inventory's directory."""
+        base = Path(self._loaded.base_dir)
+        out = []
+        for agent in self._loaded.inventory.agents:
+            for ident in agent.identities:
+                if isinstance(ident, WorkspaceIdentity):
+                    root = (base / ident.path).resolve()
+                    files = {(root / f).resolve() for f in ident.env_files}
+                    out.append((agent.name, ident.path, root, files))
+        return out
+
+    def _workspace_grants(
+        self, cred_id: str, targets: list[Any], declared: set[str], result: CollectResult
+    ) -> None:
+        """An agent whose workspace holds a file the value is delivered to can read it, named
+        in the inventory's ``agents`` or not: that is reach too. Not marked used: a declared
+        last use does not say which agent it was."""
+        holders = self._workspaces()
+        if not holders:
+            return
+        seen = set(declared)
+        for target in targets:
+            if not isinstance(target, EnvFileTarget):
+                continue
+            path = Path(self._loaded.base_dir, target.path).resolve()
+            for agent, written, root, files in holders:
+                if agent in seen or not (path in files or path.is_relative_to(root)):
+                    continue
+                seen.add(agent)
+                result.grants.append(
+                    Grant(
+                        agent=agent,
+                        credential_id=cred_id,
+                        capabilities=["read"],
+                        chain=[f"agent:{agent}", f"workspace:{written}", f"file:{target.path}"],
+                    )
+                )
 
     def _target_value(
         self, target: Any, field: str, result: CollectResult, name: str

@@ -31,7 +31,7 @@ from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import VaultIdentity
 from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
 from console.sources.base import CollectResult, Progress
-from console.sources.vault_policy import Acl, Rule, parse_policy
+from console.sources.vault_policy import Acl, PolicyError, Rule, parse_policy
 from rotators.values import canonical_value
 
 if TYPE_CHECKING:
@@ -374,6 +374,62 @@ def _parse_audit_line(raw: bytes) -> _AuditRead | None:
 # the collector
 
 
+# the Vault identity types of the inventory, each resolved to the policies its tokens carry
+VAULT_IDENTITY_TYPES = ("vault-approle", "vault-token-role", "vault-entity")
+# a grant's capability when keyshift cannot tell what the server would allow
+UNKNOWN_CAPABILITY = "unknown"
+
+
+class _PolicyCache:
+    """Each policy read and parsed once per sync."""
+
+    def __init__(self, source: VaultSource, client: VaultClient, result: CollectResult) -> None:
+        self._source, self._client, self._result = source, client, result
+        self._seen: dict[str, list[Rule] | None] = {}
+
+    def rules(self, names: list[str]) -> tuple[list[Rule], list[str]]:
+        """The rules of ``names`` and the names keyshift could not read."""
+        rules: list[Rule] = []
+        unreadable: list[str] = []
+        for name in names:
+            if name == "root":
+                continue  # root grants everything; Acl is told so
+            if name not in self._seen:
+                self._seen[name] = self._source._read_policy(self._client, name, self._result)
+            found = self._seen[name]
+            if found is None:
+                unreadable.append(name)
+            else:
+                rules.extend(found)
+        return rules, unreadable
+
+
+def _grant_for(
+    acl: Acl, agent: str, head: list[str], cred_id: str, secret: _Secret
+) -> Grant | None:
+    data = acl.capabilities(f"{secret.mount}/data/{secret.path}")
+    if data.unknown:
+        return Grant(
+            agent=agent,
+            credential_id=cred_id,
+            capabilities=[UNKNOWN_CAPABILITY],
+            chain=[*head, f"rule:unknown ({data.unknown})"],
+        )
+    if data.root:
+        return Grant(agent=agent, credential_id=cred_id, capabilities=["root"],
+                     chain=[*head, "policy:root"])
+    if not data.capabilities or data.rule is None:
+        return None
+    meta = acl.capabilities(f"{secret.mount}/metadata/{secret.path}")
+    meta_caps = [UNKNOWN_CAPABILITY] if meta.unknown else list(meta.capabilities)
+    return Grant(
+        agent=agent,
+        credential_id=cred_id,
+        capabilities=[*data.capabilities, *(f"metadata:{c}" for c in meta_caps)],
+        chain=[*head, f"policy:{','.join(data.rule.policies)}", f"rule:{data.rule.path}"],
+    )
+
+
 class VaultSource:
     type = "vault"
 
@@ -566,66 +622,93 @@ class VaultSource:
                     yield agent.name, ident
 
     def _grants(self, client: VaultClient, found: list[_Secret], result: CollectResult) -> None:
-        policy_cache: dict[str, list[Rule] | None] = {}
+        """Each agent's Vault identity -> its policies -> the rule that decides each secret's
+        data path, decided as the server decides (vault_policy.Acl). A path a templated rule
+        may cover, or an identity with a policy keyshift cannot read, becomes a grant whose
+        capabilities are ``unknown``: reported, never dropped and never guessed."""
+        policies = _PolicyCache(self, client, result)
+        for agent, ident in self._agent_roles(VAULT_IDENTITY_TYPES):
+            resolved = self._identity_policies(client, agent, ident, result)
+            if resolved is None:
+                continue
+            link, names = resolved
+            rules, unreadable = policies.rules(names)
+            head = [f"agent:{agent}", f"{link}:{ident.role}"]
+            if unreadable:
+                for secret in found:
+                    result.grants.append(
+                        Grant(
+                            agent=agent,
+                            credential_id=self._cred_id(secret),
+                            capabilities=[UNKNOWN_CAPABILITY],
+                            chain=[*head, f"policy:{','.join(unreadable)} (unreadable)"],
+                        )
+                    )
+                continue
+            acl = Acl(rules, root="root" in names)
+            for secret in found:
+                grant = _grant_for(acl, agent, head, self._cred_id(secret), secret)
+                if grant is not None:
+                    result.grants.append(grant)
+
+    def _identity_policies(
+        self, client: VaultClient, agent: str, ident: VaultIdentity, result: CollectResult
+    ) -> tuple[str, list[str]] | None:
+        """The chain link and the policy names an identity's tokens carry, or None (said in
+        ``result.errors``)."""
         mount = self._cfg.approle_mount.strip("/")
-        for agent, ident in self._agent_roles(("vault-approle", "vault-token-role")):
-            if ident.type == "vault-approle":
-                role_path, what, link = f"auth/{mount}/role/{ident.role}", "AppRole role", "approle"
-            else:
-                role_path, what, link = f"auth/token/roles/{ident.role}", "token role", "token-role"
-            status, body = client.json("GET", role_path)
+        if ident.type == "vault-approle":
+            path, what, link = f"auth/{mount}/role/{ident.role}", "AppRole role", "approle"
+        elif ident.type == "vault-token-role":
+            path, what, link = f"auth/token/roles/{ident.role}", "token role", "token-role"
+        else:
+            path, what, link = f"identity/entity/name/{ident.role}", "entity", "entity"
+        status, body = client.json("GET", path)
+        if status != 200:
+            why = "not found" if status in (404, 400) else f"HTTP {status}"
+            if status == 403:
+                why = "permission denied"
+            result.errors.append(
+                ItemError(where=f"agent {agent}", message=f"{what} {ident.role!r} at {path}: {why}")
+            )
+            return None
+        data = body.get("data") or {}
+        if ident.type == "vault-entity":
+            return link, self._entity_policies(client, agent, data, result)
+        names = list(
+            data.get("token_policies") or data.get("policies") or data.get("allowed_policies") or []
+        )
+        if not data.get("token_no_default_policy") and "default" not in names:
+            names.append("default")
+        return link, names
+
+    def _entity_policies(
+        self, client: VaultClient, agent: str, entity: dict[str, Any], result: CollectResult
+    ) -> list[str]:
+        """An entity's own policies and those of every group it is in (direct or inherited).
+        The policies its login method adds to each token are not known from the entity, so
+        the reach found this way is what the identity alone grants."""
+        names = list(entity.get("policies") or [])
+        groups = [*(entity.get("direct_group_ids") or []), *(entity.get("group_ids") or []),
+                  *(entity.get("inherited_group_ids") or [])]
+        for group_id in dict.fromkeys(groups):
+            status, body = client.json("GET", f"identity/group/id/{group_id}")
             if status != 200:
-                why = "not found" if status in (404, 400) else f"HTTP {status}"
-                if status == 403:
-                    why = "permission denied"
                 result.errors.append(
                     ItemError(
                         where=f"agent {agent}",
-                        message=f"{what} {ident.role!r} at {role_path}: {why}",
+                        message=f"group {group_id} of entity {entity.get('name')!r}: "
+                        f"HTTP {status}; its policies are not counted",
                     )
                 )
                 continue
-            data = body.get("data") or {}
-            names = list(
-                data.get("token_policies")
-                or data.get("policies")
-                or data.get("allowed_policies")
-                or []
-            )
-            if not data.get("token_no_default_policy") and "default" not in names:
-                names.append("default")
-            rules: list[Rule] = []
-            for name in names:
-                if name not in policy_cache:
-                    policy_cache[name] = self._read_policy(client, name, result)
-                rules.extend(policy_cache[name] or [])
-            acl = Acl(rules)
-            for secret in found:
-                data_rule = acl.governing(f"{secret.mount}/data/{secret.path}")
-                caps = data_rule.effective if data_rule else []
-                if not caps or not data_rule:
-                    continue
-                meta_rule = acl.governing(f"{secret.mount}/metadata/{secret.path}")
-                meta_caps = meta_rule.effective if meta_rule else []
-                result.grants.append(
-                    Grant(
-                        agent=agent,
-                        credential_id=self._cred_id(secret),
-                        capabilities=caps + [f"metadata:{c}" for c in meta_caps],
-                        chain=[
-                            f"agent:{agent}",
-                            f"{link}:{ident.role}",
-                            f"policy:{','.join(data_rule.policies)}",
-                            f"rule:{data_rule.path}",
-                        ],
-                    )
-                )
+            names += (body.get("data") or {}).get("policies") or []
+        return list(dict.fromkeys(names))
 
     def _read_policy(
         self, client: VaultClient, name: str, result: CollectResult
     ) -> list[Rule] | None:
-        if name == "root":
-            return [Rule("root", "*", ("create", "read", "update", "delete", "list", "sudo"))]
+        """A policy's rules; None when it cannot be read or parsed (said in ``result``)."""
         status, body = client.json("GET", f"sys/policies/acl/{name}")
         text = (body.get("data") or {}).get("policy") if status == 200 else None
         if text is None:
@@ -635,10 +718,19 @@ class VaultSource:
             if status == 404:
                 return []  # a role may name a policy that does not exist: it grants nothing
             result.errors.append(
-                ItemError(where=f"policy {name}", message=f"cannot read policy (HTTP {status})")
+                ItemError(
+                    where=f"policy {name}",
+                    message=f"cannot read policy (HTTP {status}); grants through it are unknown",
+                )
             )
             return None
-        return parse_policy(name, text)
+        try:
+            return parse_policy(name, text)
+        except PolicyError as exc:
+            result.errors.append(
+                ItemError(where=f"policy {name}", message=f"{exc}; grants through it are unknown")
+            )
+            return None
 
     # -- usage ---------------------------------------------------------------------------
 
