@@ -490,6 +490,7 @@ def ls_cmd(
     ctx: Context, filter_words: tuple[str, ...], fmt: str, sort: str, desc: bool, limit: int | None
 ) -> None:
     """List credentials, e.g. `keyshift ls env:prod owner:none` or `keyshift ls !kind:kv`."""
+    from console.audit_query import csv_safe
     from console.query import parse
 
     query = parse(" ".join(filter_words))
@@ -508,9 +509,7 @@ def ls_cmd(
             row = _cred_json(c)
             writer.writerow(
                 [
-                    ";".join(row[k])
-                    if isinstance(row[k], list)
-                    else ("" if row[k] is None else row[k])
+                    csv_safe(";".join(row[k]) if isinstance(row[k], list) else row[k])
                     for k in LS_COLUMNS
                 ]
             )
@@ -619,7 +618,7 @@ def _load_command_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
-    from console import cli_rotation  # noqa: F401  (registers rotate and runs)
+    from console import cli_reach, cli_rotation  # noqa: F401  (register their commands)
 
     _load_command_plugins()
     try:

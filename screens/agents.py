@@ -1,31 +1,19 @@
 """`:agents`: each agent with its owner, environment and identities, how many credentials it
 can reach and how many of those it has been seen using. Enter opens its reach as a tree.
 
-Agents come from the inventory and from the grants sync found: an agent that holds grants
-but is not in the inventory is listed too, marked so, never dropped.
+The rows come from console.reach, as `keyshift agent ls` does.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
+from console.reach import agents
 from console.vocabulary import NONE, UNKNOWN
 from screens.listview import ListScreen, Row, styled
-
-
-def identity_text(identity: Any) -> str:
-    kind = identity.type
-    detail = (
-        getattr(identity, "role", None)
-        or getattr(identity, "name", None)
-        or getattr(identity, "service", None)
-        or getattr(identity, "path", None)
-        or ""
-    )
-    return f"{kind}:{detail}" if detail else kind
 
 
 class AgentsScreen(ListScreen):
@@ -47,38 +35,19 @@ class AgentsScreen(ListScreen):
     ]
 
     def read_rows(self) -> list[Row]:
-        reach = {r["agent"]: r for r in self.ks.store.agent_reach()}
-        rows: list[Row] = []
-        loaded = self.ks.loaded
-        declared = loaded.inventory.agents if loaded is not None else []
-        for agent in declared:
-            counts = reach.pop(agent.name, None) or {"reach": 0, "used": 0}
-            rows.append(
-                {
-                    "name": agent.name,
-                    "owner": agent.owner,
-                    "environment": agent.environment,
-                    "identities": ", ".join(identity_text(i) for i in agent.identities),
-                    "reach": counts["reach"],
-                    "used": counts["used"],
-                    "unused": counts["reach"] - counts["used"],
-                    "note": "",
-                }
-            )
-        for name, counts in reach.items():  # found by sync, absent from the inventory
-            rows.append(
-                {
-                    "name": name,
-                    "owner": None,
-                    "environment": None,
-                    "identities": "",
-                    "reach": counts["reach"],
-                    "used": counts["used"],
-                    "unused": counts["reach"] - counts["used"],
-                    "note": "not in the inventory",
-                }
-            )
-        return sorted(rows, key=lambda r: r["name"].lower())
+        return [
+            {
+                "name": a.name,
+                "owner": a.owner,
+                "environment": a.environment,
+                "identities": ", ".join(a.identities),
+                "reach": a.reach,
+                "used": a.used,
+                "unused": a.unused,
+                "note": "" if a.in_inventory else "not in the inventory",
+            }
+            for a in agents(self.ks.store, self.ks.loaded)
+        ]
 
     def cells(self, row: Row) -> list[Text | str]:
         app = self.app

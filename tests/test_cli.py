@@ -162,6 +162,42 @@ def test_ls_filters_and_bad_filter(tmp_path, env):
     assert_one_line_error(run(tmp_path, env, "ls", "colour:red"), 2, "colour")
 
 
+def test_agent_ls_show_and_who_can(tmp_path, env):
+    run(tmp_path, env, "sync")
+    agents = json.loads(run(tmp_path, env, "agent", "ls", "--format", "json").stdout)
+    assert [(a["name"], a["reach"], a["used"]) for a in agents] == [
+        ("billing-agent", 1, 0),
+        ("support-bot", 2, 1),  # the declared last use of the OpenAI key is support-bot's
+    ]
+    assert agents[1]["identities"] == ["workspace:ws/support"]
+
+    shown = run(tmp_path, env, "agent", "show", "support-bot", "--format", "json")
+    shown = json.loads(shown.stdout)
+    by_name = {g["name"]: g for g in shown["grants"]}
+    assert set(by_name) == {"openai-support-prod", "stripe-billing-dev"}
+    openai = by_name["openai-support-prod"]
+    assert openai["credential"] == "declared:api-key:openai-support-prod"
+    assert openai["capabilities"] == ["use"] and openai["used"] is True
+    assert openai["chain"][0] == "agent:support-bot"
+    assert by_name["stripe-billing-dev"]["used"] is False
+
+    who = json.loads(run(tmp_path, env, "who-can", "stripe-billing-dev", "--format", "json").stdout)
+    assert who["credential"] == "declared:payment-key:stripe-billing-dev"
+    assert sorted(h["agent"] for h in who["holders"]) == ["billing-agent", "support-bot"]
+    assert all(h["chain"] for h in who["holders"])
+
+    text = run(tmp_path, env, "agent", "ls")
+    assert text.returncode == 0 and "support-bot" in text.stdout and "2 agents" in text.stdout
+    rows = run(tmp_path, env, "agent", "ls", "--format", "csv").stdout.splitlines()
+    assert rows[0] == "name,owner,environment,reach,used,identities,in_inventory"
+    assert len(rows) == 3
+    assert_one_line_error(
+        run(tmp_path, env, "agent", "show", "suport-bot"), 3, "no agent 'suport-bot'",
+        "did you mean support-bot",
+    )
+    assert_one_line_error(run(tmp_path, env, "who-can", "nothing-like-it"), 3, "no credential")
+
+
 def test_show_unknown_id_is_one_line_exit_3(tmp_path, env):
     run(tmp_path, env, "sync")
     assert_one_line_error(run(tmp_path, env, "show", "nope:kv:x"), 3, "no credential 'nope:kv:x'")
