@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
+from textual.widgets import Input
 
 from console.errors import ConfigError, ReadOnlyError
 from screens import views
@@ -40,7 +41,11 @@ class KeyshiftApp(App):
     CSS_PATH = "keyshift.tcss"
     COMMANDS: ClassVar[set[Any]] = {KeyshiftCommands, *App.COMMANDS}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("colon", "command_bar", "Command", key_display=":", id="app.command"),
+        # priority: handled the moment it arrives, so the keys typed after it (a fast
+        # `:audit⏎`) find the command bar open; check_action lets an input have its ":"
+        Binding(
+            "colon", "command_bar", "Command", key_display=":", id="app.command", priority=True
+        ),
         Binding("question_mark", "help", "Keys", key_display="?", id="app.help"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False, id="app.theme"),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -132,8 +137,16 @@ class KeyshiftApp(App):
 
         self.call_after_refresh(run)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "command_bar" and isinstance(self.focused, Input):
+            return False  # a ":" typed in a box is text
+        return super().check_action(action, parameters)
+
     def action_command_bar(self) -> None:
         from screens.command_bar import CommandBar
+
+        if isinstance(self.screen, ModalScreen):
+            return  # a dialog stays in front until it is answered
 
         def chosen(picked: tuple[str, str] | None) -> None:
             if picked is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -58,6 +58,23 @@ class CommandBar(ModalScreen[tuple[str, str] | None]):
     def on_mount(self) -> None:
         self._fill("")
         self.query_one("#command-input", Input).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed before the box had focus (a fast `:audit⏎` arrives in one burst) reach
+        the screen instead: they belong in the box, in order."""
+        box = self.query_one("#command-input", Input)
+        if box.has_focus:
+            return
+        if event.key == "enter":
+            event.stop()
+            box.focus()
+            box.post_message(Input.Submitted(box, box.value))
+        elif event.key == "backspace":
+            event.stop()
+            box.value = box.value[:-1]
+        elif event.is_printable and event.character:
+            event.stop()
+            box.insert_text_at_cursor(event.character)
 
     def _fill(self, value: str) -> None:
         options = self.query_one("#command-options", OptionList)

@@ -166,9 +166,11 @@ class ListScreen(KeyshiftScreen):
         table = self.table
         key = key if key is not None else self.current_key()
         scroll = table.scroll_offset
+        rows = [self.cells(row) for row in self.shown]
+        _size_columns(table, rows)
         table.clear()
-        for row in self.shown:
-            table.add_row(*self.cells(row), key=self.key_of(row))
+        for row, cells in zip(self.shown, rows, strict=True):
+            table.add_row(*cells, key=self.key_of(row))
         table.scroll_to(scroll.x, scroll.y, animate=False, immediate=True)
         for index, row in enumerate(self.shown):
             if key is not None and self.key_of(row) == key:
@@ -247,6 +249,20 @@ class ListScreen(KeyshiftScreen):
         row = self.current
         if row is not None:
             self.open_row(row)
+
+
+def _size_columns(table: DataTable, rows: list[list[Text | str]]) -> None:
+    """Each column as wide as its widest cell, set before the rows are added. DataTable would
+    measure them on its next idle, but it caches cells rendered before then at the old width:
+    under load a frame comes first and the columns stay cut."""
+    for index, column in enumerate(table.ordered_columns):
+        width = column.label.cell_len
+        for cells in rows:
+            cell = cells[index]
+            text = cell if isinstance(cell, Text) else Text(str(cell))
+            width = max(width, *(Text(line).cell_len for line in text.plain.split("\n")))
+        column.width = width
+        column.auto_width = False
 
 
 def styled(text: str, app: Any, meaning: str) -> Text:

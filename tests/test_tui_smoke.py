@@ -222,7 +222,7 @@ def test_walk_the_views_and_quit(
     assert "vault-prod:kv:secret/support/openai" in text
     keys(":")
     tmux.run("send-keys", "-t", "smoke", "-l", "runs")
-    keys("Enter")
+    keys("Enter")  # typed as fast as tmux sends: the command bar keeps what came early
     text = tmux.wait_for("the runs", lambda t: "awaiting-revoke" in t and "STATUS" in t)
     keys(":")
     tmux.run("send-keys", "-t", "smoke", "-l", "audit")

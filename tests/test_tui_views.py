@@ -132,6 +132,26 @@ def build_world(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @sync_test
+async def test_command_bar_keeps_keys_typed_before_it_had_focus(world) -> None:
+    """`:audit⏎` sent in one burst, as a fast typist or tmux does: every key lands in order,
+    none goes to the view beneath."""
+    from textual import events
+
+    store, loaded, _granted, _runs = world
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        burst = [("colon", ":"), *((c, c) for c in "audit"), ("enter", None)]
+        for key, char in burst:  # what the terminal driver posts: no waiting between keys
+            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if isinstance(app.screen, AuditScreen):
+                break
+        assert isinstance(app.screen, AuditScreen)
+
+
+@sync_test
 async def test_command_bar_completes_aliases_and_esc_walks_back(world) -> None:
     store, loaded, _granted, _runs = world
     app = make_app(store, loaded)
