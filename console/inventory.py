@@ -95,6 +95,8 @@ class VaultSource(_Model):
     namespace: str | None = None
     kv_mounts: list[str] = Field(default_factory=lambda: ["secret"])
     approle_mount: str = "approle"
+    # list tokens (by accessor) and AppRole secret-ids too; never their values
+    auth: bool = True
     # read each value (in memory only) to fingerprint it, which is how reuse is found
     fingerprint: bool = True
     # the server's file audit log, for usage evidence (the sandbox's is found by itself)

@@ -7,6 +7,7 @@ KV mounts, policies, roles and tokens, named with a random suffix.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_collect_finds_the_seeded_secrets(seeded_sandbox: Any, vault: Any, tmp_p
     by_id = {c.id: c for c in result.credentials}
     # exactly what the server holds (the baseline's classic listing), nothing more or less
     expected = {f"{VAULT}:kv:secret/{p}" for p in hvac_listing(vault, "secret")}
-    assert set(by_id) == expected
+    assert {i for i in by_id if ":kv:" in i} == expected
     openai = by_id[f"{VAULT}:kv:secret/agents/support/openai"]
     assert openai.kind == "kv"
     assert openai.name == "agents/support/openai"
@@ -159,6 +160,7 @@ def test_fingerprinting_can_be_turned_off(seeded_sandbox: Any, mount: str, tmp_p
             "sandbox": True,
             "kv_mounts": [mount],
             "fingerprint": False,
+            "auth": False,  # KV only: no tokens or secret-ids
         }
     )
     loaded = loaded_from(inv, tmp_path)
@@ -219,7 +221,11 @@ def test_deleted_current_version_is_inactive(
 def test_grants_follow_the_seeded_policies(seeded_sandbox: Any, tmp_path: Path) -> None:
     loaded = loaded_from(base_inventory(), tmp_path)
     result = VaultSource(vault_cfg(loaded), loaded).collect()
-    grants = {(g.agent, g.credential_id.split(":kv:")[1]): g for g in result.grants}
+    grants = {
+        (g.agent, g.credential_id.split(":kv:")[1]): g
+        for g in result.grants
+        if ":kv:" in g.credential_id
+    }
     seeded = {k for k in grants if k[1].startswith("secret/agents/")}
     assert seeded == {
         ("support-bot", "secret/agents/support/openai"),
@@ -243,7 +249,11 @@ def test_usage_from_the_audit_log(seeded_sandbox: Any, tmp_path: Path) -> None:
     loaded = loaded_from(base_inventory(), tmp_path)
     for _ in range(2):  # keyshift's own fingerprint reads of the first pass must not count
         result = VaultSource(vault_cfg(loaded), loaded).collect()
-    used = {(g.agent, g.credential_id.split(":kv:")[1]) for g in result.grants if g.used}
+    used = {
+        (g.agent, g.credential_id.split(":kv:")[1])
+        for g in result.grants
+        if g.used and ":kv:" in g.credential_id
+    }
     assert {u for u in used if u[1].startswith("secret/agents/")} == {
         ("support-bot", "secret/agents/support/openai"),
         ("support-bot", "secret/agents/support/db"),
@@ -287,7 +297,7 @@ def test_over_broad_policy_and_missing_role(
     ]
     loaded = loaded_from(inv, tmp_path)
     result = VaultSource(vault_cfg(loaded), loaded).collect()
-    every = {c.id for c in result.credentials}
+    every = {c.id for c in result.credentials if c.kind == "kv"}
     greedy = {g.credential_id: g for g in result.grants if g.agent == "greedy"}
     assert set(greedy) == every
     assert all(
@@ -343,7 +353,8 @@ def test_entity_identities_templated_rules_and_unreadable_policies_are_never_dro
 
     by_agent: dict[str, dict[str, Any]] = {}
     for g in result.grants:
-        by_agent.setdefault(g.agent, {})[g.credential_id.split(":kv:")[1]] = g
+        if ":kv:" in g.credential_id:
+            by_agent.setdefault(g.agent, {})[g.credential_id.split(":kv:")[1]] = g
     reach = by_agent["entity-agent"]
     assert set(reach) == {
         "secret/agents/support/openai", "secret/agents/ci/deploy", "secret/agents/ci/unused"
@@ -354,7 +365,9 @@ def test_entity_identities_templated_rules_and_unreadable_policies_are_never_dro
     assert reach["secret/agents/ci/deploy"].chain[2] == f"policy:{team}"
 
     templated = by_agent["templated-agent"]
-    agents_paths = {c.location for c in result.credentials if "/agents/" in c.location}
+    agents_paths = {
+        c.location for c in result.credentials if c.kind == "kv" and "/agents/" in c.location
+    }
     assert set(templated) == agents_paths  # every path the template could fill in
     assert all(g.capabilities == ["unknown"] for g in templated.values())
     assert all("identity.entity.name" in g.chain[-1] for g in templated.values())
@@ -376,12 +389,103 @@ def test_entity_identities_templated_rules_and_unreadable_policies_are_never_dro
     loaded = loaded_from(inv, tmp_path)
     result = VaultSource(vault_cfg(loaded), loaded).collect()
     broken_grants = [g for g in result.grants if g.agent == "broken-agent"]
-    assert len(broken_grants) == len(result.credentials)
+    assert len(broken_grants) == sum(c.kind == "kv" for c in result.credentials)
     assert all(g.capabilities == ["unknown"] for g in broken_grants)
     assert any(
         e.where == f"policy {broken}" and "grants through it are unknown" in e.message
         for e in result.errors
     )
+
+
+def test_tokens_and_secret_ids_are_listed_by_accessor_with_ttl_and_holder(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """What was made on the server is what the inventory shows: each secret-id (TTL, uses
+    left, metadata, its role's agent) and each token (policies, TTL, expiry, role, orphan);
+    never a token or secret-id value."""
+    suffix = uuid.uuid4().hex[:6]
+    role = f"auth-bot-{suffix}"
+    vault.auth.approle.create_or_update_approle(role, token_policies=["default"], token_ttl="1h")
+    made = vault.adapter.post(
+        f"/v1/auth/approle/role/{role}/secret-id",
+        json={"metadata": json.dumps({"team": "ops"}), "ttl": "2h", "num_uses": 5},
+    )["data"]
+    plain = vault.auth.approle.generate_secret_id(role_name=role)["data"]
+    role_id = vault.auth.approle.read_role_id(role_name=role)["data"]["role_id"]
+    login = vault.adapter.post(
+        "/v1/auth/approle/login", json={"role_id": role_id, "secret_id": plain["secret_id"]}
+    )["auth"]
+    orphan = vault.auth.token.create(
+        policies=["default"], ttl="30m", no_parent=True, num_uses=3,
+        meta={"purpose": "test"},
+    )["auth"]
+    inv = base_inventory()
+    inv["agents"].append(
+        {"name": "auth-bot", "owner": "team-auth", "environment": "staging",
+         "identities": [{"type": "vault-approle", "source": VAULT, "role": role}]}
+    )
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(vault_cfg(loaded), loaded).collect()
+    by_id = {c.id: c for c in result.credentials}
+
+    with_ttl = by_id[f"{VAULT}:approle-secret-id:approle/{role}/{made['secret_id_accessor']}"]
+    assert with_ttl.ttl_seconds == 7200 and with_ttl.expires_at is not None
+    assert abs((with_ttl.expires_at - with_ttl.created_at).total_seconds() - 7200) < 5
+    assert with_ttl.tags["uses_left"] == "5" and with_ttl.tags["meta.team"] == "ops"
+    assert (with_ttl.owner, with_ttl.environment) == ("team-auth", "staging")
+    no_ttl = by_id[f"{VAULT}:approle-secret-id:approle/{role}/{plain['secret_id_accessor']}"]
+    assert no_ttl.expires_at is None and no_ttl.ttl_seconds is None  # never expires: said so
+
+    issued = by_id[f"{VAULT}:vault-token:{login['accessor']}"]
+    assert issued.tags["role"] == role and issued.ttl_seconds == 3600
+    assert issued.expires_at is not None and issued.scope == "policies: default"
+    own = by_id[f"{VAULT}:vault-token:{orphan['accessor']}"]
+    assert own.tags["orphan"] == "True" and own.tags["uses_left"] == "3"
+    assert own.ttl_seconds == 1800 and own.owner is None  # no agent is known to hold it
+
+    holders = {(g.agent, g.credential_id) for g in result.grants if g.agent == "auth-bot"}
+    assert holders == {
+        ("auth-bot", with_ttl.id), ("auth-bot", no_ttl.id), ("auth-bot", issued.id)
+    }
+    # the values themselves are nowhere in what keyshift keeps
+    kept = repr(result.credentials) + repr(result.grants) + repr(result.errors)
+    for value in (made["secret_id"], plain["secret_id"], login["client_token"],
+                  orphan["client_token"]):
+        assert value not in kept
+
+
+def test_a_token_without_sudo_cannot_list_tokens_and_the_rest_still_syncs(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    name = f"reader-{suffix}"
+    vault.sys.create_or_update_policy(
+        name,
+        'path "secret/*" { capabilities = ["read", "list", "scan"] }\n'
+        'path "sys/policies/acl/*" { capabilities = ["read"] }\n'
+        'path "auth/approle/role/*" { capabilities = ["read", "list"] }\n',
+    )
+    token = vault.auth.token.create(policies=[name], ttl="10m")["auth"]["client_token"]
+    ref = f"vault-reader-{suffix}"
+    secret_refs.put("keyshift-test", ref, token)
+    try:
+        inv = only_sources(
+            {
+                "name": "v", "type": "openbao", "token": f"keyring:keyshift-test/{ref}",
+                "address": seeded_sandbox.state.vault.address, "fingerprint": False,
+            }
+        )
+        loaded = loaded_from(inv, tmp_path)
+        result = VaultSource(loaded.source("v"), loaded).collect()
+    finally:
+        secret_refs.delete("keyshift-test", ref)
+    assert any(c.kind == "kv" for c in result.credentials)
+    assert not any(c.kind == "vault-token" for c in result.credentials)
+    assert any(
+        e.where == "auth/token/accessors" and "permission denied" in e.message
+        for e in result.errors
+    )
+    assert not result.complete  # unseen token rows go stale, not gone
 
 
 def test_unreachable_server_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:

@@ -47,6 +47,12 @@ def only_sources(*sources: dict[str, Any]) -> dict[str, Any]:
     return {"version": 1, "sources": list(sources)}
 
 
+def kv_only(mount: str) -> dict[str, Any]:
+    """The sandbox Vault listing one KV mount only: these tests count KV rows, and the
+    server's tokens and secret-ids come and go with other tests."""
+    return {"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount], "auth": False}
+
+
 def write_inventory(inv: dict[str, Any], path: Path) -> LoadedInventory:
     path.write_text(yaml.safe_dump(inv))
     return loads_inventory(path.read_text(), file=str(path), base_dir=path.parent)
@@ -187,7 +193,7 @@ def test_deleted_secret_is_marked_gone_and_kept(
 ) -> None:
     mount = make_mount(vault, ["keep/a", "keep/b", "drop/c"])
     loaded = write_inventory(
-        only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]}),
+        only_sources(kv_only(mount)),
         tmp_path / "inv.yaml",
     )
     audit = AuditLog(store)
@@ -208,7 +214,7 @@ def test_unreachable_vault_marks_rows_stale_and_the_cli_exits_1(
 ) -> None:
     mount = make_mount(vault, ["x/one", "x/two"])
     up = write_inventory(
-        only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]}),
+        only_sources(kv_only(mount)),
         tmp_path / "up.yaml",
     )
     audit = AuditLog(store)
@@ -223,6 +229,7 @@ def test_unreachable_vault_marks_rows_stale_and_the_cli_exits_1(
                     "name": "v",
                     "type": "openbao",
                     "kv_mounts": [mount],
+                    "auth": False,
                     "address": f"http://127.0.0.1:{port}",
                     "token": SANDBOX_TOKEN_REF,
                 }
@@ -257,7 +264,7 @@ def test_denied_folder_is_a_partial_sync_that_marks_nothing_gone(
 ) -> None:
     mount = make_mount(vault, ["open/a", "open/b", "closed/c", "closed/d"])
     full = write_inventory(
-        only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]}),
+        only_sources(kv_only(mount)),
         tmp_path / "full.yaml",
     )
     audit = AuditLog(store)
@@ -287,6 +294,7 @@ path "{mount}/data/closed/*" {{ capabilities = ["deny"] }}
                 "name": "v",
                 "type": "openbao",
                 "kv_mounts": [mount],
+                "auth": False,
                 "address": seeded_sandbox.state.vault_addr,
                 "token": f"keyring:{service}/token",
             }

@@ -507,12 +507,30 @@ class VaultSource:
                         progress(cid)
                 self._grants(client, found, result)
                 self._usage(client, found, creds, result)
-            result.credentials = list(creds.values())
+                result.credentials = list(creds.values())
+                if self._cfg.auth:
+                    self._auth(client, pool, result)
         finally:
             client.close()
         if result.errors:
             result.complete = False
         return result
+
+    def _auth(self, client: VaultClient, pool: ThreadPoolExecutor, result: CollectResult) -> None:
+        """Tokens and AppRole secret-ids (console/sources/vault_auth.py)."""
+        from console.sources.vault_auth import AuthLister, Holders
+
+        holders: Holders = {}
+        by_name = {a.name: a for a in self._loaded.inventory.agents}
+        for agent, ident in self._agent_roles(("vault-approle",)):
+            found = by_name[agent]
+            holders.setdefault(ident.role, []).append(
+                (agent, found.owner, str(found.environment))
+            )
+        environment = str(self._cfg.environment) if self._cfg.environment else None
+        AuthLister(
+            self.name, client, pool, self._cfg.approle_mount, holders, environment
+        ).collect(result)
 
     def _cred_id(self, secret: _Secret) -> str:
         return credential_id(self.name, KIND, f"{secret.mount}/{secret.path}")

@@ -1,0 +1,252 @@
+"""Vault / OpenBao auth credentials: tokens (through their accessors) and AppRole secret-ids.
+
+Neither a token nor a secret-id is ever read: the server lists their *accessors*, and a lookup
+by accessor gives what keyshift keeps (policies, TTL, expiry, creation, role, orphan, uses
+left, metadata). The accessor is the native id. An agent whose AppRole role issued a secret-id
+or a token can use it; the grant says so.
+
+Listing tokens needs ``sudo`` on ``auth/token/accessors``; a token without it gets a 403 that
+is reported while the rest is synced.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from console.model import Credential, Grant, ItemError, credential_id
+from console.sources.base import CollectResult
+
+if TYPE_CHECKING:
+    from console.sources.vault import VaultClient
+
+# AppRole role -> the agents that log in with it: (agent, owner, environment)
+Holders = dict[str, list[tuple[str, str | None, str | None]]]
+TOKEN_KIND = "vault-token"
+SECRET_ID_KIND = "approle-secret-id"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value or str(value).startswith("0001-01-01"):
+        return None  # the server's zero time: none set
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _seconds(value: Any) -> int | None:
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _why(status: int) -> str:
+    return "permission denied" if status == 403 else f"HTTP {status}"
+
+
+class AuthLister:
+    """Tokens and secret-ids of one Vault source, with who holds them."""
+
+    def __init__(
+        self,
+        source: str,
+        client: VaultClient,
+        pool: ThreadPoolExecutor,
+        approle_mount: str,
+        holders: Holders,
+        environment: str | None,
+    ) -> None:
+        self.source = source
+        self.client = client
+        self.pool = pool
+        self.mount = approle_mount.strip("/")
+        # AppRole role -> [(agent, owner, environment)] from the inventory's identities
+        self.holders = holders
+        self.environment = environment
+
+    def collect(self, result: CollectResult) -> None:
+        own = self._own_accessor()
+        self._tokens(result, own)
+        self._secret_ids(result)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def _own_accessor(self) -> str | None:
+        status, body = self.client.json("GET", "auth/token/lookup-self")
+        return (body.get("data") or {}).get("accessor") if status == 200 else None
+
+    def _tokens(self, result: CollectResult, own: str | None) -> None:
+        status, body = self.client.json("LIST", "auth/token/accessors")
+        if status != 200:
+            result.errors.append(
+                ItemError(
+                    where="auth/token/accessors",
+                    message=f"tokens not listed ({_why(status)}; listing them needs sudo)",
+                )
+            )
+            return
+        accessors = list((body.get("data") or {}).get("keys") or [])
+
+        def lookup(accessor: str) -> tuple[str, int, dict[str, Any]]:
+            code, found = self.client.json(
+                "POST", "auth/token/lookup-accessor", json={"accessor": accessor}
+            )
+            return accessor, code, found
+
+        for accessor, code, found in self.pool.map(lookup, accessors):
+            if code != 200:
+                if code not in (400, 404):  # revoked since it was listed: simply gone
+                    result.errors.append(
+                        ItemError(where=f"token {accessor[:8]}", message=f"lookup {_why(code)}")
+                    )
+                continue
+            self._token(result, accessor, found.get("data") or {}, own)
+
+    def _token(
+        self, result: CollectResult, accessor: str, data: dict[str, Any], own: str | None
+    ) -> None:
+        meta = data.get("meta") or {}
+        role = meta.get("role_name") or data.get("role") or None
+        display = data.get("display_name") or "token"
+        holders = self.holders.get(role, []) if role and str(data.get("path", "")).startswith(
+            f"auth/{self.mount}/"
+        ) else []
+        tags = {"path": str(data.get("path") or ""), "orphan": str(bool(data.get("orphan")))}
+        if role:
+            tags["role"] = str(role)
+        if data.get("num_uses"):
+            tags["uses_left"] = str(data["num_uses"])
+        if data.get("entity_id"):
+            tags["entity_id"] = str(data["entity_id"])
+        if accessor == own:
+            tags["keyshift"] = "the token keyshift reads this source with"
+        policies = sorted(set(data.get("policies") or []))
+        cid = credential_id(self.source, TOKEN_KIND, accessor)
+        result.credentials.append(
+            Credential(
+                id=cid,
+                source=self.source,
+                kind=TOKEN_KIND,
+                native_id=accessor,
+                name=f"token/{display}/{accessor[:8]}",
+                location=f"auth/token/accessors/{accessor}",
+                owner=holders[0][1] if len(holders) == 1 else None,
+                environment=(holders[0][2] if len(holders) == 1 else None) or self.environment,
+                scope="policies: " + (", ".join(policies) or "(none)"),
+                created_at=_time(data.get("issue_time"))
+                or _from_unix(data.get("creation_time")),
+                rotated_at=_time(data.get("issue_time")) or _from_unix(data.get("creation_time")),
+                expires_at=_time(data.get("expire_time")),
+                ttl_seconds=_seconds(data.get("creation_ttl")) or _seconds(data.get("ttl")),
+                tags=tags,
+            )
+        )
+        for agent, _owner, _env in holders:
+            result.grants.append(
+                Grant(
+                    agent=agent,
+                    credential_id=cid,
+                    capabilities=["use"],
+                    chain=[f"agent:{agent}", f"approle:{role}", f"token:{accessor[:8]}"],
+                )
+            )
+
+    # -- AppRole secret-ids ----------------------------------------------------------------
+
+    def _secret_ids(self, result: CollectResult) -> None:
+        status, body = self.client.json("LIST", f"auth/{self.mount}/role")
+        if status == 404:
+            return  # no AppRole mount here, or no roles: nothing to list
+        if status != 200:
+            result.errors.append(
+                ItemError(
+                    where=f"auth/{self.mount}/role", message=f"roles not listed ({_why(status)})"
+                )
+            )
+            return
+        for role in (body.get("data") or {}).get("keys") or []:
+            self._role_secret_ids(result, str(role))
+
+    def _role_secret_ids(self, result: CollectResult, role: str) -> None:
+        base = f"auth/{self.mount}/role/{role}"
+        status, body = self.client.json("LIST", f"{base}/secret-id")
+        if status == 404:
+            return  # a role with no secret-id
+        if status != 200:
+            result.errors.append(
+                ItemError(
+                    where=f"{base}/secret-id", message=f"secret-ids not listed ({_why(status)})"
+                )
+            )
+            return
+        accessors = list((body.get("data") or {}).get("keys") or [])
+
+        def lookup(accessor: str) -> tuple[str, int, dict[str, Any]]:
+            code, found = self.client.json(
+                "POST", f"{base}/secret-id-accessor/lookup", json={"secret_id_accessor": accessor}
+            )
+            return accessor, code, found
+
+        holders = self.holders.get(role, [])
+        for accessor, code, found in self.pool.map(lookup, accessors):
+            if code != 200:
+                if code not in (400, 404):
+                    result.errors.append(
+                        ItemError(where=f"{base} secret-id {accessor[:8]}", message=_why(code))
+                    )
+                continue
+            data = found.get("data") or {}
+            native = f"{self.mount}/{role}/{accessor}"
+            cid = credential_id(self.source, SECRET_ID_KIND, native)
+            tags = {"role": role}
+            uses = data.get("secret_id_num_uses")
+            if uses:
+                tags["uses_left"] = str(uses)
+            for key, value in (data.get("metadata") or {}).items():
+                tags[f"meta.{key}"] = str(value)
+            created = _time(data.get("creation_time"))
+            ttl = _seconds(data.get("secret_id_ttl"))
+            expires = _time(data.get("expiration_time")) or (
+                created + timedelta(seconds=ttl) if created and ttl else None
+            )
+            result.credentials.append(
+                Credential(
+                    id=cid,
+                    source=self.source,
+                    kind=SECRET_ID_KIND,
+                    native_id=native,
+                    name=f"approle/{role}/{accessor[:8]}",
+                    location=f"{base}/secret-id-accessor/{accessor}",
+                    owner=holders[0][1] if len(holders) == 1 else None,
+                    environment=(holders[0][2] if len(holders) == 1 else None) or self.environment,
+                    scope=f"AppRole login as {role}",
+                    created_at=created,
+                    rotated_at=created,
+                    expires_at=expires,
+                    ttl_seconds=ttl,
+                    tags=tags,
+                )
+            )
+            for agent, _owner, _env in holders:
+                result.grants.append(
+                    Grant(
+                        agent=agent,
+                        credential_id=cid,
+                        capabilities=["login"],
+                        chain=[f"agent:{agent}", f"approle:{role}", f"secret-id:{accessor[:8]}"],
+                    )
+                )
+
+
+def _from_unix(value: Any) -> datetime | None:
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        return None
+    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
+
