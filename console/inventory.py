@@ -93,7 +93,8 @@ class VaultSource(_Model):
     token: SecretRef | None = None
     approle: dict[str, SecretRef] | None = None  # {role_id: ref, secret_id: ref}
     namespace: str | None = None
-    kv_mounts: list[str] = Field(default_factory=lambda: ["secret"])
+    # the KV mounts to list; absent: every KV mount the token can see
+    kv_mounts: list[str] | None = None
     approle_mount: str = "approle"
     # list tokens (by accessor) and AppRole secret-ids too; never their values
     auth: bool = True

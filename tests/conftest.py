@@ -84,7 +84,7 @@ BUILTIN_INVENTORY: dict = {
         },
     ],
     "sources": [
-        {"name": "sandbox-vault", "type": "openbao", "sandbox": True},
+        {"name": "sandbox-vault", "type": "openbao", "sandbox": True, "kv_mounts": ["secret"]},
         {"name": "sandbox-aws", "type": "aws", "sandbox": True},
         {"name": "local-keyring", "type": "keyring"},
         {"name": "declared", "type": "declared"},

@@ -488,6 +488,29 @@ def test_a_token_without_sudo_cannot_list_tokens_and_the_rest_still_syncs(
     assert not result.complete  # unseen token rows go stale, not gone
 
 
+def test_every_kv_mount_the_token_sees_is_listed_and_a_v1_mount_is_named(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
+) -> None:
+    old_style = f"kst-v1-{uuid.uuid4().hex[:8]}"
+    vault.sys.enable_secrets_engine("kv", path=old_style, options={"version": "1"})
+    try:
+        inv = only_sources(
+            {"name": "v", "type": "openbao", "sandbox": True, "fingerprint": False,
+             "auth": False}
+        )
+        loaded = loaded_from(inv, tmp_path)
+        result = VaultSource(loaded.source("v"), loaded).collect()
+    finally:
+        vault.sys.disable_secrets_engine(old_style)
+    mounts = {c.native_id.split("/", 1)[0] for c in result.credentials}
+    assert {"secret", mount} <= mounts  # no kv_mounts given: every KV v2 mount
+    assert old_style not in mounts
+    assert [e.message for e in result.errors if e.where == f"mount {old_style}"] == [
+        "a KV v1 mount: its secrets are not listed (keyshift reads KV v2)"
+    ]
+    assert not result.complete
+
+
 def test_unreachable_server_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:
     import socket
 

@@ -479,7 +479,7 @@ class VaultSource:
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
                 out: list[_Secret] = []
-                for mount in self._cfg.kv_mounts:
+                for mount in self._mounts(client, []):
                     lister = MountLister(client, mount, pool)
                     out.extend(lister.list(use_scan=use_scan))
                     self.listing_methods[lister.mount] = lister.method
@@ -493,7 +493,7 @@ class VaultSource:
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
                 found: list[_Secret] = []
-                for mount in self._cfg.kv_mounts:
+                for mount in self._mounts(client, result.errors):
                     lister = MountLister(client, mount, pool)
                     found.extend(lister.list())
                     self.listing_methods[lister.mount] = lister.method
@@ -531,6 +531,38 @@ class VaultSource:
         AuthLister(
             self.name, client, pool, self._cfg.approle_mount, holders, environment
         ).collect(result)
+
+    def _mounts(self, client: VaultClient, errors: list[ItemError]) -> list[str]:
+        """The KV mounts to list: the source's own list, else every KV mount the token can
+        see (``sys/internal/ui/mounts`` answers any token, for the mounts it may use). A KV
+        v1 mount is named in ``errors``, not skipped in silence: only v2 is read."""
+        if self._cfg.kv_mounts is not None:
+            return list(self._cfg.kv_mounts)
+        status, body = client.json("GET", "sys/internal/ui/mounts")
+        if status != 200:
+            raise SourceError(
+                f"{self.name}: cannot list the mounts ({_short(body.get('errors') or [])}, "
+                f"HTTP {status})",
+                hint="name them in the source: kv_mounts: [secret]",
+            )
+        mounts = ((body.get("data") or {}).get("secret")) or {}
+        out = []
+        for path, info in sorted(mounts.items()):
+            if (info or {}).get("type") not in ("kv", "generic"):
+                continue
+            name = path.strip("/")
+            version = str(((info or {}).get("options") or {}).get("version") or "1")
+            if version == "2":
+                out.append(name)
+            else:
+                errors.append(
+                    ItemError(
+                        where=f"mount {name}",
+                        message="a KV v1 mount: its secrets are not listed (keyshift reads "
+                        "KV v2)",
+                    )
+                )
+        return out
 
     def _cred_id(self, secret: _Secret) -> str:
         return credential_id(self.name, KIND, f"{secret.mount}/{secret.path}")
