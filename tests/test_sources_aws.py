@@ -243,6 +243,53 @@ def test_inactive_key_and_grants(seeded_sandbox: Any, iam: Any, tmp_path: Path) 
     assert by_agent["ci-runner"][next(iter(by_agent["ci-runner"]))].capabilities == ["s3:*"]
 
 
+def test_groups_boundaries_and_conditions_decide_reach_on_the_server_data(
+    seeded_sandbox: Any, iam: Any, sm: Any, tmp_path: Path
+) -> None:
+    """A user with no policy of its own reaches through its group's policies; a Condition
+    makes a grant conditional, not certain; a NotAction deny in the group removes one."""
+    suffix = uuid.uuid4().hex[:6]
+    team = f"team-{suffix}"
+    # (user permission boundaries are checked by tests/test_aws_policy.py's table: moto
+    # neither sets nor returns them)
+    grouped, _ = make_user(iam, "grouped", None)
+    iam.create_group(GroupName=team)
+    iam.add_user_to_group(GroupName=team, UserName=grouped)
+    iam.put_group_policy(
+        GroupName=team, PolicyName="team-read",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue",
+                                           "secretsmanager:PutSecretValue"],
+             "Resource": f"arn:aws:secretsmanager:*:*:secret:{suffix}/*"},
+            {"Effect": "Allow", "Action": "secretsmanager:UpdateSecret",
+             "Resource": f"arn:aws:secretsmanager:*:*:secret:{suffix}/*",
+             "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}},
+            {"Effect": "Deny", "NotAction": ["secretsmanager:GetSecretValue",
+                                             "secretsmanager:UpdateSecret"],
+             "Resource": f"arn:aws:secretsmanager:*:*:secret:{suffix}/*"},
+        ]}),
+    )
+    name = f"{suffix}/app-key"
+    sm.create_secret(Name=name, SecretString=generate(30).reveal())
+    inv = base_inventory()
+    inv["sandbox"]["iam_users"].append({"name": grouped, "environment": "dev"})
+    inv["agents"].append(
+        {"name": "grouped", "environment": "dev",
+         "identities": [{"type": "aws-iam-user", "source": AWS, "name": grouped}]}
+    )
+    result = collect(inv, tmp_path)
+    creds = {c.id: c for c in result.credentials}
+    (grant,) = [
+        g for g in result.grants
+        if g.agent == "grouped" and creds[g.credential_id].name == name
+    ]
+    # PutSecretValue: allowed, then denied by the NotAction deny; UpdateSecret: conditional
+    assert grant.capabilities == [
+        "secretsmanager:GetSecretValue", "conditional:secretsmanager:UpdateSecret"
+    ]
+    assert grant.chain[2] == f"policy:group {team}: team-read"
+
+
 def test_access_denied_values_are_item_errors(
     seeded_sandbox: Any, iam: Any, sm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,25 +5,18 @@ have no readable secret half after creation, so they carry no fingerprint; the k
 secret and is the native id.
 
 Grants: an agent's ``aws-iam-user`` identity holds that user's access keys, and may read the
-secrets / parameters its policies allow. Policy evaluation is deliberately small: the user's
-attached (managed) and inline policies, ``Allow`` minus ``Deny`` statements, ``Action`` and
-``Resource`` patterns matched with ``*``/``?`` globs (case-insensitive actions). Not evaluated:
-group policies, permission boundaries, SCPs, resource policies, ``NotAction``/``NotResource``
-and ``Condition`` blocks (a statement with a Condition is still counted, i.e. over-reports).
+secrets / parameters its policies allow, decided by aws_policy.py (the user's and its groups'
+policies, its permission boundary, Deny, NotAction / NotResource; a Condition makes the grant
+conditional).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import logging
-import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import boto3
 import botocore.config
@@ -33,6 +26,12 @@ from console.errors import KeyshiftError, SourceError
 from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import AwsIdentity
 from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
+from console.sources.aws_policy import (
+    PolicyDocumentError,
+    Statement,
+    UserPolicies,
+    parse_policy_document,
+)
 from console.sources.base import CollectResult, Progress
 
 if TYPE_CHECKING:
@@ -114,109 +113,6 @@ def _code(exc: botocore.exceptions.ClientError) -> str:
     if code.isdigit():  # some endpoints (moto among them) answer a bare HTTP status
         return {"403": "AccessDenied", "429": "Throttling"}.get(code, f"HTTP {code}")
     return code
-
-
-# ---------------------------------------------------------------------------------------
-# policy evaluation (see module docstring for what is and is not evaluated)
-
-
-@dataclass
-class Statement:
-    policy: str
-    effect: str
-    actions: list[str]
-    resources: list[str]
-
-    def allows(self, action: str, resource: str) -> bool:
-        return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in self.actions) and any(
-            _resource_match(r, resource) for r in self.resources
-        )
-
-
-def _resource_match(pattern: str, arn: str) -> bool:
-    # fnmatch's [...] classes do not exist in IAM; escape them so they match literally
-    safe = re.sub(r"([\[\]])", r"[\1]", pattern)
-    return fnmatch.fnmatchcase(arn, safe)
-
-
-def _listify(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def parse_policy_document(name: str, document: Any) -> list[Statement]:
-    if isinstance(document, str):
-        try:
-            document = json.loads(unquote(document))
-        except ValueError:
-            return []
-    if not isinstance(document, dict):
-        return []
-    raw = document.get("Statement") or []
-    out = []
-    for st in raw if isinstance(raw, list) else [raw]:
-        if not isinstance(st, dict) or "Action" not in st:
-            continue  # NotAction is not evaluated
-        out.append(
-            Statement(
-                policy=name,
-                effect=str(st.get("Effect", "Allow")),
-                actions=_listify(st.get("Action")),
-                resources=_listify(st.get("Resource")) or ["*"],
-            )
-        )
-    return out
-
-
-@dataclass
-class UserPolicies:
-    user: str
-    arn: str
-    policy_names: list[str] = field(default_factory=list)
-    statements: list[Statement] = field(default_factory=list)
-
-    def allowed(self, actions: list[str], resource: str) -> tuple[list[str], list[str]]:
-        """(actions allowed on ``resource``, names of the policies that allow them)."""
-        allowed, policies = [], []
-        for action in actions:
-            if any(s.effect == "Deny" and s.allows(action, resource) for s in self.statements):
-                continue
-            granting = [
-                s.policy
-                for s in self.statements
-                if s.effect == "Allow" and s.allows(action, resource)
-            ]
-            if granting:
-                allowed.append(action)
-                policies.extend(p for p in granting if p not in policies)
-        return allowed, policies
-
-    def summary(self, limit: int = 12) -> list[str]:
-        """Allowed action patterns, for a key's capabilities: as written when few, else per
-        service (``s3:*`` or ``ssm:12 actions``) so a managed policy stays readable."""
-        seen: list[str] = []
-        for st in self.statements:
-            if st.effect != "Allow":
-                continue
-            for action in st.actions:
-                if action not in seen:
-                    seen.append(action)
-        if len(seen) <= limit:
-            return seen
-        by_service: dict[str, list[str]] = {}
-        for action in seen:
-            service, _, name = action.partition(":")
-            by_service.setdefault(service, []).append(name)
-        out = []
-        for service, names in by_service.items():
-            if service == "*" or "*" in names:
-                out.append(f"{service}:*" if service != "*" else "*")
-            else:
-                out.append(f"{service}:{len(names)} action{'s' if len(names) > 1 else ''}")
-        if len(out) > limit:
-            out = [*out[:limit], f"+{len(out) - limit} more services"]
-        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -549,55 +445,95 @@ class AwsSource:
     # -- IAM ----------------------------------------------------------------------------
 
     def _user_policies(self, iam: Any, user: dict[str, Any], result: CollectResult) -> UserPolicies:
+        """The user's own policies, its groups' and its permission boundary. A document
+        keyshift cannot read is named in ``result.errors`` and in ``unreadable``."""
         name = user["UserName"]
         found = UserPolicies(name, user.get("Arn", ""))
-        attached = self._paginate(
-            iam,
-            "list_attached_user_policies",
-            "AttachedPolicies",
-            f"iam user {name} policies",
-            result,
-            UserName=name,
-        )
-        for pol in attached:
-            arn = pol["PolicyArn"]
-            meta = self._call(iam.get_policy, f"iam policy {arn}", result, PolicyArn=arn)
-            if not meta:
-                continue
-            version_id = meta["Policy"].get("DefaultVersionId")
-            doc = self._call(
-                iam.get_policy_version,
-                f"iam policy {arn}",
-                result,
-                PolicyArn=arn,
-                VersionId=version_id,
-            )
-            if doc:
-                pname = pol.get("PolicyName") or arn.rsplit("/", 1)[-1]
-                found.policy_names.append(pname)
-                found.statements += parse_policy_document(
-                    pname, doc["PolicyVersion"].get("Document")
+
+        def add(label: str, document: Any, into: list[Statement]) -> None:
+            try:
+                into += parse_policy_document(label, document)
+            except PolicyDocumentError as exc:
+                found.unreadable.append(label)
+                result.errors.append(
+                    ItemError(where=f"iam user {name}", message=f"{exc}; what it grants is unknown")
                 )
-        inline = self._paginate(
-            iam,
-            "list_user_policies",
-            "PolicyNames",
-            f"iam user {name} inline policies",
-            result,
+
+        for label, document in self._managed(
+            iam, "list_attached_user_policies", f"iam user {name}", result, UserName=name
+        ):
+            found.policy_names.append(label)
+            add(label, document, found.statements)
+        for pname in self._paginate(
+            iam, "list_user_policies", "PolicyNames", f"iam user {name} inline policies", result,
             UserName=name,
-        )
-        for pname in inline:
+        ):
             doc = self._call(
-                iam.get_user_policy,
-                f"iam user {name} policy {pname}",
-                result,
-                UserName=name,
-                PolicyName=pname,
+                iam.get_user_policy, f"iam user {name} policy {pname}", result,
+                UserName=name, PolicyName=pname,
             )
             if doc:
                 found.policy_names.append(pname)
-                found.statements += parse_policy_document(pname, doc.get("PolicyDocument"))
+                add(pname, doc.get("PolicyDocument"), found.statements)
+        for group in self._paginate(
+            iam, "list_groups_for_user", "Groups", f"iam user {name} groups", result,
+            UserName=name,
+        ):
+            gname = group["GroupName"]
+            for label, document in self._managed(
+                iam, "list_attached_group_policies", f"iam group {gname}", result,
+                GroupName=gname,
+            ):
+                found.policy_names.append(f"group {gname}: {label}")
+                add(f"group {gname}: {label}", document, found.statements)
+            for pname in self._paginate(
+                iam, "list_group_policies", "PolicyNames", f"iam group {gname} inline policies",
+                result, GroupName=gname,
+            ):
+                doc = self._call(
+                    iam.get_group_policy, f"iam group {gname} policy {pname}", result,
+                    GroupName=gname, PolicyName=pname,
+                )
+                if doc:
+                    found.policy_names.append(f"group {gname}: {pname}")
+                    add(f"group {gname}: {pname}", doc.get("PolicyDocument"), found.statements)
+        detail = self._call(iam.get_user, f"iam user {name}", result, UserName=name) or {}
+        boundary = ((detail.get("User") or {}).get("PermissionsBoundary") or {}).get(
+            "PermissionsBoundaryArn"
+        )
+        if boundary:
+            found.boundary = []
+            document = self._policy_document(iam, boundary, result)
+            label = f"boundary {boundary.rsplit('/', 1)[-1]}"
+            if document is None:
+                found.unreadable.append(label)
+            else:
+                add(label, document, found.boundary)
         return found
+
+    def _managed(
+        self, iam: Any, operation: str, where: str, result: CollectResult, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
+        """(name, document) of each managed policy an operation lists."""
+        out = []
+        for pol in self._paginate(
+            iam, operation, "AttachedPolicies", f"{where} policies", result, **kwargs
+        ):
+            arn = pol["PolicyArn"]
+            document = self._policy_document(iam, arn, result)
+            if document is not None:
+                out.append((pol.get("PolicyName") or arn.rsplit("/", 1)[-1], document))
+        return out
+
+    def _policy_document(self, iam: Any, arn: str, result: CollectResult) -> Any:
+        meta = self._call(iam.get_policy, f"iam policy {arn}", result, PolicyArn=arn)
+        if not meta:
+            return None
+        version = self._call(
+            iam.get_policy_version, f"iam policy {arn}", result,
+            PolicyArn=arn, VersionId=meta["Policy"].get("DefaultVersionId"),
+        )
+        return version["PolicyVersion"].get("Document") if version else None
 
     def _iam(
         self,
@@ -749,6 +685,21 @@ class AwsSource:
                     (parameter_arns, _PARAMETER_ACTIONS),
                 ):
                     for arn, cid in arns:
+                        if policies.unreadable:  # unknown, not "none": say so
+                            result.grants.append(
+                                Grant(
+                                    agent=agent,
+                                    credential_id=cid,
+                                    capabilities=["unknown"],
+                                    chain=[
+                                        f"agent:{agent}",
+                                        f"iam-user:{user}",
+                                        f"policy:{','.join(policies.unreadable)} (unreadable)",
+                                        f"resource:{arn}",
+                                    ],
+                                )
+                            )
+                            continue
                         allowed, granting = policies.allowed(actions, arn)
                         if not allowed:
                             continue
