@@ -160,7 +160,9 @@ def keyshift_loaded(address: str):  # type: ignore[no-untyped-def]
 
     inv = {
         "version": 1,
-        "sources": [{"name": "bench", "type": "openbao", "address": address, "fingerprint": False}],
+        # KV listing is what is measured: the one mount, no tokens or secret-ids
+        "sources": [{"name": "bench", "type": "openbao", "address": address, "fingerprint": False,
+                     "kv_mounts": ["secret"], "auth": False}],
     }
     return loads_inventory(yaml.safe_dump(inv), file="bench.yaml", base_dir=ROOT)
 
@@ -195,7 +197,7 @@ def main() -> None:
     from console.sources.vault import VaultSource
 
     token = stdlib_secrets.token_urlsafe(24)
-    # resolve_vault's last resort for a real source; in this process's memory only
+    # the connection's last resort for a real source's token; in this process's memory only
     os.environ["BAO_TOKEN"] = token
     times: dict[str, list[float]] = {"keyshift": [], "walk": [], "baseline": []}
     answers: dict[str, dict[str, str | None]] = {}

@@ -93,6 +93,8 @@ class VaultSource(_Model):
     token: SecretRef | None = None
     approle: dict[str, SecretRef] | None = None  # {role_id: ref, secret_id: ref}
     namespace: str | None = None
+    # allow a plain-http address to another host (the token crosses the network in clear)
+    insecure: bool = False
     # the KV mounts to list; absent: every KV mount the token can see
     kv_mounts: list[str] | None = None
     approle_mount: str = "approle"

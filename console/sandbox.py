@@ -58,14 +58,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from console import paths, secret_refs
-from console.errors import KeyshiftError, SandboxError, SecretError, SourceError
+from console.errors import KeyshiftError, SandboxError, SecretError
 from console.redaction import OWN
 
 if TYPE_CHECKING:
     import boto3
     import hvac
 
-    from console.inventory import AwsSource, Inventory, VaultSource
+    from console.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -995,98 +995,19 @@ def aws_client(state: SandboxState | None, service: str, region: str | None = No
     )
 
 
-def resolve_vault(source: VaultSource) -> tuple[str, str]:
-    """(address, token) for a vault source: the sandbox's, or the source's own.
-
-    A real source takes its token from ``token`` (a keyring reference), else logs in with its
-    ``approle`` references, else falls back to BAO_TOKEN / VAULT_TOKEN from the environment.
-    """
-    if source.sandbox:
-        state = _require_state()
-        return state.vault.address, _vault_token(state)
-    address = source.address or ""
-    if source.token:
-        return address, secret_refs.resolve(source.token)
-    if source.approle:
-        return address, _approle_login(source, address)
-    token = os.environ.get("BAO_TOKEN") or os.environ.get("VAULT_TOKEN")
-    if token:
-        OWN.add(token)
-        return address, token
-    raise SourceError(
-        f"vault source {source.name!r} has no credentials",
-        hint="give it token: keyring:<service>/<name>, or approle: {role_id, secret_id}",
-    )
+def sandbox_vault() -> tuple[str, str]:
+    """(address, root token) of the running sandbox's OpenBao, for a ``sandbox: true``
+    source (console.connections)."""
+    state = _require_state()
+    return state.vault.address, _vault_token(state)
 
 
-def _approle_login(source: VaultSource, address: str) -> str:
-    import hvac
-    import hvac.exceptions
-    import requests
-
-    refs = source.approle or {}
-    if "role_id" not in refs or "secret_id" not in refs:
-        raise SourceError(
-            f"vault source {source.name!r}: approle needs role_id and secret_id references"
-        )
-    role_id = secret_refs.resolve(refs["role_id"])
-    secret_id = secret_refs.resolve(refs["secret_id"])
-    client = hvac.Client(url=address, namespace=source.namespace, timeout=30)
-    try:
-        client.auth.approle.login(role_id, secret_id, mount_point=source.approle_mount)
-    except hvac.exceptions.VaultError as exc:
-        raise SourceError(
-            f"vault source {source.name!r}: AppRole login refused ({type(exc).__name__})"
-        ) from None
-    except requests.RequestException as exc:
-        raise SourceError(
-            f"vault source {source.name!r}: {address} unreachable ({type(exc).__name__})"
-        ) from None
-    token = client.token
-    OWN.add(token)
-    return token
-
-
-def resolve_aws(source: AwsSource) -> dict[str, Any]:
-    """boto3 client keyword arguments for an aws source.
-
-    Sandbox: the moto endpoint and the admin key from the keyring. Real: ``region_name`` (first
-    region), ``endpoint_url`` if given, and the named profile's credentials when ``profile`` is
-    set; otherwise boto3's standard chain applies (no key arguments).
-    """
-    if source.sandbox:
-        state = _require_state()
-        key_id, secret = _aws_keys(state)
-        return {
-            "endpoint_url": state.moto.address,
-            "region_name": state.region,
-            "aws_access_key_id": key_id,
-            "aws_secret_access_key": secret,
-        }
-    kwargs: dict[str, Any] = {"region_name": source.regions[0] if source.regions else REGION}
-    if source.endpoint_url:
-        kwargs["endpoint_url"] = source.endpoint_url
-    if source.profile:
-        import boto3
-        import botocore.exceptions
-
-        try:
-            creds = boto3.Session(profile_name=source.profile).get_credentials()
-        except botocore.exceptions.BotoCoreError as exc:
-            raise SourceError(
-                f"aws source {source.name!r}: profile {source.profile!r} unusable "
-                f"({type(exc).__name__})"
-            ) from None
-        if creds is None:
-            raise SourceError(f"aws source {source.name!r}: profile {source.profile!r} has no keys")
-        frozen = creds.get_frozen_credentials()
-        OWN.add(frozen.secret_key)
-        kwargs["aws_access_key_id"] = frozen.access_key
-        kwargs["aws_secret_access_key"] = frozen.secret_key
-        if frozen.token:
-            OWN.add(frozen.token)
-            kwargs["aws_session_token"] = frozen.token
-    return kwargs
+def sandbox_aws() -> tuple[str, str, str, str]:
+    """(endpoint, region, key id, secret) of the running sandbox's moto, for a
+    ``sandbox: true`` source (console.connections)."""
+    state = _require_state()
+    key_id, secret = _aws_keys(state)
+    return state.moto.address, state.region, key_id, secret
 
 
 def seed(inventory: Inventory, base_dir: Path) -> SeedSummary:

@@ -13,7 +13,7 @@ Fixtures
     Starts the sandbox once with ``console.sandbox.up()`` and yields its ``SandboxState``
     (``.vault_addr``, ``.moto_endpoint``, ``.vault_audit_log``, ...). For the session,
     ``KEYSHIFT_HOME`` points at a session tmp dir and ``KEYSHIFT_SANDBOX_DIR`` at its
-    ``sandbox/`` folder, so ``load_state()``, ``resolve_vault``/``resolve_aws`` on
+    ``sandbox/`` folder, so ``load_state()``, ``console.connections`` for
     ``sandbox: true`` sources, ``vault_client()`` and ``aws_client()`` all find it even inside
     ``keyshift_home``. Its credentials are in the keyring under ``keyshift-sandbox``.
     ``down()`` runs at the end of the session, whatever happened. Do not call ``down()`` on

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import boto3
-import hvac
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -24,7 +23,8 @@ from conftest import BUILTIN_SEED_COUNTS, Seeded, builtin_inventory
 
 from console import sandbox as sb
 from console import secret_refs as ks_secrets
-from console.errors import SandboxError, SecretError
+from console.connections import aws_connection, hvac_client, vault_connection
+from console.errors import SandboxError, SecretError, SourceError
 from console.inventory import AwsSource, Inventory, VaultSource
 
 
@@ -75,7 +75,7 @@ def test_nothing_recorded_means_not_running(keyshift_home, monkeypatch):
     with pytest.raises(SandboxError, match="not running"):
         sb.env_exports()
     with pytest.raises(SandboxError, match="not running"):
-        sb.resolve_vault(VaultSource(name="v", type="openbao", sandbox=True))
+        vault_connection(VaultSource(name="v", type="openbao", sandbox=True))
 
 
 def test_missing_bao_is_a_clear_error_and_starts_nothing(private_sandbox_env, monkeypatch):
@@ -290,32 +290,59 @@ def test_env_exports_evaluate_in_a_shell(sandbox):
     assert out == [sandbox.vault_addr, sandbox.vault_addr, sandbox.moto_endpoint, "us-east-1"]
 
 
-def test_resolve_helpers(sandbox, monkeypatch):
-    address, token = sb.resolve_vault(VaultSource(name="v", type="openbao", sandbox=True))
-    assert address == sandbox.vault_addr
-    assert hvac.Client(url=address, token=token).auth.token.lookup_self()["data"]["policies"] == [
-        "root"
-    ]
-    kwargs = sb.resolve_aws(AwsSource(name="a", type="aws", sandbox=True))
-    assert kwargs["endpoint_url"] == sandbox.moto_endpoint
-    arn = boto3.client("sts", **kwargs).get_caller_identity()["Arn"]
+def test_connections_for_sandbox_and_real_sources(sandbox, monkeypatch):
+    conn = vault_connection(VaultSource(name="v", type="openbao", sandbox=True))
+    assert conn.address == sandbox.vault_addr
+    assert hvac_client(conn).auth.token.lookup_self()["data"]["policies"] == ["root"]
+    aws = aws_connection(AwsSource(name="a", type="aws", sandbox=True))
+    assert aws.endpoint_url == sandbox.moto_endpoint
+    arn = aws.client("sts").get_caller_identity()["Arn"]
     assert arn.endswith(":user/keyshift-admin")
 
     ref_name = f"vault-{uuid.uuid4().hex[:6]}"
     real = VaultSource(name="real", type="vault", address="https://vault.example:8200",
                        token=f"keyring:keyshift-test/{ref_name}")
     with pytest.raises(SecretError, match=ref_name):
-        sb.resolve_vault(real)
+        vault_connection(real)
     ks_secrets.put("keyshift-test", ref_name, "s.realtoken-" + ref_name)
-    assert sb.resolve_vault(real) == ("https://vault.example:8200", "s.realtoken-" + ref_name)
+    conn = vault_connection(real)
+    assert (conn.address, conn.token) == ("https://vault.example:8200", "s.realtoken-" + ref_name)
+
+    # plain http to another host would send the token in clear: refused unless allowed
+    clear = VaultSource(name="clear", type="vault", address="http://vault.example:8200",
+                        token=f"keyring:keyshift-test/{ref_name}")
+    with pytest.raises(SourceError, match="plain http to another host") as err:
+        vault_connection(clear)
+    assert "insecure: true" in (err.value.hint or "")
+    assert vault_connection(clear.model_copy(update={"insecure": True})).token.startswith("s.")
+    loopback = clear.model_copy(update={"address": "http://127.0.0.1:8200"})
+    assert vault_connection(loopback).address == "http://127.0.0.1:8200"
 
     aws_real = AwsSource(name="r", type="aws", regions=["eu-west-1"],
                          endpoint_url="https://aws.example")
-    assert sb.resolve_aws(aws_real) == {"region_name": "eu-west-1",
-                                        "endpoint_url": "https://aws.example"}
+    conn_aws = aws_connection(aws_real)
+    assert (conn_aws.region, conn_aws.endpoint_url) == ("eu-west-1", "https://aws.example")
+    # a profile stays a profile: botocore refreshes its credentials, keyshift copies none out
+    config = sandbox_dir_for_profile(monkeypatch)
+    profiled = aws_connection(AwsSource(name="p", type="aws", profile="keyshift-test"))
+    assert profiled.session.profile_name == "keyshift-test"
+    assert profiled.session.get_credentials().method == "shared-credentials-file"
+    assert config.exists()
 
 
-# --- what the seed planted --------------------------------------------------------------
+def sandbox_dir_for_profile(monkeypatch) -> Path:  # type: ignore[no-untyped-def]
+    """A throwaway shared-credentials file with one profile (no real keys)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    creds = folder / "credentials"
+    creds.write_text(
+        "[keyshift-test]\naws_access_key_id = AKIATESTTESTTEST\n"
+        "aws_secret_access_key = not-a-real-secret\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(folder / "config"))
+    return creds
 
 
 def _kv(vault, path: str) -> dict:

@@ -175,13 +175,13 @@ def test_three_listing_methods_agree(
     """SCAN, the detailed-metadata walk and the classic Vault walk list the same metadata."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from console.sandbox import resolve_vault
+    from console.connections import vault_connection
     from console.sources.vault import MountLister, VaultClient
 
     inv = base_inventory()
     loaded = loaded_from(inv, tmp_path)
-    address, token = resolve_vault(loaded.source(VAULT))
-    client = VaultClient("v", address, token, None)
+    conn = vault_connection(loaded.source(VAULT))
+    client = VaultClient("v", conn.address, conn.token, None)
     with ThreadPoolExecutor(4) as pool:
         scan = MountLister(client, mount, pool).list()
         detailed = MountLister(client, mount, pool)._walk(detailed=True)

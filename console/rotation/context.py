@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 class Clients:
     """Provider clients for the inventory's sources, built once per engine."""
@@ -43,65 +42,38 @@ class Clients:
     def vault(self, source: str) -> Any:
         with self._lock:
             if source not in self._vault:
-                import hvac
-                import requests
-
-                from console.sandbox import resolve_vault
+                from console.connections import hvac_client, vault_connection
 
                 cfg = self.loaded.source(source)
                 if cfg.type not in ("vault", "openbao"):
                     raise RotationError(f"source {source!r} is {cfg.type}, not vault/openbao")
-                address, token = resolve_vault(cfg)  # type: ignore[arg-type]
-                session = requests.Session()
-                if urlparse(address).hostname in _LOOPBACK:
-                    session.trust_env = False  # loopback (the sandbox): never through a proxy
-                self._vault[source] = hvac.Client(
-                    url=address,
-                    token=token,
-                    namespace=getattr(cfg, "namespace", None),
-                    timeout=30,
-                    session=session,
-                )
+                self._vault[source] = hvac_client(vault_connection(cfg))  # type: ignore[arg-type]
             return self._vault[source]
 
-    def _aws_kwargs(self, source: str) -> dict[str, Any]:
-        from console.sandbox import resolve_aws
+    def _aws_connection(self, source: str) -> Any:
+        from console.connections import aws_connection
 
         cfg = self.loaded.source(source)
         if cfg.type != "aws":
             raise RotationError(f"source {source!r} is {cfg.type}, not aws")
-        return resolve_aws(cfg)  # type: ignore[arg-type]
+        return aws_connection(cfg)  # type: ignore[arg-type]
 
     def aws(self, source: str, service: str, region: str | None = None) -> Any:
         key = (source, service, region)
         with self._lock:
             if key not in self._aws:
-                import boto3
                 import botocore.config
 
-                kwargs = self._aws_kwargs(source)
-                if region:
-                    kwargs["region_name"] = region
                 # the engine does its own backoff: botocore's retries would hide a 503 in it
                 config = botocore.config.Config(retries={"max_attempts": 2, "mode": "standard"})
-                self._aws[key] = boto3.client(service, config=config, **kwargs)
+                self._aws[key] = self._aws_connection(source).client(service, region, config)
             return self._aws[key]
 
     def aws_as(self, source: str, service: str, key_id: str, secret: str) -> Any:
-        import boto3
         import botocore.config
 
-        kwargs = self._aws_kwargs(source)
-        for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
-            kwargs.pop(name, None)
         config = botocore.config.Config(retries={"max_attempts": 1})
-        return boto3.client(
-            service,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            config=config,
-            **kwargs,
-        )
+        return self._aws_connection(source).client_as(service, key_id, secret, config)
 
     def http(self) -> Any:
         with self._lock:

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
@@ -36,6 +35,7 @@ from console.sources.base import CollectResult, Progress
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
+    from console.connections import AwsConnection
     from console.inventory import AwsSource as AwsSourceConfig
 
 _POOL_SIZE = 8
@@ -126,8 +126,7 @@ class AwsSource:
         self.name = cfg.name
         self._cfg = cfg
         self._loaded = loaded
-        self._kwargs: dict[str, Any] = {}
-        self._session: boto3.Session | None = None
+        self._conn: AwsConnection | None = None
         self._account: str = cfg.account_id or ""
         self._endpoint = ""
         self._own_key = ""  # the access key keyshift collects with
@@ -135,11 +134,8 @@ class AwsSource:
     # -- plumbing --------------------------------------------------------------------------
 
     def _client(self, service: str, region: str | None = None) -> Any:
-        kwargs = dict(self._kwargs)
-        if region:
-            kwargs["region_name"] = region
-        assert self._session is not None
-        return self._session.client(service, config=_BOTO_CONFIG, **kwargs)
+        assert self._conn is not None
+        return self._conn.client(service, region, config=_BOTO_CONFIG)
 
     def _source_error(self, exc: Exception) -> SourceError:
         where = self._endpoint or "AWS"
@@ -209,16 +205,15 @@ class AwsSource:
         return items
 
     def _connect(self) -> None:
-        from console.sandbox import resolve_aws
+        from console.connections import aws_connection
 
         try:
-            self._kwargs = resolve_aws(self._cfg)
+            self._conn = aws_connection(self._cfg)
         except SourceError:
             raise
         except KeyshiftError as exc:
             raise SourceError(f"{self.name}: {exc.message}", hint=exc.hint) from None
-        self._endpoint = self._kwargs.get("endpoint_url") or "AWS"
-        self._session = boto3.Session()
+        self._endpoint = self._conn.endpoint_url or "AWS"
         probe = CollectResult()
         ident = self._call(self._client("sts").get_caller_identity, "sts", probe)
         if ident is None:
@@ -229,8 +224,8 @@ class AwsSource:
                 hint="the access key is wrong, inactive or expired",
             )
         self._account = self._account or str(ident.get("Account") or "")
-        creds = self._session.get_credentials() if "aws_access_key_id" not in self._kwargs else None
-        self._own_key = self._kwargs.get("aws_access_key_id") or (creds.access_key if creds else "")
+        creds = self._conn.session.get_credentials()
+        self._own_key = creds.access_key if creds else ""
 
     # -- collect ---------------------------------------------------------------------------
 
@@ -238,7 +233,7 @@ class AwsSource:
         self._connect()
         result = CollectResult()
         services = set(self._cfg.services)
-        regions = self._cfg.regions or [self._kwargs.get("region_name") or "us-east-1"]
+        regions = self._cfg.regions or [self._conn.region if self._conn else "us-east-1"]
         secret_arns: list[tuple[str, str]] = []  # (arn, credential id)
         parameter_arns: list[tuple[str, str]] = []
         with ThreadPoolExecutor(_POOL_SIZE) as pool:

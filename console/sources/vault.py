@@ -26,6 +26,7 @@ import hvac
 import hvac.adapters
 import requests
 
+from console.connections import VAULT_TIMEOUT
 from console.errors import KeyshiftError, SourceError
 from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import VaultIdentity
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 KIND = "kv"
 _POOL_SIZE = 8
-_TIMEOUT = 15
 # custom_metadata keys keyshift reads into Credential fields; the rest become tags
 _KNOWN_META = {"owner", "environment", "scope", "sensitivity", "rotator", "created"}
 
@@ -118,13 +118,11 @@ class VaultClient:
     hvac's exceptions, and turns connection failures into SourceError."""
 
     def __init__(self, source: str, address: str, token: str | None, namespace: str | None):
+        from console.connections import VaultConnection, hvac_client
+
         self.source = source
         self.address = address
-        self.hvac = hvac.Client(url=address, token=token, namespace=namespace, timeout=_TIMEOUT)
-        # a pool as large as our thread pool, so parallel requests reuse connections
-        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=_POOL_SIZE * 2)
-        self.hvac.adapter.session.mount("http://", adapter)
-        self.hvac.adapter.session.mount("https://", adapter)
+        self.hvac = hvac_client(VaultConnection(source, address, token or "", namespace))
         self.raw = hvac.adapters.RawAdapter.from_adapter(self.hvac.adapter)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -138,7 +136,7 @@ class VaultClient:
             ) from None
         except requests.exceptions.Timeout:
             raise SourceError(
-                f"{self.source}: {self.address} did not answer within {_TIMEOUT}s",
+                f"{self.source}: {self.address} did not answer within {VAULT_TIMEOUT}s",
                 hint="check the address and the network",
             ) from None
         except requests.exceptions.RequestException as exc:
@@ -443,15 +441,16 @@ class VaultSource:
     # -- connection --------------------------------------------------------------------
 
     def _connect(self) -> VaultClient:
-        from console.sandbox import resolve_vault
+        from console.connections import vault_connection
 
         try:
-            address, token = resolve_vault(self._cfg)
+            conn = vault_connection(self._cfg)
         except SourceError:
             raise
         except KeyshiftError as exc:
             raise SourceError(f"{self.name}: {exc.message}", hint=exc.hint) from None
-        client = VaultClient(self.name, address, token, self._cfg.namespace)
+        address = conn.address
+        client = VaultClient(self.name, address, conn.token, conn.namespace)
         status, body = client.json("GET", "auth/token/lookup-self")
         if status in (401, 403):
             client.close()
