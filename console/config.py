@@ -79,7 +79,7 @@ class InventoryError(ConfigError):
 
 # --- value keys ---------------------------------------------------------------------------
 # ``same_value_as`` (and the right-hand side of ``sandbox.declared_values``) names another seeded
-# value by its key; the scheme is the seeder's (console/sandbox_seed.py):
+# value by its key; the scheme is the seeder's (console/sandbox/seeding.py):
 #   vault:<mount>/<path>        a KV v2 secret's primary value (its first ``keys`` entry)
 #   vault:<mount>/<path>#<key>  another key of that secret
 #   aws:<name>                  sandbox.aws_secrets

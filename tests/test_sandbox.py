@@ -523,7 +523,7 @@ def test_the_state_records_what_runs(sandbox):
     state = sb.load_state()
     assert state == sandbox
     assert state.vault.cmdline[1:] == ["server", f"-config={state.vault_config}"]
-    assert state.moto.cmdline[1:3] == ["-m", "console.sandbox_moto"]
+    assert state.moto.cmdline[1:3] == ["-m", "console.sandbox.moto_server"]
     assert str(state.moto.port) in state.moto.cmdline
     assert Path(state.vault_audit_log).exists()
     assert datetime.fromisoformat(state.started_at) <= datetime.now(UTC)

@@ -18,7 +18,7 @@ deliver, verify, revoke, check refused) runs end to end against something real.
 Keys are kept as SHA-256 digests in a 0600 state file, as a provider stores them: a restart
 keeps them, and no key is ever written in the clear.
 
-Run as ``python -m console.sandbox_provider --port N --state FILE``.
+Run as ``python -m console.sandbox.provider --port N --state FILE``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ that file, in a command line or in a log:
   not keep a useful log without a secret in it. ``up()`` mounts KV v2 at ``secret/`` as the dev
   server would. The unseal key is dropped once used (the storage dies with the process); the
   root token goes to the OS keyring as ``keyring:keyshift-sandbox/vault-token``.
-- moto runs through ``console.sandbox_moto`` (moto's own server plus one fix: inactive access
+- moto runs through ``console.sandbox.moto_server`` (moto's own server plus one fix: inactive access
   keys are refused, as AWS does) with ``INITIAL_NO_AUTH_ACTION_COUNT=3``. moto counts every
   AWS API request that reaches a service handler (``BaseResponse.call_action``) while its
   counter is below that number, and checks signatures and IAM policies from then on;
@@ -30,7 +30,7 @@ Two environment variables exist for test suites that run more than one sandbox:
 ``KEYSHIFT_SANDBOX_DIR`` (where the state and logs live; default ``paths.sandbox_dir()``) and
 ``KEYSHIFT_SANDBOX_KEYRING_SERVICE`` (default ``keyshift-sandbox``; recorded in the state).
 
-Seeding lives in ``console.sandbox_seed``; ``seed()`` here is its entry point.
+Seeding lives in ``console.sandbox.seeding``; ``seed()`` here is its entry point.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class SandboxState(BaseModel):
     region: str = REGION
     vault: ServiceState
     moto: ServiceState
-    provider: ServiceState | None = None  # the provider stand-in (console/sandbox_provider.py)
+    provider: ServiceState | None = None  # the provider stand-in (console/sandbox/provider.py)
     vault_audit_log: str
     vault_config: str
 
@@ -624,7 +624,7 @@ def _start_moto(sdir: Path, region: str) -> tuple[ServiceState, str, str]:
         lambda port: [
             sys.executable,
             "-m",
-            "console.sandbox_moto",
+            "console.sandbox.moto_server",
             "-H",
             "127.0.0.1",
             "-p",
@@ -738,7 +738,7 @@ def _start_provider(sdir: Path) -> ServiceState:
         lambda port: [
             sys.executable,
             "-m",
-            "console.sandbox_provider",
+            "console.sandbox.provider",
             "--port",
             str(port),
             "--state",
@@ -1011,7 +1011,7 @@ def sandbox_aws() -> tuple[str, str, str, str]:
 
 
 def seed(inventory: Inventory, base_dir: Path) -> SeedSummary:
-    """Plant ``inventory.sandbox`` in the running sandbox (idempotent); see console.sandbox_seed."""
-    from console.sandbox_seed import seed_inventory
+    """Plant ``inventory.sandbox`` in the running sandbox (idempotent): console.sandbox.seeding."""
+    from console.sandbox.seeding import seed_inventory
 
     return seed_inventory(_require_state(), inventory, Path(base_dir))

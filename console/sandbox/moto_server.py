@@ -1,4 +1,4 @@
-"""The sandbox's moto server: ``python -m console.sandbox_moto -H 127.0.0.1 -p <port>``.
+"""The sandbox's moto server: ``python -m console.sandbox.moto_server -H 127.0.0.1 -p <port>``.
 
 moto's own server (``moto.server.main``) with two fixes, applied before it starts, where moto
 5.x behaves unlike AWS in ways rotation depends on:
