@@ -126,33 +126,68 @@ class AuthLister:
         if accessor == own:
             tags["keyshift"] = "the token keyshift reads this source with"
         policies = sorted(set(data.get("policies") or []))
-        cid = credential_id(self.source, TOKEN_KIND, accessor)
+        issued = _time(data.get("issue_time")) or _from_unix(data.get("creation_time"))
+        self._record(
+            result,
+            TOKEN_KIND,
+            accessor,
+            holders,
+            name=f"token/{display}/{accessor[:8]}",
+            location=f"auth/token/accessors/{accessor}",
+            scope="policies: " + (", ".join(policies) or "(none)"),
+            created=issued,
+            expires=_time(data.get("expire_time")),
+            ttl=_seconds(data.get("creation_ttl")) or _seconds(data.get("ttl")),
+            tags=tags,
+            grant=("use", [f"approle:{role}", f"token:{accessor[:8]}"]),
+        )
+
+    def _record(
+        self,
+        result: CollectResult,
+        kind: str,
+        native: str,
+        holders: list[tuple[str, str | None, str | None]],
+        *,
+        name: str,
+        location: str,
+        scope: str,
+        created: datetime | None,
+        expires: datetime | None,
+        ttl: int | None,
+        tags: dict[str, str],
+        grant: tuple[str, list[str]],
+    ) -> None:
+        """One credential row, and a grant to each agent that holds it. Owner and
+        environment come from the holding agent when exactly one holds it."""
+        cid = credential_id(self.source, kind, native)
+        one = holders[0] if len(holders) == 1 else None
         result.credentials.append(
             Credential(
                 id=cid,
                 source=self.source,
-                kind=TOKEN_KIND,
-                native_id=accessor,
-                name=f"token/{display}/{accessor[:8]}",
-                location=f"auth/token/accessors/{accessor}",
-                owner=holders[0][1] if len(holders) == 1 else None,
-                environment=(holders[0][2] if len(holders) == 1 else None) or self.environment,
-                scope="policies: " + (", ".join(policies) or "(none)"),
-                created_at=_time(data.get("issue_time"))
-                or _from_unix(data.get("creation_time")),
-                rotated_at=_time(data.get("issue_time")) or _from_unix(data.get("creation_time")),
-                expires_at=_time(data.get("expire_time")),
-                ttl_seconds=_seconds(data.get("creation_ttl")) or _seconds(data.get("ttl")),
+                kind=kind,
+                native_id=native,
+                name=name,
+                location=location,
+                owner=one[1] if one else None,
+                environment=(one[2] if one else None) or self.environment,
+                scope=scope,
+                created_at=created,
+                rotated_at=created,
+                expires_at=expires,
+                ttl_seconds=ttl,
                 tags=tags,
             )
         )
+        capability, links = grant
         for agent, _owner, _env in holders:
             result.grants.append(
                 Grant(
                     agent=agent,
                     credential_id=cid,
-                    capabilities=["use"],
-                    chain=[f"agent:{agent}", f"approle:{role}", f"token:{accessor[:8]}"],
+                    capabilities=[capability],
+                    chain=[f"agent:{agent}", *links],
                 )
             )
 
@@ -201,8 +236,6 @@ class AuthLister:
                     )
                 continue
             data = found.get("data") or {}
-            native = f"{self.mount}/{role}/{accessor}"
-            cid = credential_id(self.source, SECRET_ID_KIND, native)
             tags = {"role": role}
             uses = data.get("secret_id_num_uses")
             if uses:
@@ -214,33 +247,20 @@ class AuthLister:
             expires = _time(data.get("expiration_time")) or (
                 created + timedelta(seconds=ttl) if created and ttl else None
             )
-            result.credentials.append(
-                Credential(
-                    id=cid,
-                    source=self.source,
-                    kind=SECRET_ID_KIND,
-                    native_id=native,
-                    name=f"approle/{role}/{accessor[:8]}",
-                    location=f"{base}/secret-id-accessor/{accessor}",
-                    owner=holders[0][1] if len(holders) == 1 else None,
-                    environment=(holders[0][2] if len(holders) == 1 else None) or self.environment,
-                    scope=f"AppRole login as {role}",
-                    created_at=created,
-                    rotated_at=created,
-                    expires_at=expires,
-                    ttl_seconds=ttl,
-                    tags=tags,
-                )
+            self._record(
+                result,
+                SECRET_ID_KIND,
+                f"{self.mount}/{role}/{accessor}",
+                holders,
+                name=f"approle/{role}/{accessor[:8]}",
+                location=f"{base}/secret-id-accessor/{accessor}",
+                scope=f"AppRole login as {role}",
+                created=created,
+                expires=expires,
+                ttl=ttl,
+                tags=tags,
+                grant=("login", [f"approle:{role}", f"secret-id:{accessor[:8]}"]),
             )
-            for agent, _owner, _env in holders:
-                result.grants.append(
-                    Grant(
-                        agent=agent,
-                        credential_id=cid,
-                        capabilities=["login"],
-                        chain=[f"agent:{agent}", f"approle:{role}", f"secret-id:{accessor[:8]}"],
-                    )
-                )
 
 
 def _from_unix(value: Any) -> datetime | None:
