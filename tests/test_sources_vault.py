@@ -244,8 +244,20 @@ def test_grants_follow_the_seeded_policies(seeded_sandbox: Any, tmp_path: Path) 
     assert grants[("ci-runner", "secret/agents/ci/deploy")].capabilities == ["read"]
 
 
-def test_usage_from_the_audit_log(seeded_sandbox: Any, tmp_path: Path) -> None:
-    """The seed logged in as each role and read what it may (except seed_reads: false)."""
+def test_usage_from_the_audit_log(seeded_sandbox: Any, vault: Any, tmp_path: Path) -> None:
+    """An agent's real login and read become its use of that secret; the sandbox seed's own
+    reads as the agents (marked on their secret-ids) and keyshift's reads do not."""
+    import hvac
+
+    role_id = vault.auth.approle.read_role_id(role_name="support-bot")["data"]["role_id"]
+    secret_id = vault.auth.approle.generate_secret_id(role_name="support-bot")["data"][
+        "secret_id"
+    ]
+    agent = hvac.Client(url=seeded_sandbox.state.vault_addr, timeout=30)
+    agent.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    agent.secrets.kv.v2.read_secret_version(
+        path="agents/support/openai", mount_point="secret", raise_on_deleted_version=True
+    )
     loaded = loaded_from(base_inventory(), tmp_path)
     for _ in range(2):  # keyshift's own fingerprint reads of the first pass must not count
         result = VaultSource(vault_cfg(loaded), loaded).collect()
@@ -254,20 +266,19 @@ def test_usage_from_the_audit_log(seeded_sandbox: Any, tmp_path: Path) -> None:
         for g in result.grants
         if g.used and ":kv:" in g.credential_id
     }
-    assert {u for u in used if u[1].startswith("secret/agents/")} == {
-        ("support-bot", "secret/agents/support/openai"),
-        ("support-bot", "secret/agents/support/db"),
-        ("ci-runner", "secret/agents/ci/deploy"),
-    }
+    assert ("support-bot", "secret/agents/support/openai") in used
+    # the seed read these as the agents: seen in the audit log, not counted as their use
+    assert ("support-bot", "secret/agents/support/db") not in used
+    assert ("ci-runner", "secret/agents/ci/deploy") not in used
     by_id = {c.id: c for c in result.credentials}
-    unused = by_id[f"{VAULT}:kv:secret/agents/ci/unused"]
-    assert unused.last_used_at is None
+    assert by_id[f"{VAULT}:kv:secret/agents/ci/deploy"].last_used_at is None
+    assert by_id[f"{VAULT}:kv:secret/agents/ci/unused"].last_used_at is None
     openai = by_id[f"{VAULT}:kv:secret/agents/support/openai"]
     assert openai.last_used_evidence == "vault:audit" and openai.last_used_at is not None
     events = [u for u in result.usage if u.credential_id == openai.id]
-    assert events and {e.identity for e in events} == {"approle:support-bot"}
-    assert all(e.evidence == "vault:audit" and e.operation == "read" for e in events)
-    assert all(e.remote == "127.0.0.1" for e in events)
+    assert len(events) == 1 and events[0].identity == "approle:support-bot"
+    assert events[0].evidence == "vault:audit" and events[0].operation == "read"
+    assert events[0].remote == "127.0.0.1"
 
 
 def test_over_broad_policy_and_missing_role(

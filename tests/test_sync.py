@@ -139,16 +139,15 @@ def test_sync_stores_what_was_seeded_and_a_resync_is_quiet(
 
     # grants and usage, as the store keeps them
     support = {g.credential_id: g for g in store.grants_for_agent("support-bot")}
-    assert support[openai.id].used and support[db.id].used
     assert support[openai.id].chain[-1] == "rule:secret/data/agents/support/*"
     assert param.id in support
     ci = {g.credential_id: g for g in store.grants_for_agent("ci-runner")}
     unused = f"{VAULT}:kv:secret/agents/ci/unused"
-    assert ci[deploy.id].used and not ci[unused].used
-    assert openai.last_used_at is not None and openai.last_used_evidence == "vault:audit"
+    # the seed read db and deploy as the agents: the audit log shows it, marked as the
+    # seed's, and it is not taken for their use (a real read is: test_sources_vault.py)
+    assert not support[db.id].used and not ci[deploy.id].used and not ci[unused].used
+    assert store.get_credential(deploy.id).last_used_at is None
     assert store.get_credential(unused).last_used_at is None
-    events = store.usage_for_credential(openai.id)
-    assert events and {e.identity for e in events} == {"approle:support-bot"}
     assert set(openai.agents) == {"support-bot"}
 
     # IAM keys: counts per user, ages from CreateDate

@@ -29,10 +29,11 @@ What is created
 - ACL policies, one ``path "<p>" { capabilities = [...] }`` block per rule entry (a rule maps
   path -> capabilities); AppRole enabled at the vault source's ``approle_mount``; one role per
   agent identity of type ``vault-approle`` on the sandbox vault source, with its ``policies``.
-- Usage evidence, for roles created in this run: log in as the role (role-id plus a fresh
-  secret-id, both kept in memory) and read every seeded secret with ``seed_reads`` that the
-  server says the role may read (``sys/capabilities-self``), so the audit log shows who read
-  what. A re-seed creates no roles and so reads nothing.
+- Reads as each agent, for roles created in this run: log in as the role (role-id plus a
+  fresh secret-id marked ``keyshift_sandbox=seed``, both kept in memory) and read every
+  seeded secret with ``seed_reads`` that the server says the role may read
+  (``sys/capabilities-self``). The audit log shows them, marked; sync does not count them as
+  the agent's use (they are the seed's). A re-seed creates no roles and so reads nothing.
 - Secrets Manager secrets and SSM SecureString parameters, tagged owner, environment (and
   scope, sensitivity and the entry's own ``tags`` for secrets); IAM users tagged owner,
   environment, with ``keys`` access keys (topped up to that number, never removed), attached
@@ -435,14 +436,18 @@ class _Seeder:
         return out
 
     def _use_as(self, ident: VaultIdentity, mount: str) -> None:
-        """Log in as the role and read what it may read: usage evidence in the audit log."""
+        """Log in as the role and read what it may read, as the agent would (the reads are
+        marked as the seed's: they show in the audit log, and sync does not count them)."""
         import hvac
+
+        from console.sources.vault import SEED_MARK
 
         approle = self.vault.auth.approle
         role_id = approle.read_role_id(role_name=ident.role, mount_point=mount)["data"]["role_id"]
-        secret_id = approle.generate_secret_id(role_name=ident.role, mount_point=mount)["data"][
-            "secret_id"
-        ]
+        # marked, so the sync does not take the seed's reads for the agent's own use
+        secret_id = approle.generate_secret_id(
+            role_name=ident.role, mount_point=mount, metadata=dict([SEED_MARK])
+        )["data"]["secret_id"]
         self.values.scope.add(secret_id)
         agent = hvac.Client(
             url=self.state.vault.address, timeout=30, session=self.vault.adapter.session

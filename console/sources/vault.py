@@ -309,6 +309,12 @@ class _AuditRead:
     remote: str | None
     token_hmac: str | None
     policies: tuple[str, ...]
+    seeded: bool = False  # the sandbox seed's own read, marked by its secret-id's metadata
+
+
+# the secret-id metadata the sandbox seed logs in with; AppRole copies it onto the token, and
+# the audit log carries it in plaintext, so the seed's reads are told apart from an agent's
+SEED_MARK = ("keyshift_sandbox", "seed")
 
 
 # file path -> (inode, offset, reads parsed so far); per process, so a long-running console
@@ -365,6 +371,7 @@ def _parse_audit_line(raw: bytes) -> _AuditRead | None:
         remote=request.get("remote_address"),
         token_hmac=auth.get("client_token"),
         policies=tuple(auth.get("policies") or ()),
+        seeded=metadata.get(SEED_MARK[0]) == SEED_MARK[1],
     )
 
 
@@ -852,6 +859,8 @@ class VaultSource:
                 continue
             if read.token_hmac in own or (not own and "root" in read.policies):
                 continue  # keyshift's own fingerprint reads
+            if read.seeded:
+                continue  # the sandbox seed reading as the agent: not the agent's use
             identity = f"approle:{read.role}" if read.role else read.display_name
             result.usage.append(
                 UsageEvent(
