@@ -187,6 +187,24 @@ async def test_command_bar_completes_aliases_and_esc_walks_back(world) -> None:
         assert isinstance(app.screen, CredsScreen) and app.is_running
 
 
+async def _palette_pick(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Search the palette for ``text`` and run the first hit once the search has found one:
+    the palette searches in the background, so a fixed pause can press enter too early."""
+    from textual.command import CommandList
+
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*text)
+    for _ in range(400):
+        found = pilot.app.screen.query(CommandList)
+        if found and found.first().option_count and found.first().highlighted is not None:
+            prompt = str(found.first().get_option_at_index(found.first().highlighted).prompt)
+            if text.split()[-1].lower() in prompt.lower():
+                break
+        await pilot.pause(0.02)
+    await pilot.press("enter")
+
+
 @sync_test
 async def test_palette_lists_every_view_and_action_by_name(world) -> None:
     from screens.palette import commands
@@ -205,20 +223,12 @@ async def test_palette_lists_every_view_and_action_by_name(world) -> None:
         # running an action of another view opens that view and runs it there
         await pilot.press("colon", *"audit", "enter")
         await settle(pilot)
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"sort by expiry")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await _palette_pick(pilot, "sort by expiry")
         await settle(pilot)
         assert isinstance(app.screen, CredsScreen)
         assert "sort expiry ↑" in screen_text(app)
         # and one of a widget the view hosts (the table's mark)
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"creds: mark")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await _palette_pick(pilot, "creds: mark")
         await settle(pilot)
         assert len(table(app).marked) == 1
 
