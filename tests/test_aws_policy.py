@@ -125,3 +125,130 @@ def test_a_document_keyshift_cannot_read_is_an_error_not_an_empty_policy(
 ) -> None:
     with pytest.raises(PolicyDocumentError, match=needle):
         parse_policy_document("p", document)
+
+
+# --- resource-based policies (a secret's), same account ------------------------------------
+
+ACCOUNT = "123456789012"
+USER = "arn:aws:iam::123456789012:user/u"
+ROLE = "arn:aws:iam::123456789012:role/r"
+
+
+def role(*statements: dict[str, Any], boundary: list[dict[str, Any]] | None = None) -> UserPolicies:
+    found = user(*statements, boundary=boundary)
+    found.user, found.arn, found.kind = "r", ROLE, "role"
+    return found
+
+
+def resource(*statements: dict[str, Any]) -> list[Any]:
+    return parse_policy_document("resource", {"Statement": list(statements)})
+
+
+def to(principal: Any, effect: str = "Allow", action: Any = GET, **extra: Any) -> dict[str, Any]:
+    return {"Effect": effect, "Principal": principal, "Action": action, "Resource": "*", **extra}
+
+
+RESOURCE_CASES: list[tuple[str, UserPolicies, list[Any], Decision]] = [
+    ("no resource policy: identity decides", user(allow(GET)), [], Decision(True, False, ("p",))),
+    ("resource policy naming the user grants with no identity policy", user(),
+     resource(to({"AWS": USER})), Decision(True, False, ("resource-policy",))),
+    ("naming the account only delegates: nothing by itself", user(),
+     resource(to({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})), Decision(False)),
+    ("the bare account id delegates too", user(), resource(to({"AWS": ACCOUNT})),
+     Decision(False)),
+    ("account named and identity allows", user(allow(GET)),
+     resource(to({"AWS": ACCOUNT})), Decision(True, False, ("p",))),
+    ("Principal * grants", user(), resource(to("*")), Decision(True, False, ("resource-policy",))),
+    ("another user named: nothing", user(),
+     resource(to({"AWS": "arn:aws:iam::123456789012:user/other"})), Decision(False)),
+    ("resource deny beats identity allow", user(allow(GET)),
+     resource(to({"AWS": ACCOUNT}, "Deny")), Decision(False)),
+    ("resource deny for another principal leaves it", user(allow(GET)),
+     resource(to({"AWS": "arn:aws:iam::123456789012:user/other"}, "Deny")),
+     Decision(True, False, ("p",))),
+    ("identity deny beats resource allow", user(deny(GET)), resource(to({"AWS": USER})),
+     Decision(False)),
+    ("a user's boundary does not limit a resource policy naming it",
+     user(boundary=[allow("s3:*")]), resource(to({"AWS": USER})),
+     Decision(True, False, ("resource-policy",))),
+    ("a deny in the user's boundary still wins", user(boundary=[allow("*"), deny(GET)]),
+     resource(to({"AWS": USER})), Decision(False)),
+    ("a role's boundary limits a resource policy naming the role",
+     role(boundary=[allow("s3:*")]), resource(to({"AWS": ROLE})), Decision(False)),
+    ("a role's boundary that allows it lets the resource policy grant",
+     role(boundary=[allow(GET)]), resource(to({"AWS": ROLE})),
+     Decision(True, False, ("resource-policy",))),
+    ("NotPrincipal deny spares only whom it names", user(allow(GET)),
+     resource({"Effect": "Deny", "NotPrincipal": {"AWS": "arn:aws:iam::1:user/x"},
+               "Action": GET, "Resource": "*"}), Decision(False)),
+    ("a conditional resource allow is conditional", user(),
+     resource(to({"AWS": USER}, **WHEN)), Decision(True, True, ("resource-policy",))),
+    ("a certain identity allow beside a conditional resource allow is certain",
+     user(allow(GET)), resource(to({"AWS": USER}, **WHEN)), Decision(True, False, ("p",))),
+    ("a conditional resource deny makes it conditional", user(allow(GET)),
+     resource(to({"AWS": USER}, "Deny", **WHEN)), Decision(True, True, ("p",))),
+    ("a resource statement for another action: identity decides", user(),
+     resource(to({"AWS": USER}, action=PUT)), Decision(False)),
+]
+
+
+@pytest.mark.parametrize("what,policies,statements,expected", RESOURCE_CASES,
+                         ids=[c[0] for c in RESOURCE_CASES])
+def test_resource_policy_table(
+    what: str, policies: UserPolicies, statements: list[Any], expected: Decision
+) -> None:
+    assert policies.decide_with(GET, SECRET, statements) == expected
+
+
+# --- role trust policies --------------------------------------------------------------------
+
+TARGET = "arn:aws:iam::123456789012:role/target"
+ASSUME = "sts:AssumeRole"
+
+
+def trust(*statements: dict[str, Any]) -> list[Any]:
+    return parse_policy_document("trust", {"Statement": list(statements)})
+
+
+def trusts(principal: Any, effect: str = "Allow", **extra: Any) -> dict[str, Any]:
+    return {"Effect": effect, "Principal": principal, "Action": ASSUME, **extra}
+
+
+TRUST_CASES: list[tuple[str, UserPolicies, list[Any], Decision]] = [
+    ("trust names the user: no identity policy needed", user(), trust(trusts({"AWS": USER})),
+     Decision(True, False, ("trust",))),
+    ("trust names the account, no identity allow: no", user(),
+     trust(trusts({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})), Decision(False)),
+    ("trust names the account and identity allows", user(allow(ASSUME, TARGET)),
+     trust(trusts({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})), Decision(True, False, ("p", "trust"))),
+    ("identity allows but trust names someone else", user(allow(ASSUME, TARGET)),
+     trust(trusts({"AWS": "arn:aws:iam::123456789012:user/other"})), Decision(False)),
+    ("identity allows another role only", user(allow(ASSUME, "arn:aws:iam::*:role/other")),
+     trust(trusts({"AWS": ACCOUNT})), Decision(False)),
+    ("a service principal is not the user", user(allow(ASSUME)),
+     trust(trusts({"Service": "ec2.amazonaws.com"})), Decision(False)),
+    ("identity deny beats a trust naming the user", user(deny(ASSUME)),
+     trust(trusts({"AWS": USER})), Decision(False)),
+    ("trust deny beats identity allow", user(allow(ASSUME)),
+     trust(trusts({"AWS": ACCOUNT}), trusts({"AWS": USER}, "Deny")), Decision(False)),
+    ("named directly, the user's boundary must allow it", user(boundary=[allow("s3:*")]),
+     trust(trusts({"AWS": USER})), Decision(False)),
+    ("named directly, a boundary allowing it", user(boundary=[allow(ASSUME)]),
+     trust(trusts({"AWS": USER})), Decision(True, False, ("trust",))),
+    ("a role may be trusted too", role(), trust(trusts({"AWS": ROLE})),
+     Decision(True, False, ("trust",))),
+    ("a trust condition (external id, MFA) makes it conditional", user(),
+     trust(trusts({"AWS": USER}, Condition={"StringEquals": {"sts:ExternalId": "x"}})),
+     Decision(True, True, ("trust",))),
+    ("a wrong action in the trust", user(allow(ASSUME)),
+     trust({"Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:TagSession"}),
+     Decision(False)),
+]
+
+
+@pytest.mark.parametrize("what,policies,statements,expected", TRUST_CASES,
+                         ids=[c[0] for c in TRUST_CASES])
+def test_trust_policy_table(
+    what: str, policies: UserPolicies, statements: list[Any], expected: Decision
+) -> None:
+    assert policies.can_assume(TARGET, statements) == expected
