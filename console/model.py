@@ -149,6 +149,18 @@ class UsageEvent(_Record):
     evidence: str  # "vault:audit", "aws:last-used", "declared"
 
 
+class ReadPosition(_Record):
+    """How far a collector has read an append-only evidence log (a Vault file audit device).
+    ``inode`` and ``head`` (a hash of the first line) tell the same file from a rotated or
+    replaced one; ``offset`` is the end of the last complete line read."""
+
+    log: str
+    inode: int
+    offset: int
+    head: str
+    malformed: int = 0  # lines skipped as unparseable, over the log's life as keyshift saw it
+
+
 class ItemError(_Record):
     """A part of a source that failed while the rest succeeded (a denied path, a throttled call)."""
 

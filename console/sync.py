@@ -144,6 +144,8 @@ def _sync_one(  # type: ignore[no-untyped-def]
     collector, store: Store, audit: AuditLog, actor: str, sync_id: int, emit
 ) -> SourceOutcome:
     emit(collector.name, "start")
+    if hasattr(collector, "start_positions"):  # it reads an evidence log: resume where it was
+        collector.start_positions = store.read_positions(collector.name)
     try:
         result = collector.collect(lambda item, name=collector.name: emit(name, "item", item))
     except KeyshiftError as exc:
@@ -166,6 +168,7 @@ def _sync_one(  # type: ignore[no-untyped-def]
             result.usage,
             result.errors,
             result.complete,
+            result.positions,
         )
         audit.append(
             actor,

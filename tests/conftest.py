@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,6 +250,14 @@ def seeded_sandbox(
     inventory = builtin_inventory()
     summary = sb.seed(inventory, base_dir)
     return Seeded(state=sandbox, inventory=inventory, base_dir=base_dir, summary=summary)
+
+
+@pytest.fixture
+def vault(seeded_sandbox: Seeded) -> Any:
+    """An hvac client for the seeded session sandbox, as root."""
+    from console.sandbox import vault_client
+
+    return vault_client(seeded_sandbox.state)
 
 
 @pytest.fixture

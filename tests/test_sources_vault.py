@@ -63,13 +63,6 @@ def hvac_listing(client: Any, mount: str, folder: str = "") -> list[str]:
 
 
 @pytest.fixture
-def vault(seeded_sandbox: Any) -> Any:
-    from console.sandbox import vault_client
-
-    return vault_client(seeded_sandbox.state)
-
-
-@pytest.fixture
 def mount(vault: Any) -> str:
     """A private KV v2 mount with a small tree of secrets."""
     name = f"kst-{uuid.uuid4().hex[:8]}"

@@ -65,13 +65,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture
-def vault(seeded_sandbox: Any) -> Any:
-    from console.sandbox import vault_client
-
-    return vault_client(seeded_sandbox.state)
-
-
 def make_mount(vault: Any, paths: list[str]) -> str:
     name = f"kss-{uuid.uuid4().hex[:8]}"
     vault.sys.enable_secrets_engine("kv", path=name, options={"version": "2"})

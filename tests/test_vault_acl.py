@@ -25,13 +25,6 @@ SEGMENTS = ["a", "b", "ab", "abc"]
 PATHS_FROM = ["a", "b", "ab", "abc", "x", ""]
 
 
-@pytest.fixture
-def vault(seeded_sandbox: Any) -> Any:
-    from console.sandbox import vault_client
-
-    return vault_client(seeded_sandbox.state)
-
-
 def hcl(rules: list[tuple[str, list[str]]]) -> str:
     return "\n".join(
         f'path "{pattern}" {{\n  capabilities = {json.dumps(caps)}\n}}' for pattern, caps in rules

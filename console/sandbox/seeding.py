@@ -440,7 +440,7 @@ class _Seeder:
         marked as the seed's: they show in the audit log, and sync does not count them)."""
         import hvac
 
-        from console.sources.vault import SEED_MARK
+        from console.sources.vault_audit import SEED_MARK
 
         approle = self.vault.auth.approle
         role_id = approle.read_role_id(role_name=ident.role, mount_point=mount)["data"]["role_id"]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from console.model import Credential, Grant, ItemError, UsageEvent
+from console.model import Credential, Grant, ItemError, ReadPosition, UsageEvent
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
@@ -22,9 +22,16 @@ class CollectResult:
     errors: list[ItemError] = field(default_factory=list)
     # False when part of the listing failed: sync then marks unseen rows stale, never gone.
     complete: bool = True
+    # where each evidence log was read up to: sync stores them with the listing, in one
+    # transaction, and hands them back to the collector (``start_positions``) next time
+    positions: list[ReadPosition] = field(default_factory=list)
 
 
 class Source(Protocol):
+    """A collector. One that reads an evidence log also has ``start_positions: dict[str,
+    ReadPosition]`` (by log path), which sync fills from the store before ``collect``; without
+    it (a bench, a test) the log is read from its start."""
+
     name: str
     type: str
 

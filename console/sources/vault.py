@@ -13,12 +13,10 @@ keyshift itself).
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +28,17 @@ from console.connections import VAULT_TIMEOUT
 from console.errors import KeyshiftError, SourceError
 from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import VaultIdentity
-from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
+from console.model import (
+    Credential,
+    CredentialStatus,
+    Grant,
+    ItemError,
+    ReadPosition,
+    UsageEvent,
+    credential_id,
+)
 from console.sources.base import CollectResult, Progress
+from console.sources.vault_audit import parse_vault_time, read_audit_log
 from console.sources.vault_policy import Acl, PolicyError, Rule, parse_policy
 from rotators.values import canonical_value
 
@@ -62,16 +69,6 @@ class _Secret:
 
 # ---------------------------------------------------------------------------------------
 # small helpers
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str) or value.startswith("0001-01-01"):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _duration_seconds(value: Any) -> int | None:
@@ -297,85 +294,6 @@ class MountLister:
 
 
 # ---------------------------------------------------------------------------------------
-# audit log
-
-
-@dataclass(frozen=True)
-class _AuditRead:
-    path: str  # e.g. secret/data/agents/support/openai
-    at: datetime
-    role: str | None
-    display_name: str | None
-    remote: str | None
-    token_hmac: str | None
-    policies: tuple[str, ...]
-    seeded: bool = False  # the sandbox seed's own read, marked by its secret-id's metadata
-
-
-# the secret-id metadata the sandbox seed logs in with; AppRole copies it onto the token, and
-# the audit log carries it in plaintext, so the seed's reads are told apart from an agent's
-SEED_MARK = ("keyshift_sandbox", "seed")
-
-
-# file path -> (inode, offset, reads parsed so far); per process, so a long-running console
-# reads only what was appended since its last sync
-_audit_cache: dict[str, tuple[int, int, list[_AuditRead]]] = {}
-_audit_lock = threading.Lock()
-
-
-def read_audit_log(path: Path) -> list[_AuditRead]:
-    """Successful KV reads recorded in a Vault/OpenBao file audit log. Never copies ``data``."""
-    key = str(path)
-    st = path.stat()
-    with _audit_lock:
-        inode, offset, reads = _audit_cache.get(key, (st.st_ino, 0, []))
-        if inode != st.st_ino or st.st_size < offset:
-            offset, reads = 0, []  # rotated or truncated: start over
-        reads = list(reads)
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break  # a line still being written: read it next time
-                offset += len(raw)
-                event = _parse_audit_line(raw)
-                if event:
-                    reads.append(event)
-        _audit_cache[key] = (st.st_ino, offset, reads)
-        return reads
-
-
-def _parse_audit_line(raw: bytes) -> _AuditRead | None:
-    # cheap filters first: most lines are requests, writes, or keyshift's own listing
-    if b'"response"' not in raw or b'"read"' not in raw or b"/data/" not in raw:
-        return None
-    try:
-        entry = json.loads(raw)
-    except ValueError:
-        return None
-    request = entry.get("request") or {}
-    if entry.get("type") != "response" or request.get("operation") != "read":
-        return None
-    if entry.get("error"):
-        return None  # a denied or failed read is not a use
-    at = _parse_time(entry.get("time"))
-    if at is None:
-        return None
-    auth = entry.get("auth") or {}
-    metadata = auth.get("metadata") or {}
-    return _AuditRead(
-        path=str(request.get("path") or ""),
-        at=at,
-        role=metadata.get("role_name"),
-        display_name=auth.get("display_name"),
-        remote=request.get("remote_address"),
-        token_hmac=auth.get("client_token"),
-        policies=tuple(auth.get("policies") or ()),
-        seeded=metadata.get(SEED_MARK[0]) == SEED_MARK[1],
-    )
-
-
-# ---------------------------------------------------------------------------------------
 # the collector
 
 
@@ -444,6 +362,8 @@ class VaultSource:
         self._cfg = cfg
         self._loaded = loaded
         self.listing_methods: dict[str, str] = {}  # mount -> method used in the last collect
+        # where the audit log was read up to (sync fills it from the store; empty: from start)
+        self.start_positions: dict[str, ReadPosition] = {}
 
     # -- connection --------------------------------------------------------------------
 
@@ -578,7 +498,9 @@ class VaultSource:
         custom = {str(k): str(v) for k, v in (meta.get("custom_metadata") or {}).items()}
         current = int(meta.get("current_version") or 0)
         version = (meta.get("versions") or {}).get(str(current)) or {}
-        deleted = bool(_parse_time(version.get("deletion_time"))) or bool(version.get("destroyed"))
+        deleted = bool(parse_vault_time(version.get("deletion_time"))) or bool(
+            version.get("destroyed")
+        )
         sensitivity = custom.get("sensitivity") or None
         policy = (
             self._loaded.inventory.policies.by_sensitivity.get(sensitivity)  # type: ignore[call-overload]
@@ -589,8 +511,10 @@ class VaultSource:
         if deleted:
             tags["deleted"] = "destroyed" if version.get("destroyed") else "soft-deleted"
         ttl = _duration_seconds(meta.get("delete_version_after"))
-        rotated = _parse_time(version.get("created_time")) or _parse_time(meta.get("updated_time"))
-        declared_created = _parse_time(custom.get("created"))
+        rotated = parse_vault_time(version.get("created_time")) or parse_vault_time(
+            meta.get("updated_time")
+        )
+        declared_created = parse_vault_time(custom.get("created"))
         if current <= 1 and declared_created and (rotated is None or declared_created < rotated):
             # Never rotated here, and its owner says the value is older than this first version
             # (a secret migrated in): its age runs from that date, not from the import.
@@ -607,7 +531,7 @@ class VaultSource:
             or (str(self._cfg.environment) if self._cfg.environment else None),
             scope=custom.get("scope") or None,
             sensitivity=sensitivity,
-            created_at=declared_created or _parse_time(meta.get("created_time")),
+            created_at=declared_created or parse_vault_time(meta.get("created_time")),
             rotated_at=rotated,
             expires_at=rotated + timedelta(seconds=ttl) if rotated and ttl else None,
             ttl_seconds=ttl,
@@ -840,12 +764,24 @@ class VaultSource:
             )
             return
         try:
-            reads = read_audit_log(path)
+            batch = read_audit_log(path, self.start_positions.get(str(path)))
         except OSError as exc:
             result.errors.append(
                 ItemError(where="audit log", message=f"cannot read {path}: {exc.strerror}")
             )
             return
+        if batch.position is not None:
+            result.positions.append(batch.position)
+        if batch.malformed:
+            result.errors.append(
+                ItemError(
+                    where="audit log",
+                    message=f"{batch.malformed} malformed lines skipped in {path}",
+                )
+            )
+        if batch.gap:
+            result.errors.append(ItemError(where="audit log", message=batch.gap))
+        reads = batch.reads
         own = self._own_token_hmac(client)
         by_api_path = {f"{s.mount}/data/{s.path}": self._cred_id(s) for s in found}
         role_agents: dict[str, list[str]] = {}

@@ -82,6 +82,14 @@ class GrantRows(StoreBase):
         sync_id: int,
     ) -> None:
         affected = {g.credential_id for g in grants}
+        # use is evidence and only accumulates: a collector reports the use it read this time
+        # (an audit log read on from where it stopped), so a grant once used stays used
+        used_before = {
+            (agent, cid)
+            for agent, cid in conn.execute(
+                "SELECT agent, credential_id FROM grants WHERE source = ? AND used", (source,)
+            )
+        }
         if complete:
             old = {
                 r[0]
@@ -109,7 +117,7 @@ class GrantRows(StoreBase):
                     g.credential_id,
                     to_json(g.capabilities),
                     to_json(g.chain),
-                    int(g.used),
+                    int(g.used or (g.agent, g.credential_id) in used_before),
                     sync_id,
                     now,
                 )

@@ -386,10 +386,28 @@ def _m003_claims(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _m004_read_positions(db: sqlite_utils.Database) -> None:
+    """Where each source read its evidence logs up to, so a new process reads only what was
+    appended since (the Vault audit device), and lines are neither lost nor counted twice."""
+    db.execute(
+        """CREATE TABLE read_positions (
+              source TEXT NOT NULL,
+              log TEXT NOT NULL,
+              inode INTEGER NOT NULL,
+              offset INTEGER NOT NULL,
+              head TEXT NOT NULL,
+              malformed INTEGER NOT NULL DEFAULT 0,
+              updated_at TEXT NOT NULL,
+              PRIMARY KEY (source, log)
+            )"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_core,
     _m002_search,
     _m003_claims,
+    _m004_read_positions,
 ]
 
 

@@ -6,7 +6,14 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent
+from console.model import (
+    Credential,
+    CredentialStatus,
+    Grant,
+    ItemError,
+    ReadPosition,
+    UsageEvent,
+)
 from console.process import Owner
 from console.store.base import StoreBase
 from console.store.rows import (
@@ -119,6 +126,7 @@ class SyncRows(StoreBase):
         usage: list[UsageEvent],
         errors: list[ItemError],
         complete: bool,
+        positions: list[ReadPosition] | None = None,
     ) -> SourceChanges:
         """Write one source's listing (one transaction). See the module docstring."""
         now = ts(utcnow())
@@ -213,11 +221,36 @@ class SyncRows(StoreBase):
                 changes.stale = len(unseen)
             self._replace_grants(conn, source, grants, set(incoming), complete, now, sync_id)
             self._append_usage(conn, source, usage, sync_id)
+            # the read positions move only with the usage they produced: a failed write
+            # leaves both where they were, so the next sync reads those lines again
+            conn.executemany(
+                "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, log) DO UPDATE "
+                "SET inode = excluded.inode, offset = excluded.offset, head = excluded.head, "
+                "malformed = excluded.malformed, updated_at = excluded.updated_at",
+                [
+                    (source, p.log, p.inode, p.offset, p.head, p.malformed, now)
+                    for p in positions or []
+                ],
+            )
             status = "ok" if complete and not errors else "partial"
             self._record_source_result(
                 conn, sync_id, source, status, changes, errors_text, errors, now
             )
         return changes
+
+    def read_positions(self, source: str) -> dict[str, ReadPosition]:
+        """Where ``source`` last read each of its evidence logs, by log path."""
+        return {
+            r["log"]: ReadPosition(
+                log=r["log"],
+                inode=r["inode"],
+                offset=r["offset"],
+                head=r["head"],
+                malformed=r["malformed"],
+            )
+            for r in self._read("SELECT * FROM read_positions WHERE source = ?", (source,))
+        }
 
     def _insert_credential_rows(
         self, conn: sqlite3.Connection, rows: list[dict], now: str | None, sync_id: int | None

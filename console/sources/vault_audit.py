@@ -1,0 +1,183 @@
+"""A Vault / OpenBao file audit device, read incrementally as evidence of use.
+
+The log is read from where the last sync stopped (a ``ReadPosition`` kept in the store): the
+file's inode and a hash of its first line tell the same file from a rotated or replaced one, and
+the offset is the end of the last complete line read. When the file was rotated (renamed aside,
+a new one opened), the rest of the old file is found by its inode beside it and read first, so a
+rotation between two syncs loses no line and counts none twice. Only complete lines are read: a
+line still being written is read next time. Never copies a request's or response's ``data``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from console.model import ReadPosition
+
+log = logging.getLogger(__name__)
+
+# the secret-id metadata the sandbox seed logs in with; AppRole copies it onto the token, and
+# the audit log carries it in plaintext, so the seed's reads are told apart from an agent's
+SEED_MARK = ("keyshift_sandbox", "seed")
+
+# a hash of this much of the first line names a log file (its first entry's time and request id)
+_HEAD_BYTES = 512
+
+
+@dataclass(frozen=True)
+class AuditRead:
+    """One successful read recorded by the audit device."""
+
+    path: str  # e.g. secret/data/agents/support/openai
+    at: datetime
+    role: str | None
+    display_name: str | None
+    remote: str | None
+    token_hmac: str | None
+    policies: tuple[str, ...]
+    seeded: bool = False  # the sandbox seed's own read, marked by its secret-id's metadata
+
+
+@dataclass
+class AuditBatch:
+    """What one pass over the log found since the last position."""
+
+    reads: list[AuditRead] = field(default_factory=list)
+    position: ReadPosition | None = None
+    malformed: int = 0  # unparseable lines in this pass
+    # said when keyshift cannot tell whether lines were missed (the file was truncated, or
+    # replaced and the old one is gone): the evidence may have a gap
+    gap: str | None = None
+
+
+def parse_vault_time(value: Any) -> datetime | None:
+    """A time as Vault writes it (RFC 3339, maybe ``Z``); its zero time means none."""
+    if not value or not isinstance(value, str) or value.startswith("0001-01-01"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _head(path: Path) -> str:
+    with path.open("rb") as fh:
+        first = fh.readline(_HEAD_BYTES)
+    if not first.endswith(b"\n") and len(first) < _HEAD_BYTES:
+        return ""  # no complete first line yet: nothing names the file
+    return hashlib.sha256(first).hexdigest()[:32]
+
+
+def _rotated_predecessor(path: Path, start: ReadPosition) -> Path | None:
+    """The file the last pass was reading, now renamed beside ``path`` (``audit.log.1``,
+    ``audit.log-20261203``): same inode and the same first line."""
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    except OSError:
+        return None
+    for candidate in siblings:
+        if candidate == path or not candidate.is_file():
+            continue
+        try:
+            if candidate.stat().st_ino == start.inode and _head(candidate) == start.head:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def read_audit_log(path: Path, start: ReadPosition | None = None) -> AuditBatch:
+    """The successful reads appended to the audit log at ``path`` since ``start``."""
+    batch = AuditBatch()
+    st = path.stat()
+    head = _head(path)
+    offset = 0
+    malformed_before = start.malformed if start else 0
+    if start is not None:
+        same_inode = start.inode == st.st_ino
+        if same_inode and st.st_size >= start.offset and start.head in ("", head):
+            offset = start.offset
+        elif (older := None if same_inode else _rotated_predecessor(path, start)) is not None:
+            _read_lines(older, start.offset, batch, final=True)
+        else:
+            # truncated in place (copytruncate), or replaced with the old file gone (an inode
+            # number can be reused, so the two cannot be told apart): read from the start
+            batch.gap = (
+                f"{path} was truncated or replaced since the last read, and the old content "
+                "is not beside it: lines written after that read were not seen"
+            )
+    end = _read_lines(path, offset, batch, final=False)
+    batch.position = ReadPosition(
+        log=str(path),
+        inode=st.st_ino,
+        offset=end,
+        head=head or _head(path),
+        malformed=malformed_before + batch.malformed,
+    )
+    return batch
+
+
+def _read_lines(path: Path, offset: int, batch: AuditBatch, *, final: bool) -> int:
+    """Parse complete lines from ``offset``; returns the offset after the last one. A rotated
+    file (``final``) is written no more, so its unterminated last line is malformed."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                if final:
+                    batch.malformed += 1
+                    offset += len(raw)
+                break  # a line still being written: read it next time
+            offset += len(raw)
+            event = _parse_line(raw, batch)
+            if event:
+                batch.reads.append(event)
+    return offset
+
+
+def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
+    stripped = raw.strip()
+    if not stripped:
+        return None
+    if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+        batch.malformed += 1
+        return None
+    # cheap filters first: most lines are requests, writes, or keyshift's own listing
+    if b'"response"' not in raw or b'"read"' not in raw or b"/data/" not in raw:
+        return None
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        batch.malformed += 1
+        return None
+    if not isinstance(entry, dict):
+        batch.malformed += 1
+        return None
+    request = entry.get("request") or {}
+    if entry.get("type") != "response" or request.get("operation") != "read":
+        return None
+    if entry.get("error"):
+        return None  # a denied or failed read is not a use
+    at = parse_vault_time(entry.get("time"))
+    if at is None:
+        batch.malformed += 1
+        return None
+    auth = entry.get("auth") or {}
+    metadata = auth.get("metadata") or {}
+    return AuditRead(
+        path=str(request.get("path") or ""),
+        at=at,
+        role=metadata.get("role_name"),
+        display_name=auth.get("display_name"),
+        remote=request.get("remote_address"),
+        token_hmac=auth.get("client_token"),
+        policies=tuple(auth.get("policies") or ()),
+        seeded=metadata.get(SEED_MARK[0]) == SEED_MARK[1],
+    )
