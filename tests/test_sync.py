@@ -250,6 +250,71 @@ def test_unreachable_vault_marks_rows_stale_and_the_cli_exits_1(
     assert store.get_credential(f"v:kv:{mount}/x/one").gone_at is None
 
 
+def _kept_stale(store: Store, mount: str, paths: list[str], why: str) -> None:
+    for path in paths:
+        row = store.get_credential(f"v:kv:{mount}/{path}")
+        assert row and row.gone_at is None and row.owner == "team-x", path
+        assert row.stale_since is not None and why in (row.stale_error or ""), row.stale_error
+
+
+def test_a_sealed_vault_is_one_clear_message_and_keeps_the_rows(
+    seeded_sandbox: Any, vault: Any, store: Store, tmp_path: Path
+) -> None:
+    from console import sandbox as sb
+
+    mount = make_mount(vault, ["s/one", "s/two"])
+    path = tmp_path / "inv.yaml"
+    loaded = write_inventory(only_sources(kv_only(mount)), path)
+    audit = AuditLog(store)
+    assert run_sync(loaded, store, audit, actor="test").total("new") == 2
+    sb.seal()
+    try:
+        (outcome,) = run_sync(loaded, store, audit, actor="test").outcomes
+        proc = run_cli("--inventory", str(path), "--db", str(tmp_path / "keyshift.db"), "sync")
+    finally:
+        sb.unseal()
+    assert outcome.status == "failed" and outcome.stale == 2 and outcome.gone == 0
+    assert len(outcome.errors) == 1 and "is sealed" in outcome.errors[0]
+    assert "unseal it" in outcome.errors[0]
+    _kept_stale(store, mount, ["s/one", "s/two"], "is sealed")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert len([ln for ln in proc.stdout.splitlines() if "is sealed" in ln]) == 1
+    # unsealed, the next sync clears the stale marks
+    (again,) = run_sync(loaded, store, audit, actor="test").outcomes
+    assert again.status == "ok" and store.get_credential(f"v:kv:{mount}/s/one").stale_since is None
+
+
+def test_an_expired_keyshift_token_is_one_clear_message_and_keeps_the_rows(
+    seeded_sandbox: Any, vault: Any, store: Store, tmp_path: Path
+) -> None:
+    import time
+
+    mount = make_mount(vault, ["t/one"])
+    audit = AuditLog(store)
+    assert run_sync(
+        write_inventory(only_sources(kv_only(mount)), tmp_path / "up.yaml"), store, audit,
+        actor="test",
+    ).total("new") == 1
+    token = vault.auth.token.create(policies=["root"], ttl="2s")["auth"]["client_token"]
+    service = f"keyshift-test-{uuid.uuid4().hex[:6]}"
+    secret_refs.put(service, "token", token)
+    source = {"name": "v", "type": "openbao", "kv_mounts": [mount], "auth": False,
+              "address": seeded_sandbox.state.vault_addr, "token": f"keyring:{service}/token"}
+    expiring = write_inventory(only_sources(source), tmp_path / "expiring.yaml")
+    for _ in range(100):  # until the server itself says the token is gone
+        try:
+            vault.auth.token.lookup(token)
+        except Exception:  # noqa: BLE001 - hvac raises Forbidden / InvalidRequest
+            break
+        time.sleep(0.1)
+    (outcome,) = run_sync(expiring, store, audit, actor="test").outcomes
+    assert outcome.status == "failed" and outcome.stale == 1 and outcome.gone == 0
+    assert len(outcome.errors) == 1 and "refused keyshift's token" in outcome.errors[0]
+    assert "expired or was revoked" in outcome.errors[0]
+    assert token not in str(outcome.errors)
+    _kept_stale(store, mount, ["t/one"], "refused keyshift's token")
+
+
 @pytest.mark.parametrize("scan", [False, True], ids=["folder-walk", "scan"])
 def test_denied_folder_is_a_partial_sync_that_marks_nothing_gone(
     seeded_sandbox: Any, vault: Any, store: Store, tmp_path: Path, scan: bool

@@ -385,6 +385,12 @@ class VaultSource:
                 f"{self.name}: {address} refused keyshift's token (HTTP {status})",
                 hint="the token expired or was revoked; store a new one with keyshift secret set",
             )
+        if status == 503 and "sealed" in " ".join(body.get("errors") or []).lower():
+            client.close()
+            raise SourceError(
+                f"{self.name}: {address} is sealed; nothing can be read until it is unsealed",
+                hint="unseal it (bao operator unseal); what keyshift knew is kept, marked stale",
+            )
         if status >= 500 or status == 0:
             client.close()
             raise SourceError(
