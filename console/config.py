@@ -688,16 +688,8 @@ def _reference_problems(loaded: LoadedInventory) -> list[ConfigError]:
                                 "declare it under sandbox.vault_policies, or fix the name",
                             )
             elif isinstance(ident, AwsIdentity):
-                if ident.type == "aws-iam-role":
-                    # what a role reaches (its trust policy, who may assume it) is not
-                    # evaluated: accepting it would leave the agent's reach silently short
-                    add(
-                        (*at, "type"),
-                        "keyshift does not resolve aws-iam-role identities: the agent's reach "
-                        "through the role would be missing without a word",
-                        "name the IAM user the agent signs in as (type: aws-iam-user)",
-                    )
-                    continue
+                # aws-iam-role: the AWS source resolves the role's own policies (a role not in
+                # the account is named in the sync's errors, as a missing user is)
                 ok = check_source(
                     (*at, "source"),
                     ident.source,

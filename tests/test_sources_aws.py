@@ -295,7 +295,10 @@ def test_access_denied_values_are_item_errors(
 ) -> None:
     """A user that may list secrets but not read them: every value read is an ItemError, the
     listing still completes (moto checks IAM actions against Resource "*" only, so the deny is
-    for every secret rather than one ARN)."""
+    for every secret rather than one ARN). The batch read is denied too, so keyshift falls back
+    to a GetSecretValue per secret: moto checks only the request's own action, so a batch it
+    allowed would return values AWS withholds (AWS checks GetSecretValue on each secret of a
+    batch and reports each refusal in Errors, which keyshift names per secret the same way)."""
     _user, made = make_user(
         iam,
         "limited",
@@ -307,7 +310,14 @@ def test_access_denied_values_are_item_errors(
                     "Action": ["sts:GetCallerIdentity", "secretsmanager:*"],
                     "Resource": "*",
                 },
-                {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+                {
+                    "Effect": "Deny",
+                    "Action": [
+                        "secretsmanager:GetSecretValue",
+                        "secretsmanager:BatchGetSecretValue",
+                    ],
+                    "Resource": "*",
+                },
             ],
         },
     )
@@ -369,3 +379,252 @@ def test_unreachable_endpoint_is_a_source_error(
     assert err.value.one_line().startswith(
         f"real-aws: cannot reach http://127.0.0.1:{port} (connection refused)"
     )
+
+
+# --- last use: Secrets Manager's LastAccessedDate ------------------------------------------
+
+
+def test_last_accessed_date_is_a_day_of_evidence_and_its_absence_is_unknown(
+    tmp_path: Path,
+) -> None:
+    """moto never sets LastAccessedDate (it answers null for every secret), so the mapping is
+    checked on a ListSecrets entry shaped as AWS documents it (boto3 parses it to a datetime,
+    truncated to midnight); the moto collection in test_collect_finds_the_seeded_aws_credentials
+    checks that a secret without one stays unknown."""
+    from console.sources.aws import SM_LAST_ACCESSED
+
+    loaded = loaded_from(base_inventory(), tmp_path)
+    source = AwsSource(loaded.source(AWS), loaded)
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/x-AbCdEf"
+    item = {
+        "ARN": arn,
+        "Name": "prod/x",
+        "CreatedDate": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "LastAccessedDate": datetime(2024, 5, 3, tzinfo=UTC),
+        "KmsKeyId": "alias/aws/secretsmanager",
+    }
+    cred, usage = source._secret_credential(item, "eu-west-1", None)
+    assert cred.last_used_at == datetime(2024, 5, 3, tzinfo=UTC)
+    assert cred.last_used_evidence == SM_LAST_ACCESSED == "aws:secretsmanager:last-accessed (day)"
+    assert cred.tags["last_accessed"] == "2024-05-03 (day)"
+    assert "kms_key" not in cred.tags  # Secrets Manager's own key needs no extra permission
+    assert usage is not None
+    assert (usage.credential_id, usage.at, usage.evidence) == (
+        cred.id, datetime(2024, 5, 3, tzinfo=UTC), SM_LAST_ACCESSED
+    )
+    # a time of day (a local midnight in another zone) is still reported as its day, not a time
+    item["LastAccessedDate"] = datetime(2024, 5, 3, 17, 30, tzinfo=UTC)
+    cred, _ = source._secret_credential(item, "eu-west-1", None)
+    assert cred.last_used_at == datetime(2024, 5, 3, tzinfo=UTC)
+    # no LastAccessedDate: no evidence either way, so unknown (None), never "never"
+    del item["LastAccessedDate"]
+    cred, usage = source._secret_credential(item, "eu-west-1", None)
+    assert cred.last_used_at is None and cred.last_used_evidence is None and usage is None
+    assert "last_accessed" not in cred.tags
+
+
+# --- several regions -------------------------------------------------------------------------
+
+
+def test_regions_are_collected_together_and_a_failing_one_is_named(
+    seeded_sandbox: Any, iam: Any, tmp_path: Path
+) -> None:
+    """Three regions: two answer, one the server refuses (moto has no backend for a region it
+    does not know and fails the request). The failing region is one ItemError naming it; the
+    other regions' secrets and the account's IAM keys (global: read once) are all there."""
+    from console.sandbox import aws_client
+
+    eu = aws_client(seeded_sandbox.state, "secretsmanager", "eu-west-1")
+    name = f"eu/only-{uuid.uuid4().hex[:6]}"
+    eu.create_secret(Name=name, SecretString=generate(30).reveal())
+    inv = base_inventory()
+    source = next(s for s in inv["sources"] if s["name"] == AWS)
+    source["regions"] = ["us-east-1", "eu-west-1", "xx-nowhere-1"]
+    source["services"] = ["secretsmanager", "iam"]
+    result = collect(inv, tmp_path)
+    assert not result.complete
+    assert [e.where for e in result.errors if "xx-nowhere-1" in e.where] == [
+        "secretsmanager xx-nowhere-1"
+    ]
+    assert all("eu-west-1" not in e.where and "us-east-1" not in e.where for e in result.errors)
+    secrets = [c for c in result.credentials if c.kind == "secretsmanager"]
+    by_region: dict[str, set[str]] = {}
+    for c in secrets:
+        by_region.setdefault(c.tags["region"], set()).add(c.name)
+    assert name in by_region["eu-west-1"] and name not in by_region["us-east-1"]
+    assert "prod/support/stripe" in by_region["us-east-1"]
+    assert set(by_region) == {"us-east-1", "eu-west-1"}
+    assert by_region["eu-west-1"] == {s["Name"] for s in eu.list_secrets()["SecretList"]}
+    keys = [c.native_id for c in result.credentials if c.kind == "iam-key"]
+    assert len(keys) == len(set(keys))  # IAM once, not once per region
+    expected = {
+        k["AccessKeyId"]
+        for u in iam.list_users()["Users"]
+        for k in iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]
+    }
+    assert set(keys) == expected
+
+
+# --- roles, resource policies, KMS -----------------------------------------------------------
+
+
+def _document(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def test_role_identities_and_roles_a_user_may_assume(
+    seeded_sandbox: Any, iam: Any, sm: Any, tmp_path: Path
+) -> None:
+    """Roles read from moto (trust, inline policies, a boundary) and decided by keyshift. The
+    assume decisions cannot be checked against moto itself: it checks no trust policy and
+    matches IAM policies against Resource "*" only; tests/test_aws_policy.py's trust table
+    covers the evaluation."""
+    suffix = uuid.uuid4().hex[:6]
+    account = iam.get_user(UserName="support-bot")["User"]["Arn"].split(":")[4]
+    root = f"arn:aws:iam::{account}:root"
+    read = f"{suffix}/read/app"
+    write = f"{suffix}/write/app"
+    for secret in (read, write):
+        sm.create_secret(Name=secret, SecretString=generate(30).reveal())
+    arns = {s: sm.describe_secret(SecretId=s)["ARN"] for s in (read, write)}
+    everything = {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue",
+                                                "secretsmanager:PutSecretValue"],
+                  "Resource": f"arn:aws:secretsmanager:*:*:secret:{suffix}/*"}
+
+    # a role an agent runs as: inline policy reaches both, its boundary only GetSecretValue
+    worker = f"worker-{suffix}"
+    boundary_arn = iam.create_policy(
+        PolicyName=f"boundary-{suffix}",
+        PolicyDocument=_document({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                  "Resource": "*"}),
+    )["Policy"]["Arn"]
+    iam.create_role(
+        RoleName=worker, PermissionsBoundary=boundary_arn,
+        AssumeRolePolicyDocument=_document(
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+             "Action": "sts:AssumeRole"}),
+    )
+    iam.put_role_policy(RoleName=worker, PolicyName="worker-inline",
+                        PolicyDocument=_document(everything))
+
+    # roles for a user: one trusting the account (the user's policy must allow it), one naming
+    # the user directly (no identity policy needed), one trusting someone else
+    hopper, _ = make_user(iam, "hopper", {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                       "Resource": f"arn:aws:iam::{account}:role/by-account-{suffix}"}],
+    })
+    hopper_arn = iam.get_user(UserName=hopper)["User"]["Arn"]
+    get = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arns[read]}
+    put = {"Effect": "Allow", "Action": "secretsmanager:PutSecretValue", "Resource": arns[write]}
+    for role, principal, document in (
+        (f"by-account-{suffix}", root, get),
+        (f"by-name-{suffix}", hopper_arn, put),
+        (f"elsewhere-{suffix}", "arn:aws:iam::123456789012:user/nobody", everything),
+    ):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=_document(
+            {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}))
+        iam.put_role_policy(RoleName=role, PolicyName=f"{role}-inline",
+                            PolicyDocument=_document(document))
+
+    inv = base_inventory()
+    inv["sandbox"]["iam_users"].append({"name": hopper, "environment": "dev"})
+    inv["agents"] += [
+        {"name": "worker", "environment": "dev",
+         "identities": [{"type": "aws-iam-role", "source": AWS, "name": worker}]},
+        {"name": "hopper", "environment": "dev",
+         "identities": [{"type": "aws-iam-user", "source": AWS, "name": hopper}]},
+        {"name": "ghost", "environment": "dev",
+         "identities": [{"type": "aws-iam-role", "source": AWS, "name": f"ghost-{suffix}"}]},
+    ]
+    result = collect(inv, tmp_path)
+    creds = {c.id: c for c in result.credentials}
+    grants: dict[str, dict[str, list[Any]]] = {}
+    for g in result.grants:
+        grants.setdefault(g.agent, {}).setdefault(creds[g.credential_id].name, []).append(g)
+
+    # the role's own reach, its boundary applied
+    assert {n for n in grants["worker"] if n.startswith(suffix)} == {read, write}
+    (g,) = grants["worker"][read]
+    assert g.capabilities == ["secretsmanager:GetSecretValue"]
+    assert g.chain == ["agent:worker", f"iam-role:{worker}", "policy:worker-inline",
+                       f"resource:{arns[read]}"]
+    assert grants["worker"][write][0].capabilities == ["secretsmanager:GetSecretValue"]
+
+    # hopper reaches through the two roles it may assume, each step in the chain
+    assert {n for n in grants["hopper"] if n.startswith(suffix)} == {read, write}
+    (g,) = grants["hopper"][read]
+    assert g.capabilities == ["secretsmanager:GetSecretValue"]
+    assert g.chain == [
+        "agent:hopper", f"iam-user:{hopper}", f"policy:{hopper}-inline,trust",
+        f"assume:iam-role:by-account-{suffix}", f"policy:by-account-{suffix}-inline",
+        f"resource:{arns[read]}",
+    ]
+    (g,) = grants["hopper"][write]
+    assert g.capabilities == ["secretsmanager:PutSecretValue"]
+    assert g.chain[2:4] == ["policy:trust", f"assume:iam-role:by-name-{suffix}"]
+    assert not any(f"elsewhere-{suffix}" in step for gs in grants["hopper"].values()
+                   for g in gs for step in g.chain)
+    # a role that is not in the account is named, as a missing user is
+    assert any(e.where == "agent ghost" and f"ghost-{suffix}" in e.message for e in result.errors)
+
+
+def test_resource_policies_and_customer_keys_shape_the_grants(
+    seeded_sandbox: Any, iam: Any, sm: Any, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    owner, _ = make_user(iam, "owner", {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*",
+                       "Resource": f"arn:aws:secretsmanager:*:*:secret:{suffix}/*"}],
+    })
+    guest, _ = make_user(iam, "guest", None)
+    owner_arn = iam.get_user(UserName=owner)["User"]["Arn"]
+    guest_arn = iam.get_user(UserName=guest)["User"]["Arn"]
+    shared, fenced, sealed = f"{suffix}/shared", f"{suffix}/fenced", f"{suffix}/sealed"
+    for secret in (shared, fenced):
+        sm.create_secret(Name=secret, SecretString=generate(30).reveal())
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/" + str(uuid.uuid4())
+    sm.create_secret(Name=sealed, SecretString=generate(30).reveal(), KmsKeyId=key_arn)
+    # the guest has no policy of its own: the secret's policy names it
+    sm.put_resource_policy(SecretId=shared, ResourcePolicy=_document(
+        {"Effect": "Allow", "Principal": {"AWS": guest_arn},
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    # the owner may do anything by its policy, but this secret's policy denies it reads
+    sm.put_resource_policy(SecretId=fenced, ResourcePolicy=_document(
+        {"Effect": "Deny", "Principal": {"AWS": owner_arn},
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    inv = base_inventory()
+    inv["sandbox"]["iam_users"] += [{"name": owner, "environment": "dev"},
+                                    {"name": guest, "environment": "dev"}]
+    inv["agents"] += [
+        {"name": n, "environment": "dev",
+         "identities": [{"type": "aws-iam-user", "source": AWS, "name": u}]}
+        for n, u in (("owner", owner), ("guest", guest))
+    ]
+    result = collect(inv, tmp_path)
+    creds = {c.id: c for c in result.credentials}
+    grants: dict[tuple[str, str], Any] = {
+        (g.agent, creds[g.credential_id].name): g for g in result.grants
+    }
+    g = grants[("guest", shared)]
+    assert g.capabilities == ["secretsmanager:GetSecretValue"]
+    assert g.chain[1:3] == [f"iam-user:{guest}", "policy:resource-policy"]
+    assert ("guest", fenced) not in grants and ("guest", sealed) not in grants
+
+    fenced_caps = grants[("owner", fenced)].capabilities
+    assert "secretsmanager:GetSecretValue" not in fenced_caps
+    assert "secretsmanager:PutSecretValue" in fenced_caps
+    # a customer-managed key: the value actions also need KMS, whose key policy keyshift does
+    # not read, so they are conditional and the chain says why; DeleteSecret needs no key
+    sealed_grant = grants[("owner", sealed)]
+    assert sealed_grant.capabilities == [
+        "conditional:secretsmanager:GetSecretValue",
+        "conditional:secretsmanager:PutSecretValue",
+        "conditional:secretsmanager:UpdateSecret",
+        "secretsmanager:RotateSecret",
+        "secretsmanager:DeleteSecret",
+    ]
+    assert f"kms:{key_arn} (kms:Decrypt needed; key policy not evaluated)" in sealed_grant.chain
+    assert creds[sealed_grant.credential_id].tags["kms_key"] == key_arn
+    assert grants[("owner", shared)].capabilities[0] == "secretsmanager:GetSecretValue"

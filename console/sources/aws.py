@@ -13,8 +13,10 @@ conditional).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,8 @@ from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import AwsIdentity
 from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
 from console.sources.aws_policy import (
+    CONDITIONAL,
+    Decision,
     PolicyDocumentError,
     Statement,
     UserPolicies,
@@ -231,29 +235,77 @@ class AwsSource:
 
     def collect(self, progress: Progress | None = None) -> CollectResult:
         self._connect()
+        assert self._conn is not None
         result = CollectResult()
         services = set(self._cfg.services)
-        regions = self._cfg.regions or [self._conn.region if self._conn else "us-east-1"]
-        secret_arns: list[tuple[str, str]] = []  # (arn, credential id)
-        parameter_arns: list[tuple[str, str]] = []
-        with ThreadPoolExecutor(_POOL_SIZE) as pool:
-            for i, region in enumerate(regions):
-                if "secretsmanager" in services:
-                    for cred in self._secrets(region, pool, result, progress):
-                        result.credentials.append(cred)
-                        secret_arns.append((cred.native_id, cred.id))
-                if "ssm" in services:
-                    prefix = "" if i == 0 else f"{region}:"
-                    for cred, arn in self._parameters(region, prefix, pool, result, progress):
-                        result.credentials.append(cred)
-                        parameter_arns.append((arn, cred.id))
-            users: dict[str, UserPolicies] = {}
-            if "iam" in services:
-                users = self._iam(regions[0], pool, result, progress)
-            self._grants(users, secret_arns, parameter_arns, result)
+        regions = list(dict.fromkeys(self._cfg.regions or [self._conn.region]))
+        # a secret's resource policy only matters to an agent's reach on this source
+        self._want_policies = "iam" in services and bool(self._agent_principals())
+        progress = _serialised(progress)
+        # regions (and IAM, which is global: once per account) run side by side; each job
+        # keeps its own result so a failed region is reported as one and the rest is kept
+        with (
+            ThreadPoolExecutor(_POOL_SIZE) as pool,
+            ThreadPoolExecutor(len(regions) + 1, thread_name_prefix="aws-region") as jobs,
+        ):
+            region_jobs = [
+                (region, jobs.submit(self._region, region, i, pool, progress))
+                for i, region in enumerate(regions)
+            ]
+            iam_job = (
+                jobs.submit(self._iam, regions[0], pool, progress) if "iam" in services else None
+            )
+            failures: list[SourceError] = []
+            secrets: list[_Secret] = []
+            parameter_arns: list[tuple[str, str]] = []
+            for region, job in region_jobs:
+                try:
+                    part, region_secrets, region_parameters = job.result()
+                except SourceError as exc:
+                    failures.append(exc)
+                    result.errors.append(ItemError(where=f"region {region}", message=exc.message))
+                    continue
+                _merge(result, part)
+                secrets += region_secrets
+                parameter_arns += region_parameters
+            found = _Iam()
+            if iam_job is not None:
+                try:
+                    part, found = iam_job.result()
+                    _merge(result, part)
+                except SourceError as exc:
+                    failures.append(exc)
+                    result.errors.append(ItemError(where="iam", message=exc.message))
+            if len(failures) == len(region_jobs) + (iam_job is not None):
+                raise failures[0]  # nothing could be read: the source as a whole failed
+            self._grants(found, secrets, parameter_arns, result)
         if result.errors:
             result.complete = False
         return result
+
+    def _region(
+        self, region: str, index: int, pool: ThreadPoolExecutor, progress: Progress | None
+    ) -> tuple[CollectResult, list[_Secret], list[tuple[str, str]]]:
+        """One region's Secrets Manager secrets and SSM parameters. Raises SourceError when the
+        region refuses keyshift as a whole (an opt-in region not enabled answers so)."""
+        part = CollectResult()
+        services = set(self._cfg.services)
+        secrets: list[_Secret] = []
+        parameter_arns: list[tuple[str, str]] = []
+        try:
+            if "secretsmanager" in services:
+                for secret in self._secrets(region, pool, part, progress):
+                    part.credentials.append(secret.cred)
+                    secrets.append(secret)
+            if "ssm" in services:
+                prefix = "" if index == 0 else f"{region}:"
+                for cred, arn in self._parameters(region, prefix, pool, part, progress):
+                    part.credentials.append(cred)
+                    parameter_arns.append((arn, cred.id))
+        except botocore.exceptions.BotoCoreError as exc:
+            # a client botocore cannot build for this region (a malformed region name)
+            raise SourceError(f"{self.name}: region {region}: {type(exc).__name__}") from None
+        return part, secrets, parameter_arns
 
     def _fields_from_tags(self, tags: dict[str, str]) -> dict[str, Any]:
         sensitivity = tags.get("sensitivity") or None
@@ -283,91 +335,208 @@ class AwsSource:
         pool: ThreadPoolExecutor,
         result: CollectResult,
         progress: Progress | None,
-    ) -> list[Credential]:
+    ) -> list[_Secret]:
         client = self._client("secretsmanager", region)
+        # ListSecrets already carries dates, tags, rotation, LastAccessedDate and KmsKeyId: no
+        # DescribeSecret per secret
         listed = self._paginate(
             client, "list_secrets", "SecretList", f"secretsmanager {region}", result
         )
+        values = self._secret_values(client, listed, pool, result)
+        policies: dict[str, list[Statement] | None] = {}
+        if self._want_policies:
+            # no listing says which secrets have a resource policy: one call per secret, on
+            # the pool, and only when an agent's reach on this source depends on it
+            for arn, policy in pool.map(
+                lambda item: (item["ARN"], self._resource_policy(client, item, result)), listed
+            ):
+                policies[arn] = policy
+        out = []
+        for item in listed:
+            got = values.pop(item["ARN"], None)
+            cred, usage = self._secret_credential(item, region, got)
+            if usage:
+                result.usage.append(usage)
+            out.append(
+                _Secret(
+                    cred=cred,
+                    policy=policies.get(item["ARN"], []),
+                    kms_key=_customer_key(item.get("KmsKeyId")),
+                )
+            )
+            if progress:
+                progress(cred.name)
+        return out
 
-        def value_of(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-            if not self._cfg.fingerprint or item.get("DeletedDate"):
-                return item, None
+    def _secret_values(
+        self,
+        client: Any,
+        listed: list[dict[str, Any]],
+        pool: ThreadPoolExecutor,
+        result: CollectResult,
+    ) -> dict[str, dict[str, Any]]:
+        """ARN -> GetSecretValue's answer, for fingerprints. BatchGetSecretValue reads 20 a
+        request; where it is refused as a whole (an older policy that allows GetSecretValue
+        only), each secret is read alone. A secret the batch could not read is an ItemError, as
+        its own GetSecretValue would be."""
+        if not self._cfg.fingerprint:
+            return {}
+        wanted = [item for item in listed if not item.get("DeletedDate")]
+        names = {item["ARN"]: item.get("Name") or item["ARN"] for item in wanted}
+        out: dict[str, dict[str, Any]] = {}
+        batches = [wanted[i : i + _BATCH] for i in range(0, len(wanted), _BATCH)]
+
+        def batch(items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+            """The batch's values, or None when the batch call itself was refused."""
+            probe = CollectResult()
+            got = self._call(
+                client.batch_get_secret_value,
+                "secretsmanager batch",
+                probe,
+                SecretIdList=[item["ARN"] for item in items],
+            )
+            if got is None:
+                return None
+            for err in got.get("Errors") or []:
+                sid = str(err.get("SecretId") or "")
+                result.errors.append(
+                    ItemError(
+                        where=f"secretsmanager {names.get(sid, sid)}",
+                        message=str(err.get("ErrorCode") or "error"),
+                    )
+                )
+            return list(got.get("SecretValues") or [])
+
+        def alone(item: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
             got = self._call(
                 client.get_secret_value,
-                f"secretsmanager {item.get('Name')}",
+                f"secretsmanager {names[item['ARN']]}",
                 result,
                 SecretId=item["ARN"],
             )
-            return item, got
+            return item["ARN"], got
 
-        creds = []
-        for item, got in pool.map(value_of, listed):
-            tags = _tags(item.get("Tags"))
-            fields = self._fields_from_tags(tags)
-            fingerprint = None
-            version_created = None
-            if got:
-                value = got.get("SecretString")
-                if value is None and got.get("SecretBinary") is not None:
-                    value = bytes(got["SecretBinary"])
-                if value is not None:
-                    fingerprint = fingerprint_of(value)
-                version_created = _utc(got.get("CreatedDate"))
-                got.clear()  # drop the value now, not when the pool's results are collected
-            current = next(
-                (
-                    v
-                    for v, stages in (item.get("SecretVersionsToStages") or {}).items()
-                    if "AWSCURRENT" in stages
-                ),
-                None,
-            )
-            rules = item.get("RotationRules") or {}
-            extra = {"region": region}
-            if item.get("RotationEnabled"):
-                extra["rotation"] = f"every {rules.get('AutomaticallyAfterDays', '?')} days"
-            if item.get("NextRotationDate"):
-                extra["next_rotation"] = _utc(item["NextRotationDate"]).isoformat()  # type: ignore[union-attr]
-            deleted = item.get("DeletedDate")
-            if deleted:
-                extra["deleted"] = "scheduled"
-            last_accessed = _utc(item.get("LastAccessedDate"))
-            created = _utc(tags.get("created")) or _utc(item.get("CreatedDate"))
-            rotated = (
-                version_created
-                or _utc(item.get("LastRotatedDate"))
-                or _utc(item.get("LastChangedDate"))
-                or created
-            )
-            cred = Credential(
-                id=credential_id(self.name, "secretsmanager", item["ARN"]),
-                source=self.name,
-                kind="secretsmanager",
-                native_id=item["ARN"],
-                name=item.get("Name") or item["ARN"],
-                location=item["ARN"],
-                created_at=created,
-                rotated_at=rotated,
-                last_used_at=last_accessed,
-                last_used_evidence="aws:LastAccessedDate" if last_accessed else None,
-                fingerprint=fingerprint,
-                version=current,
-                status=CredentialStatus.inactive if deleted else CredentialStatus.active,
-                **{**fields, "tags": {**fields["tags"], **extra}},
-            )
-            if last_accessed:
-                result.usage.append(
-                    UsageEvent(
-                        credential_id=cred.id,
-                        at=last_accessed,
-                        operation="GetSecretValue",
-                        evidence="aws:LastAccessedDate",
-                    )
+        refused: list[dict[str, Any]] = []
+        for items, values in zip(batches, pool.map(batch, batches), strict=True):
+            if values is None:
+                refused += items
+                continue
+            for value in values:
+                out[str(value.get("ARN"))] = value
+        for arn, got in pool.map(alone, refused):
+            if got is not None:
+                out[arn] = got
+        return out
+
+    def _resource_policy(
+        self, client: Any, item: dict[str, Any], result: CollectResult
+    ) -> list[Statement] | None:
+        """The secret's resource policy ([] when it has none); None when keyshift could not
+        read it, so what it grants or denies is unknown."""
+        name = item.get("Name") or item["ARN"]
+        before = len(result.errors)
+        got = self._call(
+            client.get_resource_policy, f"secretsmanager {name} policy", result,
+            SecretId=item["ARN"],
+        )
+        if got is None:
+            if len(result.errors) > before:
+                err = result.errors[before]
+                result.errors[before] = ItemError(
+                    where=err.where,
+                    message=f"{err.message}; what its resource policy grants or denies is unknown",
                 )
-            creds.append(cred)
-            if progress:
-                progress(cred.name)
-        return creds
+            return None
+        text = got.get("ResourcePolicy")
+        if not text:
+            return []
+        try:
+            return parse_policy_document(f"secret {name}", text)
+        except PolicyDocumentError as exc:
+            result.errors.append(
+                ItemError(
+                    where=f"secretsmanager {name} policy",
+                    message=f"{exc}; what it grants or denies is unknown",
+                )
+            )
+            return None
+
+    def _secret_credential(
+        self, item: dict[str, Any], region: str, got: dict[str, Any] | None
+    ) -> tuple[Credential, UsageEvent | None]:
+        """One ListSecrets entry (and, when read, its value to fingerprint) as a credential,
+        with the usage event its LastAccessedDate is evidence of. The value is dropped here."""
+        tags = _tags(item.get("Tags"))
+        fields = self._fields_from_tags(tags)
+        fingerprint = None
+        version_created = None
+        if got:
+            value = got.get("SecretString")
+            if value is None and got.get("SecretBinary") is not None:
+                value = bytes(got["SecretBinary"])
+            if value is not None:
+                fingerprint = fingerprint_of(value)
+            version_created = _utc(got.get("CreatedDate"))
+            got.clear()  # drop the value now, not when the pool's results are collected
+        current = next(
+            (
+                v
+                for v, stages in (item.get("SecretVersionsToStages") or {}).items()
+                if "AWSCURRENT" in stages
+            ),
+            None,
+        )
+        rules = item.get("RotationRules") or {}
+        extra = {"region": region}
+        if item.get("RotationEnabled"):
+            extra["rotation"] = f"every {rules.get('AutomaticallyAfterDays', '?')} days"
+        if item.get("NextRotationDate"):
+            extra["next_rotation"] = _utc(item["NextRotationDate"]).isoformat()  # type: ignore[union-attr]
+        kms_key = _customer_key(item.get("KmsKeyId"))
+        if kms_key:
+            extra["kms_key"] = kms_key
+        deleted = item.get("DeletedDate")
+        if deleted:
+            extra["deleted"] = "scheduled"
+        # AWS keeps the date only (truncated to midnight) and omits it when the secret was
+        # never read; keyshift still says "unknown" then, as the omission is not evidence that
+        # covers the secret's whole life (and moto never sets it)
+        last_accessed = _utc(item.get("LastAccessedDate"))
+        if last_accessed:
+            last_accessed = last_accessed.replace(hour=0, minute=0, second=0, microsecond=0)
+            extra["last_accessed"] = f"{last_accessed.date().isoformat()} (day)"
+        created = _utc(tags.get("created")) or _utc(item.get("CreatedDate"))
+        rotated = (
+            version_created
+            or _utc(item.get("LastRotatedDate"))
+            or _utc(item.get("LastChangedDate"))
+            or created
+        )
+        cred = Credential(
+            id=credential_id(self.name, "secretsmanager", item["ARN"]),
+            source=self.name,
+            kind="secretsmanager",
+            native_id=item["ARN"],
+            name=item.get("Name") or item["ARN"],
+            location=item["ARN"],
+            created_at=created,
+            rotated_at=rotated,
+            last_used_at=last_accessed,
+            last_used_evidence=SM_LAST_ACCESSED if last_accessed else None,
+            fingerprint=fingerprint,
+            version=current,
+            status=CredentialStatus.inactive if deleted else CredentialStatus.active,
+            **{**fields, "tags": {**fields["tags"], **extra}},
+        )
+        usage = None
+        if last_accessed:
+            usage = UsageEvent(
+                credential_id=cred.id,
+                at=last_accessed,
+                operation="GetSecretValue",
+                evidence=SM_LAST_ACCESSED,
+            )
+        return cred, usage
 
     # -- SSM Parameter Store --------------------------------------------------------------
 
@@ -506,6 +675,54 @@ class AwsSource:
                 add(label, document, found.boundary)
         return found
 
+    def _role_policies(
+        self, iam: Any, role: dict[str, Any], result: CollectResult
+    ) -> UserPolicies:
+        """A role's managed and inline policies and its permission boundary (GetRole: ListRoles
+        does not carry the boundary)."""
+        name = role["RoleName"]
+        where = f"iam role {name}"
+        found = UserPolicies(name, role.get("Arn", ""), kind="role")
+
+        def add(label: str, document: Any, into: list[Statement]) -> None:
+            try:
+                into += parse_policy_document(label, document)
+            except PolicyDocumentError as exc:
+                found.unreadable.append(label)
+                result.errors.append(
+                    ItemError(where=where, message=f"{exc}; what it grants is unknown")
+                )
+
+        for label, document in self._managed(
+            iam, "list_attached_role_policies", where, result, RoleName=name
+        ):
+            found.policy_names.append(label)
+            add(label, document, found.statements)
+        for pname in self._paginate(
+            iam, "list_role_policies", "PolicyNames", f"{where} inline policies", result,
+            RoleName=name,
+        ):
+            doc = self._call(
+                iam.get_role_policy, f"{where} policy {pname}", result,
+                RoleName=name, PolicyName=pname,
+            )
+            if doc:
+                found.policy_names.append(pname)
+                add(pname, doc.get("PolicyDocument"), found.statements)
+        detail = self._call(iam.get_role, where, result, RoleName=name) or {}
+        boundary = ((detail.get("Role") or {}).get("PermissionsBoundary") or {}).get(
+            "PermissionsBoundaryArn"
+        )
+        if boundary:
+            found.boundary = []
+            document = self._policy_document(iam, boundary, result)
+            label = f"boundary {boundary.rsplit('/', 1)[-1]}"
+            if document is None:
+                found.unreadable.append(label)
+            else:
+                add(label, document, found.boundary)
+        return found
+
     def _managed(
         self, iam: Any, operation: str, where: str, result: CollectResult, **kwargs: Any
     ) -> list[tuple[str, Any]]:
@@ -531,15 +748,18 @@ class AwsSource:
         return version["PolicyVersion"].get("Document") if version else None
 
     def _iam(
-        self,
-        region: str,
-        pool: ThreadPoolExecutor,
-        result: CollectResult,
-        progress: Progress | None,
-    ) -> dict[str, UserPolicies]:
-        iam = self._client("iam", region)
+        self, region: str, pool: ThreadPoolExecutor, progress: Progress | None
+    ) -> tuple[CollectResult, _Iam]:
+        """IAM is global: read once per account. Every user's access keys; the policies of
+        the users and roles agents act as, and of the roles those may assume."""
+        result = CollectResult()
+        try:
+            iam = self._client("iam", region)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise SourceError(f"{self.name}: iam: {type(exc).__name__}") from None
         users = self._paginate(iam, "list_users", "Users", "iam users", result)
-        wanted = self._agent_users()
+        principals = self._agent_principals()
+        wanted = {name for kind, name in principals if kind == "aws-iam-user"}
 
         def one(user: dict[str, Any]) -> tuple[dict, dict[str, str], list, list, Any]:
             name = user["UserName"]
@@ -623,27 +843,76 @@ class AwsSource:
                     )
                 if progress:
                     progress(cred.name)
-        return out
+        found = _Iam(users=out)
+        if principals:
+            found.roles, found.assumable = self._roles(iam, pool, found.users, result)
+        return result, found
+
+    def _roles(
+        self,
+        iam: Any,
+        pool: ThreadPoolExecutor,
+        users: dict[str, UserPolicies],
+        result: CollectResult,
+    ) -> tuple[dict[str, UserPolicies], dict[str, list[tuple[str, Decision]]]]:
+        """The policies of the roles agents act as, and of the roles an agent's user or role
+        may assume (one step: its policies and the role's trust policy decide), with how."""
+        listed = self._paginate(iam, "list_roles", "Roles", "iam roles", result)
+        roles = {r["RoleName"]: r for r in listed}
+        principals = self._agent_principals()
+        own = [name for kind, name in principals if kind == "aws-iam-role" and name in roles]
+
+        def policies_of(names: list[str]) -> dict[str, UserPolicies]:
+            read = pool.map(lambda n: self._role_policies(iam, roles[n], result), names)
+            return dict(zip(names, read, strict=True))
+
+        found = policies_of(own)
+        trusts: dict[str, list[Statement]] = {}
+        for name, role in roles.items():
+            try:
+                trusts[name] = parse_policy_document(
+                    f"trust {name}", role.get("AssumeRolePolicyDocument") or {}
+                )
+            except PolicyDocumentError as exc:
+                result.errors.append(
+                    ItemError(
+                        where=f"iam role {name}",
+                        message=f"{exc}; who may assume it is unknown",
+                    )
+                )
+        # principal key ("user:<name>" / "role:<name>") -> (role it may assume, decision)
+        assumable: dict[str, list[tuple[str, Decision]]] = {}
+        sources = [(f"user:{n}", p) for n, p in users.items()] + [
+            (f"role:{n}", p) for n, p in found.items()
+        ]
+        for key, policies in sources:
+            if policies.unreadable:
+                continue  # its grants are unknown already; no assume step is claimed
+            for name, trust in trusts.items():
+                if policies.kind == "role" and name == policies.user:
+                    continue
+                decision = policies.can_assume(roles[name].get("Arn", ""), trust)
+                if decision.allowed:
+                    assumable.setdefault(key, []).append((name, decision))
+        more = sorted({n for pairs in assumable.values() for n, _ in pairs} - set(found))
+        found.update(policies_of(more))
+        return found, assumable
 
     # -- grants -------------------------------------------------------------------------
 
-    def _agent_users(self) -> dict[str, list[str]]:
-        """IAM user name -> agents that act as it on this source."""
-        out: dict[str, list[str]] = {}
+    def _agent_principals(self) -> dict[tuple[str, str], list[str]]:
+        """(identity type, IAM user or role name) -> agents that act as it on this source."""
+        out: dict[tuple[str, str], list[str]] = {}
         for agent in self._loaded.inventory.agents:
             for ident in agent.identities:
-                if (
-                    isinstance(ident, AwsIdentity)
-                    and ident.source == self.name
-                    and ident.type == "aws-iam-user"
-                ):
-                    out.setdefault(ident.name, []).append(agent.name)
+                if isinstance(ident, AwsIdentity) and ident.source == self.name:
+                    out.setdefault((ident.type, ident.name), []).append(agent.name)
         return out
 
     def _grants(
         self,
-        users: dict[str, UserPolicies],
-        secret_arns: list[tuple[str, str]],
+        found: _Iam,
+        secrets: list[_Secret],
         parameter_arns: list[tuple[str, str]],
         result: CollectResult,
     ) -> None:
@@ -653,61 +922,179 @@ class AwsSource:
         for cred in result.credentials:
             if cred.kind == "iam-key":
                 keys_by_user.setdefault(cred.tags.get("user", ""), []).append(cred)
-        for user, agents in self._agent_users().items():
-            policies = users.get(user)
+        for (kind, name), agents in self._agent_principals().items():
+            is_user = kind == "aws-iam-user"
+            policies = (found.users if is_user else found.roles).get(name)
             if policies is None:
                 result.errors.append(
                     ItemError(
                         where=f"agent {', '.join(agents)}",
-                        message=f"IAM user {user!r} not found on {self.name}",
+                        message=f"IAM {'user' if is_user else 'role'} {name!r} not found on "
+                        f"{self.name}",
                     )
                 )
                 continue
-            policy_link = f"policy:{','.join(policies.policy_names) or '(none)'}"
+            identity = f"iam-{'user' if is_user else 'role'}:{name}"
             for agent in agents:
-                for key in keys_by_user.get(user, []):
+                head = [f"agent:{agent}", identity]
+                for key in keys_by_user.get(name, []) if is_user else []:
                     result.grants.append(
                         Grant(
                             agent=agent,
                             credential_id=key.id,
                             capabilities=policies.summary(),
-                            chain=[f"agent:{agent}", f"iam-user:{user}", policy_link],
+                            chain=[*head, f"policy:{','.join(policies.policy_names) or '(none)'}"],
                             used=key.last_used_at is not None,
                         )
                     )
-                for arns, actions in (
-                    (secret_arns, _SECRET_ACTIONS),
-                    (parameter_arns, _PARAMETER_ACTIONS),
-                ):
-                    for arn, cid in arns:
-                        if policies.unreadable:  # unknown, not "none": say so
-                            result.grants.append(
-                                Grant(
-                                    agent=agent,
-                                    credential_id=cid,
-                                    capabilities=["unknown"],
-                                    chain=[
-                                        f"agent:{agent}",
-                                        f"iam-user:{user}",
-                                        f"policy:{','.join(policies.unreadable)} (unreadable)",
-                                        f"resource:{arn}",
-                                    ],
-                                )
-                            )
-                            continue
-                        allowed, granting = policies.allowed(actions, arn)
-                        if not allowed:
-                            continue
-                        result.grants.append(
-                            Grant(
-                                agent=agent,
-                                credential_id=cid,
-                                capabilities=allowed,
-                                chain=[
-                                    f"agent:{agent}",
-                                    f"iam-user:{user}",
-                                    f"policy:{','.join(granting)}",
-                                    f"resource:{arn}",
-                                ],
-                            )
-                        )
+                self._resource_grants(agent, head, policies, False, secrets, parameter_arns, result)
+                key = f"{'user' if is_user else 'role'}:{name}"
+                for role, how in found.assumable.get(key, []):
+                    assumed = found.roles.get(role)
+                    if assumed is None:
+                        continue
+                    step = [f"policy:{','.join(how.policies)}", f"assume:iam-role:{role}"]
+                    self._resource_grants(
+                        agent, [*head, *step], assumed, how.conditional, secrets,
+                        parameter_arns, result,
+                    )
+
+    def _resource_grants(
+        self,
+        agent: str,
+        head: list[str],
+        policies: UserPolicies,
+        conditional: bool,
+        secrets: list[_Secret],
+        parameter_arns: list[tuple[str, str]],
+        result: CollectResult,
+    ) -> None:
+        """The secrets and parameters one principal's policies reach, as grants whose chain
+        starts with ``head``; ``conditional`` when the way there (an assume step) rests on a
+        condition keyshift does not evaluate."""
+        targets: list[tuple[str, str, list[str], _Secret | None]] = [
+            (s.cred.native_id, s.cred.id, _SECRET_ACTIONS, s) for s in secrets
+        ] + [(arn, cid, _PARAMETER_ACTIONS, None) for arn, cid in parameter_arns]
+        for arn, cid, actions, secret in targets:
+            if policies.unreadable:  # unknown, not "none": say so
+                result.grants.append(
+                    Grant(
+                        agent=agent,
+                        credential_id=cid,
+                        capabilities=["unknown"],
+                        chain=[
+                            *head,
+                            f"policy:{','.join(policies.unreadable)} (unreadable)",
+                            f"resource:{arn}",
+                        ],
+                    )
+                )
+                continue
+            resource_policy = secret.policy if secret else []
+            allowed, granting = policies.allowed(actions, arn, resource_policy or [])
+            tail: list[str] = []
+            if secret is not None and resource_policy is None and allowed:
+                # the secret's own policy could not be read: it may deny what identity allows
+                allowed = [_conditional(a) for a in allowed]
+                tail.append("resource-policy:(unreadable)")
+            if secret is not None and secret.kms_key and allowed:
+                allowed, kms_step = _kms_needed(policies, secret.kms_key, allowed)
+                tail.append(kms_step)
+            if conditional:
+                allowed = [_conditional(a) for a in allowed]
+            if not allowed:
+                continue
+            result.grants.append(
+                Grant(
+                    agent=agent,
+                    credential_id=cid,
+                    capabilities=allowed,
+                    chain=[*head, f"policy:{','.join(granting)}", *tail, f"resource:{arn}"],
+                )
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+SM_LAST_ACCESSED = "aws:secretsmanager:last-accessed (day)"  # a date, never a time of day
+_BATCH = 20  # BatchGetSecretValue's most secrets a request
+_DEFAULT_SM_KEY = "alias/aws/secretsmanager"
+# the KMS permission each value action also needs on a customer-managed key
+_KMS_FOR = {
+    "secretsmanager:GetSecretValue": "kms:Decrypt",
+    "secretsmanager:PutSecretValue": "kms:GenerateDataKey",
+    "secretsmanager:UpdateSecret": "kms:GenerateDataKey",
+}
+
+
+@dataclass
+class _Secret:
+    cred: Credential
+    policy: list[Statement] | None  # its resource policy; None when it could not be read
+    kms_key: str | None  # a customer-managed KMS key, when it uses one
+
+
+@dataclass
+class _Iam:
+    users: dict[str, UserPolicies] = field(default_factory=dict)
+    roles: dict[str, UserPolicies] = field(default_factory=dict)
+    # "user:<name>" / "role:<name>" -> (role it may assume, how)
+    assumable: dict[str, list[tuple[str, Decision]]] = field(default_factory=dict)
+
+
+def _merge(into: CollectResult, part: CollectResult) -> None:
+    into.credentials += part.credentials
+    into.grants += part.grants
+    into.usage += part.usage
+    into.errors += part.errors
+    into.complete = into.complete and part.complete
+
+
+def _serialised(progress: Progress | None) -> Progress | None:
+    """The regions and IAM report from several threads; the callback sees one at a time."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(name: str) -> None:
+        with lock:
+            progress(name)
+
+    return report
+
+
+def _customer_key(key: Any) -> str | None:
+    """ListSecrets' KmsKeyId when it is not Secrets Manager's own AWS-managed key."""
+    if not key or str(key) in (_DEFAULT_SM_KEY, "aws/secretsmanager"):
+        return None
+    return str(key)
+
+
+def _conditional(capability: str) -> str:
+    return capability if capability.startswith(f"{CONDITIONAL}:") else f"{CONDITIONAL}:{capability}"
+
+
+def _kms_needed(
+    policies: UserPolicies, key: str, allowed: list[str]
+) -> tuple[list[str], str]:
+    """A secret under a customer-managed key: reading or writing its value also needs KMS
+    permission on the key, which its key policy decides and keyshift does not read. An
+    explicit deny in the principal's own policies still removes the action; otherwise the
+    action is conditional, never certain. Returns (capabilities, the chain step saying so)."""
+    out = []
+    for capability in allowed:
+        action = capability.removeprefix(f"{CONDITIONAL}:")
+        needs = _KMS_FOR.get(action)
+        if needs is None:
+            out.append(capability)
+            continue
+        if key.startswith("arn:aws:kms:") and ":key/" in key:
+            denied = [
+                s for s in [*policies.statements, *(policies.boundary or [])]
+                if s.effect == "Deny" and not s.conditional and s.applies(needs, key)
+            ]
+            if denied:
+                continue
+        out.append(_conditional(capability))
+    return out, f"kms:{key} (kms:Decrypt needed; key policy not evaluated)"
