@@ -27,6 +27,7 @@ class Sensitivity(StrEnum):
 
 class CredentialKind(StrEnum):
     vault_kv = "kv"  # a KV v2 secret in Vault / OpenBao
+    vault_kv1 = "kv-v1"  # a KV v1 secret: no versions, no metadata, not rotated by keyshift
     vault_approle = "approle-secret-id"
     vault_token = "vault-token"
     aws_secret = "secretsmanager"  # an AWS Secrets Manager secret

@@ -492,27 +492,72 @@ def test_a_token_without_sudo_cannot_list_tokens_and_the_rest_still_syncs(
     assert not result.complete  # unseen token rows go stale, not gone
 
 
-def test_every_kv_mount_the_token_sees_is_listed_and_a_v1_mount_is_named(
+def test_every_kv_mount_is_listed_v1_too_with_its_reach_and_use(
     seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
 ) -> None:
-    old_style = f"kst-v1-{uuid.uuid4().hex[:8]}"
+    """No kv_mounts: every KV mount the token sees. A KV v1 mount's secrets are listed (a
+    kind of their own: no versions, no times, nothing keyshift may rotate), fingerprinted,
+    reached through the policy on their v1 path, and used when an agent reads them."""
+    import hvac
+
+    suffix = uuid.uuid4().hex[:8]
+    old_style = f"kst-v1-{suffix}"
     vault.sys.enable_secrets_engine("kv", path=old_style, options={"version": "1"})
+    values = {"top": generate(20).reveal(), "team/a/deep": generate(20).reveal()}
     try:
-        inv = only_sources(
-            {"name": "v", "type": "openbao", "sandbox": True, "fingerprint": False,
-             "auth": False}
+        for path, value in values.items():
+            vault.secrets.kv.v1.create_or_update_secret(
+                path=path, secret={"value": value}, mount_point=old_style
+            )
+        vault.sys.create_or_update_policy(
+            f"v1-{suffix}", f'path "{old_style}/team/*" {{\n  capabilities = ["read"]\n}}\n'
         )
+        vault.auth.approle.create_or_update_approle(f"v1-{suffix}", token_policies=[f"v1-{suffix}"])
+        role_id = vault.auth.approle.read_role_id(role_name=f"v1-{suffix}")["data"]["role_id"]
+        secret_id = vault.auth.approle.generate_secret_id(role_name=f"v1-{suffix}")["data"][
+            "secret_id"
+        ]
+        agent = hvac.Client(url=seeded_sandbox.state.vault_addr, timeout=30)
+        agent.auth.approle.login(role_id=role_id, secret_id=secret_id)
+        agent.secrets.kv.v1.read_secret(path="team/a/deep", mount_point=old_style)
+        inv = only_sources(
+            {"name": "v", "type": "openbao", "sandbox": True, "auth": False}
+        )
+        inv["agents"] = [{
+            "name": "old-timer", "environment": "dev",
+            "identities": [{"type": "vault-approle", "source": "v", "role": f"v1-{suffix}"}],
+        }]
         loaded = loaded_from(inv, tmp_path)
         result = VaultSource(loaded.source("v"), loaded).collect()
+        named = loaded_from(
+            only_sources({"name": "v", "type": "openbao", "sandbox": True, "auth": False,
+                          "kv_mounts": [old_style]}),
+            tmp_path,
+        )
+        only_v1 = VaultSource(named.source("v"), named).collect()
     finally:
         vault.sys.disable_secrets_engine(old_style)
     mounts = {c.native_id.split("/", 1)[0] for c in result.credentials}
-    assert {"secret", mount} <= mounts  # no kv_mounts given: every KV v2 mount
-    assert old_style not in mounts
-    assert [e.message for e in result.errors if e.where == f"mount {old_style}"] == [
-        "a KV v1 mount: its secrets are not listed (keyshift reads KV v2)"
+    assert {"secret", mount, old_style} <= mounts  # no kv_mounts given: every KV mount
+    v1 = {c.native_id: c for c in result.credentials if c.native_id.startswith(old_style)}
+    assert set(v1) == {f"{old_style}/{p}" for p in values}
+    for path, value in values.items():
+        cred = v1[f"{old_style}/{path}"]
+        assert cred.kind == "kv-v1" and cred.id == f"v:kv-v1:{old_style}/{path}"
+        assert cred.fingerprint == fingerprint(value)
+        assert cred.version is None and cred.rotated_at is None and cred.created_at is None
+        assert cred.status == "active" and cred.tags.get("kv") == "1"
+    assert {c.native_id for c in only_v1.credentials} == set(v1)
+    deep = f"v:kv-v1:{old_style}/team/a/deep"
+    grants = {(g.agent, g.credential_id): g for g in result.grants}
+    assert grants[("old-timer", deep)].capabilities == ["read"]
+    assert grants[("old-timer", deep)].chain[-1] == f"rule:{old_style}/team/*"
+    assert ("old-timer", f"v:kv-v1:{old_style}/top") not in grants
+    assert grants[("old-timer", deep)].used
+    assert [u.identity for u in result.usage if u.credential_id == deep] == [
+        f"approle:v1-{suffix}"
     ]
-    assert not result.complete
+    assert not [e for e in result.errors if old_style in e.where]
 
 
 def test_unreachable_server_is_a_source_error(seeded_sandbox: Any, tmp_path: Path) -> None:

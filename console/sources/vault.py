@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from console.inventory import VaultSource as VaultSourceConfig
 
 KIND = "kv"
+KIND_V1 = "kv-v1"  # no versions and no metadata: nothing can be rotated safely
 _POOL_SIZE = 8
 # custom_metadata keys keyshift reads into Credential fields; the rest become tags
 _KNOWN_META = {"owner", "environment", "scope", "sensitivity", "rotator", "created"}
@@ -65,6 +66,14 @@ class _Secret:
     mount: str
     path: str
     meta: dict[str, Any]
+    kv_version: int = 2
+
+    @property
+    def data_path(self) -> str:
+        """The API path that reads its value (and that policies and the audit log name)."""
+        if self.kv_version == 1:
+            return f"{self.mount}/{self.path}"
+        return f"{self.mount}/data/{self.path}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,6 +165,17 @@ class VaultClient:
 
     def close(self) -> None:
         self.hvac.adapter.close()
+
+
+def _version_of(info: dict[str, Any] | None) -> str:
+    """A KV mount's version as ``sys/internal/ui/mounts`` reports it (none said: v1)."""
+    return str(((info or {}).get("options") or {}).get("version") or "1")
+
+
+def _lister(
+    client: VaultClient, mount: str, version: int, pool: ThreadPoolExecutor
+) -> MountLister | V1Lister:
+    return MountLister(client, mount, pool) if version == 2 else V1Lister(client, mount, pool)
 
 
 def _is_unsupported(status: int, body: dict[str, Any]) -> bool:
@@ -293,6 +313,46 @@ class MountLister:
         return out
 
 
+class V1Lister:
+    """Lists a KV v1 mount: LIST per folder, in parallel. KV v1 keeps no metadata, so the
+    secrets have no times and no versions; only their paths (and values, to fingerprint)."""
+
+    def __init__(self, client: VaultClient, mount: str, pool: ThreadPoolExecutor) -> None:
+        self.client = client
+        self.mount = mount.strip("/")
+        self.pool = pool
+        self.method = "kv-v1"
+        self.errors: list[ItemError] = []
+
+    def _list(self, folder: str) -> list[str]:
+        status, body = self.client.json("LIST", f"{self.mount}/{folder}")
+        if status == 200:
+            return list((body.get("data") or {}).get("keys") or [])
+        if status == 404 and not body.get("errors"):
+            return []
+        why = "permission denied" if status == 403 else f"HTTP {status}"
+        raise _Denied(f"{why} listing {self.mount}/{folder}")
+
+    def list(self, *, use_scan: bool = True) -> list[_Secret]:
+        found: list[_Secret] = []
+        pending: dict[Future, str] = {self.pool.submit(self._list, ""): ""}
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                folder = pending.pop(fut)
+                try:
+                    keys = fut.result()
+                except _Denied as exc:
+                    self.errors.append(ItemError(where=f"{self.mount}/{folder}", message=str(exc)))
+                    continue
+                for key in keys:
+                    if key.endswith("/"):
+                        pending[self.pool.submit(self._list, folder + key)] = folder + key
+                    else:
+                        found.append(_Secret(self.mount, folder + key, {}, kv_version=1))
+        return found
+
+
 # ---------------------------------------------------------------------------------------
 # the collector
 
@@ -330,7 +390,7 @@ class _PolicyCache:
 def _grant_for(
     acl: Acl, agent: str, head: list[str], cred_id: str, secret: _Secret
 ) -> Grant | None:
-    data = acl.capabilities(f"{secret.mount}/data/{secret.path}")
+    data = acl.capabilities(secret.data_path)
     if data.unknown:
         return Grant(
             agent=agent,
@@ -343,13 +403,17 @@ def _grant_for(
                      chain=[*head, "policy:root"])
     if not data.capabilities or data.rule is None:
         return None
+    chain = [*head, f"policy:{','.join(data.rule.policies)}", f"rule:{data.rule.path}"]
+    if secret.kv_version == 1:
+        return Grant(agent=agent, credential_id=cred_id, capabilities=list(data.capabilities),
+                     chain=chain)
     meta = acl.capabilities(f"{secret.mount}/metadata/{secret.path}")
     meta_caps = [UNKNOWN_CAPABILITY] if meta.unknown else list(meta.capabilities)
     return Grant(
         agent=agent,
         credential_id=cred_id,
         capabilities=[*data.capabilities, *(f"metadata:{c}" for c in meta_caps)],
-        chain=[*head, f"policy:{','.join(data.rule.policies)}", f"rule:{data.rule.path}"],
+        chain=chain,
     )
 
 
@@ -411,8 +475,8 @@ class VaultSource:
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
                 out: list[_Secret] = []
-                for mount in self._mounts(client, []):
-                    lister = MountLister(client, mount, pool)
+                for mount, version in self._mounts(client, []):
+                    lister = _lister(client, mount, version, pool)
                     out.extend(lister.list(use_scan=use_scan))
                     self.listing_methods[lister.mount] = lister.method
                 return out
@@ -425,8 +489,8 @@ class VaultSource:
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
                 found: list[_Secret] = []
-                for mount in self._mounts(client, result.errors):
-                    lister = MountLister(client, mount, pool)
+                for mount, version in self._mounts(client, result.errors):
+                    lister = _lister(client, mount, version, pool)
                     found.extend(lister.list())
                     self.listing_methods[lister.mount] = lister.method
                     result.errors.extend(lister.errors)
@@ -464,12 +528,14 @@ class VaultSource:
             self.name, client, pool, self._cfg.approle_mount, holders, environment
         ).collect(result)
 
-    def _mounts(self, client: VaultClient, errors: list[ItemError]) -> list[str]:
-        """The KV mounts to list: the source's own list, else every KV mount the token can
-        see (``sys/internal/ui/mounts`` answers any token, for the mounts it may use). A KV
-        v1 mount is named in ``errors``, not skipped in silence: only v2 is read."""
+    def _mounts(
+        self, client: VaultClient, errors: list[ItemError]
+    ) -> list[tuple[str, int]]:
+        """The KV mounts to list, with their KV version: the source's own list, else every KV
+        mount the token can see (``sys/internal/ui/mounts`` answers any token, for the mounts
+        it may use)."""
         if self._cfg.kv_mounts is not None:
-            return list(self._cfg.kv_mounts)
+            return [(m.strip("/"), self._kv_version(client, m)) for m in self._cfg.kv_mounts]
         status, body = client.json("GET", "sys/internal/ui/mounts")
         if status != 200:
             raise SourceError(
@@ -478,26 +544,26 @@ class VaultSource:
                 hint="name them in the source: kv_mounts: [secret]",
             )
         mounts = ((body.get("data") or {}).get("secret")) or {}
-        out = []
-        for path, info in sorted(mounts.items()):
-            if (info or {}).get("type") not in ("kv", "generic"):
-                continue
-            name = path.strip("/")
-            version = str(((info or {}).get("options") or {}).get("version") or "1")
-            if version == "2":
-                out.append(name)
-            else:
-                errors.append(
-                    ItemError(
-                        where=f"mount {name}",
-                        message="a KV v1 mount: its secrets are not listed (keyshift reads "
-                        "KV v2)",
-                    )
-                )
-        return out
+        return [
+            (path.strip("/"), 2 if _version_of(info) == "2" else 1)
+            for path, info in sorted(mounts.items())
+            if (info or {}).get("type") in ("kv", "generic")
+        ]
+
+    def _kv_version(self, client: VaultClient, mount: str) -> int:
+        """A named mount's KV version; v2 unless the server says otherwise (a token that may
+        not ask is listed as v2, which a v1 mount answers with a clear listing error)."""
+        status, body = client.json("GET", f"sys/internal/ui/mounts/{mount.strip('/')}")
+        if status != 200:
+            return 2
+        info = body.get("data") or {}
+        if info.get("type") not in ("kv", "generic"):
+            return 2
+        return 2 if _version_of(info) == "2" else 1
 
     def _cred_id(self, secret: _Secret) -> str:
-        return credential_id(self.name, KIND, f"{secret.mount}/{secret.path}")
+        kind = KIND if secret.kv_version == 2 else KIND_V1
+        return credential_id(self.name, kind, f"{secret.mount}/{secret.path}")
 
     def _credential(self, secret: _Secret) -> Credential:
         meta = secret.meta
@@ -525,10 +591,14 @@ class VaultSource:
             # Never rotated here, and its owner says the value is older than this first version
             # (a secret migrated in): its age runs from that date, not from the import.
             rotated = declared_created
+        if secret.kv_version == 1:
+            # KV v1 records no times, versions or metadata: those stay unknown
+            current, ttl, rotated, declared_created = 1, None, None, None
+            tags = {"kv": "1"}
         return Credential(
             id=self._cred_id(secret),
             source=self.name,
-            kind=KIND,
+            kind=KIND if secret.kv_version == 2 else KIND_V1,
             native_id=f"{secret.mount}/{secret.path}",
             name=secret.path,
             location=f"{secret.mount}/{secret.path}",
@@ -543,7 +613,7 @@ class VaultSource:
             ttl_seconds=ttl,
             rotator=custom.get("rotator") or None,
             max_age_days=policy.max_age_days if policy else None,
-            version=str(current) if current else None,
+            version=str(current) if current and secret.kv_version == 2 else None,
             tags=tags,
             status=CredentialStatus.inactive if deleted or not current else CredentialStatus.active,
         )
@@ -562,8 +632,10 @@ class VaultSource:
         readable = [s for s in found if creds[self._cred_id(s)].status == "active"]
 
         def read(secret: _Secret) -> tuple[_Secret, int, Any]:
-            status, body = client.json("GET", f"{secret.mount}/data/{secret.path}")
-            data = (body.get("data") or {}).get("data") if status == 200 else None
+            status, body = client.json("GET", secret.data_path)
+            data = body.get("data") if status == 200 else None
+            if secret.kv_version == 2 and isinstance(data, dict):
+                data = data.get("data")
             return secret, status, data if status == 200 else body.get("errors")
 
         for secret, status, payload in pool.map(read, readable):
@@ -789,7 +861,7 @@ class VaultSource:
             result.errors.append(ItemError(where="audit log", message=batch.gap))
         reads = batch.reads
         own = self._own_token_hmac(client)
-        by_api_path = {f"{s.mount}/data/{s.path}": self._cred_id(s) for s in found}
+        by_api_path = {s.data_path: self._cred_id(s) for s in found}
         role_agents: dict[str, list[str]] = {}
         for agent, ident in self._agent_roles():
             role_agents.setdefault(ident.role, []).append(agent)

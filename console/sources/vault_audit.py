@@ -150,7 +150,7 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
         batch.malformed += 1
         return None
     # cheap filters first: most lines are requests, writes, or keyshift's own listing
-    if b'"response"' not in raw or b'"read"' not in raw or b"/data/" not in raw:
+    if b'"response"' not in raw or b'"read"' not in raw:
         return None
     try:
         entry = json.loads(raw)
