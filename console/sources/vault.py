@@ -475,7 +475,7 @@ class VaultSource:
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
                 out: list[_Secret] = []
-                for mount, version in self._mounts(client, []):
+                for mount, version in self._mounts(client):
                     lister = _lister(client, mount, version, pool)
                     out.extend(lister.list(use_scan=use_scan))
                     self.listing_methods[lister.mount] = lister.method
@@ -489,7 +489,7 @@ class VaultSource:
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
                 found: list[_Secret] = []
-                for mount, version in self._mounts(client, result.errors):
+                for mount, version in self._mounts(client):
                     lister = _lister(client, mount, version, pool)
                     found.extend(lister.list())
                     self.listing_methods[lister.mount] = lister.method
@@ -528,9 +528,7 @@ class VaultSource:
             self.name, client, pool, self._cfg.approle_mount, holders, environment
         ).collect(result)
 
-    def _mounts(
-        self, client: VaultClient, errors: list[ItemError]
-    ) -> list[tuple[str, int]]:
+    def _mounts(self, client: VaultClient) -> list[tuple[str, int]]:
         """The KV mounts to list, with their KV version: the source's own list, else every KV
         mount the token can see (``sys/internal/ui/mounts`` answers any token, for the mounts
         it may use)."""
