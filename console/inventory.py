@@ -100,6 +100,8 @@ class VaultSource(_Model):
     approle_mount: str = "approle"
     # list tokens (by accessor) and AppRole secret-ids too; never their values
     auth: bool = True
+    # list leases that secrets engines issued (not token leases: those are the tokens)
+    leases: bool = True
     # read each value (in memory only) to fingerprint it, which is how reuse is found
     fingerprint: bool = True
     # the server's file audit log, for usage evidence (the sandbox's is found by itself)

@@ -30,6 +30,7 @@ class CredentialKind(StrEnum):
     vault_kv1 = "kv-v1"  # a KV v1 secret: no versions, no metadata, not rotated by keyshift
     vault_approle = "approle-secret-id"
     vault_token = "vault-token"
+    vault_lease = "vault-lease"  # what a secrets engine issued with a lifetime
     aws_secret = "secretsmanager"  # an AWS Secrets Manager secret
     aws_parameter = "ssm-parameter"  # an SSM Parameter Store SecureString
     aws_iam_key = "iam-key"  # an IAM user's access key

@@ -153,7 +153,7 @@ def test_fingerprinting_can_be_turned_off(seeded_sandbox: Any, mount: str, tmp_p
             "sandbox": True,
             "kv_mounts": [mount],
             "fingerprint": False,
-            "auth": False,  # KV only: no tokens or secret-ids
+            "auth": False, "leases": False,  # KV only: no tokens, secret-ids or leases
         }
     )
     loaded = loaded_from(inv, tmp_path)
@@ -489,6 +489,9 @@ def test_a_token_without_sudo_cannot_list_tokens_and_the_rest_still_syncs(
         e.where == "auth/token/accessors" and "permission denied" in e.message
         for e in result.errors
     )
+    assert [e.message for e in result.errors if e.where == "sys/leases/lookup"] == [
+        "cannot list leases (permission denied)"
+    ]
     assert not result.complete  # unseen token rows go stale, not gone
 
 
@@ -521,7 +524,7 @@ def test_every_kv_mount_is_listed_v1_too_with_its_reach_and_use(
         agent.auth.approle.login(role_id=role_id, secret_id=secret_id)
         agent.secrets.kv.v1.read_secret(path="team/a/deep", mount_point=old_style)
         inv = only_sources(
-            {"name": "v", "type": "openbao", "sandbox": True, "auth": False}
+            {"name": "v", "type": "openbao", "sandbox": True, "auth": False, "leases": False}
         )
         inv["agents"] = [{
             "name": "old-timer", "environment": "dev",
@@ -531,7 +534,7 @@ def test_every_kv_mount_is_listed_v1_too_with_its_reach_and_use(
         result = VaultSource(loaded.source("v"), loaded).collect()
         named = loaded_from(
             only_sources({"name": "v", "type": "openbao", "sandbox": True, "auth": False,
-                          "kv_mounts": [old_style]}),
+                          "leases": False, "kv_mounts": [old_style]}),
             tmp_path,
         )
         only_v1 = VaultSource(named.source("v"), named).collect()
@@ -643,3 +646,45 @@ def test_policy_matching_follows_vault_priority() -> None:
         + parse_policy("b", 'path "secret/data/*" { capabilities = ["read"] }')
     )
     assert acl2.governing("secret/data/x/y").effective == ["read"]
+
+
+def test_leases_an_engine_issued_are_listed_with_ttl_and_expiry(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """Two PKI certificates issued with leases become two rows with their TTL and expiry, a
+    holder said to be unknown, and no fingerprint (the value is not readable again); token
+    leases are not listed twice; a revoked lease is gone at the next sync."""
+    pki = f"kst-pki-{uuid.uuid4().hex[:8]}"
+    vault.sys.enable_secrets_engine("pki", path=pki, config={"max_lease_ttl": "24h"})
+    try:
+        vault.write(f"{pki}/root/generate/internal", common_name="kst.test", ttl="24h")
+        vault.write(f"{pki}/roles/agents", allowed_domains="kst.test", allow_subdomains=True,
+                    generate_lease=True, max_ttl="24h")
+        issued = {
+            ttl: vault.write(f"{pki}/issue/agents", common_name=f"a{ttl}.kst.test", ttl=f"{ttl}s")
+            for ttl in (3600, 7200)
+        }
+        inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [],
+                            "fingerprint": False, "auth": False})
+        loaded = loaded_from(inv, tmp_path)
+        first = VaultSource(loaded.source("v"), loaded).collect()
+        vault.sys.revoke_lease(issued[7200]["lease_id"])
+        second = VaultSource(loaded.source("v"), loaded).collect()
+    finally:
+        vault.sys.disable_secrets_engine(pki)
+    leases = {c.native_id: c for c in first.credentials if c.native_id.startswith(pki)}
+    assert set(leases) == {issued[t]["lease_id"] for t in issued}
+    for ttl, response in issued.items():
+        lease = leases[response["lease_id"]]
+        assert lease.kind == "vault-lease" and lease.id == f"v:vault-lease:{lease.native_id}"
+        assert lease.location == f"{pki}/issue/agents"
+        assert lease.ttl_seconds is not None and ttl - 120 < lease.ttl_seconds <= ttl
+        assert lease.created_at is not None and lease.expires_at is not None
+        assert abs((lease.expires_at - lease.created_at).total_seconds() - ttl) < 5
+        assert lease.tags["holder"] == "unknown" and lease.fingerprint is None
+    assert not [c for c in first.credentials if c.kind == "vault-lease"
+                and c.native_id.startswith("auth/")]
+    assert not first.errors
+    assert {c.native_id for c in second.credentials if c.native_id.startswith(pki)} == {
+        issued[3600]["lease_id"]
+    }

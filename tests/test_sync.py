@@ -50,7 +50,8 @@ def only_sources(*sources: dict[str, Any]) -> dict[str, Any]:
 def kv_only(mount: str) -> dict[str, Any]:
     """The sandbox Vault listing one KV mount only: these tests count KV rows, and the
     server's tokens and secret-ids come and go with other tests."""
-    return {"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount], "auth": False}
+    return {"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount], "auth": False,
+            "leases": False}
 
 
 def write_inventory(inv: dict[str, Any], path: Path) -> LoadedInventory:
@@ -222,6 +223,7 @@ def test_unreachable_vault_marks_rows_stale_and_the_cli_exits_1(
                     "type": "openbao",
                     "kv_mounts": [mount],
                     "auth": False,
+                    "leases": False,
                     "address": f"http://127.0.0.1:{port}",
                     "token": SANDBOX_TOKEN_REF,
                 }
@@ -298,7 +300,7 @@ def test_an_expired_keyshift_token_is_one_clear_message_and_keeps_the_rows(
     token = vault.auth.token.create(policies=["root"], ttl="2s")["auth"]["client_token"]
     service = f"keyshift-test-{uuid.uuid4().hex[:6]}"
     secret_refs.put(service, "token", token)
-    source = {"name": "v", "type": "openbao", "kv_mounts": [mount], "auth": False,
+    source = {"name": "v", "type": "openbao", "kv_mounts": [mount], "auth": False, "leases": False,
               "address": seeded_sandbox.state.vault_addr, "token": f"keyring:{service}/token"}
     expiring = write_inventory(only_sources(source), tmp_path / "expiring.yaml")
     for _ in range(100):  # until the server itself says the token is gone
@@ -352,6 +354,7 @@ path "{mount}/data/closed/*" {{ capabilities = ["deny"] }}
                 "type": "openbao",
                 "kv_mounts": [mount],
                 "auth": False,
+                "leases": False,
                 "address": seeded_sandbox.state.vault_addr,
                 "token": f"keyring:{service}/token",
             }

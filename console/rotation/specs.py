@@ -130,7 +130,8 @@ def _covers(rot: Rotation, cred: Credential) -> bool:
 
 def _is_target(target: Any, cred: Credential) -> bool:
     if isinstance(target, KvTarget):
-        return cred.kind == "kv" and cred.source == target.source and (
+        # a KV v1 secret is a row of its own kind, and may still be a rotation's target
+        return cred.kind in ("kv", "kv-v1") and cred.source == target.source and (
             cred.native_id.strip("/") == target.path.strip("/")
         )
     if isinstance(target, SecretsManagerTarget):
@@ -156,6 +157,9 @@ def _is_target(target: Any, cred: Credential) -> bool:
 def _target_credential(target: Any, loaded: LoadedInventory, store: Store) -> str | None:
     """The store row that is this target (its rotation is recorded there), if one exists."""
     if isinstance(target, KvTarget):
+        v1 = f"{target.source}:kv-v1:{target.path.strip('/')}"
+        if store.get_credential(v1) is not None:
+            return v1
         return f"{target.source}:kv:{target.path.strip('/')}"
     if isinstance(target, SecretsManagerTarget):
         return store.find_credential_id(target.source, "secretsmanager", target.secret)

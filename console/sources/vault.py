@@ -506,6 +506,11 @@ class VaultSource:
                 result.credentials = list(creds.values())
                 if self._cfg.auth:
                     self._auth(client, pool, result)
+                if self._cfg.leases:
+                    from console.sources.vault_leases import LeaseLister
+
+                    environment = str(self._cfg.environment) if self._cfg.environment else None
+                    LeaseLister(self.name, client, pool, environment).collect(result)
         finally:
             client.close()
         if result.errors:
