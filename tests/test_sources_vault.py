@@ -688,3 +688,49 @@ def test_leases_an_engine_issued_are_listed_with_ttl_and_expiry(
     assert {c.native_id for c in second.credentials if c.native_id.startswith(pki)} == {
         issued[3600]["lease_id"]
     }
+
+
+def test_a_read_by_an_entity_s_token_is_that_entity_agent_s_use(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
+) -> None:
+    """An agent known by its entity: its AppRole login is an alias of the entity, so the
+    audit log names the entity's id, and the read is the agent's use of that grant."""
+    import hvac
+
+    suffix = uuid.uuid4().hex[:6]
+    policy, role, entity = f"ent-use-{suffix}", f"ent-login-{suffix}", f"ent-user-{suffix}"
+    vault.sys.create_or_update_policy(
+        policy, f'path "{mount}/data/a/*" {{ capabilities = ["read"] }}\n'
+    )
+    entity_id = vault.secrets.identity.create_or_update_entity_by_name(
+        name=entity, policies=[policy]
+    )["data"]["id"]
+    vault.auth.approle.create_or_update_approle(role, token_policies=[])
+    role_id = vault.auth.approle.read_role_id(role_name=role)["data"]["role_id"]
+    accessor = vault.sys.list_auth_methods()["approle/"]["accessor"]
+    vault.secrets.identity.create_or_update_entity_alias(
+        name=role_id, canonical_id=entity_id, mount_accessor=accessor
+    )
+    secret_id = vault.auth.approle.generate_secret_id(role_name=role)["data"]["secret_id"]
+    agent = hvac.Client(url=seeded_sandbox.state.vault_addr, timeout=30)
+    agent.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    assert agent.lookup_token()["data"]["entity_id"] == entity_id
+    agent.secrets.kv.v2.read_secret_version(
+        path="a/one", mount_point=mount, raise_on_deleted_version=True
+    )
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount],
+                        "auth": False, "leases": False})
+    inv["agents"] = [{
+        "name": "entity-user", "environment": "dev",
+        "identities": [{"type": "vault-entity", "source": "v", "role": entity}],
+    }]
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    cid = f"v:kv:{mount}/a/one"
+    (grant,) = [g for g in result.grants if g.agent == "entity-user" and g.credential_id == cid]
+    assert grant.used and grant.chain[:3] == ["agent:entity-user", f"entity:{entity}",
+                                              f"policy:{policy}"]
+    assert [u.identity for u in result.usage if u.credential_id == cid] == [f"approle:{role}"]
+    # its other grant, not read, is not used
+    (other,) = [g for g in result.grants if g.credential_id == f"v:kv:{mount}/a/two"]
+    assert other.agent == "entity-user" and not other.used

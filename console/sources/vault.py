@@ -428,6 +428,9 @@ class VaultSource:
         self.listing_methods: dict[str, str] = {}  # mount -> method used in the last collect
         # where the audit log was read up to (sync fills it from the store; empty: from start)
         self.start_positions: dict[str, ReadPosition] = {}
+        # entity id -> (entity name, agents naming it), found while resolving identities:
+        # the audit log names a token's entity by id
+        self._entities: dict[str, tuple[str, list[str]]] = {}
 
     # -- connection --------------------------------------------------------------------
 
@@ -485,6 +488,7 @@ class VaultSource:
 
     def _collect(self, progress: Progress | None) -> CollectResult:
         result = CollectResult()
+        self._entities = {}
         client = self._connect()
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool:
@@ -735,6 +739,8 @@ class VaultSource:
             return None
         data = body.get("data") or {}
         if ident.type == "vault-entity":
+            if data.get("id"):
+                self._entities.setdefault(str(data["id"]), (ident.role, []))[1].append(agent)
             return link, self._entity_policies(client, agent, data, result)
         names = list(
             data.get("token_policies") or data.get("policies") or data.get("allowed_policies") or []
@@ -878,7 +884,12 @@ class VaultSource:
                 continue  # keyshift's own fingerprint reads
             if read.seeded:
                 continue  # the sandbox seed reading as the agent: not the agent's use
-            identity = f"approle:{read.role}" if read.role else read.display_name
+            entity = self._entities.get(read.entity_id or "")
+            identity = (
+                f"approle:{read.role}" if read.role
+                else f"entity:{entity[0]}" if entity
+                else read.display_name
+            )
             result.usage.append(
                 UsageEvent(
                     credential_id=cid,
@@ -891,7 +902,7 @@ class VaultSource:
             )
             if cid not in last or read.at > last[cid][0]:
                 last[cid] = (read.at, "vault:audit")
-            for agent in role_agents.get(read.role or "", []):
+            for agent in [*role_agents.get(read.role or "", []), *(entity[1] if entity else [])]:
                 used.add((agent, cid))
         for cid, (at, evidence) in last.items():
             creds[cid] = creds[cid].model_copy(

@@ -41,6 +41,7 @@ class AuditRead:
     remote: str | None
     token_hmac: str | None
     policies: tuple[str, ...]
+    entity_id: str | None = None  # the token's identity entity (not HMAC'd by the device)
     seeded: bool = False  # the sandbox seed's own read, marked by its secret-id's metadata
 
 
@@ -179,5 +180,6 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
         remote=request.get("remote_address"),
         token_hmac=auth.get("client_token"),
         policies=tuple(auth.get("policies") or ()),
+        entity_id=auth.get("entity_id") or None,
         seeded=metadata.get(SEED_MARK[0]) == SEED_MARK[1],
     )
