@@ -625,6 +625,9 @@ def test_resource_policies_and_customer_keys_shape_the_grants(
         "secretsmanager:RotateSecret",
         "secretsmanager:DeleteSecret",
     ]
-    assert f"kms:{key_arn} (kms:Decrypt needed; key policy not evaluated)" in sealed_grant.chain
+    assert (
+        f"kms:{key_arn} (kms:Decrypt, kms:GenerateDataKey needed; key policy not evaluated)"
+        in sealed_grant.chain
+    )
     assert creds[sealed_grant.credential_id].tags["kms_key"] == key_arn
     assert grants[("owner", shared)].capabilities[0] == "secretsmanager:GetSecretValue"

@@ -1,13 +1,20 @@
 """AWS: Secrets Manager secrets, SSM parameters and IAM users' access keys, per account.
 
-Values (secrets, parameters) are read only to fingerprint them and never kept. IAM access keys
-have no readable secret half after creation, so they carry no fingerprint; the key id is not
-secret and is the native id.
+Regions are read side by side (secrets and parameters), IAM once per account (it is global);
+a region that refuses keyshift is one ItemError naming it and the rest is kept. Values
+(secrets, parameters) are read only to fingerprint them and never kept: secrets 20 a request
+(BatchGetSecretValue), each alone only where the batch call is refused. IAM access keys have no
+readable secret half after creation, so they carry no fingerprint; the key id is not secret and
+is the native id. Last use: GetAccessKeyLastUsed for keys, ListSecrets' LastAccessedDate for
+secrets (a date: evidence ``aws:secretsmanager:last-accessed (day)``); no evidence is unknown.
 
-Grants: an agent's ``aws-iam-user`` identity holds that user's access keys, and may read the
-secrets / parameters its policies allow, decided by aws_policy.py (the user's and its groups'
-policies, its permission boundary, Deny, NotAction / NotResource; a Condition makes the grant
-conditional).
+Grants, decided by aws_policy.py: an agent's ``aws-iam-user`` identity holds that user's access
+keys; an ``aws-iam-user`` or ``aws-iam-role`` identity may act on the secrets / parameters its
+policies allow (its own and its groups', its permission boundary, Deny, NotAction /
+NotResource; a Condition makes the grant conditional), joined with each secret's resource
+policy (read only when an agent's reach on this source needs it); and through each role its
+user or role may assume (one step; the chain shows it). A secret under a customer-managed KMS
+key makes its value actions conditional: the key policy is not read.
 """
 
 from __future__ import annotations
@@ -134,6 +141,7 @@ class AwsSource:
         self._account: str = cfg.account_id or ""
         self._endpoint = ""
         self._own_key = ""  # the access key keyshift collects with
+        self._want_policies = False  # read secrets' resource policies (collect decides)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -1083,12 +1091,15 @@ def _kms_needed(
     explicit deny in the principal's own policies still removes the action; otherwise the
     action is conditional, never certain. Returns (capabilities, the chain step saying so)."""
     out = []
+    named: list[str] = []
     for capability in allowed:
         action = capability.removeprefix(f"{CONDITIONAL}:")
         needs = _KMS_FOR.get(action)
         if needs is None:
             out.append(capability)
             continue
+        if needs not in named:
+            named.append(needs)
         if key.startswith("arn:aws:kms:") and ":key/" in key:
             denied = [
                 s for s in [*policies.statements, *(policies.boundary or [])]
@@ -1097,4 +1108,4 @@ def _kms_needed(
             if denied:
                 continue
         out.append(_conditional(capability))
-    return out, f"kms:{key} (kms:Decrypt needed; key policy not evaluated)"
+    return out, f"kms:{key} ({', '.join(named)} needed; key policy not evaluated)"
