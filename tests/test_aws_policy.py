@@ -12,6 +12,7 @@ import pytest
 from console.sources.aws_policy import (
     Decision,
     PolicyDocumentError,
+    Statement,
     UserPolicies,
     parse_policy_document,
 )
@@ -252,3 +253,30 @@ def test_trust_policy_table(
     what: str, policies: UserPolicies, statements: list[Any], expected: Decision
 ) -> None:
     assert policies.can_assume(TARGET, statements) == expected
+
+
+@pytest.mark.parametrize(
+    ("actions", "resources", "wide"),
+    [
+        (["secretsmanager:GetSecretValue"], ["arn:aws:secretsmanager:us-east-1:1:secret:a/*"],
+         None),
+        (["secretsmanager:*"], ["*"], "secretsmanager:* on *"),
+        (["secretsmanager:GetSecretValue"], ["*"], "secretsmanager:GetSecretValue on *"),
+        (["secretsmanager:*"], ["arn:aws:secretsmanager:us-east-1:1:secret:a/*"],
+         "secretsmanager:* on arn:aws:secretsmanager:us-east-1:1:secret:a/*"),
+        (["ssm:GetParameter"], ["arn:aws:ssm:us-east-1:1:*"],
+         "ssm:GetParameter on arn:aws:ssm:us-east-1:1:*"),
+        (["*"], ["arn:aws:ssm:us-east-1:1:parameter/x"],
+         "* on arn:aws:ssm:us-east-1:1:parameter/x"),
+    ],
+)
+def test_wide_statements_are_named(
+    actions: list[str], resources: list[str], wide: str | None
+) -> None:
+    st = Statement(policy="p", effect="Allow", actions=actions, resources=resources)
+    assert st.wide == wide
+    policies = UserPolicies(user="u", arn="arn:aws:iam::1:user/u", statements=[st])
+    target = "arn:aws:secretsmanager:us-east-1:1:secret:a/b-XyZ12"
+    reaches = st.applies("secretsmanager:GetSecretValue", target)
+    expected = [f"p: {wide}"] if wide and reaches else []
+    assert policies.wide_rules(["secretsmanager:GetSecretValue"], target) == expected

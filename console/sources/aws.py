@@ -1012,6 +1012,9 @@ class AwsSource:
                 allowed = [_conditional(a) for a in allowed]
             if not allowed:
                 continue
+            # a wide statement (every secret, every action) named as a rule, so the findings
+            # can say which statement breaks least privilege
+            tail = [*(f"rule:{w}" for w in policies.wide_rules(actions, arn)), *tail]
             result.grants.append(
                 Grant(
                     agent=agent,

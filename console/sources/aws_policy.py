@@ -69,6 +69,24 @@ class Statement:
         return True  # no Resource element: AWS refuses such identity policies; take "*"
 
     @property
+    def wide(self) -> str | None:
+        """This statement in words when it reaches every resource of a service (``*``, a
+        whole-service ARN, ``NotResource``) or every action of one (``secretsmanager:*``):
+        the shape least privilege rules out. None when it is narrow."""
+        every_resource = not self.resources or any(
+            r == "*" or re.fullmatch(r"arn:aws[a-z-]*:[a-z0-9-]+:[^:]*:[^:]*:\*", r)
+            for r in self.resources
+        )
+        every_action = not self.actions or any(a == "*" or a.endswith(":*") for a in self.actions)
+        if not (every_resource or every_action):
+            return None
+        actions = ",".join(self.actions) or f"NotAction {','.join(self.not_actions)}"
+        resources = ",".join(self.resources) or (
+            f"NotResource {','.join(self.not_resources)}" if self.not_resources else "*"
+        )
+        return f"{actions} on {resources}"
+
+    @property
     def allowed_actions(self) -> list[str]:
         """What the statement allows, in words (for a key's capabilities)."""
         if self.actions:
@@ -318,6 +336,15 @@ class UserPolicies:
             out.append(f"{CONDITIONAL}:{action}" if decision.conditional else action)
             policies.extend(p for p in decision.policies if p not in policies)
         return out, policies
+
+    def wide_rules(self, actions: list[str], resource: str) -> list[str]:
+        """The wide Allow statements (``Statement.wide``) that reach ``resource`` for one of
+        ``actions``, in words, for the grant's chain."""
+        return list(dict.fromkeys(
+            f"{s.policy}: {s.wide}"
+            for s in self.statements
+            if s.effect == "Allow" and s.wide and any(s.applies(a, resource) for a in actions)
+        ))
 
     def summary(self, limit: int = 12) -> list[str]:
         """Allowed action patterns, for a key's capabilities: as written when few, else per
