@@ -198,6 +198,18 @@ def cli(
     ctx.call_on_close(lambda: [close() for close in reversed(obj.closers)])
 
 
+def plain_console():  # type: ignore[no-untyped-def]
+    """A Rich console for tables of store data. A pipe gets full rows (scripts grep them); a
+    terminal gets rows cut to its width. Cells are text as it is: no markup (a name with
+    brackets), no emoji codes (an ARN's ``:secret:`` is not a picture)."""
+    from rich.console import Console
+
+    return Console(
+        width=None if sys.stdout.isatty() else 400, soft_wrap=False, markup=False,
+        emoji=False, highlight=False,
+    )
+
+
 def _out(text: str = "") -> None:
     # Output is built from the store and the plan, which hold references, never values: it is
     # printed as it is (rewriting it would let a KV value equal to a word blind the output).
@@ -414,6 +426,7 @@ def _print_audit(entries: list[Any], fmt: str) -> None:
 def sync_cmd(ctx: Context, only: tuple[str, ...], fmt: str) -> None:
     """Read every source and update the store. Exit 0 ok, 1 when a source failed or was partial.
     Allowed under --read-only: sync only reads providers."""
+    from console.findings.rules import SEVERITIES
     from console.sync import run_sync
 
     counts: dict[str, int] = {}
@@ -440,7 +453,9 @@ def sync_cmd(ctx: Context, only: tuple[str, ...], fmt: str) -> None:
         progress=progress,
     )
     if fmt == "json":
-        _out(json.dumps(summary.as_dict(), indent=2, default=str))
+        out = summary.as_dict()
+        out["findings"] = {"open": summary.findings, "error": summary.findings_error}
+        _out(json.dumps(out, indent=2, default=str))
     else:
         for o in summary.outcomes:
             line = (
@@ -450,6 +465,12 @@ def sync_cmd(ctx: Context, only: tuple[str, ...], fmt: str) -> None:
             _out(line)
             for error in o.errors[: 5 if ctx.verbose == 0 else None]:
                 _out(f"    {error}")
+        if summary.findings_error:
+            _out(f"findings         failed   {summary.findings_error}")
+        else:
+            counts = ", ".join(f"{sev} {summary.findings[sev]}" for sev in SEVERITIES
+                               if summary.findings.get(sev))
+            _out(f"findings         open     {counts or 'none'} (keyshift findings)")
         _out(
             f"sync {summary.sync_id}: new {summary.total('new')}, "
             f"changed {summary.total('changed')}, "
@@ -518,7 +539,6 @@ def ls_cmd(
 
 
 def _print_table(creds: list[Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from console.vocabulary import NEVER, UNKNOWN, owner_text, status_text
@@ -550,9 +570,7 @@ def _print_table(creds: list[Any]) -> None:
             _fmt_time(c.last_used_at) if c.last_used_at else UNKNOWN,
             status_text(c),
         )
-    # A pipe gets full rows (scripts grep them); a terminal gets rows cut to its width.
-    console = Console(width=None if sys.stdout.isatty() else 400, soft_wrap=False)
-    console.print(table)
+    plain_console().print(table)
     click.echo(f"{len(creds)} credentials")
 
 
@@ -618,7 +636,7 @@ def _load_command_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
-    from console import cli_reach, cli_rotation  # noqa: F401  (register their commands)
+    from console import cli_findings, cli_reach, cli_rotation  # noqa: F401  (their commands)
 
     _load_command_plugins()
     try:

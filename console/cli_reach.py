@@ -10,7 +10,7 @@ import sys
 import click
 
 from console.audit_query import csv_safe
-from console.cli import Context, _out, cli, pass_ctx
+from console.cli import Context, _out, cli, pass_ctx, plain_console
 
 AGENT_COLUMNS = ["name", "owner", "environment", "reach", "used", "identities", "in_inventory"]
 
@@ -40,7 +40,6 @@ def agent_ls(ctx: Context, fmt: str) -> None:
             row["identities"] = ";".join(a.identities)
             writer.writerow([csv_safe(row[k]) for k in AGENT_COLUMNS])
         return
-    from rich.console import Console
     from rich.table import Table
 
     from console.vocabulary import NONE, UNKNOWN
@@ -57,7 +56,7 @@ def agent_ls(ctx: Context, fmt: str) -> None:
             str(a.used),
             ", ".join(a.identities) if a.in_inventory else "(not in the inventory)",
         )
-    Console(width=None if sys.stdout.isatty() else 400, soft_wrap=False).print(table)
+    plain_console().print(table)
     click.echo(f"{len(found)} agents")
 
 

@@ -45,6 +45,10 @@ class SourceOutcome:
 class SyncSummary:
     sync_id: int
     outcomes: list[SourceOutcome]
+    # what the findings refresh after the sync recorded: open counts by severity, and the
+    # one-line error when it failed (the sync itself stands)
+    findings: dict[str, int] = field(default_factory=dict)
+    findings_error: str | None = None
 
     def total(self, attr: str) -> int:
         return sum(getattr(o, attr) for o in self.outcomes)
@@ -121,7 +125,24 @@ def run_sync(
     with store.transaction():  # the sync's end and its audit entry commit together
         store.finish_sync(sync_id, summary.status, summary.as_dict())
         audit.append(actor, "sync", ",".join(o.source for o in outcomes), summary.as_dict())
+    _refresh_findings(loaded, store, audit, actor, summary)
     return summary
+
+
+def _refresh_findings(
+    loaded: LoadedInventory, store: Store, audit: AuditLog, actor: str, summary: SyncSummary
+) -> None:
+    """Findings follow every sync. A failure here is said, and the sync still stands."""
+    from console import findings
+
+    try:
+        findings.refresh(store, loaded, audit, actor)
+        summary.findings = store.open_findings_by_severity()
+    except KeyshiftError as exc:
+        summary.findings_error = exc.one_line()
+    except Exception as exc:  # a rule's bug must not undo a sync that landed
+        summary.findings_error = redact_active(f"findings: {type(exc).__name__}: {exc}")
+        log.exception("findings refresh failed after sync %s", summary.sync_id)
 
 
 def close_interrupted_syncs(store: Store, audit: AuditLog, actor: str) -> list[int]:

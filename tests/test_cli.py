@@ -233,7 +233,9 @@ def test_read_only_refuses_every_change_and_writes_nothing(tmp_path, env):
     verify = run(tmp_path, env, "--read-only", "audit", "verify")
     assert verify.returncode == 0 and verify.stdout.startswith("OK "), verify.stdout
     tail = json.loads(run(tmp_path, env, "audit", "tail", "--format", "json").stdout)
-    assert tail[-1]["action"] == "sync" and tail[-1]["actor"] == "tester"
+    # the sync, then the findings refresh that follows every sync
+    assert [e["action"] for e in tail[-2:]] == ["sync", "findings.refresh"]
+    assert {e["actor"] for e in tail[-2:]} == {"tester"}
 
 
 def test_reads_never_touch_a_file_that_is_not_a_current_keyshift_store(tmp_path, env):
@@ -270,10 +272,11 @@ def test_audit_verify_names_the_first_bad_entry(tmp_path, env):
     for _ in range(3):
         assert run(tmp_path, env, "sync").returncode == 0
     ok = run(tmp_path, env, "audit", "verify")
-    # each sync: one entry per source (committed with its rows) and one for the sync's end
-    sources = len(json.loads(run(tmp_path, env, "audit", "tail", "--format", "json").stdout)[-1]
-                  ["detail"]["sources"])
-    expected = 3 * (sources + 1)
+    # each sync: one entry per source (committed with its rows), one for the sync's end and
+    # one for the findings refresh after it
+    tail = json.loads(run(tmp_path, env, "audit", "tail", "--format", "json").stdout)
+    sources = len(next(e for e in reversed(tail) if e["action"] == "sync")["detail"]["sources"])
+    expected = 3 * (sources + 2)
     assert ok.returncode == 0 and ok.stdout.startswith(f"OK {expected} entries, head "), ok.stdout
     with sqlite3.connect(tmp_path / "ks.db") as db:
         db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")

@@ -519,7 +519,7 @@ def test_sample_loads_with_the_promised_shape(sample: LoadedInventory) -> None:
     assert counts["vault_policies"] == len(inv.agents)  # one per agent
     assert inv.policies.default_owner is None
     assert {str(k): v.max_age_days for k, v in inv.policies.by_sensitivity.items()} == {
-        "high": 30, "medium": 90, "low": 180}
+        "high": 90, "medium": 180, "low": 365}
 
 
 def test_sample_identities_and_paths(sample: LoadedInventory) -> None:

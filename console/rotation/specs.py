@@ -35,7 +35,7 @@ from console.inventory import (
     issuer_parts,
     target_fields,
 )
-from console.model import Credential
+from console.model import Credential, credential_id
 from rotators import registry
 
 if TYPE_CHECKING:
@@ -171,6 +171,26 @@ def _target_credential(target: Any, loaded: LoadedInventory, store: Store) -> st
             if store.get_credential(cid) is not None:
                 return cid
     return None
+
+
+def delivery_groups(loaded: LoadedInventory, store: Store) -> list[set[str]]:
+    """Sets of store rows that hold one value by design: a declared credential with the
+    places it is delivered to, and each rotation's targets. The same fingerprint within one
+    set is a delivery, not reuse."""
+    from console.sources.declared import ROTATION_ROW_KINDS
+
+    groups: list[set[str]] = []
+    for name, decl in loaded.credentials_by_name.items():
+        targets = {_target_credential(t, loaded, store) for t in decl.delivered_to}
+        groups.append({credential_id(decl.source, decl.kind, name)} | {t for t in targets if t})
+    first = next(iter(loaded.sources_of_type("declared")), None)
+    for rot in loaded.inventory.rotations:
+        group = {t for t in (_target_credential(t, loaded, store) for t in rot.targets) if t}
+        kind = ROTATION_ROW_KINDS.get(rot.issuer.type)
+        if first is not None and kind is not None:
+            group.add(credential_id(first.name, kind, rot.name))  # its declared row, if any
+        groups.append(group)
+    return [g for g in groups if len(g) > 1]
 
 
 def _targets(

@@ -413,6 +413,9 @@ class _Seeder:
                 role_name=ident.role,
                 token_policies=ident.policies,
                 token_ttl="1h",
+                # a secret-id that never expires is a finding (hygiene.no-expiry): the demo's
+                # agents have 30-day ones
+                secret_id_ttl="720h",
                 mount_point=mount,
             )
             self.summary.add("approle-role", created=True)

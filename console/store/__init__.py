@@ -12,6 +12,7 @@ SQLite through sqlite-utils, in WAL mode with foreign keys on and a busy timeout
 - ``grants``       grants and usage events
 - ``runs``         the rotation journal: runs, steps, claims
 - ``audit_rows``   audit rows (console/audit.py owns the chain)
+- ``findings``     findings and their history (console/findings/ owns the rules)
 
 Threads: each thread gets its own connection (WAL lets the TUI's worker threads read while a
 sync writes on another thread, without seeing half a transaction). Writes take a process-wide
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from console.store.audit_rows import AuditRows
 from console.store.credentials import CredentialRows
+from console.store.findings import FindingChanges, FindingRows
 from console.store.grants import GrantRows
 from console.store.rows import CONTENT_FIELDS, parse_ts, row_to_cred, ts, utcnow
 from console.store.runs import RunRows
@@ -43,13 +45,14 @@ from console.store.schema import MIGRATIONS, migrate, schema_version
 from console.store.sync import SourceChanges, SyncRows
 
 
-class Store(SyncRows, CredentialRows, GrantRows, RunRows, AuditRows):
+class Store(SyncRows, CredentialRows, GrantRows, RunRows, AuditRows, FindingRows):
     """Open (creating and migrating as needed) the store at ``path``."""
 
 
 __all__ = [
     "CONTENT_FIELDS",
     "MIGRATIONS",
+    "FindingChanges",
     "SourceChanges",
     "Store",
     "migrate",

@@ -71,6 +71,13 @@ class GrantRows(StoreBase):
         )
         return [UsageEvent.model_validate(r) for r in rows]
 
+    def latest_use_by_identity(self) -> list[dict]:
+        """Per credential and identity that used it: the latest use and its evidence."""
+        return self._read(
+            "SELECT credential_id, identity, max(at) AS at, evidence FROM usage_events "
+            "WHERE identity IS NOT NULL GROUP BY credential_id, identity, evidence"
+        )
+
     def _replace_grants(
         self,
         conn: sqlite3.Connection,

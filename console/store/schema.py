@@ -388,7 +388,10 @@ def _m003_claims(db: sqlite_utils.Database) -> None:
 
 def _m004_read_positions(db: sqlite_utils.Database) -> None:
     """Where each source read its evidence logs up to, so a new process reads only what was
-    appended since (the Vault audit device), and lines are neither lost nor counted twice."""
+    appended since (the Vault audit device), and lines are neither lost nor counted twice.
+    And where in a file a finding was seen (exposure: file and line, for SARIF)."""
+    db.execute("ALTER TABLE findings ADD COLUMN file TEXT")
+    db.execute("ALTER TABLE findings ADD COLUMN line INTEGER")
     db.execute(
         """CREATE TABLE read_positions (
               source TEXT NOT NULL,
