@@ -237,6 +237,22 @@ class CredentialRows(StoreBase):
             result.setdefault(fp, []).append(cid)
         return result
 
+    def known_fingerprints(self) -> dict[str, tuple[str, ...]]:
+        """fingerprint -> ids of the credentials still present with that value: each row's
+        fingerprint and the per-key ones a source keeps in tags ``fingerprint:<key>`` (a KV
+        secret's keys). What the workspace scan recognises values by."""
+        result: dict[str, set[str]] = {}
+        rows = self._read(
+            "SELECT fingerprint AS fp, id FROM credentials "
+            "WHERE gone_at IS NULL AND fingerprint IS NOT NULL "
+            "UNION SELECT t.value, c.id FROM credential_tags t "
+            "JOIN credentials c ON c.rid = t.rid "
+            "WHERE c.gone_at IS NULL AND t.key LIKE 'fingerprint:%' AND t.value IS NOT NULL"
+        )
+        for r in rows:
+            result.setdefault(r["fp"], set()).add(r["id"])
+        return {fp: tuple(sorted(ids)) for fp, ids in result.items()}
+
     def bulk_insert_credentials(self, creds: Iterable[Credential], batch: int = 5000) -> int:
         """Insert many new credentials (fixtures, benchmarks); an existing id is an error.
         Bookkeeping fields and ``agents`` are taken from the records as given.
