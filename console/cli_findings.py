@@ -7,47 +7,19 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import UTC, datetime, time
-from typing import Any
+from datetime import UTC, datetime
 
 import click
 
 from console.audit_query import csv_safe
 from console.cli import Context, _out, cli, pass_ctx, plain_console
-from console.errors import NotFoundError, UsageError
 from console.findings import RULES, SEVERITIES, SEVERITY_RANK
+from console.findings.accept import accept, find_finding
+from console.findings.records import FIELDS, JSON_FIELDS, as_json
 from console.findings.sarif import to_sarif
 from console.listfilter import list_filter
-from console.store.findings import effective_status
 
-FIELDS = ("id", "rule", "severity", "status", "credential", "agent", "evidence", "title")
-JSON_FIELDS = (
-    "id", "rule", "severity", "credential", "agent", "evidence", "status", "first_seen",
-    "last_seen", "title", "accepted_until", "accepted_reason", "accepted_by", "resolved_at",
-)
 SEVERITY = click.Choice(list(SEVERITIES))
-
-
-def as_json(row: dict, now: datetime) -> dict:
-    """A finding as scripts see it: never a value (evidence names places, not contents)."""
-    return {
-        "id": row["id"],
-        "rule": row["rule"],
-        "severity": row["severity"],
-        "credential": row["credential_id"],
-        "agent": row["agent"],
-        "evidence": row["detail"],
-        "status": effective_status(row, now),
-        "first_seen": row["first_seen_at"],
-        "last_seen": row["last_seen_at"],
-        "title": row["title"],
-        "accepted_until": row["accepted_until"],
-        "accepted_reason": row["accepted_reason"],
-        "accepted_by": row["accepted_by"],
-        "resolved_at": row["resolved_at"],
-        "file": row.get("file"),
-        "line": row.get("line"),
-    }
 
 
 def _order(found: dict) -> tuple:
@@ -110,21 +82,6 @@ def _table(shown: list[dict]) -> None:
     _out("open: " + (", ".join(f"{s} {n}" for s, n in counts.items() if n) or "none"))
 
 
-def _finding(store: Any, ref: str) -> dict:
-    found = store.get_finding(ref) or None
-    if found is None:
-        matches = store.findings_by_prefix(ref) if len(ref) >= 4 else []
-        if len(matches) > 1:
-            raise UsageError(
-                f"{ref!r} matches {len(matches)} findings",
-                hint="candidates: " + ", ".join(m["id"] for m in matches),
-            )
-        found = matches[0] if matches else None
-    if found is None:
-        raise NotFoundError(f"no finding {ref!r}", hint="keyshift findings --all lists them")
-    return found
-
-
 @cli.group("finding")
 def finding_group() -> None:
     """One finding: show it, or accept it for a while."""
@@ -136,7 +93,7 @@ def finding_group() -> None:
 @pass_ctx
 def finding_show(ctx: Context, ref: str, fmt: str) -> None:
     """One finding by id (or a unique start of one), with its rule's rationale."""
-    row = as_json(_finding(ctx.reader, ref), datetime.now(UTC))
+    row = as_json(find_finding(ctx.reader, ref), datetime.now(UTC))
     rule = RULES.get(row["rule"])
     if fmt == "json":
         _out(json.dumps({**row, "rationale": rule.rationale if rule else None}, indent=2))
@@ -148,19 +105,6 @@ def finding_show(ctx: Context, ref: str, fmt: str) -> None:
         _out(f"{'why':<16}{rule.rationale}")
 
 
-def _until(text: str) -> datetime:
-    """A date means the end of that day (UTC); a time without a zone is UTC."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--until {text!r} is not a date", hint="write it as YYYY-MM-DD (UTC)"
-        ) from None
-    if len(text) == 10:
-        return datetime.combine(when.date(), time.max, tzinfo=UTC)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 @finding_group.command("accept")
 @click.argument("ref")
 @click.option("--until", "until_text", required=True, help="When the acceptance lapses (UTC).")
@@ -170,24 +114,7 @@ def finding_accept(ctx: Context, ref: str, until_text: str, reason: str) -> None
     """Accept an open finding until a date: it stops failing --fail-on, and reopens by itself
     when the date passes (or a sync finds it again after that). Audited."""
     ctx.require_writable("finding accept")
-    until = _until(until_text)
-    now = datetime.now(UTC)
-    if until <= now:
-        raise UsageError(f"--until {until_text} is already past", hint="give a future date")
-    if not reason.strip():
-        raise UsageError("--reason is empty", hint="say why the risk is accepted")
-    store = ctx.store
-    row = _finding(store, ref)
-    if row["status"] == "resolved":
-        raise UsageError(f"{row['id']} is resolved: nothing to accept")
-    actor = ctx.actor()
-    with store.transaction():
-        store.accept_finding(row["id"], until, reason.strip(), actor)
-        ctx.audit.append(actor, "finding.accept", row["id"], {
-            "rule": row["rule"], "credential": row["credential_id"], "agent": row["agent"],
-            "until": until.isoformat(), "reason": reason.strip(),
-            "was": effective_status(row, now),
-        })
+    row, until = accept(ctx.store, ctx.audit, ctx.actor(), ref, until_text, reason)
     _out(f"{row['id']} accepted until {until.date().isoformat()}: {reason.strip()}")
 
 

@@ -87,6 +87,12 @@ for _view in (
         "screens.audit_view:AuditScreen",
     ),
     View(
+        "findings",
+        ("finding", "fi", "f", "policy"),
+        "what breaks policy, most severe first: filter, open the subject, accept",
+        "screens.findings:FindingsScreen",
+    ),
+    View(
         "sources",
         ("source", "src", "s"),
         "each source: last sync, state, error and counts; sync one",

@@ -676,3 +676,72 @@ def test_snapshot_views(snap_world, snap_compare, view: str, theme: str) -> None
 
     assert snap_compare(app, terminal_size=(120, 32), run_before=run_before)
 
+
+
+# --- findings -------------------------------------------------------------------------------
+
+
+@sync_test
+async def test_findings_view_counts_filters_opens_and_accepts(world) -> None:
+    from console import findings
+    from screens.findings import AcceptPrompt, FindingsScreen
+
+    store, loaded, granted, _runs = world
+    findings.refresh(store, loaded, AuditLog(store), "tester", now=FROZEN)
+    expected = {r["id"]: r for r in store.findings()}
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"findings", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, FindingsScreen)
+        assert {r["id"] for r in app.screen.rows} == set(expected)
+        severities = [r["severity"] for r in app.screen.rows]
+        ranks = [findings.SEVERITY_RANK[s] for s in severities]
+        assert ranks == sorted(ranks, reverse=True)  # most severe first
+        text = screen_text(app)
+        opened = sum(1 for r in expected.values() if r["severity"] == "medium")
+        assert f"medium {opened}" in text
+        # the failed run of the world is a finding on its credential; enter opens it
+        app.screen.set_filter("rule:hygiene.rotation-failed")
+        await settle(pilot)
+        (row,) = app.screen.shown
+        assert row["credential"] == granted[1].id
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        # accept it for a month, with a reason
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, AcceptPrompt)
+        await pilot.press(*"2026-12-31", "enter", *"fix scheduled", "enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if store.get_finding(row["id"])["status"] == "accepted":
+                break
+        await settle(pilot)
+    found = store.get_finding(row["id"])
+    assert found["status"] == "accepted" and found["accepted_reason"] == "fix scheduled"
+    assert found["accepted_by"] == "tester"
+    assert [r["target"] for r in store.audit_rows() if r["action"] == "finding.accept"] == [
+        row["id"]
+    ]
+
+
+@sync_test
+async def test_findings_accept_is_gone_under_read_only(world) -> None:
+    from console import findings
+    from screens.findings import FindingsScreen
+
+    store, loaded, _granted, _runs = world
+    findings.refresh(store, loaded, AuditLog(store), "tester", now=FROZEN)
+    app = make_app(store, loaded, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"findings", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, FindingsScreen)
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, FindingsScreen)  # no prompt: the key is stripped
+    assert all(r["status"] == "open" for r in store.findings())
