@@ -636,7 +636,7 @@ def _load_command_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
-    from console import cli_findings, cli_reach, cli_rotation  # noqa: F401  (their commands)
+    from console import cli_findings, cli_reach, cli_rotation, cli_scan  # noqa: F401  (their commands)
 
     _load_command_plugins()
     try:
