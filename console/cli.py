@@ -636,7 +636,13 @@ def _load_command_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
-    from console import cli_findings, cli_reach, cli_rotation, cli_scan  # noqa: F401  (their commands)
+    from console import (  # noqa: F401  (their commands)
+        cli_findings,
+        cli_reach,
+        cli_report,
+        cli_rotation,
+        cli_scan,
+    )
 
     _load_command_plugins()
     try:
