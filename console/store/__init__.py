@@ -13,6 +13,7 @@ SQLite through sqlite-utils, in WAL mode with foreign keys on and a busy timeout
 - ``runs``         the rotation journal: runs, steps, claims
 - ``audit_rows``   audit rows (console/audit.py owns the chain)
 - ``findings``     findings and their history (console/findings/ owns the rules)
+- ``scorecard``    the reads `keyshift report` adds (use recorded, audit entries of an action)
 
 Threads: each thread gets its own connection (WAL lets the TUI's worker threads read while a
 sync writes on another thread, without seeing half a transaction). Writes take a process-wide
@@ -42,10 +43,13 @@ from console.store.grants import GrantRows
 from console.store.rows import CONTENT_FIELDS, parse_ts, row_to_cred, ts, utcnow
 from console.store.runs import RunRows
 from console.store.schema import MIGRATIONS, migrate, schema_version
+from console.store.scorecard import ScorecardRows
 from console.store.sync import SourceChanges, SyncRows
 
 
-class Store(SyncRows, CredentialRows, GrantRows, RunRows, AuditRows, FindingRows):
+class Store(
+    SyncRows, CredentialRows, GrantRows, RunRows, AuditRows, FindingRows, ScorecardRows
+):
     """Open (creating and migrating as needed) the store at ``path``."""
 
 
