@@ -47,7 +47,7 @@ import multiprocessing
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +195,7 @@ class _Walk:
         gitignore, keyshiftignore = _load_specs(root)
         visited = {(st.st_dev, st.st_ino)}
         stack: list[tuple[str, str]] = [(shown, "")]  # (directory as shown, relative path)
+        links: list[tuple[str, str, os.stat_result]] = []
         while stack:
             directory, rel_dir = stack.pop()
             try:
@@ -228,9 +229,14 @@ class _Walk:
                         continue
                     visited.add(key)
                     subdirs.append((entry.path, rel + "/"))
+                elif is_link:
+                    links.append((entry.path, rel, est))
                 else:
                     self.add_file(entry.path, rel, est)
             stack.extend(reversed(subdirs))  # depth-first, in name order
+        # linked files last, so a file inside the tree is reported under its own name
+        for shown_link, rel, est in links:
+            self.add_file(shown_link, rel, est)
 
     @staticmethod
     def _ignored(rel: str, name: str, is_dir: bool, gitignore: Any, keyshiftignore: Any) -> bool:
@@ -498,19 +504,31 @@ class _Scanner:
         if not _is_filtered_out(required_filter_parameters=["filename"], filename=ds_name):
             self._detect(ds_name, text, reported, candidates)
         cache: dict[str, tuple[str, ...]] = {}
-        unknown: set[tuple[int, str]] = set()
-        known: dict[tuple[int, str], set[str]] = {}
-        for line, kind, value in reported:
+        # known values seen, by line: (value, its credential ids)
+        seen: dict[int, dict[str, tuple[str, ...]]] = {}
+
+        def note(line: int, value: str) -> None:
             ids = self._known_ids(value, cache)
-            if not ids:
-                unknown.add((line, kind))
-            for cid in ids:
-                known.setdefault((line, cid), set()).add(kind)
+            if ids:
+                seen.setdefault(line, {})[value] = ids
+
         if self.known:
             for line, value in candidates:
-                for cid in self._known_ids(value, cache):
-                    known.setdefault((line, cid), set())
-            self._plain_values(text, cache, known)
+                note(line, value)
+            self._plain_values(text, note)
+        known: dict[tuple[int, str], set[str]] = {
+            (line, cid): set() for line, values in seen.items()
+            for ids in values.values() for cid in ids
+        }
+        unknown: set[tuple[int, str]] = set()
+        for line, kind, value in reported:
+            # a find that is a known value, or part of one (GitHub's plugin reports just the
+            # "ghp" of a token), belongs to that credential's hit
+            owners = {cid for v, ids in seen.get(line, {}).items() if value in v for cid in ids}
+            if not owners:
+                unknown.add((line, kind))
+            for cid in owners:
+                known[(line, cid)].add(kind)
         hits = [Hit(shown, line, kind, detectors=(kind,)) for line, kind in unknown]
         for (line, cid), kinds in known.items():
             ordered = tuple(sorted(kinds))
@@ -605,32 +623,33 @@ class _Scanner:
                     found = True
         return found
 
-    def _plain_values(
-        self, text: str, cache: dict[str, tuple[str, ...]], known: dict[tuple[int, str], set[str]]
-    ) -> None:
-        """Known values where no plugin looks: assignment values and long tokens."""
+    @staticmethod
+    def _plain_values(text: str, note: Callable[[int, str], None]) -> None:
+        """Candidates where no plugin looks: assignment values, words and long tokens."""
         newlines = [m.start() for m in _NEWLINE_RE.finditer(text)]
 
         def line_of(pos: int) -> int:
             return bisect.bisect_left(newlines, pos) + 1
 
         for m in _ASSIGN_RE.finditer(text):
+            line = line_of(m.start(1))
             for value in _assignment_values(m.group(1)):
-                for cid in self._known_ids(value, cache):
-                    known.setdefault((line_of(m.start(1)), cid), set())
+                note(line, value)
         for m in _WORD_RE.finditer(text):
             raw = m.group()
-            for word in {raw, raw.strip(_WORD_EDGES)}:
-                for cid in self._known_ids(word, cache):
-                    known.setdefault((line_of(m.start()), cid), set())
+            line = line_of(m.start())
+            note(line, raw)
+            stripped = raw.strip(_WORD_EDGES)
+            if stripped != raw:
+                note(line, stripped)
         for m in _TOKEN_RE.finditer(text):
             token = m.group()
-            pieces = [token]
+            line = line_of(m.start())
+            note(line, token)
             if "/" in token or "+" in token:  # a path or a URL: its segments too
-                pieces.extend(p for p in re.split(r"[/+]", token) if len(p) >= MIN_TOKEN_CHARS)
-            for piece in pieces:
-                for cid in self._known_ids(piece, cache):
-                    known.setdefault((line_of(m.start()), cid), set())
+                for piece in re.split(r"[/+]", token):
+                    if len(piece) >= MIN_TOKEN_CHARS:
+                        note(line, piece)
 
 
 def _assignment_values(raw: str) -> list[str]:
