@@ -126,6 +126,7 @@ class Credential(_Record):
     tags: dict[str, str] = Field(default_factory=dict)
     status: str = CredentialStatus.active.value
     agents: list[str] = Field(default_factory=list)  # derived from grants; filled by the store
+    finding: str | None = None  # its most severe open finding's severity; filled by the store
     # store bookkeeping
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None

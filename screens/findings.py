@@ -19,11 +19,9 @@ from textual.widgets import Button, Input, Static
 
 from console.findings import RULES, SEVERITIES, SEVERITY_RANK
 from console.findings.records import FIELDS, as_json
-from screens.format import ago
+from screens.format import FINDING_MEANING, ago
 from screens.listview import ListScreen, Row, styled
 
-SEVERITY_MEANING = {"critical": "expired", "high": "failed", "medium": "warning",
-                    "low": "muted", "info": "muted"}
 STATUS_MEANING = {"open": "", "accepted": "inactive", "resolved": "done"}
 
 
@@ -70,7 +68,7 @@ class FindingsScreen(ListScreen):
         app = self.app
         seen = datetime.fromisoformat(row["last_seen"]) if row["last_seen"] else None
         return [
-            styled(row["severity"], app, SEVERITY_MEANING.get(row["severity"], "")),
+            styled(row["severity"], app, FINDING_MEANING.get(row["severity"], "")),
             row["rule"],
             styled(row["status"], app, STATUS_MEANING.get(row["status"], "")),
             Text(row["subject"], style="bold"),
@@ -90,7 +88,7 @@ class FindingsScreen(ListScreen):
             if i:
                 text.append(" · ")
             text.append(f"{sev} {n}", style=styled(sev, self.app,
-                                                   SEVERITY_MEANING.get(sev, "")).style)
+                                                   FINDING_MEANING.get(sev, "")).style)
         if not shown:
             text.append("none", style="dim")
         return text

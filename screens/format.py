@@ -14,6 +14,9 @@ from console.model import Credential
 from console.vocabulary import NEVER, UNKNOWN, is_stale, owner_text, status_text
 
 EXPIRING_SOON = timedelta(days=14)
+# a finding's severity -> the meaning its cell is marked with
+FINDING_MEANING = {"critical": "expired", "high": "failed", "medium": "warning", "low": "muted",
+                   "info": "muted"}
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,16 @@ class Column:
 # column chooser shows the rest). Names, agents and scope are what a person reads: they grow.
 COLUMNS: list[Column] = [
     Column("name", "NAME", 27, 0, 36),
-    Column("agents", "AGENTS", 14, 4, 30),
+    Column("agents", "AGENTS", 14, 5, 30),
     Column("owner", "OWNER", 11, 3, 8),
-    Column("kind", "KIND", 13, 8, 4),
-    Column("source", "SOURCE", 11, 9, 6),
-    Column("environment", "ENV", 7, 6),
-    Column("scope", "SCOPE", 11, 10, 30),
+    Column("kind", "KIND", 13, 9, 4),
+    Column("source", "SOURCE", 11, 10, 6),
+    Column("environment", "ENV", 7, 7),
+    Column("scope", "SCOPE", 11, 11, 30),
     Column("expires", "EXPIRES", 15, 2),
-    Column("rotated", "ROTATED", 9, 7),
-    Column("used", "LAST USED", 9, 5),
+    Column("rotated", "ROTATED", 9, 8),
+    Column("used", "LAST USED", 9, 6),
+    Column("finding", "FINDING", 8, 4),  # its most severe open finding (`:findings`)
     Column("status", "STATUS", 8, 1),
 ]
 COLUMN_KEYS = [c.key for c in COLUMNS]
@@ -113,6 +117,7 @@ def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
             ago(cred.last_used_at, now, none=UNKNOWN),
             "muted" if cred.last_used_at is None else "",
         ),
+        "finding": (cred.finding or "-", FINDING_MEANING.get(cred.finding or "", "muted")),
         "status": (status_text(cred), ""),
     }
     if cred.status == "gone":

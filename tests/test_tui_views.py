@@ -723,6 +723,16 @@ async def test_findings_view_counts_filters_opens_and_accepts(world) -> None:
         await settle(pilot)
     found = store.get_finding(row["id"])
     assert found["status"] == "accepted" and found["accepted_reason"] == "fix scheduled"
+    # the credentials view marks a row with its most severe open finding, and drops an
+    # accepted one
+    marked = {c.id: c.finding for c in store.all_credentials() if c.finding}
+    want: dict[str, str] = {}
+    for r in store.findings():
+        if r["status"] == "open" and r["credential_id"]:
+            have = want.get(r["credential_id"])
+            if have is None or findings.SEVERITY_RANK[r["severity"]] > findings.SEVERITY_RANK[have]:
+                want[r["credential_id"]] = r["severity"]
+    assert marked == want and marked
     assert found["accepted_by"] == "tester"
     assert [r["target"] for r in store.audit_rows() if r["action"] == "finding.accept"] == [
         row["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -20,6 +21,9 @@ class FindingChanges:
     resolved: list[str] = field(default_factory=list)
     open: int = 0
     accepted: int = 0
+
+
+_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 
 
 def effective_status(row: dict, now: datetime) -> str:
@@ -76,6 +80,7 @@ class FindingRows(StoreBase):
                         (stamp, fid),
                     )
                     changes.resolved.append(fid)
+            self._mark_credentials(conn)
             for status, count in conn.execute(
                 "SELECT status, count(*) FROM findings GROUP BY status"
             ):
@@ -84,6 +89,21 @@ class FindingRows(StoreBase):
                 elif status == "accepted":
                     changes.accepted = count
         return changes
+
+    def _mark_credentials(self, conn: sqlite3.Connection) -> None:
+        """Set ``credentials.finding`` to each credential's most severe open finding, writing
+        only the rows whose mark changes (a refresh must not touch a million rows)."""
+        want: dict[str, str] = {}
+        for cid, sev in conn.execute(
+            "SELECT credential_id, severity FROM findings "
+            "WHERE status = 'open' AND credential_id IS NOT NULL"
+        ):
+            if cid not in want or _RANK.get(sev, 9) < _RANK.get(want[cid], 9):
+                want[cid] = sev
+        have = dict(conn.execute("SELECT id, finding FROM credentials WHERE finding IS NOT NULL"))
+        changes = [(sev, cid) for cid, sev in want.items() if have.get(cid) != sev]
+        changes += [(None, cid) for cid in have if cid not in want]
+        conn.executemany("UPDATE credentials SET finding = ? WHERE id = ?", changes)
 
     def findings(self, *, include_resolved: bool = False) -> list[dict]:
         where = "" if include_resolved else "WHERE status != 'resolved'"
@@ -108,6 +128,7 @@ class FindingRows(StoreBase):
                 "accepted_reason = ?, accepted_by = ? WHERE id = ?",
                 (ts(until), reason, by, finding_id),
             )
+            self._mark_credentials(self._conn())
 
     def open_findings_by_severity(self) -> dict[str, int]:
         return {
@@ -117,16 +138,3 @@ class FindingRows(StoreBase):
                 "GROUP BY severity"
             )
         }
-
-    def open_findings_by_credential(self) -> dict[str, str]:
-        """credential id -> the highest severity among its open findings (the creds view)."""
-        out: dict[str, str] = {}
-        order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
-        for row in self._read(
-            "SELECT credential_id, severity FROM findings "
-            "WHERE status = 'open' AND credential_id IS NOT NULL"
-        ):
-            cid, sev = row["credential_id"], row["severity"]
-            if cid not in out or order.get(sev, 9) < order.get(out[cid], 9):
-                out[cid] = sev
-        return out

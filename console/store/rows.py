@@ -173,6 +173,7 @@ def row_to_cred(row: dict) -> Credential:
     data = {k: row[k] for k in ("id", *CONTENT_FIELDS, *BOOKKEEPING_FIELDS)}
     data["tags"] = from_json(row["tags"], {})
     data["agents"] = row["agents"].split(" ") if row["agents"] else []
+    data["finding"] = row.get("finding")
     return Credential.model_validate(data)
 
 

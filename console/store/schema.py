@@ -392,6 +392,9 @@ def _m004_read_positions(db: sqlite_utils.Database) -> None:
     And where in a file a finding was seen (exposure: file and line, for SARIF)."""
     db.execute("ALTER TABLE findings ADD COLUMN file TEXT")
     db.execute("ALTER TABLE findings ADD COLUMN line INTEGER")
+    # the most severe open finding of each credential, kept by the findings refresh (the
+    # credentials view shows it; like ``agents``, a denormalised column)
+    db.execute("ALTER TABLE credentials ADD COLUMN finding TEXT")
     db.execute(
         """CREATE TABLE read_positions (
               source TEXT NOT NULL,
