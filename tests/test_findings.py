@@ -371,7 +371,7 @@ def test_cli_json_csv_fail_on_and_accept(world: World, tmp_path: Path) -> None:
                ).returncode == 0
     old_id = high_only[0]["id"]
     bad = cli(tmp_path, "finding", "accept", old_id, "--until", "yesterday", "--reason", "x")
-    assert bad.returncode == 2 and "is not a date" in bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "is not a date" in bad.stdout + bad.stderr, bad
     assert "Traceback" not in bad.stdout + bad.stderr
     until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     ok = cli(tmp_path, "finding", "accept", old_id[:6], "--until", until, "--reason",
