@@ -271,13 +271,13 @@ def _html_card_row(card: Card, name_html: str) -> list[str]:
 def age_chart(card: Scorecard) -> str:
     """Bars per age bucket, and the unknown ages as a grey bar of their own."""
     bars = [*card.ages, ("unknown", card.age_unknown)]
-    width, height, left, bottom, top = 640, 240, 40, 40, 20
+    width, height, left, bottom, top = 640, 250, 40, 50, 20
     slot = (width - left - 10) / len(bars)
     peak = max((n for _, n in bars), default=0) or 1
     plot = height - bottom - top
     # inline SVG in HTML needs no namespace declaration (and the page names no address)
     parts = [f'<svg viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="credentials by age in days">',
+             f'font-size="12" role="img" aria-label="credentials by age in days">',
              f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - 10}" '
              f'y2="{height - bottom}"/>']
     for i, (label, n) in enumerate(bars):
@@ -290,7 +290,9 @@ def age_chart(card: Scorecard) -> str:
         mid = x + slot * 0.35
         parts.append(f'<text x="{mid:.1f}" y="{y - 4:.1f}" text-anchor="middle">{n}</text>')
         parts.append(f'<text x="{mid:.1f}" y="{height - bottom + 16}" '
-                     f'text-anchor="middle">{h(label)}</text>')
+                     f'text-anchor="middle">{h(label.removesuffix(" days"))}</text>')
+    parts.append(f'<text x="{width / 2:.0f}" y="{height - 6}" text-anchor="middle">'
+                 "days since rotated, else created</text>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -299,17 +301,19 @@ def findings_chart(points: list[TimelinePoint]) -> str:
     """Open and accepted findings after each day's last refresh, as two lines."""
     if not points:
         return '<p class="muted">No findings refresh recorded yet (a sync runs one).</p>'
-    width, height, left, bottom, top, right = 640, 240, 40, 40, 20, 20
+    width, height, left, bottom, top, right = 640, 250, 40, 40, 30, 20
     plot_w, plot_h = width - left - right, height - bottom - top
     peak = max(max(p.open, p.accepted) for p in points) or 1
-    step = plot_w / (len(points) - 1) if len(points) > 1 else 0
+    # x is the date, so days without a refresh leave a gap rather than squeezing time
+    span = (points[-1].day - points[0].day).days
 
     def xy(i: int, value: int) -> tuple[float, float]:
-        x = left + (i * step if len(points) > 1 else plot_w / 2)
+        offset = (points[i].day - points[0].day).days
+        x = left + (plot_w * offset / span if span else plot_w / 2)
         return x, height - bottom - plot_h * value / peak
 
     parts = [f'<svg viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="open and accepted findings per day">',
+             f'font-size="12" role="img" aria-label="open and accepted findings per day">',
              f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - right}" '
              f'y2="{height - bottom}"/>',
              f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{peak}</text>',
@@ -324,13 +328,18 @@ def findings_chart(points: list[TimelinePoint]) -> str:
                          f"<title>{p.day.isoformat()}: {getattr(p, series)} {series}</title>"
                          "</circle>")
     # a label on the first and last day (and the middle one), so long histories stay legible
-    for i in sorted({0, len(points) // 2, len(points) - 1}):
+    last = len(points) - 1
+    for i in sorted({0, last // 2, last}):
         x, _ = xy(i, 0)
+        anchor = "middle" if span == 0 or 0 < i < last else "start" if i == 0 else "end"
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" '
-                     f'text-anchor="middle">{points[i].day.isoformat()}</text>')
-    parts.append(f'<text x="{width - right}" y="{top - 6}" text-anchor="end">'
-                 '<tspan class="legend-open">— open</tspan>  '
-                 '<tspan class="legend-accepted">- - accepted</tspan></text>')
+                     f'text-anchor="{anchor}">{points[i].day.isoformat()}</text>')
+    # the legend: a sample of each line and its word, placed apart (no reliance on spaces)
+    for n, series in enumerate(("open", "accepted")):
+        x = left + 10 + n * 110
+        parts.append(f'<line class="{series}" x1="{x}" y1="{top - 10}" x2="{x + 24}" '
+                     f'y2="{top - 10}"/><text class="legend-{series}" x="{x + 30}" '
+                     f'y="{top - 6}">{series}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

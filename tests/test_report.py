@@ -314,7 +314,9 @@ def test_findings_over_time_from_the_audit_log(world: World) -> None:
               v_grants(without=(ORPHAN, GONE_PERSON)))
     with time_machine.travel(NOW + timedelta(days=1, hours=2), tick=False):
         world.refresh()
-    points = build(world).timeline
+    card = build(world)
+    points = card.timeline
+    assert to_html(card).count("<polyline") == 2  # open and accepted, over two days
     assert [p.day.isoformat() for p in points] == ["2026-12-01", "2026-12-02"]
     assert (points[0].open, points[0].new, points[0].refreshes) == (first.open, first.open, 1)
     assert (first.open, middle.open) == (7, 6)
