@@ -457,6 +457,23 @@ class SeedKeyringEntry(_Model):
     generator: Generator = Field(default_factory=Generator)
 
 
+class SeedLeak(_Model):
+    """A secret left in plain text in an agent's workspace, so the demo's scan finds one: the
+    value of a declared credential where it was never delivered (``value_of``), or a made-up
+    secret of a well-known shape (``shape``). ``text`` is the line written, ``{value}`` in it."""
+
+    path: str  # a file, relative to the inventory file
+    value_of: str | None = Field(default=None, pattern=r"^declared:[A-Za-z0-9_.-]+$")
+    shape: Literal["github-token", "aws-access-key"] | None = None
+    text: str = Field(default="{value}", pattern=r"\{value\}")
+
+    @model_validator(mode="after")
+    def _one_value(self) -> SeedLeak:
+        if (self.value_of is None) == (self.shape is None):
+            raise ValueError("give exactly one of value_of (declared:<name>) or shape")
+        return self
+
+
 class SandboxSeed(_Model):
     vault_source: str | None = None
     aws_source: str | None = None
@@ -471,6 +488,7 @@ class SandboxSeed(_Model):
         default_factory=dict,
         description="declared credential name -> name of another whose value it shares, or null",
     )
+    leaks: list[SeedLeak] = Field(default_factory=list)
 
 
 # --- the whole file ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from console.audit import AuditLog
     from console.config import LoadedInventory
+    from console.findings import ExposureHit
     from console.store import Store
 
 
@@ -136,7 +137,7 @@ def _refresh_findings(
     from console import findings
 
     try:
-        findings.refresh(store, loaded, audit, actor)
+        findings.refresh(store, loaded, audit, actor, hits=_scan_workspaces(loaded, store))
         summary.findings = store.open_findings_by_severity()
     except KeyshiftError as exc:
         summary.findings_error = exc.one_line()
@@ -265,4 +266,30 @@ def _agent_rows(loaded: LoadedInventory) -> list[dict]:
             "identities": [i.model_dump(mode="json") for i in a.identities],
         }
         for a in loaded.inventory.agents
+    ]
+
+
+def _scan_workspaces(loaded: LoadedInventory, store: Store) -> list[ExposureHit] | None:
+    """The agents' workspaces scanned for secrets in plain text (console/workspace_scan.py),
+    as exposure evidence; None when the inventory declares no workspace (no scan ran, so the
+    exposure findings stay as they were). In this process: a sync may run in a console's
+    worker thread, where forking a pool is no place to be."""
+    from console.findings import ExposureHit
+    from console.workspace_scan import agent_of, inventory_workspaces, scan
+
+    workspaces = inventory_workspaces(loaded)
+    if not workspaces:
+        return None
+    result = scan([ws.path for ws in workspaces], store.known_fingerprints(), workers=1)
+    for skip in result.skipped:
+        log.info("workspace scan skipped %s: %s", skip.file, skip.reason)
+    return [
+        ExposureHit(
+            file=hit.file,
+            line=hit.line,
+            detector=hit.detector,
+            credential_id=hit.credential_id,
+            agent=agent_of(hit.file, workspaces),
+        )
+        for hit in result.hits
     ]

@@ -248,13 +248,20 @@ def test_a_delivered_copy_is_not_reuse(world: World, tmp_path: Path) -> None:
     assert set(world.fired("sharing.value")) == {declared.id, copy.id}  # a real second place
     # ...but the env file it is delivered to is where it should be: exposure knows that
     env = tmp_path / "ws" / ".env"
+    env.parent.mkdir()
+    # the lines' variables tell a delivery from a leak (values are never read into findings)
+    env.write_text("OPENAI_API_KEY=placeholder\nOTHER=placeholder\n")
     hits = [ExposureHit(file=str(env), line=1, detector="known", credential_id=declared.id),
             ExposureHit(file=str(tmp_path / "ws" / "agent.log"), line=7, detector="known",
                         credential_id=declared.id, agent="prod-bot"),
             ExposureHit(file=str(tmp_path / "ws" / "notes.md"), line=3,
                         detector="GitHub Token", agent="prod-bot")]
+    hits.append(ExposureHit(file=str(env), line=2, detector="known",
+                            credential_id=declared.id))  # the same value in another variable
     known = [d for d in world.drafts(hits) if d.rule == "exposure.known"]
-    assert [(d.file, d.line) for d in known] == [(str(tmp_path / "ws" / "agent.log"), 7)]
+    assert sorted((d.file, d.line) for d in known) == [
+        (str(env), 2), (str(tmp_path / "ws" / "agent.log"), 7)
+    ]
     assert known[0].severity == "critical" and known[0].credential_id == declared.id
     unknown = [d for d in world.drafts(hits) if d.rule == "exposure.unknown"]
     assert [(d.line, d.agent) for d in unknown] == [(3, "prod-bot")]

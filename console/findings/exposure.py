@@ -1,15 +1,20 @@
-"""Exposure: a secret in plain text where it should not be (the workspace scanner's hits)."""
+"""Exposure: a secret in plain text where it should not be (the workspace scanner's hits).
+
+A value in an env file, at a variable the inventory delivers there (a declared credential's
+``delivered_to``, a rotation's env-file target), is a delivery, not a leak, whatever keyshift
+can tell of the value (a Vault token or an AWS key has no fingerprint to match). Telling that
+takes the variable's name from the line, so the line is read; its value is never kept.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from console.findings.facts import Facts
 from console.findings.rules import Draft, Rule
 from console.inventory import EnvFileTarget
-from console.model import credential_id
-from console.sources.declared import ROTATION_ROW_KINDS
 
 RULES = [
     Rule("exposure.known", "exposure", "critical",
@@ -18,37 +23,45 @@ RULES = [
          "Something that looks like a secret is in plain text in an agent's workspace."),
 ]
 
+_VAR = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
-def _delivered(facts: Facts) -> set[tuple[str, Path]]:
-    """(credential id, env file) where the inventory delivers a value on purpose."""
-    out: set[tuple[str, Path]] = set()
+
+def _deliveries(facts: Facts) -> set[tuple[Path, str]]:
+    """(env file, variable) where the inventory delivers a value on purpose."""
+    out: set[tuple[Path, str]] = set()
     if facts.loaded is None:
         return out
     loaded = facts.loaded
-    for decl in loaded.inventory.credentials:
-        cid = credential_id(decl.source, decl.kind, decl.name)
-        for target in decl.delivered_to:
-            if isinstance(target, EnvFileTarget):
-                out.add((cid, loaded.resolve_path(target.path)))
-    first = next(iter(loaded.sources_of_type("declared")), None)
-    for rot in loaded.inventory.rotations:
-        kind = ROTATION_ROW_KINDS.get(rot.issuer.type)
-        files = [loaded.resolve_path(t.path) for t in rot.targets if isinstance(t, EnvFileTarget)]
-        if not files or first is None or kind is None:
-            continue
-        row = credential_id(first.name, kind, rot.name)
-        holders = set().union(*(g for g in facts.delivery if row in g)) | {row}
-        out |= {(cid, f) for cid in holders for f in files}
+    targets = [t for c in loaded.inventory.credentials for t in c.delivered_to]
+    targets += [t for r in loaded.inventory.rotations for t in r.targets]
+    for target in targets:
+        if isinstance(target, EnvFileTarget):
+            names = [target.var] if target.var else list((target.vars or {}).values())
+            out |= {(loaded.resolve_path(target.path), str(n)) for n in names}
     return out
 
 
+def _variable_at(file: str, line: int) -> str | None:
+    try:
+        with open(file, encoding="utf-8", errors="replace") as fh:
+            for number, text in enumerate(fh, start=1):
+                if number == line:
+                    found = _VAR.match(text)
+                    return found[1] if found else None
+    except OSError:
+        return None
+    return None
+
+
 def check(facts: Facts) -> Iterator[Draft]:
-    delivered = _delivered(facts)
+    deliveries = _deliveries(facts)
+    files = {path for path, _ in deliveries}
     for hit in facts.hits or []:
         where = f"{hit.file}:{hit.line}"
+        path = Path(hit.file).resolve()
+        if path in files and (path, _variable_at(hit.file, hit.line)) in deliveries:
+            continue  # where the inventory delivers a value: a delivery, not a leak
         cred = facts.by_id.get(hit.credential_id) if hit.credential_id else None
-        if cred is not None and (cred.id, Path(hit.file).resolve()) in delivered:
-            continue  # where the inventory says it is delivered: a delivery, not a leak
         if cred is not None:
             yield Draft("exposure.known", "critical",
                         f"{cred.name} in plain text at {where}",

@@ -133,6 +133,20 @@ class _Values:
         return value
 
 
+def _shaped(shape: str) -> str:
+    """A made-up secret of a well-known shape (random: it opens nothing anywhere)."""
+    import secrets
+    import string
+
+    if shape == "github-token":
+        return "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits)
+                                for _ in range(36))
+    if shape == "aws-access-key":
+        return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
+                                for _ in range(16))
+    raise SandboxError(f"seed: unknown leak shape {shape!r}")
+
+
 def _vault_key(secret: SeedVaultSecret, key: str | None = None) -> str:
     base = f"vault:{secret.mount}/{secret.path}"
     return base if key is None or key == secret.keys[0] else f"{base}#{key}"
@@ -343,6 +357,33 @@ class _Seeder:
                 else:
                     write_vars(self._env_path(target), {str(target.var): value})
                 self.summary.add("declared-delivery", created=True)
+
+    def seed_leaks(self) -> None:
+        """Leave the inventory's planted leaks in the workspaces (once: a file that already
+        has the line's text before the value is left alone)."""
+        for leak in self.seed.leaks:
+            if leak.value_of is not None:
+                name = leak.value_of.split(":", 1)[1]
+                if name not in self.seed.declared_values:
+                    raise SandboxError(
+                        f"seed: leak {leak.path}: {leak.value_of} is not in declared_values",
+                        hint="a leak can only repeat a value the seed itself generates",
+                    )
+                value = self.values.value(leak.value_of)
+            else:
+                value = _shaped(leak.shape or "")
+                self.values.scope.add(value)
+            path = (self.base_dir / leak.path).resolve()
+            prefix = leak.text.split("{value}", 1)[0]
+            existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+            if prefix and any(line.startswith(prefix) for line in existing.splitlines()):
+                self.summary.add("workspace-leak", created=False)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tail = "" if not existing or existing.endswith("\n") else "\n"
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(tail + leak.text.replace("{value}", value) + "\n")
+            self.summary.add("workspace-leak", created=True)
 
     # --- vault --------------------------------------------------------------------------
 
@@ -608,6 +649,7 @@ class _Seeder:
             self.seed_aws()
         self.seed_keyring()
         self.seed_declared()
+        self.seed_leaks()
         self.seed_rotations()
         self.register_provider_keys()
         return self.summary
