@@ -75,6 +75,7 @@ def refresh(
                 "resolved": len(changes.resolved),
                 "open": changes.open,
                 "accepted": changes.accepted,
+                "open_by_severity": store.open_findings_by_severity(),
                 "changed": (changes.new + changes.reopened + changes.resolved)[:50],
             },
         )
