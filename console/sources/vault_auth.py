@@ -70,42 +70,67 @@ class AuthLister:
         self.environment = environment
 
     def collect(self, result: CollectResult) -> None:
-        own = self._own_accessor()
-        self._tokens(result, own)
-        self._secret_ids(result)
-
-    # -- tokens ----------------------------------------------------------------------------
-
-    def _own_accessor(self) -> str | None:
-        status, body = self.client.json("GET", "auth/token/lookup-self")
-        return (body.get("data") or {}).get("accessor") if status == 200 else None
-
-    def _tokens(self, result: CollectResult, own: str | None) -> None:
-        status, body = self.client.json("LIST", "auth/token/accessors")
-        if status != 200:
+        """The lists first, side by side (keyshift's own token, the token accessors, the
+        roles, then every role's secret-ids at once), then every lookup, tokens and secret-ids
+        alike, in one pass over the pool: no pool waits for a slow role's last lookup before
+        the next one starts. Rows and errors come out in a fixed order (tokens, then each
+        role's secret-ids), whatever order the server answers in."""
+        own = self.pool.submit(self._own_accessor)
+        tokens = self.pool.submit(self._list, "auth/token/accessors")
+        roles = self.pool.submit(self._list, f"auth/{self.mount}/role")
+        lookups: list[tuple[str | None, str]] = []  # (role, accessor); no role: a token
+        status, accessors = tokens.result()
+        if status == 200:
+            lookups += [(None, accessor) for accessor in accessors]
+        else:
             result.errors.append(
                 ItemError(
                     where="auth/token/accessors",
                     message=f"tokens not listed ({_why(status)}; listing them needs sudo)",
                 )
             )
-            return
-        accessors = list((body.get("data") or {}).get("keys") or [])
+        lookups += self._secret_id_accessors(result, *roles.result())
+        own_accessor = own.result()
+        for (role, accessor), code, found in self.pool.map(self._lookup, lookups):
+            if code != 200:
+                if code not in (400, 404):  # revoked since it was listed: simply gone
+                    where = (
+                        f"token {accessor[:8]}" if role is None
+                        else f"auth/{self.mount}/role/{role} secret-id {accessor[:8]}"
+                    )
+                    result.errors.append(ItemError(where=where, message=f"lookup {_why(code)}"))
+                continue
+            data = found.get("data") or {}
+            if role is None:
+                self._token(result, accessor, data, own_accessor)
+            else:
+                self._secret_id(result, role, accessor, data)
 
-        def lookup(accessor: str) -> tuple[str, int, dict[str, Any]]:
+    def _list(self, path: str) -> tuple[int, list[str]]:
+        status, body = self.client.json("LIST", path)
+        return status, [str(k) for k in (body.get("data") or {}).get("keys") or []]
+
+    def _lookup(
+        self, item: tuple[str | None, str]
+    ) -> tuple[tuple[str | None, str], int, dict[str, Any]]:
+        role, accessor = item
+        if role is None:
             code, found = self.client.json(
                 "POST", "auth/token/lookup-accessor", json={"accessor": accessor}
             )
-            return accessor, code, found
+        else:
+            code, found = self.client.json(
+                "POST",
+                f"auth/{self.mount}/role/{role}/secret-id-accessor/lookup",
+                json={"secret_id_accessor": accessor},
+            )
+        return item, code, found
 
-        for accessor, code, found in self.pool.map(lookup, accessors):
-            if code != 200:
-                if code not in (400, 404):  # revoked since it was listed: simply gone
-                    result.errors.append(
-                        ItemError(where=f"token {accessor[:8]}", message=f"lookup {_why(code)}")
-                    )
-                continue
-            self._token(result, accessor, found.get("data") or {}, own)
+    # -- tokens ----------------------------------------------------------------------------
+
+    def _own_accessor(self) -> str | None:
+        status, body = self.client.json("GET", "auth/token/lookup-self")
+        return (body.get("data") or {}).get("accessor") if status == 200 else None
 
     def _token(
         self, result: CollectResult, accessor: str, data: dict[str, Any], own: str | None
@@ -193,74 +218,61 @@ class AuthLister:
 
     # -- AppRole secret-ids ----------------------------------------------------------------
 
-    def _secret_ids(self, result: CollectResult) -> None:
-        status, body = self.client.json("LIST", f"auth/{self.mount}/role")
+    def _secret_id_accessors(
+        self, result: CollectResult, status: int, roles: list[str]
+    ) -> list[tuple[str | None, str]]:
+        """(role, accessor) of every secret-id of every role (the roles' lists on the pool)."""
         if status == 404:
-            return  # no AppRole mount here, or no roles: nothing to list
+            return []  # no AppRole mount here, or no roles: nothing to list
         if status != 200:
             result.errors.append(
                 ItemError(
                     where=f"auth/{self.mount}/role", message=f"roles not listed ({_why(status)})"
                 )
             )
-            return
-        for role in (body.get("data") or {}).get("keys") or []:
-            self._role_secret_ids(result, str(role))
-
-    def _role_secret_ids(self, result: CollectResult, role: str) -> None:
-        base = f"auth/{self.mount}/role/{role}"
-        status, body = self.client.json("LIST", f"{base}/secret-id")
-        if status == 404:
-            return  # a role with no secret-id
-        if status != 200:
-            result.errors.append(
-                ItemError(
-                    where=f"{base}/secret-id", message=f"secret-ids not listed ({_why(status)})"
+            return []
+        paths = [f"auth/{self.mount}/role/{role}/secret-id" for role in roles]
+        out: list[tuple[str | None, str]] = []
+        for role, path, (code, accessors) in zip(
+            roles, paths, self.pool.map(self._list, paths), strict=True
+        ):
+            if code == 200:
+                out += [(role, accessor) for accessor in accessors]
+            elif code != 404:  # 404: a role with no secret-id
+                result.errors.append(
+                    ItemError(where=path, message=f"secret-ids not listed ({_why(code)})")
                 )
-            )
-            return
-        accessors = list((body.get("data") or {}).get("keys") or [])
+        return out
 
-        def lookup(accessor: str) -> tuple[str, int, dict[str, Any]]:
-            code, found = self.client.json(
-                "POST", f"{base}/secret-id-accessor/lookup", json={"secret_id_accessor": accessor}
-            )
-            return accessor, code, found
-
-        holders = self.holders.get(role, [])
-        for accessor, code, found in self.pool.map(lookup, accessors):
-            if code != 200:
-                if code not in (400, 404):
-                    result.errors.append(
-                        ItemError(where=f"{base} secret-id {accessor[:8]}", message=_why(code))
-                    )
-                continue
-            data = found.get("data") or {}
-            tags = {"role": role}
-            uses = data.get("secret_id_num_uses")
-            if uses:
-                tags["uses_left"] = str(uses)
-            for key, value in (data.get("metadata") or {}).items():
-                tags[f"meta.{key}"] = str(value)
-            created = _time(data.get("creation_time"))
-            ttl = _seconds(data.get("secret_id_ttl"))
-            expires = _time(data.get("expiration_time")) or (
-                created + timedelta(seconds=ttl) if created and ttl else None
-            )
-            self._record(
-                result,
-                SECRET_ID_KIND,
-                f"{self.mount}/{role}/{accessor}",
-                holders,
-                name=f"approle/{role}/{accessor[:8]}",
-                location=f"{base}/secret-id-accessor/{accessor}",
-                scope=f"AppRole login as {role}",
-                created=created,
-                expires=expires,
-                ttl=ttl,
-                tags=tags,
-                grant=("login", [f"approle:{role}", f"secret-id:{accessor[:8]}"]),
-            )
+    def _secret_id(
+        self, result: CollectResult, role: str, accessor: str, data: dict[str, Any]
+    ) -> None:
+        base = f"auth/{self.mount}/role/{role}"
+        tags = {"role": role}
+        uses = data.get("secret_id_num_uses")
+        if uses:
+            tags["uses_left"] = str(uses)
+        for key, value in (data.get("metadata") or {}).items():
+            tags[f"meta.{key}"] = str(value)
+        created = _time(data.get("creation_time"))
+        ttl = _seconds(data.get("secret_id_ttl"))
+        expires = _time(data.get("expiration_time")) or (
+            created + timedelta(seconds=ttl) if created and ttl else None
+        )
+        self._record(
+            result,
+            SECRET_ID_KIND,
+            f"{self.mount}/{role}/{accessor}",
+            self.holders.get(role, []),
+            name=f"approle/{role}/{accessor[:8]}",
+            location=f"{base}/secret-id-accessor/{accessor}",
+            scope=f"AppRole login as {role}",
+            created=created,
+            expires=expires,
+            ttl=ttl,
+            tags=tags,
+            grant=("login", [f"approle:{role}", f"secret-id:{accessor[:8]}"]),
+        )
 
 
 def _from_unix(value: Any) -> datetime | None:
