@@ -734,3 +734,33 @@ def test_a_read_by_an_entity_s_token_is_that_entity_agent_s_use(
     # its other grant, not read, is not used
     (other,) = [g for g in result.grants if g.credential_id == f"v:kv:{mount}/a/two"]
     assert other.agent == "entity-user" and not other.used
+
+
+def test_a_token_role_s_tokens_are_held_by_the_agents_of_that_role(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """Tokens made by auth/token/create/<role> belong to the agents with that token-role
+    identity: owner and environment from the agent, a `use` grant with the role in its
+    chain. A token of a role nobody holds has no holder."""
+    suffix = uuid.uuid4().hex[:6]
+    held, loose = f"runner-{suffix}", f"loose-{suffix}"
+    for role in (held, loose):
+        vault.write(f"auth/token/roles/{role}", allowed_policies=["default"], orphan=True)
+    tokens = {role: vault.write(f"auth/token/create/{role}", ttl="1h")["auth"]["accessor"]
+              for role in (held, loose)}
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [],
+                        "fingerprint": False, "leases": False})
+    inv["agents"] = [{
+        "name": "runner", "owner": "team-run", "environment": "staging",
+        "identities": [{"type": "vault-token-role", "source": "v", "role": held}],
+    }]
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    rows = {c.native_id: c for c in result.credentials if c.kind == "vault-token"}
+    mine, other = rows[tokens[held]], rows[tokens[loose]]
+    assert (mine.owner, mine.environment) == ("team-run", "staging")
+    assert other.owner is None
+    (grant,) = [g for g in result.grants if g.credential_id == mine.id]
+    assert grant.agent == "runner" and grant.capabilities == ["use"]
+    assert f"token-role:{held}" in grant.chain
+    assert not [g for g in result.grants if g.credential_id == other.id]

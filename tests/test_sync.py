@@ -7,6 +7,7 @@ the seed planted.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -470,6 +471,77 @@ def test_keyring_entries_of_agents_services(
     assert not any("keyshift-sandbox" in i or "installation" in i for i in ids)
 
 
+# The day the sample inventory's dates were written for: its ages (created, last used,
+# expires) are as its comments say on this day. The test moves every date by the days since,
+# so the same entries are wrong on any day the suite runs.
+SAMPLE_AS_OF = date(2026, 11, 26)
+
+
+def as_of_today(text: str) -> str:
+    shift = date.today() - SAMPLE_AS_OF
+    return re.sub(
+        r"\b(created|expires|last_used): (20[0-9]{2}-[0-9]{2}-[0-9]{2})\b",
+        lambda m: f"{m[1]}: {(date.fromisoformat(m[2]) + shift).isoformat()}",
+        text,
+    )
+
+
+def _subject(store: Store, row: dict) -> str:
+    if row["credential_id"]:
+        cred = store.get_credential(row["credential_id"])
+        name = cred.name if cred else row["credential_id"]
+        return f"{cred.kind}:{name}" if cred else name
+    return f"agent:{row['agent']}"
+
+
+# What the sample is wrong about, on purpose (see its header comment), as (rule, subject).
+SAMPLE_FINDINGS: list[tuple[str, str]] = sorted([
+    ("exposure.known", "api-key:openai-prod"),  # in the support bot's debug log
+    ("exposure.unknown", "agent:code-reviewer"),  # a GitHub token in its .env
+    ("hygiene.no-expiry", "api-key:serpapi-key"),
+    ("hygiene.no-expiry", "payment-key:stripe-live"),
+    ("hygiene.no-expiry", "vault-token:token/root/*"),  # the sandbox's own root token
+    ("hygiene.no-owner", "api-key:openai-sales"),
+    ("hygiene.no-owner", "approle-secret-id:approle/sales-assistant/*"),
+    ("hygiene.no-owner", "bot-token:slack-bot-token"),
+    ("hygiene.no-owner", "kv:agents/sales-assistant/crm"),
+    ("hygiene.no-owner", "kv:agents/sales-assistant/openai"),
+    ("hygiene.no-owner", "secretsmanager:staging/sales/crm-api"),
+    ("hygiene.no-owner", "vault-token:token/approle/*"),  # sales-assistant's login
+    ("hygiene.no-owner", "vault-token:token/root/*"),
+    ("hygiene.over-age", "api-key:openai-sales"),
+    ("hygiene.over-age", "api-key:serpapi-key"),
+    ("hygiene.over-age", "bot-token:slack-bot-token"),
+    ("hygiene.over-age", "kv:agents/data-pipeline/warehouse"),
+    ("hygiene.over-age", "kv:agents/ops-runbook/ssh-deploy-key"),
+    ("hygiene.over-age", "payment-key:stripe-live"),
+    ("hygiene.ttl-above-max", "code-host-token:github-reviewer-token"),
+    ("scope.wildcard", "agent:data-pipeline"),  # secret/data/*
+    ("scope.wildcard", "agent:data-pipeline"),  # secretsmanager:* on *
+    ("sharing.agents", "api-key:anthropic-prod"),
+    ("sharing.agents", "bot-token:slack-bot-token"),
+    ("sharing.agents", "iam-key:ops-shared/*"),
+    ("sharing.agents", "kv:shared/observability/datadog"),
+    ("sharing.agents", "secretsmanager:prod/ops/pagerduty-routing"),
+    ("sharing.environments", "api-key:anthropic-dev"),
+    ("sharing.environments", "api-key:anthropic-prod"),
+    ("sharing.environments", "kv:agents/billing-agent-dev/stripe"),
+    ("sharing.environments", "kv:agents/billing-agent/stripe"),
+    ("sharing.environments", "kv:agents/sales-assistant/openai"),
+    ("sharing.environments", "kv:agents/support-bot/openai"),
+    ("sharing.value", "keyring:keyshift-demo-research-scraper/proxy-login"),
+    ("sharing.value", "kv:agents/research-scraper/proxy"),
+    ("sharing.value", "kv:agents/sales-assistant/crm"),
+    ("sharing.value", "kv:agents/support-bot/zendesk"),
+    ("sharing.value", "secretsmanager:prod/support/zendesk-api"),
+    ("sharing.value", "secretsmanager:staging/data/warehouse"),
+    ("sharing.value", "secretsmanager:staging/sales/crm-api"),
+    ("sharing.value", "ssm-parameter:/staging/data-pipeline/warehouse-password"),
+    ("use.stale", "api-key:serpapi-key"),
+    ("use.stale", "webhook:ops-webhook"),
+])
+
+
 def test_full_sample_inventory_in_a_private_sandbox(
     private_sandbox_env: Path, tmp_path: Path
 ) -> None:
@@ -478,7 +550,7 @@ def test_full_sample_inventory_in_a_private_sandbox(
     from console.config import load_inventory
 
     inv_path = tmp_path / "sample_inventory.yaml"
-    inv_path.write_text((ROOT / "sample_inventory.yaml").read_text())
+    inv_path.write_text(as_of_today((ROOT / "sample_inventory.yaml").read_text()))
     loaded = load_inventory(inv_path)  # base_dir is tmp_path: env files land there
     seed = loaded.inventory.sandbox
     assert seed is not None
@@ -517,6 +589,26 @@ def test_full_sample_inventory_in_a_private_sandbox(
         assert dev and prod and dev.fingerprint == prod.fingerprint
         second = run_sync(loaded, store, audit, actor="test")
         assert (second.total("new"), second.total("changed"), second.total("gone")) == (0, 0, 0)
+        # every deliberately wrong entry of the sample is found, and nothing else
+        found = sorted((r["rule"], _subject(store, r)) for r in store.findings())
+        assert len(found) == len(SAMPLE_FINDINGS), found
+        for (rule, subject), (want_rule, want) in zip(found, SAMPLE_FINDINGS, strict=True):
+            assert rule == want_rule and fnmatch.fnmatchcase(subject, want), (found, want)
+        assert second.findings and not second.findings_error
+        # the leaked value (the seed wrote it in the debug log) is nowhere keyshift writes
+        leaked = next(
+            line.split("=", 1)[1] for line in
+            (tmp_path / "demo/workspaces/support-bot/.env").read_text().splitlines()
+            if line.startswith("OPENAI_API_KEY=")
+        )
+        assert leaked in (tmp_path / "demo/workspaces/support-bot/agent.log").read_text()
+        db = tmp_path / "sample.db"
+        for fmt in ("table", "json", "csv", "sarif"):
+            out = run_cli("--db", str(db), "findings", "--all", "--format", fmt)
+            assert out.returncode == 0 and leaked not in out.stdout + out.stderr
+        store.close()
+        for path in tmp_path.glob("sample.db*"):
+            assert leaked.encode() not in path.read_bytes()
     finally:
         store.close()
 

@@ -569,8 +569,36 @@ class VaultSource:
             )
         environment = str(self._cfg.environment) if self._cfg.environment else None
         AuthLister(
-            self.name, client, pool, self._cfg.approle_mount, holders, environment
+            self.name, client, pool, self._cfg.approle_mount, holders, environment,
+            token_role_holders=self._token_role_holders(),
         ).collect(result)
+
+    def _token_role_holders(self) -> dict[str, list[tuple[str, str | None, str | None]]]:
+        """Token role -> who holds the tokens it makes: agents with that token-role identity,
+        and the agents of a declared rotation whose issuer mints tokens from it (with the
+        rotation's owner and environment, which say more about that token than the agent)."""
+        by_name = {a.name: a for a in self._loaded.inventory.agents}
+        out: dict[str, list[tuple[str, str | None, str | None]]] = {}
+
+        def add(role: str, agent: str, owner: str | None, env: str | None) -> None:
+            held = out.setdefault(role, [])
+            if all(h[0] != agent for h in held):
+                held.append((agent, owner, env))
+
+        for agent, ident in self._agent_roles(("vault-token-role",)):
+            found = by_name[agent]
+            add(ident.role, agent, found.owner, str(found.environment))
+        for rot in self._loaded.inventory.rotations:
+            issuer = rot.issuer
+            role = getattr(issuer, "role", None) if issuer.type == "vault-token" else None
+            if not role or getattr(issuer, "source", None) != self.name:
+                continue  # not a token role's tokens (one without a role renews its old one)
+            for agent in rot.agents:
+                found = by_name.get(agent)
+                owner = rot.owner or (found.owner if found else None)
+                env = rot.environment or (found.environment if found else None)
+                add(role, agent, owner, str(env) if env else None)
+        return out
 
     def _mounts(self, client: VaultClient) -> list[tuple[str, int]]:
         """The KV mounts to list, with their KV version: the source's own list, else every KV

@@ -60,6 +60,7 @@ class AuthLister:
         approle_mount: str,
         holders: Holders,
         environment: str | None,
+        token_role_holders: Holders | None = None,
     ) -> None:
         self.source = source
         self.client = client
@@ -67,6 +68,8 @@ class AuthLister:
         self.mount = approle_mount.strip("/")
         # AppRole role -> [(agent, owner, environment)] from the inventory's identities
         self.holders = holders
+        # token role -> the same, for tokens made by auth/token/create/<role>
+        self.token_role_holders = token_role_holders or {}
         self.environment = environment
 
     def collect(self, result: CollectResult) -> None:
@@ -138,9 +141,14 @@ class AuthLister:
         meta = data.get("meta") or {}
         role = meta.get("role_name") or data.get("role") or None
         display = data.get("display_name") or "token"
-        holders = self.holders.get(role, []) if role and str(data.get("path", "")).startswith(
-            f"auth/{self.mount}/"
-        ) else []
+        path = str(data.get("path", ""))
+        by_token_role = path.startswith("auth/token/create/")
+        if role and by_token_role:
+            holders = self.token_role_holders.get(role, [])
+        elif role and path.startswith(f"auth/{self.mount}/"):
+            holders = self.holders.get(role, [])
+        else:
+            holders = []
         tags = {"path": str(data.get("path") or ""), "orphan": str(bool(data.get("orphan")))}
         if role:
             tags["role"] = str(role)
@@ -164,7 +172,8 @@ class AuthLister:
             expires=_time(data.get("expire_time")),
             ttl=_seconds(data.get("creation_ttl")) or _seconds(data.get("ttl")),
             tags=tags,
-            grant=("use", [f"approle:{role}", f"token:{accessor[:8]}"]),
+            grant=("use", [f"{'token-role' if by_token_role else 'approle'}:{role}",
+                           f"token:{accessor[:8]}"]),
         )
 
     def _record(
