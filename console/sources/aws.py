@@ -620,67 +620,18 @@ class AwsSource:
         """The user's own policies, its groups' and its permission boundary. A document
         keyshift cannot read is named in ``result.errors`` and in ``unreadable``."""
         name = user["UserName"]
+        where = f"iam user {name}"
         found = UserPolicies(name, user.get("Arn", ""))
-
-        def add(label: str, document: Any, into: list[Statement]) -> None:
-            try:
-                into += parse_policy_document(label, document)
-            except PolicyDocumentError as exc:
-                found.unreadable.append(label)
-                result.errors.append(
-                    ItemError(where=f"iam user {name}", message=f"{exc}; what it grants is unknown")
-                )
-
-        for label, document in self._managed(
-            iam, "list_attached_user_policies", f"iam user {name}", result, UserName=name
-        ):
-            found.policy_names.append(label)
-            add(label, document, found.statements)
-        for pname in self._paginate(
-            iam, "list_user_policies", "PolicyNames", f"iam user {name} inline policies", result,
-            UserName=name,
-        ):
-            doc = self._call(
-                iam.get_user_policy, f"iam user {name} policy {pname}", result,
-                UserName=name, PolicyName=pname,
-            )
-            if doc:
-                found.policy_names.append(pname)
-                add(pname, doc.get("PolicyDocument"), found.statements)
+        add = _adder(found, where, result)
+        self._entity_policies(iam, "user", name, where, "", found, add, result)
         for group in self._paginate(
-            iam, "list_groups_for_user", "Groups", f"iam user {name} groups", result,
-            UserName=name,
+            iam, "list_groups_for_user", "Groups", f"{where} groups", result, UserName=name,
         ):
             gname = group["GroupName"]
-            for label, document in self._managed(
-                iam, "list_attached_group_policies", f"iam group {gname}", result,
-                GroupName=gname,
-            ):
-                found.policy_names.append(f"group {gname}: {label}")
-                add(f"group {gname}: {label}", document, found.statements)
-            for pname in self._paginate(
-                iam, "list_group_policies", "PolicyNames", f"iam group {gname} inline policies",
-                result, GroupName=gname,
-            ):
-                doc = self._call(
-                    iam.get_group_policy, f"iam group {gname} policy {pname}", result,
-                    GroupName=gname, PolicyName=pname,
-                )
-                if doc:
-                    found.policy_names.append(f"group {gname}: {pname}")
-                    add(f"group {gname}: {pname}", doc.get("PolicyDocument"), found.statements)
-        detail = self._call(iam.get_user, f"iam user {name}", result, UserName=name) or {}
-        boundary = ((detail.get("User") or {}).get("PermissionsBoundary") or {}).get(
-            "PermissionsBoundaryArn"
-        )
-        if boundary:
-            found.boundary = []
-            document = self._policy_document(iam, boundary, result)
-            label = f"boundary {boundary.rsplit('/', 1)[-1]}"
-            if document is None:
-                found.unreadable.append(label)
-            else:
-                add(label, document, found.boundary)
+            self._entity_policies(
+                iam, "group", gname, f"iam group {gname}", f"group {gname}: ", found, add, result
+            )
+        self._boundary(iam, "user", name, where, found, add, result)
         return found
 
     def _role_policies(
@@ -691,34 +642,41 @@ class AwsSource:
         name = role["RoleName"]
         where = f"iam role {name}"
         found = UserPolicies(name, role.get("Arn", ""), kind="role")
+        add = _adder(found, where, result)
+        self._entity_policies(iam, "role", name, where, "", found, add, result)
+        self._boundary(iam, "role", name, where, found, add, result)
+        return found
 
-        def add(label: str, document: Any, into: list[Statement]) -> None:
-            try:
-                into += parse_policy_document(label, document)
-            except PolicyDocumentError as exc:
-                found.unreadable.append(label)
-                result.errors.append(
-                    ItemError(where=where, message=f"{exc}; what it grants is unknown")
-                )
-
-        for label, document in self._managed(
-            iam, "list_attached_role_policies", where, result, RoleName=name
-        ):
-            found.policy_names.append(label)
-            add(label, document, found.statements)
+    def _entity_policies(
+        self, iam: Any, entity: str, name: str, where: str, label_prefix: str,
+        found: UserPolicies, add: Callable[[str, Any, list[Statement]], None],
+        result: CollectResult,
+    ) -> None:
+        """One IAM user's, group's or role's managed and inline policies, into ``found``."""
+        attached, listed, get, key = _IAM_ENTITY[entity]
+        for label, document in self._managed(iam, attached, where, result, **{key: name}):
+            found.policy_names.append(label_prefix + label)
+            add(label_prefix + label, document, found.statements)
         for pname in self._paginate(
-            iam, "list_role_policies", "PolicyNames", f"{where} inline policies", result,
-            RoleName=name,
+            iam, listed, "PolicyNames", f"{where} inline policies", result, **{key: name}
         ):
             doc = self._call(
-                iam.get_role_policy, f"{where} policy {pname}", result,
-                RoleName=name, PolicyName=pname,
+                getattr(iam, get), f"{where} policy {pname}", result,
+                **{key: name, "PolicyName": pname},
             )
             if doc:
-                found.policy_names.append(pname)
-                add(pname, doc.get("PolicyDocument"), found.statements)
-        detail = self._call(iam.get_role, where, result, RoleName=name) or {}
-        boundary = ((detail.get("Role") or {}).get("PermissionsBoundary") or {}).get(
+                found.policy_names.append(label_prefix + pname)
+                add(label_prefix + pname, doc.get("PolicyDocument"), found.statements)
+
+    def _boundary(
+        self, iam: Any, entity: str, name: str, where: str, found: UserPolicies,
+        add: Callable[[str, Any, list[Statement]], None], result: CollectResult,
+    ) -> None:
+        """A user's or role's permission boundary (GetUser / GetRole: the lists omit it)."""
+        key = _IAM_ENTITY[entity][3]
+        detail_key = key.removesuffix("Name")
+        detail = self._call(getattr(iam, f"get_{entity}"), where, result, **{key: name}) or {}
+        boundary = ((detail.get(detail_key) or {}).get("PermissionsBoundary") or {}).get(
             "PermissionsBoundaryArn"
         )
         if boundary:
@@ -729,7 +687,6 @@ class AwsSource:
                 found.unreadable.append(label)
             else:
                 add(label, document, found.boundary)
-        return found
 
     def _managed(
         self, iam: Any, operation: str, where: str, result: CollectResult, **kwargs: Any
@@ -1027,6 +984,34 @@ class AwsSource:
 
 # ---------------------------------------------------------------------------------------
 # helpers
+
+# IAM entity -> (attached policies op, inline policy list op, inline policy get op, name key)
+_IAM_ENTITY = {
+    "user": ("list_attached_user_policies", "list_user_policies", "get_user_policy", "UserName"),
+    "group": (
+        "list_attached_group_policies", "list_group_policies", "get_group_policy", "GroupName"
+    ),
+    "role": ("list_attached_role_policies", "list_role_policies", "get_role_policy", "RoleName"),
+}
+
+
+def _adder(
+    found: UserPolicies, where: str, result: CollectResult
+) -> Callable[[str, Any, list[Statement]], None]:
+    """Parse one policy document into a statement list; one keyshift cannot read is named in
+    ``result.errors`` and in ``found.unreadable`` (its grants become unknown)."""
+
+    def add(label: str, document: Any, into: list[Statement]) -> None:
+        try:
+            into += parse_policy_document(label, document)
+        except PolicyDocumentError as exc:
+            found.unreadable.append(label)
+            result.errors.append(
+                ItemError(where=where, message=f"{exc}; what it grants is unknown")
+            )
+
+    return add
+
 
 SM_LAST_ACCESSED = "aws:secretsmanager:last-accessed (day)"  # a date, never a time of day
 _BATCH = 20  # BatchGetSecretValue's most secrets a request
