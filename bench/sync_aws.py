@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets as stdlib_secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,19 +44,11 @@ from typing import Any
 import boto3
 import botocore.config
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, free_port, stop  # also puts the repository on sys.path
 
 REGION = "us-east-1"
 # one answer: secret names, {user: owner tag}, access key ids
 Answer = tuple[frozenset[str], dict[str, str | None], frozenset[str]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto(workdir: Path) -> tuple[subprocess.Popen, str]:
@@ -82,16 +72,6 @@ def start_moto(workdir: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
     stop(proc)
     sys.exit("bench: moto did not start within 45 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def client(service: str, address: str, workers: int) -> Any:
