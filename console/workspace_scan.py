@@ -47,7 +47,7 @@ import multiprocessing
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +58,7 @@ BINARY_SNIFF_BYTES = 8192
 IGNORE_FILES = (".gitignore", ".keyshiftignore")
 KNOWN_DETECTOR = "Known Credential"  # a known value no detect-secrets plugin reported there
 MIN_TOKEN_CHARS = 12
+_SEEN_MAX = 200_000  # candidate strings whose answer a worker remembers across files
 
 # why a file was not scanned (the reason vocabulary is part of the CLI's JSON output)
 TOO_LARGE = "too-large"
@@ -260,9 +261,11 @@ class _Walk:
 # --- scanning one file (in a worker process) ------------------------------------------------
 
 # base64 / base64url runs (the shapes API keys take), with up to two "=" of padding
-_TOKEN_RE = re.compile(rf"[A-Za-z0-9_\-+/]{{{MIN_TOKEN_CHARS},}}={{0,2}}")
+# (each starts where a run starts: the lookbehind fails at once inside a short run, where the
+# engine would otherwise read ahead again from every character)
+_TOKEN_RE = re.compile(rf"(?<![A-Za-z0-9_\-+/])[A-Za-z0-9_\-+/]{{{MIN_TOKEN_CHARS},}}={{0,2}}")
 # whitespace-separated words (a key of any shape in a log line), less the punctuation around
-_WORD_RE = re.compile(rf"\S{{{MIN_TOKEN_CHARS},}}")
+_WORD_RE = re.compile(rf"(?<!\S)\S{{{MIN_TOKEN_CHARS},}}")
 _WORD_EDGES = "\"'`()[]{}<>,;.:!?"
 # KEY=VALUE (env files, shell, Dockerfile ENV) and key: value (YAML), one per line
 _ASSIGN_RE = re.compile(
@@ -271,6 +274,7 @@ _ASSIGN_RE = re.compile(
     re.MULTILINE,
 )
 _NEWLINE_RE = re.compile("\n")
+_SEGMENT_RE = re.compile(r"[/+]")
 
 
 class _NamedText(io.StringIO):
@@ -432,24 +436,41 @@ class _Scanner:
 
         self.key = key
         self.known = known
+        # the lookup table by the digest's first 16 bytes (what the 32 hex digits say), so a
+        # candidate costs one C call and no hex formatting
+        self._by_digest: dict[bytes, tuple[str, ...]] = {}
+        for fingerprint, ids in known.items():
+            prefix, _, hexdigits = fingerprint.partition(":")
+            if prefix == "hmac-sha256" and len(hexdigits) == 32:
+                with contextlib.suppress(ValueError):
+                    self._by_digest[bytes.fromhex(hexdigits)] = ids
+        # answers for strings seen in earlier files (identifiers, words and paths repeat across
+        # a tree); in this process's memory only, for this scan, bounded
+        self._seen: dict[str, tuple[str, ...]] = {}
         self.plugins = list(get_plugins())
         self.prefilter = _Prefilter(self.plugins)
 
     # fingerprints -------------------------------------------------------------------------
 
     def _fingerprint(self, value: str) -> str:
-        # the same function as console.fingerprint.fingerprint (a test pins them equal); the
-        # key is handed over once, so a worker never opens the keyring
+        """console.fingerprint.fingerprint (a test pins them equal); the key is handed over
+        once, so a worker never opens the keyring."""
         assert self.key is not None
-        digest = hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
-        return f"hmac-sha256:{digest[:32]}"
+        return "hmac-sha256:" + hmac.digest(self.key, value.encode(), "sha256")[:16].hex()
 
     def _known_ids(self, value: str, cache: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-        if not self.known or not value:
+        if not self._by_digest or not value:
             return ()
         ids = cache.get(value)
         if ids is None:
-            ids = self.known.get(self._fingerprint(value), ())
+            ids = self._seen.get(value)
+            if ids is None:
+                assert self.key is not None
+                digest = hmac.digest(self.key, value.encode(), "sha256")[:16]
+                ids = self._by_digest.get(digest, ())
+                if len(self._seen) >= _SEEN_MAX:
+                    self._seen.clear()
+                self._seen[value] = ids
             cache[value] = ids
         return ids
 
@@ -512,10 +533,20 @@ class _Scanner:
             if ids:
                 seen.setdefault(line, {})[value] = ids
 
-        if self.known:
+        if self._by_digest:
             for line, value in candidates:
                 note(line, value)
-            self._plain_values(text, note)
+            newlines: list[int] | None = None
+            for value in _plain_candidates(text):
+                if not self._known_ids(value, cache):
+                    continue
+                # a known value: every line it is on (each is plain text of it)
+                if newlines is None:
+                    newlines = [m.start() for m in _NEWLINE_RE.finditer(text)]
+                at = text.find(value)
+                while at != -1:
+                    note(bisect.bisect_left(newlines, at) + 1, value)
+                    at = text.find(value, at + 1)
         known: dict[tuple[int, str], set[str]] = {
             (line, cid): set() for line, values in seen.items()
             for ids in values.values() for cid in ids
@@ -623,33 +654,23 @@ class _Scanner:
                     found = True
         return found
 
-    @staticmethod
-    def _plain_values(text: str, note: Callable[[int, str], None]) -> None:
-        """Candidates where no plugin looks: assignment values, words and long tokens."""
-        newlines = [m.start() for m in _NEWLINE_RE.finditer(text)]
 
-        def line_of(pos: int) -> int:
-            return bisect.bisect_left(newlines, pos) + 1
-
-        for m in _ASSIGN_RE.finditer(text):
-            line = line_of(m.start(1))
-            for value in _assignment_values(m.group(1)):
-                note(line, value)
-        for m in _WORD_RE.finditer(text):
-            raw = m.group()
-            line = line_of(m.start())
-            note(line, raw)
-            stripped = raw.strip(_WORD_EDGES)
-            if stripped != raw:
-                note(line, stripped)
-        for m in _TOKEN_RE.finditer(text):
-            token = m.group()
-            line = line_of(m.start())
-            note(line, token)
-            if "/" in token or "+" in token:  # a path or a URL: its segments too
-                for piece in re.split(r"[/+]", token):
-                    if len(piece) >= MIN_TOKEN_CHARS:
-                        note(line, piece)
+def _plain_candidates(text: str) -> set[str]:
+    """Candidates where no plugin looks: assignment values, words (and words without the
+    punctuation around them), long base64-alphabet tokens (and a path's or URL's segments)."""
+    values: set[str] = set()
+    for raw in _ASSIGN_RE.findall(text):
+        values.update(_assignment_values(raw))
+    words = set(_WORD_RE.findall(text))
+    values |= words
+    values.update(w.strip(_WORD_EDGES) for w in words)
+    tokens = set(_TOKEN_RE.findall(text))
+    values |= tokens
+    for token in tokens:
+        if "/" in token or "+" in token:
+            values.update(p for p in _SEGMENT_RE.split(token) if len(p) >= MIN_TOKEN_CHARS)
+    values.discard("")
+    return values
 
 
 def _assignment_values(raw: str) -> list[str]:
