@@ -162,6 +162,9 @@ class ReadPosition(_Record):
     offset: int
     head: str
     malformed: int = 0  # lines skipped as unparseable, over the log's life as keyshift saw it
+    # the time of the first line keyshift has read without a gap since: use evidence covers
+    # everything after it (None: not known)
+    covers_since: datetime | None = None
 
 
 class ItemError(_Record):

@@ -3,9 +3,10 @@ and the TUI.
 
 - owner: ``none`` when nobody owns it.
 - expires: ``never`` when it has no expiry and no TTL.
-- last use: a time when evidence shows one; ``unknown`` when no evidence covers it. (``never``
-  would mean evidence covering the credential's whole life shows no use; keyshift does not
-  track that coverage yet, so it never says so.)
+- last use: a time when evidence shows one; ``unknown`` when none does. The columns and the
+  filter do not say ``never``: only the finding ``use.never-used`` does, where evidence covers
+  the credential's whole life (a Vault audit log that began before it was created, AWS's
+  record of an access key), and it names that evidence.
 - status: ``stale`` when its source failed to sync and the row shows what was last known.
 """
 
@@ -17,6 +18,9 @@ NONE = "none"
 NEVER = "never"
 UNKNOWN = "unknown"
 STALE = "stale"
+# an IAM key's ``last_used`` tag when AWS answered with no use: AWS records a key's last use
+# for its whole life, so this is evidence of no use (console/findings/use.py), not its lack
+NO_USE_RECORDED = "none recorded (GetAccessKeyLastUsed)"
 
 LEGEND = (
     f"owner {NONE}: nobody owns it; expires {NEVER}: no expiry and no TTL; last use "

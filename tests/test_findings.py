@@ -19,9 +19,10 @@ from console.audit import AuditLog
 from console.config import LoadedInventory, loads_inventory
 from console.findings import ExposureHit
 from console.findings.facts import gather
-from console.model import Credential, Grant, UsageEvent
+from console.model import Credential, Grant, ReadPosition, UsageEvent
 from console.process import me
 from console.store import Store, ts
+from console.vocabulary import NO_USE_RECORDED
 
 KEYSHIFT = str(Path(sys.executable).parent / "keyshift")
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -85,9 +86,13 @@ class World:
         self.tmp = tmp_path
 
     def put(self, creds: list[Credential], grants: list[Grant] = (),  # type: ignore[assignment]
-            usage: list[UsageEvent] = (), source: str = "v") -> None:  # type: ignore[assignment]
+            usage: list[UsageEvent] = (), source: str = "v",  # type: ignore[assignment]
+            covers_since: datetime | None = None) -> None:
         sync = self.store.begin_sync([source], "tester")
-        self.store.apply_source(sync, source, creds, list(grants), list(usage), [], True)
+        positions = [ReadPosition(log="/var/log/vault-audit.log", inode=1, offset=10, head="h",
+                                  covers_since=covers_since)] if covers_since else []
+        self.store.apply_source(sync, source, creds, list(grants), list(usage), [], True,
+                                positions)
         self.store.finish_sync(sync, "ok", {})
 
     def drafts(self, hits: list[ExposureHit] | None = None) -> list[findings.Draft]:
@@ -209,9 +214,50 @@ def test_stale_and_use_without_grant(world: World) -> None:
     by_key = {d.key: d for d in without}
     assert "agent dev-bot, which holds no grant" in by_key["approle:dev-bot"].evidence
     assert "no agent of the inventory runs as" in by_key["approle:stranger"].evidence
-    # rules keyshift cannot evaluate yet say so, and fire nothing
-    assert not findings.RULES["use.never-used"].evaluated
-    assert findings.RULES["use.never-used"].why_not
+    assert all(r.evaluated for r in findings.RULES.values())
+
+
+def test_never_used_only_where_evidence_covers_its_whole_life(world: World) -> None:
+    since = NOW - timedelta(days=400)  # the audit log began here
+    covered = kv("covered", created_at=NOW - timedelta(days=200), sensitivity="low")
+    older = kv("older-than-the-log", created_at=NOW - timedelta(days=500), sensitivity="low")
+    young = kv("young", created_at=NOW - timedelta(days=10), sensitivity="low")
+    used = kv("used", created_at=NOW - timedelta(days=200), sensitivity="low",
+              last_used_at=NOW - timedelta(days=1), last_used_evidence="vault:audit")
+    key = kv("AKIAEXAMPLE", kind="iam-key", id="aws:iam-key:AKIAEXAMPLE", source="aws",
+             created_at=NOW - timedelta(days=200), sensitivity="low",
+             tags={"last_used": NO_USE_RECORDED})
+    key_unknown = kv("AKIAUNKNOWN", kind="iam-key", id="aws:iam-key:AKIAUNKNOWN", source="aws",
+                     created_at=NOW - timedelta(days=200), sensitivity="low")
+    world.put([covered, older, young, used], covers_since=since)
+    world.put([key, key_unknown], source="aws")
+    never = world.fired("use.never-used")
+    assert set(never) == {covered.id, key.id}
+    assert "audit log covers it since" in never[covered.id].evidence
+    assert "GetAccessKeyLastUsed" in never[key.id].evidence
+
+
+def test_grant_unused_within_the_covered_window(world: World) -> None:
+    since = NOW - timedelta(days=200)
+    cred = kv("billing", created_at=NOW - timedelta(days=300))  # high: stale after 30 days
+    fresh_log = kv("fresh-log", source="w", id="w:kv:secret/fresh",
+                   created_at=NOW - timedelta(days=300))
+    world.put(
+        [cred],
+        [grant("prod-bot", cred, "secret/billing"), grant("dev-bot", cred, "secret/billing")],
+        [UsageEvent(credential_id=cred.id, at=NOW - timedelta(days=3),
+                    identity="approle:prod-bot", evidence="vault:audit"),
+         UsageEvent(credential_id=cred.id, at=NOW - timedelta(days=60),
+                    identity="approle:dev-bot", evidence="vault:audit")],
+        covers_since=since,
+    )
+    # a log younger than the window says nothing about the window
+    world.put([fresh_log], [grant("dev-bot", fresh_log, "secret/fresh")], source="w",
+              covers_since=NOW - timedelta(days=5))
+    unused = [d for d in world.drafts() if d.rule == "use.grant-unused"]
+    assert [(d.agent, d.credential_id) for d in unused] == [("dev-bot", cred.id)]
+    assert "has not in 30 days" in unused[0].title
+    assert "last used" in unused[0].evidence
 
 
 # -- sharing ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from test_sources_vault import VAULT, base_inventory, loaded_from, vault_cfg
 
 from console.audit import AuditLog
 from console.sources.vault import VaultSource
-from console.sources.vault_audit import SEED_MARK, read_audit_log
+from console.sources.vault_audit import SEED_MARK, parse_vault_time, read_audit_log
 from console.store import Store
 from console.sync import run_sync
 
@@ -109,6 +109,23 @@ def test_truncation_and_replacement_are_said_and_read_from_the_start(tmp_path: P
     third = read_audit_log(log, second.position)
     assert times(third) == expected(range(40, 43))
     assert third.gap and "truncated or replaced" in third.gap
+
+
+def test_the_evidence_covers_from_the_first_line_until_a_gap(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(entry(n) for n in range(3)))
+    first = read_audit_log(log)
+    assert first.position.covers_since == parse_vault_time(json.loads(entry(0))["time"])
+    with log.open("ab") as fh:
+        fh.write(entry(9))
+    log.rename(tmp_path / "audit.log.1")
+    log.write_bytes(entry(20))
+    rotated = read_audit_log(log, first.position)
+    assert rotated.position.covers_since == first.position.covers_since  # no gap
+    log.unlink()
+    log.write_bytes(entry(30))
+    gap = read_audit_log(log, rotated.position)
+    assert gap.gap and gap.position.covers_since == parse_vault_time(json.loads(entry(30))["time"])
 
 
 def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ class Facts:
     usage: list[dict] = field(default_factory=list)  # latest use per (credential, identity)
     delivery: list[set[str]] = field(default_factory=list)  # rows holding one value by design
     hits: list[ExposureHit] | None = None  # None: no scan ran (exposure not evaluated)
+    # source -> since when its use evidence (the Vault audit log) runs without a gap
+    coverage: dict[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_id = {c.id: c for c in self.credentials}
@@ -119,4 +121,5 @@ def gather(
         usage=usage,
         delivery=delivery_groups(loaded, store) if loaded else [],
         hits=hits,
+        coverage=store.evidence_coverage(),
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 from console.findings.facts import Facts
+from console.findings.grant_shape import reaches, through_wide_rule
 from console.findings.rules import Draft, Rule, by_sensitivity
 from console.inventory import VaultIdentity
+from console.vocabulary import NO_USE_RECORDED
 
 RULES = [
     Rule("use.stale", "use", "low",
@@ -16,20 +19,75 @@ RULES = [
          "Used by an identity no agent of the inventory holds a grant through: either the "
          "inventory is wrong, or someone else has the value."),
     Rule("use.never-used", "use", "low",
-         "Never used while evidence covered its whole life.", evaluated=False,
-         why_not="keyshift does not yet record how far back each source's evidence reaches, "
-         "so an empty last use is unknown, not never"),
+         "Never used in its life, and the evidence covers all of it (a Vault audit log that "
+         "began before it was created; AWS's last use of an access key): it can go."),
     Rule("use.grant-unused", "use", "low",
-         "A grant its agent has not used within stale_after_days (least privilege).",
-         evaluated=False,
-         why_not="keyshift does not yet record how far back each source's evidence reaches, "
-         "so an unused grant cannot be told from one whose use predates the evidence"),
+         "An agent can reach it and has not used it in stale_after_days, while the Vault "
+         "audit log covered that whole time: a grant it does not need (least privilege)."),
 ]
+
+
+# the kinds whose use the Vault audit log records (reads of their data path)
+AUDITED_KINDS = frozenset({"kv", "kv-v1"})
 
 
 def check(facts: Facts) -> Iterator[Draft]:
     yield from _stale(facts)
     yield from _without_grant(facts)
+    yield from _never_used(facts)
+    yield from _grant_unused(facts)
+
+
+def _never_used(facts: Facts) -> Iterator[Draft]:
+    for cred in facts.credentials:
+        if cred.last_used_at is not None or cred.created_at is None:
+            continue  # used, or its life's start unknown: nothing covers "all of it"
+        days = int((facts.now - cred.created_at).total_seconds() // 86400)
+        if days <= facts.stale_after_days(cred):
+            continue  # young: not using it yet is no finding
+        since = facts.coverage.get(cred.source)
+        if cred.kind in AUDITED_KINDS and since is not None and since <= cred.created_at:
+            evidence = f"the audit log covers it since {since.date().isoformat()}"
+        elif cred.kind == "iam-key" and cred.tags.get("last_used") == NO_USE_RECORDED:
+            evidence = "AWS records no use of this key (GetAccessKeyLastUsed)"
+        else:
+            continue  # no evidence that covers its whole life: unknown, not never
+        yield Draft("use.never-used", by_sensitivity(cred.sensitivity, "medium", "low"),
+                    f"{cred.name} never used in its {days} days",
+                    f"created {cred.created_at.date().isoformat()}; {evidence}",
+                    credential_id=cred.id)
+
+
+def _grant_unused(facts: Facts) -> Iterator[Draft]:
+    agents_of = _identity_agents(facts)
+    last_use: dict[tuple[str, str], datetime] = {}  # (agent, credential) -> latest use
+    for use in facts.usage:
+        at = datetime.fromisoformat(use["at"]) if isinstance(use["at"], str) else use["at"]
+        for agent in agents_of.get(use["identity"], set()):
+            key = (agent, use["credential_id"])
+            if key not in last_use or at > last_use[key]:
+                last_use[key] = at
+    for cred in facts.credentials:
+        since = facts.coverage.get(cred.source)
+        if cred.kind not in AUDITED_KINDS or since is None:
+            continue
+        window = timedelta(days=facts.stale_after_days(cred))
+        start = facts.now - window
+        if since > start or cred.created_at is None or cred.created_at > start:
+            continue  # the evidence (or the credential) is younger than the window
+        for grant in facts.grants_of.get(cred.id, []):
+            if not reaches(grant.capabilities) or through_wide_rule(grant.chain):
+                continue  # a wide rule's reach is that rule's finding
+            used = last_use.get((grant.agent, cred.id))
+            if used is not None and used >= start:
+                continue
+            last = f"last used {used.date().isoformat()}" if used else "never used"
+            yield Draft("use.grant-unused", by_sensitivity(cred.sensitivity, "medium", "low"),
+                        f"{grant.agent} can read {cred.name} and has not in "
+                        f"{window.days} days",
+                        f"{last} by {grant.agent}; the audit log covers since "
+                        f"{since.date().isoformat()}; chain {' → '.join(grant.chain)}",
+                        credential_id=cred.id, agent=grant.agent)
 
 
 def _stale(facts: Facts) -> Iterator[Draft]:

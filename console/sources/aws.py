@@ -43,6 +43,7 @@ from console.sources.aws_policy import (
     parse_policy_document,
 )
 from console.sources.base import CollectResult, Progress
+from console.vocabulary import NO_USE_RECORDED
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
@@ -775,6 +776,10 @@ class AwsSource:
                 ):
                     if info.get(src) and info[src] != "N/A":
                         extra[dst] = str(info[src])
+                if used is not None and last is None and "used_by" not in extra:
+                    # AWS answered and has no use: it records a key's last use for its whole
+                    # life (since 2015), so this is evidence of no use, not a lack of it
+                    extra["last_used"] = NO_USE_RECORDED
                 created = _utc(key.get("CreateDate"))
                 cred = Credential(
                     id=credential_id(self.name, "iam-key", key_id),

@@ -115,14 +115,30 @@ def read_audit_log(path: Path, start: ReadPosition | None = None) -> AuditBatch:
                 "is not beside it: lines written after that read were not seen"
             )
     end = _read_lines(path, offset, batch, final=False)
+    # the evidence runs without a gap from the first line read after the last gap (or ever)
+    covers_since = start.covers_since if start is not None and not batch.gap else None
+    if covers_since is None and end > 0:
+        covers_since = _first_time(path)
     batch.position = ReadPosition(
         log=str(path),
         inode=st.st_ino,
         offset=end,
         head=head or _head(path),
         malformed=malformed_before + batch.malformed,
+        covers_since=covers_since,
     )
     return batch
+
+
+def _first_time(path: Path) -> datetime | None:
+    """The time of the log's first entry: where its evidence starts."""
+    with path.open("rb") as fh:
+        first = fh.readline()
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return None
+    return parse_vault_time(entry.get("time")) if isinstance(entry, dict) else None
 
 
 def _read_lines(path: Path, offset: int, batch: AuditBatch, *, final: bool) -> int:

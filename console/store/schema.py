@@ -403,6 +403,7 @@ def _m004_read_positions(db: sqlite_utils.Database) -> None:
               offset INTEGER NOT NULL,
               head TEXT NOT NULL,
               malformed INTEGER NOT NULL DEFAULT 0,
+              covers_since TEXT,
               updated_at TEXT NOT NULL,
               PRIMARY KEY (source, log)
             )"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from console.model import (
     Credential,
@@ -26,6 +27,7 @@ from console.store.rows import (
     from_json,
     iter_rows,
     keep_what_a_partial_listing_blanked,
+    parse_ts,
     to_json,
     ts,
     utcnow,
@@ -225,11 +227,14 @@ class SyncRows(StoreBase):
             # leaves both where they were, so the next sync reads those lines again
             conn.executemany(
                 "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, log) DO UPDATE "
+                "covers_since, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(source, log) DO UPDATE "
                 "SET inode = excluded.inode, offset = excluded.offset, head = excluded.head, "
-                "malformed = excluded.malformed, updated_at = excluded.updated_at",
+                "malformed = excluded.malformed, covers_since = excluded.covers_since, "
+                "updated_at = excluded.updated_at",
                 [
-                    (source, p.log, p.inode, p.offset, p.head, p.malformed, now)
+                    (source, p.log, p.inode, p.offset, p.head, p.malformed, ts(p.covers_since),
+                     now)
                     for p in positions or []
                 ],
             )
@@ -248,9 +253,23 @@ class SyncRows(StoreBase):
                 offset=r["offset"],
                 head=r["head"],
                 malformed=r["malformed"],
+                covers_since=parse_ts(r["covers_since"]),
             )
             for r in self._read("SELECT * FROM read_positions WHERE source = ?", (source,))
         }
+
+    def evidence_coverage(self) -> dict[str, datetime]:
+        """Source -> since when its use evidence runs without a gap (the latest start of its
+        logs: a source is covered only where every log of it is)."""
+        out: dict[str, datetime] = {}
+        for r in self._read(
+            "SELECT source, max(covers_since) AS since FROM read_positions "
+            "WHERE covers_since IS NOT NULL GROUP BY source"
+        ):
+            since = parse_ts(r["since"])
+            if since is not None:
+                out[r["source"]] = since
+        return out
 
     def _insert_credential_rows(
         self, conn: sqlite3.Connection, rows: list[dict], now: str | None, sync_id: int | None
