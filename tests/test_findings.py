@@ -19,6 +19,7 @@ from console.audit import AuditLog
 from console.config import LoadedInventory, loads_inventory
 from console.findings import ExposureHit
 from console.findings.facts import gather
+from console.findings.records import as_json
 from console.model import Credential, Grant, ReadPosition, UsageEvent
 from console.process import me
 from console.store import Store, ts
@@ -361,7 +362,9 @@ def test_open_accept_lapse_reopen_and_resolve(world: World) -> None:
     world.store.accept_finding(fid, until, "owner being hired", "alice")
     again = world.refresh(NOW + timedelta(days=1))
     assert fid not in again.reopened and world.store.get_finding(fid)["status"] == "accepted"
-    lapsed = world.refresh(NOW + timedelta(days=8))
+    with time_machine.travel(NOW + timedelta(days=8), tick=False):  # the clock, not an argument
+        assert as_json(world.store.get_finding(fid), datetime.now(UTC))["status"] == "open"
+        lapsed = findings.refresh(world.store, world.loaded, world.audit, "tester")
     assert fid in lapsed.reopened and world.store.get_finding(fid)["status"] == "open"
     world.put([kv("orphan", owner="team-a")])
     fixed = world.refresh(NOW + timedelta(days=9))
