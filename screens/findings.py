@@ -146,6 +146,7 @@ class AcceptPrompt(ModalScreen[tuple[str, str] | None]):
     """Until when, and why: dismisses with both, or None when cancelled."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="accept.cancel")]
+    # centred like the other prompts (keyshift.tcss)
 
     def __init__(self, row: Row) -> None:
         super().__init__(id="accept-prompt")
