@@ -104,6 +104,21 @@ def seed(address: str, n_secrets: int, n_users: int) -> Answer:
     return frozenset(names), dict(users), frozenset(keys)
 
 
+def one_user(iam: Any, u: dict[str, Any]) -> tuple[str, str | None, list[str]]:
+    """One user's owner tag and keys, each key's last use asked (both sides make these calls
+    the same way: ListUserTags, ListAccessKeys, GetAccessKeyLastUsed)."""
+    name = u["UserName"]
+    tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=name)["Tags"]}
+    keys = [
+        k["AccessKeyId"]
+        for page in iam.get_paginator("list_access_keys").paginate(UserName=name)
+        for k in page["AccessKeyMetadata"]
+    ]
+    for key in keys:
+        iam.get_access_key_last_used(AccessKeyId=key)
+    return name, tags.get("owner"), keys
+
+
 def baseline(sm: Any, iam: Any, workers: int) -> Answer:
     """boto3 paginators, then one request per secret / user / key on a thread pool."""
     listed = [
@@ -116,23 +131,11 @@ def baseline(sm: Any, iam: Any, workers: int) -> Answer:
         got.clear()  # read to fingerprint, as keyshift does; never kept
         return str(item["Name"])
 
-    def one_user(u: dict[str, Any]) -> tuple[str, str | None, list[str]]:
-        name = u["UserName"]
-        tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=name)["Tags"]}
-        keys = [
-            k["AccessKeyId"]
-            for page in iam.get_paginator("list_access_keys").paginate(UserName=name)
-            for k in page["AccessKeyMetadata"]
-        ]
-        for key in keys:
-            iam.get_access_key_last_used(AccessKeyId=key)
-        return name, tags.get("owner"), keys
-
     with ThreadPoolExecutor(workers) as pool:
         names = frozenset(pool.map(value, listed))
         owners: dict[str, str | None] = {}
         keys: set[str] = set()
-        for name, owner, user_keys in pool.map(one_user, users):
+        for name, owner, user_keys in pool.map(lambda u: one_user(iam, u), users):
             owners[name] = owner
             keys.update(user_keys)
     return names, owners, frozenset(keys)
@@ -151,18 +154,6 @@ def floor(sm: Any, iam: Any, workers: int) -> Answer:
         got.clear()
         return count
 
-    def one_user(u: dict[str, Any]) -> tuple[str, str | None, list[str]]:
-        name = u["UserName"]
-        tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=name)["Tags"]}
-        keys = [
-            k["AccessKeyId"]
-            for page in iam.get_paginator("list_access_keys").paginate(UserName=name)
-            for k in page["AccessKeyMetadata"]
-        ]
-        for key in keys:
-            iam.get_access_key_last_used(AccessKeyId=key)
-        return name, tags.get("owner"), keys
-
     with ThreadPoolExecutor(workers) as pool:
         chunks = [listed[i : i + 20] for i in range(0, len(listed), 20)]
         read = sum(pool.map(batch, chunks))
@@ -170,7 +161,7 @@ def floor(sm: Any, iam: Any, workers: int) -> Answer:
             sys.exit(f"bench: the floor read {read} values of {len(listed)}")
         owners: dict[str, str | None] = {}
         keys: set[str] = set()
-        for name, owner, user_keys in pool.map(one_user, users):
+        for name, owner, user_keys in pool.map(lambda u: one_user(iam, u), users):
             owners[name] = owner
             keys.update(user_keys)
     return frozenset(s["Name"] for s in listed), owners, frozenset(keys)
