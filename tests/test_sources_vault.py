@@ -237,20 +237,25 @@ def test_grants_follow_the_seeded_policies(seeded_sandbox: Any, tmp_path: Path) 
     assert grants[("ci-runner", "secret/agents/ci/deploy")].capabilities == ["read"]
 
 
-def test_usage_from_the_audit_log(seeded_sandbox: Any, vault: Any, tmp_path: Path) -> None:
-    """An agent's real login and read become its use of that secret; the sandbox seed's own
-    reads as the agents (marked on their secret-ids) and keyshift's reads do not."""
+def agent_read(seeded_sandbox: Any, vault: Any, role: str, path: str) -> None:
+    """A real agent's read: an AppRole login as ``role``, then a KV v2 read of secret/``path``
+    (what the audit log records as that agent's use)."""
     import hvac
 
-    role_id = vault.auth.approle.read_role_id(role_name="support-bot")["data"]["role_id"]
-    secret_id = vault.auth.approle.generate_secret_id(role_name="support-bot")["data"][
-        "secret_id"
-    ]
+    role_id = vault.auth.approle.read_role_id(role_name=role)["data"]["role_id"]
+    secret_id = vault.auth.approle.generate_secret_id(role_name=role)["data"]["secret_id"]
     agent = hvac.Client(url=seeded_sandbox.state.vault_addr, timeout=30)
     agent.auth.approle.login(role_id=role_id, secret_id=secret_id)
     agent.secrets.kv.v2.read_secret_version(
-        path="agents/support/openai", mount_point="secret", raise_on_deleted_version=True
+        path=path, mount_point="secret", raise_on_deleted_version=True
     )
+
+
+def test_usage_from_the_audit_log(seeded_sandbox: Any, vault: Any, tmp_path: Path) -> None:
+    """An agent's real login and read become its use of that secret; the sandbox seed's own
+    reads as the agents (marked on their secret-ids) and keyshift's reads do not."""
+    began = datetime.now(UTC)  # other tests may have read it before (same clock as the server)
+    agent_read(seeded_sandbox, vault, "support-bot", "agents/support/openai")
     loaded = loaded_from(base_inventory(), tmp_path)
     for _ in range(2):  # keyshift's own fingerprint reads of the first pass must not count
         result = VaultSource(vault_cfg(loaded), loaded).collect()
@@ -268,7 +273,7 @@ def test_usage_from_the_audit_log(seeded_sandbox: Any, vault: Any, tmp_path: Pat
     assert by_id[f"{VAULT}:kv:secret/agents/ci/unused"].last_used_at is None
     openai = by_id[f"{VAULT}:kv:secret/agents/support/openai"]
     assert openai.last_used_evidence == "vault:audit" and openai.last_used_at is not None
-    events = [u for u in result.usage if u.credential_id == openai.id]
+    events = [u for u in result.usage if u.credential_id == openai.id and u.at >= began]
     assert len(events) == 1 and events[0].identity == "approle:support-bot"
     assert events[0].evidence == "vault:audit" and events[0].operation == "read"
     assert events[0].remote == "127.0.0.1"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sources_vault import VAULT, base_inventory, loaded_from, vault_cfg
+from test_sources_vault import VAULT, agent_read, base_inventory, loaded_from, vault_cfg
 
 from console.audit import AuditLog
 from console.sources.vault import VaultSource
@@ -166,20 +166,6 @@ def rotated_audit_log(seeded_sandbox: Any):  # type: ignore[no-untyped-def]
             os.kill(seeded_sandbox.state.vault_pid, signal.SIGHUP)
 
 
-def _agent_read(seeded_sandbox: Any, vault: Any, path: str) -> None:
-    import hvac
-
-    role_id = vault.auth.approle.read_role_id(role_name="support-bot")["data"]["role_id"]
-    secret_id = vault.auth.approle.generate_secret_id(role_name="support-bot")["data"][
-        "secret_id"
-    ]
-    agent = hvac.Client(url=seeded_sandbox.state.vault_addr, timeout=30)
-    agent.auth.approle.login(role_id=role_id, secret_id=secret_id)
-    agent.secrets.kv.v2.read_secret_version(
-        path=path, mount_point="secret", raise_on_deleted_version=True
-    )
-
-
 def _wait_for(check: Any, what: str) -> None:
     for _ in range(200):
         if check():
@@ -217,7 +203,7 @@ def test_openbao_rotating_its_log_between_syncs_loses_nothing(
         )
 
     before = agent_reads_in_log()  # earlier tests' reads of the same secret, if any
-    _agent_read(seeded_sandbox, vault, "agents/support/openai")
+    agent_read(seeded_sandbox, vault, "support-bot", "agents/support/openai")
     _wait_for(lambda: agent_reads_in_log() == before + 1, "the first read in the log")
     run_sync(loaded, store, audit, actor="test", only=[VAULT])
     counted = len(store.usage_for_credential(cred_id))
@@ -225,12 +211,12 @@ def test_openbao_rotating_its_log_between_syncs_loses_nothing(
     # kept in the store; the log grew after the read (the sync's own requests are audited)
     assert 0 < store.read_positions(VAULT)[str(log)].offset <= log.stat().st_size
 
-    _agent_read(seeded_sandbox, vault, "agents/support/openai")
+    agent_read(seeded_sandbox, vault, "support-bot", "agents/support/openai")
     _wait_for(lambda: agent_reads_in_log() == before + 2, "the second read in the old file")
     log.rename(aside)
     os.kill(seeded_sandbox.state.vault_pid, signal.SIGHUP)
     _wait_for(log.exists, "OpenBao to reopen its audit log")
-    _agent_read(seeded_sandbox, vault, "agents/support/openai")
+    agent_read(seeded_sandbox, vault, "support-bot", "agents/support/openai")
     _wait_for(lambda: agent_reads_in_log() == before + 3, "the third read in the new file")
 
     source = VaultSource(vault_cfg(loaded), loaded)
