@@ -184,6 +184,8 @@ def aws_connection(source: AwsSource) -> AwsConnection:
         session = boto3.Session(
             aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
         )
+        if source.role_arn:
+            session = _assumed(source, session, endpoint, region)
         return AwsConnection(source.name, session, endpoint, region)
     region = source.regions[0] if source.regions else DEFAULT_REGION
     try:
@@ -198,4 +200,45 @@ def aws_connection(source: AwsSource) -> AwsConnection:
             f"({type(exc).__name__})",
             hint="check the profile in ~/.aws/config",
         ) from None
+    if source.role_arn:
+        session = _assumed(source, session, source.endpoint_url, region)
     return AwsConnection(source.name, session, source.endpoint_url, region)
+
+
+def _assumed(source: AwsSource, base: Any, endpoint: str | None, region: str) -> Any:
+    """A session that reads the account as ``source.role_arn``: assumed with ``base``'s
+    credentials, and assumed again by botocore when the role's credentials near their end,
+    so a long console session does not outlive them."""
+    import boto3
+    import botocore.credentials
+    import botocore.exceptions
+    import botocore.session
+
+    sts = base.client("sts", region_name=region, endpoint_url=endpoint)
+    ask: dict[str, Any] = {"RoleArn": source.role_arn, "RoleSessionName": f"keyshift-{source.name}"}
+    if source.external_id:
+        ask["ExternalId"] = source.external_id
+
+    def fetch() -> dict[str, str]:
+        try:
+            got = sts.assume_role(**ask)["Credentials"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise SourceError(
+                f"aws source {source.name!r}: cannot assume {source.role_arn} ({code})",
+                hint="the role's trust policy must allow the profile's principal (and the "
+                "external id, when one is set)",
+            ) from None
+        return {
+            "access_key": got["AccessKeyId"],
+            "secret_key": got["SecretAccessKey"],
+            "token": got["SessionToken"],
+            "expiry_time": got["Expiration"].isoformat(),
+        }
+
+    credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+        metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+    )
+    inner = botocore.session.get_session()
+    inner._credentials = credentials  # botocore has no public setter for refreshing creds
+    return boto3.Session(botocore_session=inner, region_name=region)

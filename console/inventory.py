@@ -124,6 +124,10 @@ class AwsSource(_Model):
     account_id: str | None = None
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"])
     profile: str | None = None  # the provider's standard chain when absent
+    # an IAM role to read the account as (another account's, say): assumed with the
+    # profile's (or the chain's) credentials, and assumed again before they expire
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/\S+$")
+    external_id: str | None = None
     endpoint_url: str | None = None
     services: list[Literal["secretsmanager", "ssm", "iam"]] = Field(
         default_factory=lambda: ["secretsmanager", "ssm", "iam"]

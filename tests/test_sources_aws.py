@@ -631,3 +631,55 @@ def test_resource_policies_and_customer_keys_shape_the_grants(
     )
     assert creds[sealed_grant.credential_id].tags["kms_key"] == key_arn
     assert grants[("owner", shared)].capabilities[0] == "secretsmanager:GetSecretValue"
+
+
+def test_a_source_reads_the_account_as_an_assumed_role(
+    seeded_sandbox: Any, iam: Any, tmp_path: Path
+) -> None:
+    """``role_arn``: the source's credentials assume the role and everything is read as it
+    (moto enforces the role's own policy: it may list secrets, not IAM users). A role that
+    cannot be assumed is one line, never a traceback."""
+    from console.connections import aws_connection
+
+    suffix = uuid.uuid4().hex[:6]
+    me = iam.get_user()["User"]["Arn"]  # the sandbox's admin user, the source's credentials
+    account = me.split(":")[4]
+    role = iam.create_role(
+        RoleName=f"auditor-{suffix}",
+        AssumeRolePolicyDocument=_document(  # moto checks the trust names the caller
+            {"Effect": "Allow", "Principal": {"AWS": me}, "Action": "sts:AssumeRole"}
+        ),
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=role["RoleName"], PolicyName="list-secrets",
+        PolicyDocument=_document({"Effect": "Allow", "Resource": "*",
+                                  "Action": ["secretsmanager:ListSecrets",
+                                             "secretsmanager:BatchGetSecretValue",
+                                             "secretsmanager:GetSecretValue"]}),
+    )
+    inv = base_inventory()
+    inv["sources"] = [{"name": "as-role", "type": "aws", "sandbox": True,
+                       "role_arn": role["Arn"], "services": ["secretsmanager", "iam"]}]
+    inv["agents"], inv["credentials"], inv["sandbox"] = [], [], None
+    loaded = loaded_from(inv, tmp_path)
+    conn = aws_connection(loaded.source("as-role"))
+    caller = conn.client("sts").get_caller_identity()["Arn"]
+    assert f"assumed-role/{role['RoleName']}/keyshift-as-role" in caller
+    result = AwsSource(loaded.source("as-role"), loaded).collect()
+    assert any(c.kind == "secretsmanager" for c in result.credentials)
+    assert not any(c.kind == "iam-key" for c in result.credentials)  # the role may not
+    assert any("iam" in e.where.lower() for e in result.errors)
+    untrusting = iam.create_role(
+        RoleName=f"not-you-{suffix}",
+        AssumeRolePolicyDocument=_document(
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:user/someone"},
+             "Action": "sts:AssumeRole"}
+        ),
+    )["Role"]
+    inv["sources"][0]["role_arn"] = untrusting["Arn"]
+    other = loaded_from(inv, tmp_path)
+    with pytest.raises(SourceError) as err:
+        AwsSource(other.source("as-role"), other).collect()
+    line = err.value.one_line()
+    assert "cannot assume" in line and "AccessDenied" in line and f"not-you-{suffix}" in line
+    assert "\n" not in line
