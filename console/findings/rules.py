@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+from console.model import Severity
+
+# most severe first, as the domain orders them (console.model.Severity)
+SEVERITIES = tuple(s.value for s in Severity)
 SEVERITY_RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}
 
 

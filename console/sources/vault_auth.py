@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.model import Credential, Grant, ItemError, credential_id
 from console.sources.base import CollectResult
+from console.sources.vault_audit import parse_vault_time
 
 if TYPE_CHECKING:
     from console.sources.vault import VaultClient
@@ -25,16 +26,6 @@ if TYPE_CHECKING:
 Holders = dict[str, list[tuple[str, str | None, str | None]]]
 TOKEN_KIND = "vault-token"
 SECRET_ID_KIND = "approle-secret-id"
-
-
-def _time(value: Any) -> datetime | None:
-    if not value or str(value).startswith("0001-01-01"):
-        return None  # the server's zero time: none set
-    try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _seconds(value: Any) -> int | None:
@@ -159,7 +150,7 @@ class AuthLister:
         if accessor == own:
             tags["keyshift"] = "the token keyshift reads this source with"
         policies = sorted(set(data.get("policies") or []))
-        issued = _time(data.get("issue_time")) or _from_unix(data.get("creation_time"))
+        issued = parse_vault_time(data.get("issue_time")) or _from_unix(data.get("creation_time"))
         self._record(
             result,
             TOKEN_KIND,
@@ -169,7 +160,7 @@ class AuthLister:
             location=f"auth/token/accessors/{accessor}",
             scope="policies: " + (", ".join(policies) or "(none)"),
             created=issued,
-            expires=_time(data.get("expire_time")),
+            expires=parse_vault_time(data.get("expire_time")),
             ttl=_seconds(data.get("creation_ttl")) or _seconds(data.get("ttl")),
             tags=tags,
             grant=("use", [f"{'token-role' if by_token_role else 'approle'}:{role}",
@@ -263,9 +254,9 @@ class AuthLister:
             tags["uses_left"] = str(uses)
         for key, value in (data.get("metadata") or {}).items():
             tags[f"meta.{key}"] = str(value)
-        created = _time(data.get("creation_time"))
+        created = parse_vault_time(data.get("creation_time"))
         ttl = _seconds(data.get("secret_id_ttl"))
-        expires = _time(data.get("expiration_time")) or (
+        expires = parse_vault_time(data.get("expiration_time")) or (
             created + timedelta(seconds=ttl) if created and ttl else None
         )
         self._record(

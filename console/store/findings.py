@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from console.model import Severity
 from console.store.base import StoreBase
 from console.store.rows import iter_rows, parse_ts, ts
 
@@ -23,7 +24,8 @@ class FindingChanges:
     accepted: int = 0
 
 
-_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+# most severe first (console.model.Severity's order): 0 is the most severe
+_RANK = {s.value: i for i, s in enumerate(Severity)}
 
 
 def effective_status(row: dict, now: datetime) -> str:
