@@ -275,3 +275,41 @@ def private_sandbox_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield sdir
     finally:
         sb.down()
+
+
+def _svg_lines(svg: str) -> list[str]:
+    """The text a snapshot shows, row by row (an SVG screenshot puts each row in one <g>)."""
+    import html
+    import re
+
+    rows: dict[str, list[str]] = {}
+    for y, text in re.findall(r'<text[^>]*\by="([\d.]+)"[^>]*>([^<]*)</text>', svg):
+        rows.setdefault(y, []).append(html.unescape(text))
+    ordered = sorted(rows.items(), key=lambda row: float(row[0]))
+    return ["".join(parts).rstrip() for _y, parts in ordered]
+
+
+@pytest.fixture
+def snap_compare(snap_compare, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """The plugin's snap_compare, but a mismatch says what differs in the log itself.
+
+    CI keeps only the log, not snapshot_report.html, so a mismatch seen only there
+    would otherwise be a bare ``assert False``.
+    """
+    import difflib
+    import pickle
+
+    from pytest_textual_snapshot import node_to_report_path
+
+    def compare(app, **kwargs):  # type: ignore[no-untyped-def]
+        if snap_compare(app, **kwargs):
+            return True
+        data = pickle.loads(node_to_report_path(request.node).read_bytes())
+        expected, actual = _svg_lines(data[1]), _svg_lines(data[2])
+        diff = "\n".join(difflib.unified_diff(expected, actual, "snapshot", "now", lineterm=""))
+        raise AssertionError(
+            "the screen differs from the snapshot:\n"
+            + (diff or "(the same text; colours or styles differ)")
+        )
+
+    return compare
