@@ -10,10 +10,18 @@ Secrets never appear here: fields that need one take a reference ``keyring:<serv
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from console.model import Environment, Sensitivity
 from rotators.values import MIN_GENERATED_BITS, entropy_bits, min_length
@@ -495,6 +503,141 @@ class SandboxSeed(_Model):
     leaks: list[SeedLeak] = Field(default_factory=list)
 
 
+# --- unattended: the schedule and where alerts go ---------------------------------------
+
+_DURATION = re.compile(r"^(?P<n>\d+)\s*(?P<unit>s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# the words an ops person writes for a cadence; a month and a quarter are fixed lengths here,
+# so "monthly" is every 30 days, not the same day each month
+_CADENCES = {
+    "hourly": 3600,
+    "daily": 86400,
+    "weekly": 7 * 86400,
+    "monthly": 30 * 86400,
+    "quarterly": 91 * 86400,
+}
+
+
+def _parse_duration(value: object) -> object:
+    if isinstance(value, timedelta) or not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if text in _CADENCES:
+        return timedelta(seconds=_CADENCES[text])
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(
+            "expected a duration like 90s, 15m, 6h, 7d or 2w, or hourly, daily, weekly, "
+            "monthly (30d), quarterly (91d)"
+        )
+    return timedelta(seconds=int(match["n"]) * _UNIT_SECONDS[match["unit"]])
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class MaintenanceWindow(_Model):
+    """When rotations may run. An end before the start crosses midnight (22:00-04:00)."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: str = Field(pattern=_CLOCK)
+    end: str = Field(pattern=_CLOCK)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> MaintenanceWindow:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {self.timezone!r} (try UTC or Europe/Berlin)"
+            ) from None
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+
+def _default_cadence() -> dict[Sensitivity, timedelta]:
+    return {
+        Sensitivity.high: timedelta(days=7),
+        Sensitivity.medium: timedelta(days=30),
+        Sensitivity.low: timedelta(days=91),
+    }
+
+
+class Schedule(_Model):
+    """What `keyshift schedule run` does, and how often."""
+
+    sync_every: Duration = timedelta(hours=1)
+    # how often the due-rotation playbook runs over each sensitivity's credentials
+    rotate_due: dict[Sensitivity, Duration] = Field(default_factory=_default_cadence)
+    # a credential whose expiry is nearer than this is warned about (and is due)
+    expiry_warning: Duration = timedelta(days=14)
+    expiry_check_every: Duration = timedelta(days=1)
+    finish_due_every: Duration = timedelta(minutes=15)
+    audit_verify_every: Duration = timedelta(days=1)
+    findings_refresh_every: Duration = timedelta(days=1)
+    # this many failed rotations of one credential in a row is a failure loop (alerted;
+    # the schedule stops retrying it until a person looks)
+    failure_loop: int = Field(default=3, ge=1, le=100)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    # rotations and revokes only inside these windows (none: any time); syncs, checks and
+    # alerts run any time
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+
+    @field_validator("rotate_due", mode="after")
+    @classmethod
+    def _every_sensitivity(cls, value: dict[Sensitivity, timedelta]) -> dict:
+        # naming one sensitivity changes that one; the others keep their defaults
+        return {**_default_cadence(), **value}
+
+
+AlertEvent = Literal[
+    "rotation-failed",
+    "failure-loop",
+    "overdue",
+    "expiring",
+    "audit-broken",
+    "high-finding",
+    "audit-anchor",
+]
+ALERT_EVENTS: tuple[str, ...] = (
+    "rotation-failed",
+    "failure-loop",
+    "overdue",
+    "expiring",
+    "audit-broken",
+    "high-finding",
+    "audit-anchor",
+)
+
+
+class WebhookAlert(_Model):
+    url: str = Field(pattern=r"^https?://\S+$")
+    # sent as "Authorization: Bearer <token>" when set
+    token: SecretRef | None = None
+    timeout_seconds: float = Field(default=5, gt=0, le=60)
+
+
+class Alerts(_Model):
+    webhook: WebhookAlert | None = None
+    # argv of a command run per alert, with the alert's JSON on its stdin (no shell)
+    command: list[str] | None = Field(default=None, min_length=1)
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))
+    retries: int = Field(default=5, ge=0, le=20)
+
+
 # --- the whole file ---------------------------------------------------------------------
 
 
@@ -507,3 +650,5 @@ class Inventory(_Model):
     credentials: list[DeclaredCredential] = Field(default_factory=list)
     rotations: list[Rotation] = Field(default_factory=list)
     sandbox: SandboxSeed | None = None
+    schedule: Schedule = Field(default_factory=Schedule)
+    alerts: Alerts = Field(default_factory=Alerts)

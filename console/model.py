@@ -198,3 +198,4 @@ class AuditEntry(_Record):
     detail: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+    key_id: str | None = None  # the audit key an entry is keyed with; None: unkeyed (older)

@@ -161,7 +161,8 @@ def test_forged_entry_appended_without_keyshift(log: AuditLog, db_path: Path) ->
     head = row(db_path, N)
     tamper(
         db_path,
-        "INSERT INTO audit_log VALUES (?, ?, 'mallory', 'x', '', '{}', ?, ?)",
+        "INSERT INTO audit_log(seq, at, actor, action, target, detail, prev_hash, hash) "
+        "VALUES (?, ?, 'mallory', 'x', '', '{}', ?, ?)",
         (N + 1, head["at"], head["hash"], "f" * 64),
     )
     result = log.verify()

@@ -410,11 +410,66 @@ def _m004_read_positions(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m005_unattended(db: sqlite_utils.Database) -> None:
+    """Unattended work: playbook steps, the schedule's jobs (what ran, when, and who holds a
+    job now), alerts (each sent once, retried until delivered), and the key id of a keyed
+    audit entry (NULL for the unkeyed entries written before)."""
+    db.execute("ALTER TABLE audit_log ADD COLUMN key_id TEXT")
+    db.execute("ALTER TABLE playbook_runs ADD COLUMN params TEXT")  # JSON
+    db.execute("ALTER TABLE playbook_runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """CREATE TABLE playbook_steps (
+              run_id TEXT NOT NULL REFERENCES playbook_runs(id),
+              position INTEGER NOT NULL,
+              credential_id TEXT,
+              action TEXT NOT NULL,                    -- rotate | finish | manual | ...
+              status TEXT NOT NULL,                -- pending | running | done | failed | skipped
+              rotation_run_id TEXT REFERENCES rotation_runs(id),
+              error TEXT,
+              started_at TEXT,
+              finished_at TEXT,
+              detail TEXT,                             -- JSON
+              PRIMARY KEY (run_id, position)
+            )"""
+    )
+    db.execute(
+        """CREATE TABLE schedule_jobs (
+              job TEXT PRIMARY KEY,
+              last_started TEXT,
+              last_finished TEXT,
+              last_status TEXT,                        -- ok | failed | skipped
+              last_error TEXT,
+              failures_in_row INTEGER NOT NULL DEFAULT 0,
+              next_due TEXT,
+              owner_host TEXT,                         -- the process running it now
+              owner_pid INTEGER,
+              owner_started TEXT,
+              detail TEXT,                             -- JSON: the last run's summary
+              updated_at TEXT NOT NULL
+            )"""
+    )
+    db.execute(
+        """CREATE TABLE alerts (
+              id INTEGER PRIMARY KEY,
+              event TEXT NOT NULL,
+              dedupe_key TEXT NOT NULL UNIQUE,         -- one alert per event and subject
+              subject TEXT NOT NULL DEFAULT '',
+              created_at TEXT NOT NULL,
+              body TEXT NOT NULL,                      -- JSON, references only
+              delivered_at TEXT,
+              attempts INTEGER NOT NULL DEFAULT 0,
+              last_error TEXT
+            )"""
+    )
+    db.execute("CREATE INDEX ix_alerts_pending ON alerts(delivered_at, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_core,
     _m002_search,
     _m003_claims,
     _m004_read_positions,
+    _m005_unattended,
 ]
 
 
