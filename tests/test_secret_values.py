@@ -13,10 +13,12 @@ import keyring
 import pytest
 
 from console import fingerprint as fp
-from console import secret_refs
+from console import own_keys, secret_refs
 from console.errors import SecretError
 from console.redaction import OWN, ValueScope, install_log_redaction, redact_active
 from rotators.values import SecretValue, canonical_value, entropy_bits, generate, min_length
+
+FINGERPRINT_ENTRY = secret_refs.parse_ref(own_keys.FINGERPRINT_DEFAULT)
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +69,7 @@ def test_missing_reference_names_the_ref_and_how_to_fix_it():
 
 def test_fingerprint_key_is_created_once_and_kept_in_the_keyring():
     first = fp.fingerprint("same value")
-    stored = keyring.get_password(fp.INSTALLATION_SERVICE, fp.INSTALLATION_KEY_NAME)
+    stored = keyring.get_password(*FINGERPRINT_ENTRY)
     assert stored and len(bytes.fromhex(stored)) == 32
     fp._reset_for_tests()  # a new process: the key comes back from the keyring
     assert fp.fingerprint("same value") == first
@@ -78,12 +80,12 @@ def test_fingerprint_key_is_created_once_and_kept_in_the_keyring():
 
 def test_fingerprint_depends_on_the_installation_key():
     before = fp.fingerprint("keyed value")
-    keyring.set_password(fp.INSTALLATION_SERVICE, fp.INSTALLATION_KEY_NAME, "00" * 32)
+    keyring.set_password(*FINGERPRINT_ENTRY, "00" * 32)
     fp._reset_for_tests()
     try:
         assert fp.fingerprint("keyed value") != before  # not a plain hash of the value
     finally:
-        keyring.delete_password(fp.INSTALLATION_SERVICE, fp.INSTALLATION_KEY_NAME)
+        keyring.delete_password(*FINGERPRINT_ENTRY)
 
 
 def test_fingerprinting_a_value_does_not_keep_it():
