@@ -1,11 +1,13 @@
 """The hash-chained audit log: verify finds every edit, deletion, reordering and truncation.
 
-Tampering is done the way an attacker would: raw sqlite3 on the store file.
+Tampering is done the way an attacker would: raw sqlite3 on the store file. The chain is
+keyed (tests/test_audit_keyed.py covers the key, forgeries without it, and anchors).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sqlite3
 import threading
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from console import own_keys
 from console.audit import GENESIS_HASH, AuditLog, current_actor
 from console.redaction import ValueScope
 from console.store import Store
@@ -56,11 +59,13 @@ def test_append_and_verify(log: AuditLog, db_path: Path) -> None:
     assert result.ok and result.count == N and result.bad_seq is None
     assert result.head == row(db_path, N)["hash"]
     assert result.message == f"OK {N} entries, head {result.head}"
-    # the chain, recomputed independently of console.audit
+    # the chain, recomputed independently of console.audit: HMAC-SHA256 under the audit key
+    key = own_keys.audit_key()
     prev = "0" * 64
     for seq in range(1, N + 1):
         r = row(db_path, seq)
         assert r["prev_hash"] == prev
+        assert r["key_id"] == key.key_id
         body = json.dumps(
             {
                 "seq": seq,
@@ -74,7 +79,7 @@ def test_append_and_verify(log: AuditLog, db_path: Path) -> None:
             separators=(",", ":"),
             ensure_ascii=False,
         )
-        assert r["hash"] == hashlib.sha256((prev + body).encode()).hexdigest()
+        assert r["hash"] == hmac.new(key.key, (prev + body).encode(), hashlib.sha256).hexdigest()
         prev = r["hash"]
 
 
@@ -106,7 +111,8 @@ def test_edited_entry(log: AuditLog, db_path: Path, column: str, value: str) -> 
 
 
 def test_edited_and_rehashed_entry(log: AuditLog, db_path: Path) -> None:
-    """The attacker recomputes the edited entry's own hash; the next entry's link betrays it."""
+    """The attacker (even one with the key) recomputes the edited entry's own hash; the next
+    entry's link betrays it."""
     r = row(db_path, 5)
     detail = {"step": 5, "note": "forged"}
     body = json.dumps(
@@ -114,7 +120,8 @@ def test_edited_and_rehashed_entry(log: AuditLog, db_path: Path) -> None:
          "target": r["target"], "detail": detail},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False,
     )  # fmt: skip
-    forged = hashlib.sha256((r["prev_hash"] + body).encode()).hexdigest()
+    key = own_keys.audit_key().key
+    forged = hmac.new(key, (r["prev_hash"] + body).encode(), hashlib.sha256).hexdigest()
     tamper(
         db_path,
         "UPDATE audit_log SET detail = ?, hash = ? WHERE seq = 5",
@@ -158,6 +165,7 @@ def test_truncated_tail(log: AuditLog, db_path: Path) -> None:
 
 
 def test_forged_entry_appended_without_keyshift(log: AuditLog, db_path: Path) -> None:
+    # unkeyed, after keyed entries: a forgery whatever its hash
     head = row(db_path, N)
     tamper(
         db_path,
@@ -166,7 +174,7 @@ def test_forged_entry_appended_without_keyshift(log: AuditLog, db_path: Path) ->
         (N + 1, head["at"], head["hash"], "f" * 64),
     )
     result = log.verify()
-    assert (result.ok, result.bad_seq, result.reason) == (False, N + 1, "edited")
+    assert (result.ok, result.bad_seq, result.reason) == (False, N + 1, "forged")
 
 
 def test_fields_are_written_as_given_never_rewritten(log: AuditLog, db_path: Path) -> None:

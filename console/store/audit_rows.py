@@ -20,9 +20,10 @@ class AuditRows(StoreBase):
         with self.transaction():
             conn = self._conn()
             conn.execute(
-                "INSERT INTO audit_log(seq, at, actor, action, target, detail, prev_hash, hash) "
-                "VALUES (:seq, :at, :actor, :action, :target, :detail, :prev_hash, :hash)",
-                row,
+                "INSERT INTO audit_log(seq, at, actor, action, target, detail, prev_hash, hash, "
+                "key_id) VALUES (:seq, :at, :actor, :action, :target, :detail, :prev_hash, :hash, "
+                ":key_id)",
+                {"key_id": None, **row},
             )
             conn.executemany(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
