@@ -346,20 +346,41 @@ def secret_set(ctx: Context, name: str, from_stdin: bool) -> None:
 
 @cli.group("audit")
 def audit_group() -> None:
-    """The hash-chained audit log."""
+    """The keyed, hash-chained audit log."""
 
 
 @audit_group.command("verify")
+@click.option(
+    "--anchor",
+    "anchor_text",
+    metavar="SEQ:HASH",
+    help="An anchor kept elsewhere (keyshift audit anchor): entry SEQ must still have HASH, "
+    "which catches entries cut from the end.",
+)
 @pass_ctx
-def audit_verify(ctx: Context) -> None:
-    """Check the chain: OK <count> entries, head <hash>; or the first bad seq and why."""
-    result = ctx.audit_reader().verify()
-    if result.ok:
-        _out(f"OK {result.count} entries, head {result.head}")
-        return
+def audit_verify(ctx: Context, anchor_text: str | None) -> None:
+    """Check the chain: OK <count> entries, head <hash>; or the first bad seq and why.
+    Needs the audit key ($KEYSHIFT_AUDIT_KEY, else the keyring entry) for keyed entries."""
+    from console.audit import Anchor
     from console.errors import AuditError
 
-    raise AuditError(result.message)
+    anchor = Anchor.parse(anchor_text) if anchor_text is not None else None
+    result = ctx.audit_reader().verify(anchor)
+    if result.ok:
+        _out(result.message)
+        return
+    raise AuditError(result.message, hint=result.hint)
+
+
+@audit_group.command("anchor")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def audit_anchor(ctx: Context, fmt: str) -> None:
+    """The chain's head as SEQ:HASH, after a verify (a broken chain gets none). Keep it
+    outside the store; `keyshift audit verify --anchor SEQ:HASH` later proves nothing up to it
+    was cut or rewritten."""
+    anchor = ctx.audit_reader().anchor()
+    _out(json.dumps(anchor.to_json(), indent=2) if fmt == "json" else anchor.text)
 
 
 @audit_group.command("tail")
