@@ -14,6 +14,7 @@ SQLite through sqlite-utils, in WAL mode with foreign keys on and a busy timeout
 - ``audit_rows``   audit rows (console/audit.py owns the chain)
 - ``findings``     findings and their history (console/findings/ owns the rules)
 - ``scorecard``    the reads `keyshift report` adds (use recorded, audit entries of an action)
+- ``playbooks``    playbook runs and their steps (console/playbooks/ owns what they mean)
 
 Threads: each thread gets its own connection (WAL lets the TUI's worker threads read while a
 sync writes on another thread, without seeing half a transaction). Writes take a process-wide
@@ -40,6 +41,7 @@ from console.store.audit_rows import AuditRows
 from console.store.credentials import CredentialRows
 from console.store.findings import FindingChanges, FindingRows
 from console.store.grants import GrantRows
+from console.store.playbooks import PlaybookRows
 from console.store.rows import CONTENT_FIELDS, parse_ts, row_to_cred, ts, utcnow
 from console.store.runs import RunRows
 from console.store.schema import MIGRATIONS, migrate, schema_version
@@ -48,7 +50,14 @@ from console.store.sync import SourceChanges, SyncRows
 
 
 class Store(
-    SyncRows, CredentialRows, GrantRows, RunRows, AuditRows, FindingRows, ScorecardRows
+    SyncRows,
+    CredentialRows,
+    GrantRows,
+    RunRows,
+    AuditRows,
+    FindingRows,
+    ScorecardRows,
+    PlaybookRows,
 ):
     """Open (creating and migrating as needed) the store at ``path``."""
 
