@@ -136,7 +136,7 @@ def _setup_logging(verbose: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     try:
-        file_handler = logging.FileHandler(paths.log_file(), encoding="utf-8")
+        file_handler = logging.FileHandler(paths.private_file(paths.log_file()), encoding="utf-8")
     except OSError:
         file_handler = None  # an unwritable data dir must not stop a read-only command
     if file_handler:
@@ -316,7 +316,8 @@ def sandbox_env() -> None:
 
 @cli.group("secret")
 def secret_group() -> None:
-    """keyshift's own secrets, kept in the OS keyring."""
+    """keyshift's own secrets: keyring:<service>/<name>, env:NAME, file:PATH (0600) or
+    credential:NAME (systemd). `set` writes the keyring; `keygen` makes a key."""
 
 
 @secret_group.command("set")
@@ -339,6 +340,24 @@ def secret_set(ctx: Context, name: str, from_stdin: bool) -> None:
     ref = secret_refs.store(name, value)
     ctx.audit.append(ctx.actor(), "secret.set", ref, {"fingerprint": fingerprint(value)})
     _out(f"stored {ref}")
+
+
+@secret_group.command("keygen")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Replace a key already there (old fingerprints or "
+              "audit entries made with it will no longer match).")
+@pass_ctx
+def secret_keygen(ctx: Context, ref: str, force: bool) -> None:
+    """Make a new random key (32 bytes, hex) at REF: file:/path (written 0600) or
+    keyring:<service>/<name>. Prints the reference and the key's id, never the key. Point
+    KEYSHIFT_FINGERPRINT_KEY or KEYSHIFT_AUDIT_KEY at it to use it."""
+    from console import own_keys
+
+    ctx.require_writable("secret keygen")
+    made = own_keys.generate(ref, force=force)
+    # the key id names the key without revealing it, so the log can say which one was made
+    ctx.audit.append(ctx.actor(), "secret.keygen", made.ref, {"key_id": made.key_id})
+    _out(f"{made.ref} key id {made.key_id}")
 
 
 # --- audit ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from console import secretlike, yamlsafe
 from console.errors import ConfigError, NotFoundError
 from console.inventory import (
+    REF_FORMS,
     Agent,
     AwsIdentity,
     DeclaredCredential,
@@ -51,7 +52,8 @@ MAX_PROBLEMS = 20
 VAULT_TYPES = ("vault", "openbao")
 _SECRET_HINT = (
     "store it with `keyshift secret set <service>/<name>` and write keyring:<service>/<name> "
-    "here; sandbox values are generated at seed time"
+    "here (on a server: env:<NAME>, file:<path> or credential:<NAME>); sandbox values are "
+    "generated at seed time"
 )
 # Vault policies that exist without being written (so identities may name them freely).
 BUILTIN_VAULT_POLICIES = frozenset({"default", "root"})
@@ -384,7 +386,7 @@ def _secret_problems(doc: yamlsafe.Document, display: str) -> list[ConfigError]:
                     pos,
                     s.path,
                     "a field named like a secret holds a literal value; "
-                    "use a reference keyring:<service>/<name>",
+                    f"use a reference: {REF_FORMS}",
                     _SECRET_HINT,
                 )
             )

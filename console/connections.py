@@ -7,7 +7,10 @@ credentials, and ready clients with one set of timeouts and retries.
   ``approle`` references, or ``BAO_TOKEN`` / ``VAULT_TOKEN``.
 - AWS: a boto3 session per source. A ``profile`` stays a profile: botocore refreshes SSO and
   assume-role credentials itself when they expire, so a long console session does not outlive
-  them (they are never copied out as fixed keys).
+  them (they are never copied out as fixed keys). A fixed key is given by reference
+  (``access_key_id`` / ``secret_access_key``), for a server with no profile.
+- References are any kind ``console.secret_refs`` reads: ``keyring:``, ``env:``, ``file:``,
+  ``credential:``.
 - ``sandbox: true`` sources take their settings from the running sandbox
   (``console.sandbox``): the sandbox is one way to get a source's settings, no more.
 """
@@ -77,7 +80,8 @@ def vault_connection(source: VaultSource) -> VaultConnection:
         if not token:
             raise SourceError(
                 f"vault source {source.name!r} has no credentials",
-                hint="give it token: keyring:<service>/<name>, or approle: {role_id, secret_id}",
+                hint="give it token: <ref> (keyring:<service>/<name>, env:NAME, file:PATH or "
+                "credential:NAME), or approle: {role_id: <ref>, secret_id: <ref>}",
             )
         OWN.add(token)
     return VaultConnection(source.name, address, token, source.namespace)
@@ -189,11 +193,17 @@ def aws_connection(source: AwsSource) -> AwsConnection:
         return AwsConnection(source.name, session, endpoint, region)
     region = source.regions[0] if source.regions else DEFAULT_REGION
     try:
-        session = (
-            boto3.Session(profile_name=source.profile, region_name=region)
-            if source.profile
-            else boto3.Session(region_name=region)
-        )
+        if source.access_key_id and source.secret_access_key:
+            # a fixed key by reference (resolve keeps both out of every log line)
+            session = boto3.Session(
+                aws_access_key_id=secret_refs.resolve(source.access_key_id),
+                aws_secret_access_key=secret_refs.resolve(source.secret_access_key),
+                region_name=region,
+            )
+        elif source.profile:
+            session = boto3.Session(profile_name=source.profile, region_name=region)
+        else:
+            session = boto3.Session(region_name=region)
     except botocore.exceptions.BotoCoreError as exc:
         raise SourceError(
             f"aws source {source.name!r}: profile {source.profile!r} unusable "

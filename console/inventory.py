@@ -3,8 +3,10 @@
 Loading (YAML with positions, error messages with file:line:col) lives in console/config.py;
 this module only says what is valid. Every model forbids unknown keys.
 
-Secrets never appear here: fields that need one take a reference ``keyring:<service>/<name>``
-(DESIGN.md invariant 3), checked by ``SecretRef``.
+Secrets never appear here: fields that need one take a reference (DESIGN.md invariant 3),
+checked by ``SecretRef``: ``keyring:<service>/<name>`` (the OS keyring), ``env:<NAME>`` (an
+environment variable), ``file:<path>`` (an absolute or ``~`` path to a 0600 file) or
+``credential:<NAME>`` (a systemd credential). ``console/secret_refs.py`` resolves them.
 """
 
 from __future__ import annotations
@@ -27,18 +29,37 @@ from console.model import Environment, Sensitivity
 from rotators.values import MIN_GENERATED_BITS, entropy_bits, min_length
 
 KEYRING_REF = re.compile(r"^keyring:(?P<service>[^/\s]+)/(?P<name>[^\s]+)$")
+# Every kind of reference to one of keyshift's own secrets. A file path is absolute or starts
+# with ~ (a relative one would depend on the directory keyshift happens to run in); a systemd
+# credential's name is a file name in $CREDENTIALS_DIRECTORY, so it has no slash.
+SECRET_REF = re.compile(
+    r"^(?:keyring:(?P<service>[^/\s]+)/(?P<name>[^\s]+)"
+    r"|env:(?P<env>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|file:(?P<file>(?:/|~)[^\x00\n\r]*)"
+    r"|credential:(?P<credential>(?!\.\.?$)[A-Za-z0-9_.@:-]+))$"
+)
+REF_FORMS = (
+    "keyring:<service>/<name>, env:<NAME>, file:<absolute path> (mode 0600) "
+    "or credential:<NAME> (systemd)"
+)
 NAME = r"^[a-z0-9][a-z0-9._-]*$"
 
 
 def _check_ref(value: str) -> str:
+    if not SECRET_REF.match(value):
+        raise ValueError(f"expected a reference ({REF_FORMS}), not a literal value")
+    return value
+
+
+def _check_keyring_ref(value: str) -> str:
     if not KEYRING_REF.match(value):
-        raise ValueError(
-            "expected a reference of the form keyring:<service>/<name>, not a literal value"
-        )
+        raise ValueError("expected a keyring entry, keyring:<service>/<name>")
     return value
 
 
 SecretRef = Annotated[str, AfterValidator(_check_ref)]
+# an agent's keyring entry that a rotation writes to: only the keyring can be written
+KeyringRef = Annotated[str, AfterValidator(_check_keyring_ref)]
 Name = Annotated[str, Field(pattern=NAME, min_length=1, max_length=64)]
 
 
@@ -137,12 +158,23 @@ class AwsSource(_Model):
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/\S+$")
     external_id: str | None = None
     endpoint_url: str | None = None
+    # a fixed access key by reference (a server with no profile: env:, file:, credential:)
+    access_key_id: SecretRef | None = None
+    secret_access_key: SecretRef | None = None
     services: list[Literal["secretsmanager", "ssm", "iam"]] = Field(
         default_factory=lambda: ["secretsmanager", "ssm", "iam"]
     )
     fingerprint: bool = True  # read Secrets Manager / SSM values (in memory) to fingerprint them
     # a tag whose value declares what a secret or parameter holds (console/rotation/specs)
     issuer_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:/=+@-]+$")
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> AwsSource:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("give both access_key_id and secret_access_key, or neither")
+        if self.access_key_id is not None and (self.profile or self.sandbox):
+            raise ValueError("give a profile, sandbox: true or an access key, not two of them")
+        return self
 
 
 class KeyringSource(_Model):
@@ -326,8 +358,8 @@ class EnvFileTarget(_Model):
 
 class KeyringTarget(_Model):
     type: Literal["keyring"]
-    ref: SecretRef | None = None
-    refs: dict[Part, SecretRef] | None = None
+    ref: KeyringRef | None = None
+    refs: dict[Part, KeyringRef] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> KeyringTarget:

@@ -8,7 +8,7 @@ Heuristics, in order of confidence:
 - known token formats (provider prefixes, PEM private-key headers, credentials inside URLs);
 - long high-entropy tokens (random-looking, mixed character classes);
 - a key whose name says it holds a secret (password, token, api_key, ...) with a value that is
-  not a ``keyring:<service>/<name>`` reference.
+  not a reference (``keyring:``, ``env:``, ``file:``, ``credential:``).
 Ordinary inventory text (descriptions, ARNs, paths, URLs, dates, kebab-case names) must not match.
 """
 
@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from console.inventory import KEYRING_REF
+from console.inventory import SECRET_REF
 
 # (compiled pattern, what it looks like). Boundaries keep e.g. "task-..." from matching "sk-".
 _KNOWN: list[tuple[re.Pattern[str], str]] = [
@@ -138,8 +138,8 @@ _SHORTEST = 11  # no known format or random token is shorter than this
 
 
 def scan_text(text: str) -> list[Match]:
-    """Every secret-looking part of ``text``, by format or by randomness. Keyring refs are fine."""
-    if len(text) < _SHORTEST or KEYRING_REF.match(text.strip()):
+    """Every secret-looking part of ``text``, by format or by randomness. References are fine."""
+    if len(text) < _SHORTEST or SECRET_REF.match(text.strip()):
         return []
     found = [Match(_KIND[m.lastgroup or ""], m.start()) for m in _KNOWN_ANY.finditer(text)]
     if not found:
@@ -163,4 +163,4 @@ def is_secret_key_name(key: str) -> bool:
 
 
 def is_reference(text: str) -> bool:
-    return bool(KEYRING_REF.match(text))
+    return bool(SECRET_REF.match(text))
