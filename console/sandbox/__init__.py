@@ -228,9 +228,7 @@ class SeedSummary:
 def _sandbox_dir() -> Path:
     override = os.environ.get("KEYSHIFT_SANDBOX_DIR")
     if override:
-        path = Path(override)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return paths.private_dir(Path(override))
     return paths.sandbox_dir()
 
 

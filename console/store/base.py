@@ -47,11 +47,19 @@ class StoreBase:
                 if read_only:
                     self._check_readable()
                     return
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.parent.is_dir():
+                    # a directory keyshift makes for its store is as private as the data dir
+                    self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    self.path.parent.chmod(0o700)
                 if not self.path.exists():
-                    # private from the first byte, whatever the umask (invariant 7); SQLite
-                    # gives the -wal and -shm files the database's own mode
-                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                    # private from the first byte, whatever the umask (invariant 7): SQLite
+                    # gives the -wal, -shm and -journal files the database's own mode
+                    # (tests/test_file_modes.py checks it under umask 000)
+                    fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+                    try:
+                        os.fchmod(fd, 0o600)  # a umask like 0277 would cut 0600 to 0400
+                    finally:
+                        os.close(fd)
                 conn = self._conn()
                 with self._write_lock:
                     migrate(conn)
