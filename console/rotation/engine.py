@@ -204,9 +204,12 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
         grace: timedelta | None = None,
         progress: Progress | None = None,
         interaction: Interaction | None = None,
+        playbook_run_id: str | None = None,
     ) -> RunResult:
         """Rotate ``cred_id``; returns once the new value is verified and promoted (and, with a
-        zero grace period, the old one revoked). Raises RotationFailed after a rollback."""
+        zero grace period, the old one revoked). Raises RotationFailed after a rollback.
+        ``playbook_run_id``: the playbook run this rotation is a step of (linked with the
+        claim, in its transaction)."""
         self._writable(f"rotate {cred_id}")
         grace = self._check_grace(grace)
         cred = self._credential(cred_id)
@@ -247,6 +250,8 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
                     actor=actor,
                     owner=owner,
                 )
+                if playbook_run_id is not None:
+                    self.store.link_rotation_to_playbook(run_id, playbook_run_id)
                 self.audit.append(
                     actor,
                     "rotation.start",
@@ -257,6 +262,7 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
                         "issuer": plan.issuer,
                         "targets": [t["where"] for t in plan.targets],
                         "grace_seconds": grace.total_seconds(),
+                        **({"playbook_run_id": playbook_run_id} if playbook_run_id else {}),
                     },
                 )
                 return run_id
