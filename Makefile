@@ -21,7 +21,9 @@ sysdeps:
 
 # Start the sandbox (OpenBao + moto), seed it, sync it, open the TUI.
 # Runs inside a private D-Bus session with gnome-keyring unlocked, so keyshift's own
-# secrets (the fingerprint key, the sandbox's tokens) live in a real Secret Service.
+# secrets (the fingerprint key, the sandbox's tokens) live in a real Secret Service. That
+# keyring is unlocked with a fixed, public password (scripts/with-keyring): a sandbox
+# convenience that protects nothing, never a place for real secrets.
 run: $(STAMP) sysdeps
 	@scripts/with-keyring scripts/demo
 
