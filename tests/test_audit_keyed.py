@@ -443,3 +443,18 @@ def test_cli_verify_without_the_key_is_one_line(tmp_path: Path, env: dict[str, s
     for args in (("audit", "verify"), ("audit", "anchor")):
         assert_one_line_error(run(tmp_path, env, *args), 5, "the audit key is unavailable",
                               absent, "hint:")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [("hash", "é" * 64, "edited"), ("prev_hash", 12345, "missing"), ("key_id", 7, "unverifiable")],
+)
+def test_odd_values_an_editor_may_write_are_findings_not_crashes(
+    log: AuditLog, db_path: Path, column: str, value: object, reason: str
+) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"UPDATE audit_log SET {column} = ? WHERE seq = 3", (value,))
+    conn.commit()
+    conn.close()
+    result = log.verify()
+    assert (result.ok, result.bad_seq, result.reason) == (False, 3, reason)
