@@ -14,6 +14,9 @@ SQLite through sqlite-utils, in WAL mode with foreign keys on and a busy timeout
 - ``audit_rows``   audit rows (console/audit.py owns the chain)
 - ``findings``     findings and their history (console/findings/ owns the rules)
 - ``scorecard``    the reads `keyshift report` adds (use recorded, audit entries of an action)
+- ``alerts``       alerts recorded once per dedupe key, and their delivery (console/alerts.py)
+- ``metrics``      the aggregate reads the Prometheus metrics need (console/metrics.py)
+- ``schedule``     the schedule's jobs (last runs, claims) and the credentials it holds back
 - ``playbooks``    playbook runs and their steps (console/playbooks/ owns what they mean)
 
 Threads: each thread gets its own connection (WAL lets the TUI's worker threads read while a
@@ -37,13 +40,16 @@ and why it switches between walking a sort index and FTS, is explained at ``Plan
 
 from __future__ import annotations
 
+from console.store.alerts import AlertRows
 from console.store.audit_rows import AuditRows
 from console.store.credentials import CredentialRows
 from console.store.findings import FindingChanges, FindingRows
 from console.store.grants import GrantRows
+from console.store.metrics import MetricsRows
 from console.store.playbooks import PlaybookRows
 from console.store.rows import CONTENT_FIELDS, parse_ts, row_to_cred, ts, utcnow
 from console.store.runs import RunRows
+from console.store.schedule import ScheduleRows
 from console.store.schema import MIGRATIONS, migrate, schema_version
 from console.store.scorecard import ScorecardRows
 from console.store.sync import SourceChanges, SyncRows
@@ -57,7 +63,10 @@ class Store(
     AuditRows,
     FindingRows,
     ScorecardRows,
+    AlertRows,
+    MetricsRows,
     PlaybookRows,
+    ScheduleRows,
 ):
     """Open (creating and migrating as needed) the store at ``path``."""
 

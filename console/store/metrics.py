@@ -1,0 +1,80 @@
+"""Reads for the metrics (console/metrics.py owns their names and meaning).
+
+Each is one aggregate query, so a scrape costs the same however many runs, results or findings
+the store has kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from console.store.base import StoreBase
+from console.store.rows import parse_ts, ts
+
+
+class MetricsRows(StoreBase):
+    def rotation_run_counts(self) -> dict[str, int]:
+        """status -> how many rotation runs are in it."""
+        return {
+            r["status"]: int(r["n"])
+            for r in self._read(
+                "SELECT status, count(*) AS n FROM rotation_runs GROUP BY status"
+            )
+        }
+
+    def revoke_overdue_count(self, now: datetime) -> int:
+        """Runs still awaiting revoke although their grace period has passed."""
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM rotation_runs WHERE status = 'awaiting-revoke' "
+                "AND revoke_after IS NOT NULL AND revoke_after <= ?",
+                (ts(now),),
+            )
+            or 0
+        )
+
+    def last_successful_syncs(self) -> dict[str, datetime]:
+        """source -> when a sync last applied its listing (ok, or partial: the rows it could
+        read were written)."""
+        out: dict[str, datetime] = {}
+        for r in self._read(
+            "SELECT source, max(at) AS at FROM sync_source_results "
+            "WHERE status IN ('ok', 'partial') GROUP BY source"
+        ):
+            at = parse_ts(r["at"])
+            if at is not None:
+                out[r["source"]] = at
+        return out
+
+    def latest_sync_statuses(self) -> dict[str, str]:
+        """source -> the status of its newest sync result (ok, partial or failed)."""
+        return {
+            r["source"]: r["status"]
+            for r in self._read(
+                "SELECT source, status FROM sync_source_results WHERE id IN "
+                "(SELECT max(id) FROM sync_source_results GROUP BY source)"
+            )
+        }
+
+    def open_findings_count_by_severity(self, now: datetime) -> dict[str, int]:
+        """severity -> open findings, counting an acceptance that has lapsed by ``now`` as open
+        (as console.store.findings.effective_status does before the next refresh writes it)."""
+        return {
+            r["severity"]: int(r["n"])
+            for r in self._read(
+                "SELECT severity, count(*) AS n FROM findings WHERE status = 'open' "
+                "OR (status = 'accepted' AND accepted_until IS NOT NULL "
+                "AND accepted_until <= ?) GROUP BY severity",
+                (ts(now),),
+            )
+        }
+
+    def schedule_job_states(self) -> list[dict]:
+        """Each schedule job's failures in a row, last status and last finish, by name."""
+        rows = self._read(
+            "SELECT job, failures_in_row, last_status, last_finished FROM schedule_jobs "
+            "ORDER BY job"
+        )
+        for row in rows:
+            row["last_finished"] = parse_ts(row["last_finished"])
+        return rows
