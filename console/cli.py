@@ -325,8 +325,11 @@ def secret_group() -> None:
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from stdin (scripts).")
 @pass_ctx
 def secret_set(ctx: Context, name: str, from_stdin: bool) -> None:
-    """Store a secret as keyring:<service>/<name>. NAME is service/name."""
+    """Store a secret as keyring:<service>/<name>. NAME is service/name. (env:, file: and
+    credential: references are set outside keyshift; the error says how.)"""
     ctx.require_writable("secret set")
+    if name.partition(":")[0] in ("env", "file", "credential"):
+        raise secret_refs.not_writable(secret_refs.parse(name))
     if "/" not in name.removeprefix("keyring:"):
         raise UsageError(
             f"{name!r} is not service/name", hint="e.g. keyshift secret set vault/token"
@@ -683,6 +686,7 @@ def main(argv: list[str] | None = None) -> None:
         cli_report,
         cli_rotation,
         cli_scan,
+        cli_schedule,
     )
 
     _load_command_plugins()

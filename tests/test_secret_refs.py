@@ -336,3 +336,20 @@ def test_keygen_says_how_to_set_what_it_cannot_write(tmp_path, ref, how):
     proc = keygen(tmp_path, ref)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and how in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(("name", "how"), [
+    ("env:KS_SET_ME", "set KS_SET_ME in the environment"),
+    ("credential:ks-set-me", "LoadCredential=ks-set-me:"),
+    ("file:/tmp/ks-set-me", "install -m 600 /dev/stdin /tmp/ks-set-me"),
+])
+def test_secret_set_refuses_what_it_cannot_write_and_says_how(tmp_path, name, how):
+    env = dict(os.environ, KEYSHIFT_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([KEYSHIFT, "--inventory", str(tmp_path / "none.yaml"), "secret", "set",
+                           name, "--stdin"], input="a-value-never-written", env=env,
+                          capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "keyshift does not write" in lines[0] and how in lines[0]
+    assert "a-value-never-written" not in proc.stdout + proc.stderr
+    assert not Path("/tmp/ks-set-me").exists()
