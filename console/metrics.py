@@ -15,7 +15,8 @@ a status, a severity, a source or job name): never a credential id, and never a 
 | keyshift_source_last_sync_timestamp_seconds | gauge | source |
 | keyshift_source_last_sync_age_seconds | gauge | source |
 | keyshift_source_last_sync_success | gauge | source (1 when its newest sync did not fail) |
-| keyshift_schedule_job_failures_in_row | gauge | job |
+| keyshift_credentials_held | gauge | (the schedule's failure-loop holds) |
+| keyshift_schedule_job_failures_in_row | gauge | job (only once the schedule has run) |
 | keyshift_schedule_job_last_finished_timestamp_seconds | gauge | job |
 | keyshift_alerts_undelivered | gauge | state: pending, given-up |
 
@@ -45,6 +46,7 @@ from console.errors import UsageError
 from console.inventory import Alerts, Schedule
 from console.model import ACTIVE_RUN_STATUSES, RunStatus, Severity
 from console.redaction import redact_active
+from console.store import parse_ts
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
@@ -167,7 +169,7 @@ def collect(store: Store, loaded: LoadedInventory | None, now: datetime) -> str:
     families.append(findings)
 
     families += _sources(store, loaded, now)
-    families += _schedule_jobs(store)
+    families += _schedule(store, schedule)
 
     undelivered = store.undelivered_alert_counts(1 + alerts.retries)
     pending = Family(
@@ -213,10 +215,17 @@ def _sources(store: Store, loaded: LoadedInventory | None, now: datetime) -> lis
     return [stamp, age, success]
 
 
-def _schedule_jobs(store: Store) -> list[Family]:
-    jobs = store.schedule_job_states()
+def _schedule(store: Store, schedule: Schedule) -> list[Family]:
+    held = Family(
+        "keyshift_credentials_held",
+        "gauge",
+        "Credentials the schedule stopped retrying after failed rotations in a row (a failure "
+        "loop) until a person releases them.",
+    )
+    held.add(len(store.credential_holds(schedule.failure_loop)))
+    jobs = store.schedule_jobs()
     if not jobs:
-        return []
+        return [held]
     failures = Family(
         "keyshift_schedule_job_failures_in_row",
         "gauge",
@@ -229,9 +238,10 @@ def _schedule_jobs(store: Store) -> list[Family]:
     )
     for job in jobs:
         failures.add(int(job["failures_in_row"] or 0), job=job["job"])
-        if job["last_finished"] is not None:
-            finished.add(job["last_finished"].timestamp(), job=job["job"])
-    return [failures, finished]
+        last = parse_ts(job["last_finished"])
+        if last is not None:
+            finished.add(last.timestamp(), job=job["job"])
+    return [held, failures, finished]
 
 
 # --- the textfile -----------------------------------------------------------------------------

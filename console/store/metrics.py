@@ -68,13 +68,3 @@ class MetricsRows(StoreBase):
                 (ts(now),),
             )
         }
-
-    def schedule_job_states(self) -> list[dict]:
-        """Each schedule job's failures in a row, last status and last finish, by name."""
-        rows = self._read(
-            "SELECT job, failures_in_row, last_status, last_finished FROM schedule_jobs "
-            "ORDER BY job"
-        )
-        for row in rows:
-            row["last_finished"] = parse_ts(row["last_finished"])
-        return rows
