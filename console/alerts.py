@@ -225,13 +225,16 @@ class Alerter:
                 )
         return delivered
 
-    def _stopped(self, stop: threading.Event | None) -> bool:
-        return self._stopping.is_set() or (stop is not None and stop.is_set())
+    @staticmethod
+    def _stopped(stop: threading.Event | None) -> bool:
+        # only the caller's event: after stop() ends the thread, a final deliver_pending
+        # (a --once pass) still sends
+        return stop is not None and stop.is_set()
 
     def _pause(self, seconds: float, stop: threading.Event | None) -> None:
-        if self._sleep is time.sleep:
+        if self._sleep is time.sleep and stop is not None:
             # the real wait ends early when asked to stop; an injected sleep is the caller's
-            (stop or self._stopping).wait(seconds)
+            stop.wait(seconds)
         else:
             self._sleep(seconds)
 

@@ -331,6 +331,11 @@ def test_the_background_thread_never_holds_up_raise_alert(
         alerter.stop()
     assert [b["run_id"] for b in receiver.bodies()] == ["run-1", "run-2"]
 
+    # after the thread stopped, a last pass (schedule run --once) still delivers
+    assert raise_failed(alerter, key="third", run_id="run-3")
+    assert alerter.deliver_pending() == 1
+    assert [b["run_id"] for b in receiver.bodies()] == ["run-1", "run-2", "run-3"]
+
 
 # --- the command --------------------------------------------------------------------------------
 
