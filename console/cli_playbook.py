@@ -234,10 +234,13 @@ def playbook_run(
             _confirm(f"Run playbook {pb.name}?", yes)
     stop = threading.Event()
     watcher = _JsonLines() if json_lines else _Bar()
+    person = _person()
+    if person is not None and isinstance(watcher, _Bar):
+        person = _Pausing(person, watcher)
     with _stopping_on_signals(stop), watcher:
         result = run_playbook(
             pb, params, store=store, audit=audit, loaded=ctx.loaded, actor=ctx.actor(),
-            dry_run=dry_run, interaction=_person(), now=now, on_event=watcher, stop=stop,
+            dry_run=dry_run, interaction=person, now=now, on_event=watcher, stop=stop,
         )
     if not json_lines:
         _summary(result)
@@ -294,12 +297,36 @@ class _Bar:
         elif self.task is None:
             return
         elif event.kind == "progress":
-            self.progress.update(self.task, description=f"{event.credential_id}: {event.message}")
+            self.progress.update(self.task, description=f"{event.credential_id}: {event.message}",
+                                 refresh=True)
         elif event.kind == "step":
             what = event.credential_id or "manual step"
             tail = event.error or event.message or ""
             self.progress.console.print(f"  {event.status:<17} {what}  {tail}".rstrip())
-            self.progress.update(self.task, advance=1, description=event.playbook)
+            self.progress.update(self.task, advance=1, description=event.playbook, refresh=True)
+
+
+class _Pausing:
+    """The person at the terminal, with the progress bar put away while they read and type."""
+
+    def __init__(self, person: Any, bar: _Bar) -> None:
+        self.person, self.bar = person, bar
+
+    def _paused(self, ask: Any, text: str) -> Any:
+        self.bar.progress.stop()
+        try:
+            return ask(text)
+        finally:
+            self.bar.progress.start()
+
+    def show(self, text: str) -> None:
+        self._paused(self.person.show, text)
+
+    def ask_secret(self, prompt: str) -> str | None:
+        return self._paused(self.person.ask_secret, prompt)  # type: ignore[no-any-return]
+
+    def confirm(self, prompt: str) -> bool:
+        return bool(self._paused(self.person.confirm, prompt))
 
 
 def _summary(result: Any) -> None:

@@ -534,3 +534,31 @@ def test_cli_json_lines_exit_codes_and_no_value_anywhere(world: World, tmp_path:
     for value in set(w.values):
         assert value not in outputs
         assert value.encode() not in db_bytes and value.encode() not in logs
+
+
+def test_on_a_terminal_it_asks_shows_progress_and_a_person_confirms_the_manual_step(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_cli_rotate import _drive_pty
+
+    w = world
+    home = tmp_path / "home"
+    (home / "playbooks").mkdir(parents=True)
+    (home / "playbooks" / "prod.yaml").write_text(
+        'selection: {filter: "env:prod !name:app/manual"}\ngrace: 0\n'
+        "manual_steps: [{text: tell team-x, when: after}]\n")
+    monkeypatch.setenv("KEYSHIFT_HOME", str(home))
+    seen = _drive_pty(
+        [KEYSHIFT, "--inventory", str(w.inventory), "--db", str(w.db), "playbook", "run",
+         "prod"],
+        [("Run playbook prod?", "y"), ("Done?", "y")],
+    )
+    assert "<exit 0>" in seen, seen
+    assert "playbook prod will rotate 3:" in seen and w.cid("app/b") in seen
+    assert "tell team-x" in seen
+    assert "completed (4 done)" in seen, seen
+    assert not any(line.startswith("{") for line in seen.splitlines()), "no JSON lines"
+    assert (w.version("app/a"), w.version("app/b"), w.version("app/c")) == (2, 2, 2)
+    w.remember_values()
+    for value in set(w.values):
+        assert value not in seen
