@@ -245,6 +245,7 @@ class PlaybookEvent:
     rotation_run_id: str | None = None
     error: str | None = None
     message: str | None = None
+    counts: dict[str, int] | None = None  # on ``finish``
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -207,7 +207,7 @@ class _Runner:
                 })
 
             self.store.atomically(write)
-        self.emit("finish", status=result.status,
+        self.emit("finish", status=result.status, counts=result.counts,
                   message=", ".join(f"{n} {k}" for k, n in sorted(result.counts.items())))
 
     # --- one step ---------------------------------------------------------------------------------
