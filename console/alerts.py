@@ -264,7 +264,10 @@ class Alerter:
         headers = {"Content-Type": "application/json", "User-Agent": "keyshift-alerts"}
         if hook.token:
             headers["Authorization"] = f"Bearer {secret_refs.resolve(hook.token)}"
-        request = urllib.request.Request(hook.url, data=payload, headers=headers, method="POST")
+        url = secret_refs.resolve(hook.url)
+        if not url.startswith(("http://", "https://")):
+            raise _SendFailed(f"{hook.url} does not hold an http(s) URL")
+        request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
         try:
             with self._opener.open(request, timeout=hook.timeout_seconds) as response:
                 response.read(65536)

@@ -656,7 +656,9 @@ ALERT_EVENTS: tuple[str, ...] = (
 
 
 class WebhookAlert(_Model):
-    url: str = Field(pattern=r"^https?://\S+$")
+    # a reference, never the URL itself: a webhook URL (Slack's, for one) carries its own
+    # token (DESIGN.md invariant 3); resolved at each send, never logged or stored
+    url: SecretRef
     # sent as "Authorization: Bearer <token>" when set
     token: SecretRef | None = None
     timeout_seconds: float = Field(default=5, gt=0, le=60)
