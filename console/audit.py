@@ -165,6 +165,7 @@ class VerifyResult:
     explanation: str | None = None
     unkeyed: int = 0  # entries from before the chain was keyed
     anchor: Anchor | None = None  # the anchor checked, if any
+    head_key_id: str | None = None  # the key the last entry was written with
 
     @property
     def message(self) -> str:
@@ -323,11 +324,8 @@ class AuditLog:
         result = self.verify()
         if not result.ok:
             raise AuditError(result.message, hint=result.hint)
-        head = self.store.audit_head()
-        # the head verify() saw, unless an entry was appended since: either is intact
-        if head is None:
-            return Anchor(0, GENESIS_HASH, None, utcnow())
-        return Anchor(head["seq"], head["hash"], head["key_id"], utcnow())
+        # the head this verify walked (not a fresh read: an entry appended since is unchecked)
+        return Anchor(result.count, result.head or GENESIS_HASH, result.head_key_id, utcnow())
 
     def verify(self, anchor: Anchor | tuple[int, str] | str | None = None) -> VerifyResult:
         """Walk the chain; report the first bad entry and why, or OK with count and head.
@@ -342,6 +340,7 @@ class AuditLog:
         expected_seq = 1
         prev = GENESIS_HASH
         count = unkeyed = 0
+        head_key_id: str | None = None
         keys = _Keys()
         keyed_since: int | None = None  # the first keyed entry's seq
         current_since: int | None = None  # the first entry under the current key
@@ -444,6 +443,7 @@ class AuditLog:
                     f"{anchor.hash[:16]}…",
                 )
             prev = row["hash"]
+            head_key_id = key_id
             count += 1
             unkeyed += key_id is None
             expected_seq += 1
@@ -476,7 +476,14 @@ class AuditLog:
             return self._bad(
                 count, head, count, "edited", "the last entry's hash differs from the recorded head"
             )
-        return VerifyResult(ok=True, count=count, head=head, unkeyed=unkeyed, anchor=anchor)
+        return VerifyResult(
+            ok=True,
+            count=count,
+            head=head,
+            unkeyed=unkeyed,
+            anchor=anchor,
+            head_key_id=head_key_id,
+        )
 
     @staticmethod
     def _bad(count: int, head: str | None, seq: int, reason: str, why: str) -> VerifyResult:
