@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.inventory import Schedule
 from console.model import Sensitivity
+from console.redaction import redact_active
 
 if TYPE_CHECKING:
     from console.audit import AuditLog
@@ -276,6 +277,36 @@ def _playbook_job(
     # the inventory's schedule.concurrency bounds the schedule's rotations, whatever the
     # playbook's own default
     pb = pb.model_copy(update={"concurrency": ctx.schedule.concurrency})
+    counted = {"failed": 0}
+    log_event = _logger(name)
+
+    def on_event(event: Any) -> None:
+        # each step is handled as it finishes, not after the playbook: a failure is alerted
+        # while the rest still rotates (and the alert's delivery, on the alerter's thread,
+        # holds none of it up)
+        log_event(event)
+        if event.kind != "step" or not event.credential_id:
+            return
+        if event.action not in ("rotate", "finish"):
+            return
+        if event.action == "rotate" and event.credential_id in held:
+            return  # refused by the hold: neither a new failure nor a new alert
+        try:
+            if event.status == "failed":
+                counted["failed"] += 1
+                _failed_rotation(ctx, event.run_id, event)
+            elif event.status == "done" and event.action == "rotate":
+                ctx.store.record_scheduled_rotation(
+                    event.credential_id, ok=True, error=None,
+                    run_id=event.rotation_run_id, now=ctx.clock(),
+                )
+        except Exception as exc:  # the playbook would drop a watcher that raises
+            log.warning(
+                "%s: could not record step of %s: %s", name, event.credential_id,
+                redact_active(f"{type(exc).__name__}: {exc}"),
+                extra={"event": "record-failed", "fields": {}},
+            )
+
     result = run_playbook(
         pb,
         params,
@@ -285,32 +316,19 @@ def _playbook_job(
         actor=ctx.actor,
         stop=ctx.stop,
         now=ctx.clock(),
-        on_event=_logger(name),
+        on_event=on_event,
         engine=_engine(ctx, held),
     )
-    failed = 0
-    for step in result.steps:
-        if step.action not in ("rotate", "finish") or not step.credential_id:
-            continue
-        if step.credential_id in held and step.action == "rotate":
-            continue  # refused by the hold: neither a new failure nor a new alert
-        if step.status == "failed":
-            failed += 1
-            _failed_rotation(ctx, result.run_id, step)
-        elif step.status == "done" and step.action == "rotate":
-            ctx.store.record_scheduled_rotation(
-                step.credential_id, ok=True, error=None, run_id=step.rotation_run_id,
-                now=ctx.clock(),
-            )
     detail = {
         "playbook_run": result.run_id,
-        "status": result.status,
+        "playbook_status": result.status,
         "counts": result.counts,
         "held": sorted(held),
     }
+    failed = counted["failed"]
     if result.status == "stopped":
         return JobOutcome("stopped", "stopped before every credential was done", detail)
-    if failed or result.status in ("failed", "partial"):
+    if failed:
         return JobOutcome("failed", f"{failed} of {len(result.steps)} steps failed", detail)
     return JobOutcome("ok", None, detail)
 
