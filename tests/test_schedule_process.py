@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from console.model import Credential, credential_id
 from console.process import me
 from console.sandbox import vault_client
@@ -120,10 +122,16 @@ def test_two_schedulers_rotate_each_due_credential_exactly_once(
 ) -> None:
     s = due_set(sandbox, tmp_path, 8, schedule="schedule: {concurrency: 4}\n")
     assert set(s.versions().values()) == {1}
-    procs = [s.keyshift("schedule", "run", "--once") for _ in range(2)]
+    prom = tmp_path / "keyshift.prom"
+    procs = [s.keyshift("schedule", "run", "--once", *extra)
+             for extra in (["--metrics-file", str(prom)], [])]
     outs = [p.communicate(timeout=300) for p in procs]
     for proc, (_out, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err
+    # the textfile, rewritten after each job, parses with the official client's parser
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    assert "keyshift_rotations" in families and "keyshift_schedule_job_failures_in_row" in (
+        families)
     store = Store(s.db, read_only=True)
     assert s.rotated(store) == Counter({c.id: 1 for c in s.creds})
     assert set(s.versions().values()) == {2}, "one new version per secret at the server"
