@@ -89,6 +89,16 @@ class CredentialRows(StoreBase):
         )
         return [r["name"] for r in rows]
 
+    def environments(self) -> list[str]:
+        """The environments present credentials carry, each once (what the console offers as
+        a playbook's environment)."""
+        rows = self._read(
+            "SELECT DISTINCT environment FROM credentials WHERE gone_at IS NULL "
+            "AND environment IS NOT NULL AND environment != '' "
+            "ORDER BY environment COLLATE NOCASE"
+        )
+        return [r["environment"] for r in rows]
+
     def find_credential_id(self, source: str, kind: str, name: str) -> str | None:
         """The id of the credential of ``source`` and ``kind`` named ``name`` (or whose native
         id is ``name``); None when there is none. Present ones first."""
