@@ -143,8 +143,16 @@ def test_sync_and_rotate_with_no_dbus_and_a_failing_keyring(seeded_sandbox: Any,
     after = json.loads(keyshift("show", cred_id, "--format", "json").stdout)
     assert after["fingerprint"] == under(fingerprint_key, new_value)
 
+    # the audit chain is keyed with the key from the environment
+    verified = keyshift("audit", "verify")
+    assert verified.returncode == 0 and verified.stdout.startswith("OK "), verified.stderr
+    env["KS_AUDIT_KEY"] = secrets.token_hex(32)  # another key: the chain no longer checks out
+    assert keyshift("audit", "verify").returncode != 0
+    env["KS_AUDIT_KEY"] = audit_key
+
     # nothing reached for a keyring, and nothing fell back to the sandbox's settings
-    outputs = [p.stdout + p.stderr for p in (synced, listed, rotated, shown, resynced)]
+    outputs = [p.stdout + p.stderr
+               for p in (synced, listed, rotated, shown, resynced, verified)]
     log_text = (home / "keyshift.log").read_text()
     for text in [*outputs, log_text]:
         assert "keyring" not in text.lower(), text
