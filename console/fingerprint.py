@@ -2,7 +2,8 @@
 
 Equal fingerprints reveal reuse without revealing the value. The installation key is one of
 keyshift's own secrets (console/own_keys.py): by default created on first use in the OS
-keyring, never on disk.
+keyring; on a server, wherever ``KEYSHIFT_FINGERPRINT_KEY`` refers (a 0600 file, systemd's
+credentials, the environment).
 """
 
 from __future__ import annotations

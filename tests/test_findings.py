@@ -5,6 +5,7 @@ JSON, CSV and SARIF; and no value anywhere. Rules are evaluated over a real stor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -398,7 +399,9 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         [KEYSHIFT, "--db", str(tmp_path / "keyshift.db"), *args],
         capture_output=True, text=True, timeout=120,
         env={"KEYSHIFT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin",
-             "HOME": str(tmp_path / "home")},
+             "HOME": str(tmp_path / "home"),
+             # the test keyring: the audit chain's key is there (the world wrote entries)
+             **{k: v for k, v in os.environ.items() if k == "DBUS_SESSION_BUS_ADDRESS"}},
     )
 
 
