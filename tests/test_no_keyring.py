@@ -1,8 +1,8 @@
 """keyshift on a server with no desktop keyring: no D-Bus session at all, and a keyring backend
 that fails on every call. The sources' credentials and keyshift's own keys come by env: and
-file: references, and `keyshift sync` and `keyshift rotate` still work against the session
-sandbox's real OpenBao and moto (nothing new is started). The values behind the references
-appear in no output, log or store file."""
+file: references, and `keyshift sync`, `keyshift rotate` and `keyshift schedule run` still
+work against the session sandbox's real OpenBao and moto (nothing new is started). The
+values behind the references appear in no output, log or store file."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def test_sync_and_rotate_with_no_dbus_and_a_failing_keyring(seeded_sandbox: Any,
     vault = hvac.Client(url=state.vault.address, token=root_token)
     vault.secrets.kv.v2.create_or_update_secret(path, {"value": old_value}, mount_point="secret")
 
+    # and one the schedule finds due: high sensitivity, its value older than 30 days
+    due_path = f"server-mode/{tag}-due"
+    due_old = "due-" + secrets.token_urlsafe(24)
+    vault.secrets.kv.v2.create_or_update_secret(due_path, {"value": due_old},
+                                                mount_point="secret")
+    vault.secrets.kv.v2.update_metadata(
+        due_path, mount_point="secret",
+        custom_metadata={"sensitivity": "high", "created": "2025-01-01T00:00:00Z"})
+
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir(mode=0o700)
     key_id_file = private(secrets_dir / "aws-key-id", key_id)
@@ -81,11 +90,19 @@ def test_sync_and_rotate_with_no_dbus_and_a_failing_keyring(seeded_sandbox: Any,
             regions: [{state.region}]
             access_key_id: "file:{key_id_file}"
             secret_access_key: "file:{key_secret_file}"
+        policies:
+          grace_period_hours: 0
+          by_sensitivity:
+            high: {{max_age_days: 30}}
         rotations:
           - name: kv-{tag}
             issuer: {{type: generated, generator: {{length: 32, alphabet: urlsafe}}}}
             targets:
               - {{type: vault-kv, source: vault-srv, path: secret/{path}, key: value}}
+          - name: kv-{tag}-due
+            issuer: {{type: generated, generator: {{length: 32, alphabet: urlsafe}}}}
+            targets:
+              - {{type: vault-kv, source: vault-srv, path: secret/{due_path}, key: value}}
         """))
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in DROPPED}
@@ -143,6 +160,20 @@ def test_sync_and_rotate_with_no_dbus_and_a_failing_keyring(seeded_sandbox: Any,
     after = json.loads(keyshift("show", cred_id, "--format", "json").stdout)
     assert after["fingerprint"] == under(fingerprint_key, new_value)
 
+    # the headless schedule, once: it syncs, finds the old secret due and rotates it
+    due_id = f"vault-srv:kv:secret/{due_path}"
+    scheduled = keyshift("schedule", "run", "--once", "--log-format", "json")
+    assert scheduled.returncode == 0, (scheduled.stdout, scheduled.stderr)
+    status = json.loads(keyshift("schedule", "status", "--format", "json").stdout)
+    jobs = {j["job"]: j for j in status["jobs"]}
+    assert jobs["sync"]["last_status"] == "ok", jobs["sync"]
+    assert jobs["rotate-due:high"]["last_status"] == "ok", jobs["rotate-due:high"]
+    due_new = vault.secrets.kv.v2.read_secret_version(
+        due_path, mount_point="secret", raise_on_deleted_version=True)["data"]["data"]["value"]
+    assert due_new != due_old and len(due_new) >= 32
+    assert json.loads(keyshift("show", due_id, "--format", "json").stdout)["runs"][0][
+        "status"] == "completed"
+
     # the audit chain is keyed with the key from the environment
     verified = keyshift("audit", "verify")
     assert verified.returncode == 0 and verified.stdout.startswith("OK "), verified.stderr
@@ -152,7 +183,7 @@ def test_sync_and_rotate_with_no_dbus_and_a_failing_keyring(seeded_sandbox: Any,
 
     # nothing reached for a keyring, and nothing fell back to the sandbox's settings
     outputs = [p.stdout + p.stderr
-               for p in (synced, listed, rotated, shown, resynced, verified)]
+               for p in (synced, listed, rotated, shown, resynced, scheduled, verified)]
     log_text = (home / "keyshift.log").read_text()
     for text in [*outputs, log_text]:
         assert "keyring" not in text.lower(), text
@@ -161,7 +192,8 @@ def test_sync_and_rotate_with_no_dbus_and_a_failing_keyring(seeded_sandbox: Any,
     # the values behind the references, and the rotated values, are nowhere keyshift writes
     canaries = {"vault token": root_token, "aws secret": key_secret,
                 "fingerprint key": fingerprint_key, "audit key": audit_key,
-                "old value": old_value, "new value": new_value}
+                "old value": old_value, "new value": new_value,
+                "due secret's old value": due_old, "due secret's new value": due_new}
     files = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
     assert {"keyshift.db", "keyshift.log"} <= set(files)
     for what, value in canaries.items():
