@@ -86,3 +86,23 @@ def timed_rounds(
             if got != answers[name]:
                 sys.exit(f"bench: {name} answered differently from one round to the next")
     return answers, times
+
+
+def with_own_sandbox(prefix: str, run: Callable[[Path, Any], None]) -> None:
+    """Start a sandbox of the bench's own (its own data dir and keyring service, so nothing a
+    person or the tests run is touched), call ``run(home, state)``, and always stop it."""
+    import tempfile
+    import uuid
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["KEYSHIFT_HOME"] = str(home)
+    os.environ["KEYSHIFT_SANDBOX_DIR"] = str(home / "sandbox")
+    os.environ["KEYSHIFT_SANDBOX_KEYRING_SERVICE"] = f"keyshift-bench-{uuid.uuid4().hex[:8]}"
+    from console import sandbox as sb
+
+    state = sb.up()
+    try:
+        run(home, state)
+    finally:
+        sb.down()
+

@@ -24,12 +24,10 @@ Runs inside the private keyring session (``make bench``); starts a sandbox of it
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import secrets as pysecrets
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from _bench import with_own_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -118,17 +118,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="keyshift-bench-rotate-"))
-    os.environ["KEYSHIFT_HOME"] = str(home)
-    os.environ["KEYSHIFT_SANDBOX_DIR"] = str(home / "sandbox")
-    os.environ["KEYSHIFT_SANDBOX_KEYRING_SERVICE"] = f"keyshift-bench-{uuid.uuid4().hex[:8]}"
-    from console import sandbox as sb
-
-    state = sb.up()
-    try:
-        run(args, home, state)
-    finally:
-        sb.down()
+    with_own_sandbox("keyshift-bench-rotate-", lambda home, state: run(args, home, state))
 
 
 def run(args: argparse.Namespace, home: Path, state: Any) -> None:

@@ -27,7 +27,6 @@ import os
 import secrets as pysecrets
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -37,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _bench import ROOT
+from _bench import ROOT, with_own_sandbox
 
 KEYSHIFT = str(Path(sys.executable).parent / "keyshift")
 
@@ -50,17 +49,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="keyshift-bench-schedule-"))
-    os.environ["KEYSHIFT_HOME"] = str(home)
-    os.environ["KEYSHIFT_SANDBOX_DIR"] = str(home / "sandbox")
-    os.environ["KEYSHIFT_SANDBOX_KEYRING_SERVICE"] = f"keyshift-bench-{uuid.uuid4().hex[:8]}"
-    from console import sandbox as sb
-
-    state = sb.up()
-    try:
-        run(args, home, state)
-    finally:
-        sb.down()
+    with_own_sandbox("keyshift-bench-schedule-", lambda home, state: run(args, home, state))
 
 
 class Workload:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -644,15 +644,7 @@ AlertEvent = Literal[
     "high-finding",
     "audit-anchor",
 ]
-ALERT_EVENTS: tuple[str, ...] = (
-    "rotation-failed",
-    "failure-loop",
-    "overdue",
-    "expiring",
-    "audit-broken",
-    "high-finding",
-    "audit-anchor",
-)
+ALERT_EVENTS: tuple[str, ...] = get_args(AlertEvent)
 
 
 class WebhookAlert(_Model):
