@@ -160,8 +160,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Store, LoadedInventory, dict[str, st
     with socket.socket() as sock:  # a port nothing listens on once it is closed
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    os.environ["KEYSHIFT_TEST_METRICS_HOOK"] = f"http://127.0.0.1:{port}/hook"
     alerter = Alerter(Alerts.model_validate(
-        {"webhook": {"url": f"http://127.0.0.1:{port}/hook"}, "retries": 1}), store,
+        {"webhook": {"url": "env:KEYSHIFT_TEST_METRICS_HOOK"}, "retries": 1}), store,
         sleep=lambda s: None)
     alerter.raise_alert("overdue", "old", dedupe_key="overdue:old", summary="old is overdue",
                         fields={})
