@@ -50,6 +50,12 @@ def other_screens() -> list[type]:
     from screens.command_bar import CommandBar
     from screens.detail import DetailScreen
     from screens.help import HelpScreen
+    from screens.playbooks import (
+        ParamsPrompt,
+        PlaybookConfirm,
+        PlaybookRunScreen,
+        PlaybookScreen,
+    )
     from screens.prompts import ConfirmPrompt, SecretPrompt
     from screens.reach import ReachScreen
     from screens.rotate import RotateScreen
@@ -58,6 +64,7 @@ def other_screens() -> list[type]:
     return [
         DetailScreen, ReachScreen, RunScreen, RotateScreen, BulkRotateScreen, ColumnChooser,
         CommandBar, HelpScreen, ConfirmPrompt, SecretPrompt, EntryScreen,
+        PlaybookScreen, PlaybookRunScreen, ParamsPrompt, PlaybookConfirm,
     ]  # fmt: skip
 
 

@@ -98,5 +98,11 @@ for _view in (
         "each source: last sync, state, error and counts; sync one",
         "screens.sources:SourcesScreen",
     ),
+    View(
+        "playbooks",
+        ("playbook", "pb"),
+        "named procedures: what each would rotate now; run one with live progress",
+        "screens.playbooks:PlaybooksScreen",
+    ),
 ):
     register(_view)
