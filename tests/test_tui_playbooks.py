@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from test_playbooks import World, world  # noqa: F401  (world: the sandbox fixture)
-from test_tui import SIZE, make_app, notes, screen_text, settle, sync_test, type_filter
+from test_tui import FROZEN, SIZE, make_app, notes, screen_text, settle, sync_test, type_filter
 
 from console.audit import AuditLog
 from console.playbooks import BUILTIN_NAMES, get_playbook, select
@@ -27,6 +27,7 @@ from screens.playbooks import (
     PlaybooksScreen,
 )
 from screens.prompts import ConfirmPrompt
+from screens.theme import state_style
 
 PROD = 'selection: {filter: "env:prod !name:app/manual"}\ngrace: 0\n'
 GROUPS = ("playbook-read", "playbook-dry-run", "rotate-run")
@@ -181,6 +182,61 @@ async def test_read_only_strips_running_and_says_so(tmp_path: Path) -> None:
     assert store.playbook_runs() == []
 
 
+@sync_test
+async def test_environments_to_pick_from_are_the_stores(tmp_path: Path) -> None:
+    from tui_support import synthetic
+
+    store = Store(tmp_path / "k.db")
+    store.bulk_insert_credentials([synthetic(i) for i in range(40)])
+    app = make_app(store, None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_playbook(pilot, "rotate-environment")
+        await until(pilot, lambda: isinstance(app.screen, ParamsPrompt), "the parameters")
+        field = app.screen.query_one("#param-environment")
+        options = [v for _label, v in field._options][1:]  # type: ignore[attr-defined]
+        assert options == ["dev", "prod", "staging"] == store.environments()
+        field.value = "staging"  # type: ignore[attr-defined]
+        await pilot.click("#params-ok")
+        await settled(pilot)
+        screen = app.screen
+        assert isinstance(screen, PlaybookScreen)
+        expected = select(get_playbook("rotate-environment"), {"environment": "staging"},
+                          store=store, loaded=None, now=FROZEN)
+        assert expected and [s.credential_id for s in screen.selected or []] == [
+            s.credential_id for s in expected]
+        assert f"would rotate {len(expected)} now" in screen_text(app)
+
+
+@sync_test
+async def test_a_run_that_cannot_start_says_why_in_one_line(
+    tmp_path: Path, keyshift_home: Path
+) -> None:
+    write_playbook(keyshift_home, "checklist",
+                   "selection: {runs: awaiting-revoke-due}\n"
+                   "manual_steps: [{text: read the runbook}]\n")
+    store = Store(tmp_path / "k.db")
+    app = make_app(store, None)  # the inventory did not load
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_playbook(pilot, "checklist", key="x")
+        await until(pilot, lambda: isinstance(app.screen, PlaybookConfirm), "the confirmation")
+        assert "read the runbook" in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: getattr(app.screen, "state", "") == "failed", "the refusal")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+        text = screen_text(app)
+        summary = text.rstrip().splitlines()[-1]
+        assert "not run: " in summary and "rotate needs the inventory file" in summary
+        assert any("needs the inventory file" in m for m in notes(app))
+        assert "Traceback" not in text
+        await pilot.press("escape")  # nothing runs: back is allowed
+        await settled(pilot)
+        assert isinstance(app.screen, PlaybookScreen)
+    assert store.playbook_runs() == []
+
+
 # --- against the sandbox ------------------------------------------------------------------------
 
 
@@ -268,6 +324,9 @@ async def test_a_run_shows_each_step_done_and_moves_the_server_versions(
         assert [(a, c, s) for a, c, s, _d in rows] == [
             ("rotate", w.cid("app/a"), "done"), ("rotate", w.cid("app/b"), "done"),
             ("rotate", w.cid("app/c"), "done"), ("manual", None, "done")]
+        for position in ("1", "4"):  # the state's colour in the theme in force, and its word
+            cell = run.table.get_cell(position, "status")
+            assert cell.plain == "done" and cell.style == state_style(app, "done")
         bar = run.query_one("#pbrun-bar")
         assert (bar.total, bar.progress) == (4, 4)  # type: ignore[attr-defined]
         text = screen_text(app)
