@@ -793,6 +793,13 @@ class CredentialTable(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._relayout()
         self._post_window()
+        # the rows that fit are known for sure only once this layout is painted (a scrollbar
+        # that comes or goes changes them without another resize): say it again then, or the
+        # status line may keep the previous count (seen: "1-28" over 27 rows)
+        self.call_after_refresh(self._post_window)
+
+    def watch_show_horizontal_scrollbar(self, _old: bool, _new: bool) -> None:
+        self.call_after_refresh(self._post_window)
 
     def action_cursor_up(self) -> None:
         self.cursor -= 1
