@@ -30,12 +30,12 @@ from console.errors import ConfigError
     "start",
     default="creds",
     show_default=True,
-    help="The view to open first: creds, agents, runs, audit or sources.",
+    help="The view to open first: creds, agents, runs, audit, sources, findings or playbooks.",
 )
 @pass_ctx
 def tui(ctx: Context, theme: str | None, keymap_path: Path | None, start: str) -> None:
-    """The interactive console: `:` opens a view (creds, agents, runs, audit, sources), `/`
-    filters, enter opens, esc goes back, ? lists every key."""
+    """The interactive console: `:` opens a view (creds, agents, runs, audit, sources, findings,
+    playbooks), `/` filters, enter opens, esc goes back, ? lists every key."""
     import os
 
     # Textual paints at most 60 times a second unless told otherwise (read once, at import):

@@ -62,7 +62,8 @@ class HelpScreen(ModalScreen[None]):
         caption = f"remap keys in {default_path()} (id: key)"
         if getattr(self.app, "read_only", False):
             caption = (
-                "read-only: rotate, resume, roll back and finish are off; sync still works\n"
+                "read-only: rotate, resume, roll back, finish and playbook runs are off "
+                "(dry runs and sync still work)\n"
                 + caption
             )
         table.caption = caption
