@@ -102,6 +102,14 @@ class RedactingFilter(logging.Filter):
         if clean != message or record.args:
             record.msg = clean
             record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # a traceback's last line is the exception's own text, which the formatter would
+            # print as is: format it here, scrubbed, and hand the formatter only that text
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact_active(text)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact_active(record.stack_info)
         return True
 
 

@@ -111,6 +111,31 @@ def test_a_scope_redacts_its_values_in_logs_only_while_it_is_open(caplog):
     assert "after: canary-log-value-9f8e7d" in lines[2]
 
 
+def test_a_logged_traceback_is_scrubbed_too(tmp_path):
+    """log.exception prints the exception's own text as the traceback's last line; a value
+    in it must be scrubbed like the message (a handler formats after the filter ran)."""
+    logger = logging.getLogger("keyshift.test.redact-exc")
+    logger.propagate = False
+    handler = logging.FileHandler(tmp_path / "exc.log")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    install_log_redaction(logger)
+    try:
+        with ValueScope("run") as scope:
+            scope.add(SecretValue("canary-exc-value-5a4b3c"))
+            try:
+                raise RuntimeError("the server said canary-exc-value-5a4b3c is wrong")
+            except RuntimeError:
+                logger.exception("step failed")
+    finally:
+        handler.close()
+        logger.removeHandler(handler)
+    text = (tmp_path / "exc.log").read_text()
+    assert "canary-exc-value-5a4b3c" not in text
+    assert "RuntimeError: the server said [redacted] is wrong" in text  # still there, scrubbed
+    assert "Traceback" in text
+
+
 def test_short_strings_are_never_redacted():
     with ValueScope() as scope:
         scope.add("abcdefg")  # shorter than MIN_REDACT_LEN: redacting it would mangle text
