@@ -359,3 +359,44 @@ def test_failure_loop_alerts_once_and_holds_until_a_person_acts(
         assert len(failed) == 3
         assert store.credential_holds(1)[0]["failures_in_row"] == 1
     store.close()
+
+
+def test_a_broken_user_playbook_does_not_stop_scheduled_rotations(
+    sandbox: Any, tmp_path: Path, keyshift_home: Path
+) -> None:
+    from console.errors import ConfigError
+    from console.playbooks import load_playbooks
+
+    s = build("generated-kv2", tmp_path, sandbox)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(inventory.read_text().replace(
+        "policies:\n  grace_period_hours: 24\n",
+        "policies:\n  grace_period_hours: 24\n  by_sensitivity:\n    high: {max_age_days: 30}\n",
+        1,
+    ))
+    assert s.cred is not None
+    cred = s.cred.model_copy(
+        update={"sensitivity": "high", "created_at": datetime.now(UTC) - timedelta(days=90)}
+    )
+    # a person's half-written playbook in the config dir: everything that reads the user's
+    # playbooks refuses it
+    (keyshift_home / "playbooks").mkdir()
+    (keyshift_home / "playbooks" / "mine.yaml").write_text("name: mine\nselection: [unclosed\n")
+    try:
+        load_playbooks()
+    except ConfigError:
+        pass
+    else:
+        raise AssertionError("the broken playbook file was read without an error")
+    old = s.current()
+    store = Store(tmp_path / "ks.db")
+    store.bulk_insert_credentials([cred])
+    store.close()
+
+    sched, store = _scheduler(tmp_path, {"rotate-due:high"})
+    ran = sched.run_due()
+    assert [(n, o.status) for n, o in ran] == [("rotate-due:high", "ok")], ran
+    assert s.current()["value"] != old["value"], "the due credential was rotated"
+    runs = [r for r in store.rotation_runs(limit=100) if r["credential_id"] == cred.id]
+    assert [r["status"] for r in runs] == ["awaiting-revoke"]
+    store.close()

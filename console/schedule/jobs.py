@@ -271,9 +271,12 @@ def rotate_due_job(ctx: JobContext, sensitivity: str | None = None) -> JobOutcom
 def _playbook_job(
     ctx: JobContext, name: str, params: dict[str, str], *, held: set[str]
 ) -> JobOutcome:
-    from console.playbooks import get_playbook, run_playbook
+    from console.playbooks import run_playbook
+    from console.playbooks.builtins import builtins
 
-    pb = get_playbook(name)
+    # the built-ins only: a user's playbook file is never run by the schedule, and one broken
+    # file in <config dir>/playbooks must not stop every scheduled rotation and revoke
+    pb = builtins()[name]
     # the inventory's schedule.concurrency bounds the schedule's rotations, whatever the
     # playbook's own default
     pb = pb.model_copy(update={"concurrency": ctx.schedule.concurrency})
