@@ -253,6 +253,47 @@ def test_status_json_fields_and_read_only(tmp_path: Path, keyshift_home: Path) -
     assert len(lines) == 1 and "read-only" in lines[0] and "schedule run" in lines[0]
 
 
+class _StopOnFirstAcquire:
+    """The scheduler's lock, but the first time a job takes it, SIGTERM's ``request_stop``
+    runs just before: the moment between a job seeing no stop and registering its event."""
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched, self.inner, self.fired = sched, sched._active_lock, False
+
+    def __enter__(self) -> None:
+        if not self.fired:
+            self.fired = True
+            self.sched.request_stop()
+        self.inner.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.inner.__exit__(*exc)
+
+
+def test_a_stop_just_before_a_job_registers_still_reaches_it(
+    tmp_path: Path, keyshift_home: Path
+) -> None:
+    from console.schedule.jobs import JobOutcome, JobSpec
+
+    _plain_inventory(tmp_path)
+    seen: list[bool] = []
+
+    def job(ctx: Any) -> JobOutcome:
+        seen.append(ctx.stop.is_set())
+        return JobOutcome("stopped" if ctx.stop.is_set() else "ok")
+
+    spec = JobSpec("probe", timedelta(days=1), False, job)
+    loaded = load_inventory(tmp_path / "inventory.yaml")
+    store = Store(tmp_path / "ks.db")
+    sched = Scheduler(store, loaded, AuditLog(store), actor="schedule-test", specs=[spec])
+    sched._active_lock = _StopOnFirstAcquire(sched)  # type: ignore[assignment]
+    outcome = sched.run_job(spec)
+    assert seen == [True], "the job's own stop event was set by the stop that came first"
+    assert outcome is not None and outcome.status == "stopped"
+    assert sched._active == set()
+    store.close()
+
+
 def test_schedule_defaults_and_cadence_per_sensitivity() -> None:
     specs = {s.name: s for s in job_specs(Schedule.model_validate({"rotate_due": {"high": "1d"}}))}
     assert specs["rotate-due:high"].every == timedelta(days=1)

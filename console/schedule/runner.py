@@ -188,7 +188,9 @@ class Scheduler:
         self.specs = specs if specs is not None else job_specs(self.schedule)
         self.stop = threading.Event()
         self._active: set[threading.Event] = set()
-        self._active_lock = threading.Lock()
+        # reentrant: request_stop runs in a signal handler, on the main thread, which may be
+        # inside run_job's locked block (--once runs jobs on the main thread)
+        self._active_lock = threading.RLock()
         self.owner = process.me()
 
     # --- state ------------------------------------------------------------------------
@@ -240,11 +242,13 @@ class Scheduler:
             )
             return None
         run_stop = threading.Event()
-        if self.stop.is_set():
-            run_stop.set()
-        timer = self._window_timer(spec, now, run_stop)
+        # registered and checked under request_stop's lock: a stop between a bare check and
+        # the add would miss this run's event, and a whole playbook would run on after SIGTERM
         with self._active_lock:
             self._active.add(run_stop)
+            if self.stop.is_set():
+                run_stop.set()
+        timer = self._window_timer(spec, now, run_stop)
         log.info("%s: started", spec.name, extra={"job": spec.name, "event": "start",
                                                   "fields": {}})
         ctx = JobContext(self.store, self.loaded, self.audit, self.actor, self.alerter,
