@@ -198,6 +198,12 @@ def schedule_status_cmd(ctx: Context, fmt: str) -> None:
         )
         if job["last_error"]:
             _out(f"{'':<18} error: {job['last_error']}")
+        if owner and job["state"] == "running" and owner.get("alive") is None:
+            _out(
+                f"{'':<18} held by pid {owner['pid']} on another host ({owner['host']}); "
+                "keyshift cannot check whether it still runs. If it is gone (a container "
+                f"recreated, a host lost), keyshift schedule release --job {job['job']}"
+            )
     if status["maintenance_windows"]:
         windows = "; ".join(
             f"{','.join(w['days'])} {w['start']}-{w['end']} {w['timezone']}"
@@ -219,13 +225,27 @@ def _short(value: str | None) -> str:
 
 
 @schedule_group.command("release")
-@click.argument("credential")
+@click.argument("credential", required=False)
+@click.option("--job", "job", default=None, metavar="NAME",
+              help="Release the claim on this job instead (see `schedule status`).")
 @pass_ctx
-def schedule_release(ctx: Context, credential: str) -> None:
+def schedule_release(ctx: Context, credential: str | None, job: str | None) -> None:
     """Let the schedule retry a credential it stopped retrying after a failure loop (a
-    successful rotation of it does the same)."""
+    successful rotation of it does the same); or, with --job, end the claim a process that
+    is gone still has on a job (one on another host, which keyshift cannot check)."""
+    from console.errors import NotFoundError, UsageError
+
+    if (credential is None) == (job is None):
+        raise UsageError(
+            "name a credential or --job NAME, not both and not neither",
+            hint="keyshift schedule release <credential>, or keyshift schedule release "
+            "--job rotate-due:high",
+        )
+    if job is not None:
+        _release_job(ctx, job)
+        return
+    assert credential is not None
     ctx.require_writable(f"schedule release {credential}")
-    from console.errors import NotFoundError
     from console.refs import resolve_credential
 
     store = ctx.store
@@ -237,3 +257,41 @@ def schedule_release(ctx: Context, credential: str) -> None:
     if not released:
         raise NotFoundError(f"the schedule holds nothing back for {cred.id}")
     _out(f"released {cred.id}: the next due rotation retries it")
+
+
+def _release_job(ctx: Context, job: str) -> None:
+    ctx.require_writable(f"schedule release --job {job}")
+    from console import process
+    from console.errors import NotFoundError, UsageError
+    from console.schedule import job_specs
+
+    names = [spec.name for spec in job_specs(ctx.loaded.inventory.schedule)]
+    if job not in names:
+        raise UsageError(f"no schedule job {job!r}", hint=f"jobs: {', '.join(names)}")
+    store = ctx.store
+    row = store.schedule_job(job)
+    if row is None or not row.get("owner_pid"):
+        raise NotFoundError(f"no process holds the job {job}",
+                            hint="keyshift schedule status shows who holds what")
+    host, pid, started = row.get("owner_host"), row.get("owner_pid"), row.get("owner_started")
+    held_by = f"pid {pid} on {host}"
+    if process.alive(host, pid, started):
+        # on this host and still running: releasing would let a second run start beside it
+        raise UsageError(
+            f"the job {job} is held by {held_by}, which is still running",
+            hint=f"stop that process (kill -TERM {pid}); it releases the job as it exits",
+        )
+    note = f"claim of {held_by} released by {ctx.actor()}"
+    with store.transaction():
+        released = store.release_schedule_job(job, row, note=note, now=datetime.now(UTC))
+        if released:
+            ctx.audit.append(
+                ctx.actor(), "schedule.release-job", job,
+                {"host": host, "pid": pid, "started": started},
+            )
+    if not released:
+        raise NotFoundError(
+            f"the job {job} is no longer held by {held_by}",
+            hint="it finished or another process took it over; see keyshift schedule status",
+        )
+    _out(f"released {job}: it was held by {held_by}; it is due again at the next pass")

@@ -294,6 +294,81 @@ def test_a_stop_just_before_a_job_registers_still_reaches_it(
     store.close()
 
 
+def _keyshift(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KEYSHIFT, "--inventory", str(tmp / "inventory.yaml"), "--db", str(tmp / "ks.db"),
+         *args],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, KEYSHIFT_ACTOR="schedule-test"),
+    )
+
+
+def test_a_job_held_on_another_host_is_named_and_released_by_a_person(
+    tmp_path: Path, keyshift_home: Path
+) -> None:
+    _plain_inventory(tmp_path)
+    sched, store = _scheduler(tmp_path, {"audit-verify", "expiry-check"})
+    assert [n for n, _ in sched.run_due()] == ["expiry-check", "audit-verify"]
+    # a container's run, SIGKILLed; the container came back under a new hostname
+    gone = Owner("job-host-7f3a", 4242, "boot:123")
+    row = store.schedule_job("audit-verify")
+    assert store.claim_schedule_job("audit-verify", row, gone, datetime.now(UTC))
+    # and a live process here holds another job
+    parent = Owner(me().host, os.getppid(), None)
+    row = store.schedule_job("expiry-check")
+    assert store.claim_schedule_job("expiry-check", row, parent, datetime.now(UTC))
+    held = store.schedule_job("audit-verify")
+    store.close()
+
+    jobs = {j["job"]: j for j in _status_json(tmp_path)["jobs"]}
+    assert jobs["audit-verify"]["state"] == "running"
+    assert jobs["audit-verify"]["owner"]["alive"] is None, "nothing here can tell"
+    assert jobs["expiry-check"]["owner"]["alive"] is True
+    text = _keyshift(tmp_path, "schedule", "status")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    about = [ln for ln in lines if "another host" in ln]
+    assert len(about) == 1, text.stdout
+    assert "job-host-7f3a" in about[0] and "4242" in about[0]
+    assert "cannot check" in about[0]
+    assert "keyshift schedule release --job audit-verify" in about[0]
+
+    refused = _keyshift(tmp_path, "--read-only", "schedule", "release", "--job", "audit-verify")
+    assert refused.returncode == 4, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "read-only" in refused.stderr
+    busy = _keyshift(tmp_path, "schedule", "release", "--job", "expiry-check")
+    assert busy.returncode == 2 and "still running" in busy.stderr, busy.stderr
+    unknown = _keyshift(tmp_path, "schedule", "release", "--job", "audit-verfy")
+    assert unknown.returncode == 2 and "audit-verify" in unknown.stderr, unknown.stderr
+    both = _keyshift(tmp_path, "schedule", "release", "some-cred", "--job", "audit-verify")
+    assert both.returncode == 2, both.stderr
+    store = Store(tmp_path / "ks.db")
+    assert store.schedule_job("audit-verify") == held, "no refusal changed the row"
+    assert _audit_count(store, "schedule.release-job") == 0
+    store.close()
+
+    done = _keyshift(tmp_path, "schedule", "release", "--job", "audit-verify")
+    assert done.returncode == 0, done.stderr
+    assert "pid 4242 on job-host-7f3a" in done.stdout
+    store = Store(tmp_path / "ks.db")
+    row = store.schedule_job("audit-verify")
+    assert row is not None and row["owner_pid"] is None and row["owner_host"] is None
+    assert row["last_status"] == "released" and "job-host-7f3a" in row["last_error"]
+    entries = [e for e in AuditLog(store).entries() if e.action == "schedule.release-job"]
+    assert len(entries) == 1 and entries[0].target == "audit-verify"
+    assert entries[0].actor == "schedule-test"
+    assert entries[0].detail == {"host": "job-host-7f3a", "pid": 4242, "started": "boot:123"}
+    assert AuditLog(store).verify().ok
+    store.close()
+    jobs = {j["job"]: j for j in _status_json(tmp_path)["jobs"]}
+    assert jobs["audit-verify"]["state"] == "due", "its cut run is due again at once"
+    again = _keyshift(tmp_path, "schedule", "release", "--job", "audit-verify")
+    assert again.returncode == 3 and "no process holds" in again.stderr, again.stderr
+    sched, store = _scheduler(tmp_path, {"audit-verify"})
+    assert [(n, o.status) for n, o in sched.run_due()] == [("audit-verify", "ok")]
+    store.close()
+
+
 def test_schedule_defaults_and_cadence_per_sensitivity() -> None:
     specs = {s.name: s for s in job_specs(Schedule.model_validate({"rotate_due": {"high": "1d"}}))}
     assert specs["rotate-due:high"].every == timedelta(days=1)

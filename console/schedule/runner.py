@@ -105,17 +105,24 @@ def job_state(
     state = "idle"
     basis = last_started
     if row.get("owner_pid"):
+        lives = alive(row.get("owner_host"), row.get("owner_pid"), row.get("owner_started"))
         owner = {
             "host": row.get("owner_host"),
             "pid": row.get("owner_pid"),
             "started": row.get("owner_started"),
+            # None: on another host, where nothing here can tell (a recreated container has
+            # a new hostname, so its SIGKILLed run would hold the job for good: a person
+            # checks and runs `keyshift schedule release --job`)
+            "alive": lives,
         }
-        if alive(row.get("owner_host"), row.get("owner_pid"), row.get("owner_started")) is False:
+        if lives is False:
             state, basis = "interrupted", None  # its owner died mid-run: due again at once
         else:
-            state = "running"  # alive, or on another host where nothing here can tell
-    elif row.get("last_status") == "stopped":
-        basis = None  # stopped half-way (SIGTERM, a window closing): the rest is still due
+            state = "running"
+    elif row.get("last_status") in ("stopped", "released"):
+        # stopped half-way (SIGTERM, a window closing), or a dead run's claim released by a
+        # person: the rest is still due
+        basis = None
     due = next_due(basis, spec.every, now, windows if spec.windowed else ())
     if state == "idle":
         state = "waiting-window" if due.waits_for_window else (

@@ -117,6 +117,30 @@ class ScheduleRows(StoreBase):
             )
             return cur.rowcount == 1
 
+    def release_schedule_job(self, job: str, seen: dict, *, note: str, now: datetime) -> bool:
+        """A person ends the claim ``seen`` (the owner they were shown) on ``job``: its owner
+        is on another host (nothing here can tell whether it lives) or gone without
+        finishing. ``last_status`` 'released' makes the job due again at once, like an
+        interrupted one. False when the row no longer has that owner (it finished, or another
+        process took it over meanwhile)."""
+        stamp = ts(now)
+        with self.transaction():
+            cur = self._conn().execute(
+                "UPDATE schedule_jobs SET last_status = 'released', last_error = ?, "
+                "owner_host = NULL, owner_pid = NULL, owner_started = NULL, updated_at = ? "
+                "WHERE job = ? AND owner_pid IS NOT NULL AND owner_host IS ? "
+                "AND owner_pid IS ? AND owner_started IS ?",
+                (
+                    note,
+                    stamp,
+                    job,
+                    seen.get("owner_host"),
+                    seen.get("owner_pid"),
+                    seen.get("owner_started"),
+                ),
+            )
+            return cur.rowcount == 1
+
     def set_schedule_next_due(self, job: str, next_due: datetime) -> None:
         """What the running scheduler plans for ``job`` (shown by ``schedule status``)."""
         with self.transaction():
