@@ -221,6 +221,7 @@ def playbook_run(
     audit = ctx.audit_reader() if dry_run else ctx.audit
     now = datetime.now(UTC)
     json_lines = fmt == "json" or not sys.stdout.isatty()
+    selected: list | None = None  # what the person confirmed is what runs
     if not dry_run:
         selected = select(pb, params, store=store, loaded=ctx.loaded, now=now)
         if selected or pb.manual_steps:
@@ -241,6 +242,7 @@ def playbook_run(
         result = run_playbook(
             pb, params, store=store, audit=audit, loaded=ctx.loaded, actor=ctx.actor(),
             dry_run=dry_run, interaction=person, now=now, on_event=watcher, stop=stop,
+            selected=selected, selected_at=now if selected is not None else None,
         )
     if not json_lines:
         _summary(result)

@@ -119,6 +119,15 @@ class RotationError(KeyshiftError):
     exit_code = 10
 
 
+class RotatedMeanwhile(RotationError):
+    """Another run rotated the credential after this caller chose to rotate it (a playbook
+    selected it, a person confirmed it): rotating again would rotate it twice."""
+
+    def __init__(self, message: str, *, run_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.run_id = run_id
+
+
 class Aborted(KeyshiftError):
     """The person declined a confirmation."""
 

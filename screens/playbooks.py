@@ -18,6 +18,7 @@ of one with live progress (console/playbooks/ does the work; this only asks and 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -250,6 +251,7 @@ class PlaybookScreen(KeyshiftScreen):
         self.then = then  # "run" / "dry-run": what opening it from the list asked for
         self.params: dict[str, str] = dict(params or {})
         self.selected: list[Selected] | None = None
+        self.selected_at: datetime | None = None
         self.select_error: str | None = None
         self.reading = False
         self._stale = False  # a run was started from here: read the selection again on return
@@ -388,23 +390,24 @@ class PlaybookScreen(KeyshiftScreen):
     def _select_worker(self, after: str | None) -> None:
         from console.playbooks import select
 
+        at = datetime.now(UTC)  # a run refuses what another run rotated since this moment
         try:
             selected = select(self.pb, self.params, store=self.ks.store, loaded=self.ks.loaded,
                               now=self.ks.now())
         except KeyshiftError as exc:
-            self.app.call_from_thread(self._selected_now, None, exc.one_line(), after)
+            self.app.call_from_thread(self._selected_now, None, exc.one_line(), after, at)
         except Exception as exc:
             self.fail_from_thread(exc)
-            self.app.call_from_thread(self._selected_now, None, type(exc).__name__, after)
+            self.app.call_from_thread(self._selected_now, None, type(exc).__name__, after, at)
         else:
-            self.app.call_from_thread(self._selected_now, selected, None, after)
+            self.app.call_from_thread(self._selected_now, selected, None, after, at)
 
     def _selected_now(self, selected: list[Selected] | None, error: str | None,
-                      after: str | None) -> None:
+                      after: str | None, at: datetime) -> None:
         if not self.alive:
             return
         self.reading = False
-        self.selected, self.select_error = selected, error
+        self.selected, self.select_error, self.selected_at = selected, error, at
         self._draw_selection()
         if after is None:
             return
@@ -449,7 +452,8 @@ class PlaybookScreen(KeyshiftScreen):
     def _start(self, *, dry_run: bool) -> None:
         self._stale = True
         self.app.push_screen(
-            PlaybookRunScreen(self.pb, self.params, self.selected or [], dry_run=dry_run)
+            PlaybookRunScreen(self.pb, self.params, self.selected or [], dry_run=dry_run,
+                              selected_at=self.selected_at)
         )
 
 
@@ -655,9 +659,12 @@ class PlaybookRunScreen(KeyshiftScreen):
     """
 
     def __init__(self, pb: Playbook, params: dict[str, str], planned: list[Selected], *,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, selected_at: datetime | None = None) -> None:
         super().__init__()
         self.pb, self.params, self.dry_run = pb, dict(params), dry_run
+        # what the person confirmed is what runs (None: no confirmed selection, select anew)
+        self.planned = list(planned) if selected_at is not None else None
+        self.selected_at = selected_at
         self.stop_event = threading.Event()
         self.state = "running"  # running | stopping | finished | failed
         self.steps: dict[int, dict[str, Any]] = {r["position"]: r for r in plan_rows(pb, planned)}
@@ -747,6 +754,7 @@ class PlaybookRunScreen(KeyshiftScreen):
             self.pb, self.params, store=store, audit=audit, loaded=loaded, actor=app.actor,
             engine=engine, dry_run=self.dry_run, interaction=person, now=app.now(),
             on_event=self._on_event, stop=self.stop_event,
+            selected=self.planned, selected_at=self.selected_at,
         )
         app.call_from_thread(self._finished, result)
 

@@ -29,7 +29,13 @@ from rotation_support import FAST
 from console import process
 from console.audit import AuditLog
 from console.config import load_inventory
-from console.errors import ConfigError, NotFoundError, ReadOnlyError, UsageError
+from console.errors import (
+    ConfigError,
+    NotFoundError,
+    ReadOnlyError,
+    RotatedMeanwhile,
+    UsageError,
+)
 from console.model import Credential, credential_id
 from console.playbooks import (
     get_playbook,
@@ -390,6 +396,34 @@ def test_a_credential_another_process_rotates_is_claimed_elsewhere(world: World)
     assert result.steps[0].rotation_run_id == other and result.steps[0].error is None
     assert result.status == "completed"
     assert w.version("app/a") == 1
+
+
+def test_what_was_confirmed_runs_and_what_was_rotated_since_is_not_rotated_again(
+    world: World,
+) -> None:
+    """Two schedulers, or a scheduler and a console: one chose app/a and app/b; before it
+    ran, another run rotated app/a. Rotating app/a again would rotate it twice. And what
+    runs is the list that was confirmed, not a fresh selection (app/c is left alone)."""
+    w = world
+    pb = loads_playbook('selection: {filter: "env:prod !name:app/manual"}\ngrace: 0\n',
+                        "t.yaml", default_name="t")
+    at = datetime.now(UTC)
+    chosen = select(pb, {}, store=w.store, loaded=w.loaded, now=at)
+    assert [s.credential_id for s in chosen] == [w.cid("app/a"), w.cid("app/b"), w.cid("app/c")]
+    confirmed = chosen[:2]
+    other = w.engine().rotate(w.cid("app/a"), actor="another-scheduler",
+                              grace=timedelta(0))  # after the choice, before the run
+    assert (w.version("app/a"), w.version("app/b")) == (2, 1)
+    result = w.run(pb, selected=confirmed, selected_at=at)
+    assert statuses(result) == {w.cid("app/a"): "skipped", w.cid("app/b"): "done"}
+    skipped = result.steps[0]
+    assert skipped.rotation_run_id == other.run_id and "was rotated by run" in skipped.detail
+    assert (w.version("app/a"), w.version("app/b"), w.version("app/c")) == (2, 2, 1)
+    # the engine refuses inside its claim, whoever calls it
+    with pytest.raises(RotatedMeanwhile):
+        w.engine().rotate(w.cid("app/b"), actor="late", grace=timedelta(0),
+                          not_rotated_since=at)
+    assert w.version("app/b") == 2
 
 
 def test_finish_due_revokes_after_the_grace_and_links_nothing_twice(world: World) -> None:

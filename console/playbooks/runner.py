@@ -19,6 +19,7 @@ through the rotation engine, recorded in the store and the audit log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import uuid
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from console import process
-from console.errors import KeyshiftError, ReadOnlyError, RotationError
+from console.errors import KeyshiftError, ReadOnlyError, RotatedMeanwhile, RotationError
 from console.playbooks.model import Playbook, PlaybookEvent, PlaybookResult, Selected, StepResult
 from console.playbooks.selection import resolve_params, select
 from console.redaction import redact_active
@@ -83,6 +84,7 @@ class _Runner:
         self.interaction = interaction
         self.on_event = on_event
         self.stop = stop
+        self.selected_at: datetime | None = None  # when the steps were chosen
         self.run_id = uuid.uuid4().hex
         self.record = not store.read_only
         self.total = 0
@@ -304,7 +306,13 @@ class _Runner:
                     progress=self.progress_for(step),
                     interaction=self.interaction,
                     playbook_run_id=self.run_id if self.record else None,
+                    not_rotated_since=self.selected_at,
                 )
+            except RotatedMeanwhile as exc:
+                # another scheduler or a console rotated it after this run chose it: rotating
+                # it again would rotate one credential twice
+                return self._result(step, "skipped", rotation_run_id=exc.run_id,
+                                    detail=exc.one_line())
             except RotationError as exc:
                 run = getattr(exc, "result", None)
                 if run is not None:  # RotationFailed: it ran and was rolled back (or not)
@@ -390,9 +398,15 @@ def run_playbook(
     now: datetime | None = None,
     on_event: Callable[[PlaybookEvent], None] | None = None,
     stop: threading.Event | None = None,
+    selected: list[Selected] | None = None,
+    selected_at: datetime | None = None,
 ) -> PlaybookResult:
     """Select, then run every step (see the module's docstring). A dry run plans each rotation
-    against the servers and changes nothing at them."""
+    against the servers and changes nothing at them.
+
+    ``selected``/``selected_at``: the steps a person confirmed and when they were selected, so
+    what runs is what was confirmed (not a fresh selection), and a credential another run
+    rotated since then is skipped, not rotated twice."""
     values = resolve_params(pb, params)
     if engine is None:
         from console.rotation import RotationEngine
@@ -401,8 +415,11 @@ def run_playbook(
     if not dry_run and (store.read_only or getattr(engine, "read_only", False)):
         raise ReadOnlyError(f"playbook {pb.name}")
     moment = now or datetime.now(UTC)
-    selected = select(pb, values, store=store, loaded=loaded, now=moment)
+    if selected is None:
+        selected_at = datetime.now(UTC)  # the real time: runs record it, not ``now``
+        selected = select(pb, values, store=store, loaded=loaded, now=moment)
     runner = _Runner(pb, values, store=store, audit=audit, loaded=loaded, actor=actor,
                      engine=engine, dry_run=dry_run, interaction=interaction, on_event=on_event,
                      stop=stop or threading.Event())
-    return runner.run(selected)
+    runner.selected_at = selected_at
+    return runner.run([dataclasses.replace(s) for s in selected])

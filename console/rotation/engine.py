@@ -42,6 +42,7 @@ from console.errors import (
     KeyshiftError,
     NotFoundError,
     ReadOnlyError,
+    RotatedMeanwhile,
     RotationError,
     UsageError,
 )
@@ -205,11 +206,14 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
         progress: Progress | None = None,
         interaction: Interaction | None = None,
         playbook_run_id: str | None = None,
+        not_rotated_since: datetime | None = None,
     ) -> RunResult:
         """Rotate ``cred_id``; returns once the new value is verified and promoted (and, with a
         zero grace period, the old one revoked). Raises RotationFailed after a rollback.
         ``playbook_run_id``: the playbook run this rotation is a step of (linked with the
-        claim, in its transaction)."""
+        claim, in its transaction). ``not_rotated_since``: when the caller chose this
+        credential; a run of it started since then (another scheduler, a console) makes this
+        one refuse with RotatedMeanwhile, checked inside the claim's transaction."""
         self._writable(f"rotate {cred_id}")
         grace = self._check_grace(grace)
         cred = self._credential(cred_id)
@@ -242,6 +246,15 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
             plan_dict, owner = plan.as_dict(), process.me()
 
             def claim() -> str:  # the claim and its audit entry, together
+                if not_rotated_since is not None:
+                    latest = self.store.latest_rotation(spec.subject)
+                    began = parse_time(latest.get("created_at")) if latest else None
+                    if latest and began and began > not_rotated_since:
+                        raise RotatedMeanwhile(
+                            f"{cred_id} was rotated by run {latest['id'][:12]} "
+                            f"({latest['status']}) after it was chosen for this rotation",
+                            run_id=latest["id"],
+                        )
                 run_id = self.store.claim_run(
                     subject=spec.subject,
                     credential_id=cred.id,

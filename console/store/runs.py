@@ -109,6 +109,17 @@ class RunRows(StoreBase):
         )
         return run_dict(rows[0]) if rows else None
 
+    def latest_rotation(self, subject: str) -> dict | None:
+        """The newest run of ``subject`` that rotated it or is rotating it (not one that was
+        rolled back or abandoned: that one left the old value in place)."""
+        rows = self._read(
+            "SELECT * FROM rotation_runs WHERE subject = ? "
+            "AND status IN ('running', 'awaiting-revoke', 'completed') "
+            "ORDER BY created_at DESC LIMIT 1",
+            (subject,),
+        )
+        return run_dict(rows[0]) if rows else None
+
     def start_step(self, run_id: str, step: str, detail: dict | None = None) -> int:
         """Journal a step as started, before it runs (``detail``: what a resume needs to find
         what the step may have done before a crash, e.g. the keys that existed before it)."""
