@@ -516,3 +516,33 @@ def test_a_broken_user_playbook_does_not_stop_scheduled_rotations(
     runs = [r for r in store.rotation_runs(limit=100) if r["credential_id"] == cred.id]
     assert [r["status"] for r in runs] == ["awaiting-revoke"]
     store.close()
+
+
+def test_a_failed_resume_is_alerted_counted_and_fails_the_job(
+    sandbox: Any, tmp_path: Path, keyshift_home: Path
+) -> None:
+    s = build("generated-kv2", tmp_path, sandbox)
+    cred = _failing_inventory(s, tmp_path)
+    loaded = load_inventory(tmp_path / "inventory.yaml")
+    store = Store(tmp_path / "ks.db")
+    store.bulk_insert_credentials([cred])
+    # a run a process on this host left when it was killed, which cannot be carried on
+    dead = Owner(me().host, 999_999, "boot:1")
+    stuck = store.claim_run(subject=cred.id, credential_id=cred.id, rotator="generated",
+                            plan={}, actor="schedule-test", owner=dead)
+    alerter = Alerter(loaded.inventory.alerts, store)
+    sched, _ = _scheduler(tmp_path, {"finish-due"}, alerter=alerter)
+    ran = sched.run_due()
+    assert len(ran) == 1, ran
+    name, outcome = ran[0]
+    assert name == "finish-due" and outcome.status == "failed", outcome
+    assert outcome.error and "resumed" in outcome.error
+    assert outcome.detail["resume_failed"] == [stuck]
+    failed = [a for a in store.alerts(limit=100) if a["event"] == "rotation-failed"]
+    assert len(failed) == 1 and failed[0]["subject"] == cred.id
+    assert failed[0]["body"]["run_id"] == stuck
+    assert "planned with another declaration" in failed[0]["body"]["error"]
+    assert store.credential_holds(1)[0]["credential_id"] == cred.id, "one in its streak"
+    row = store.schedule_job("finish-due")
+    assert row is not None and row["last_status"] == "failed" and row["failures_in_row"] == 1
+    store.close()

@@ -256,10 +256,56 @@ def finish_due_job(ctx: JobContext) -> JobOutcome:
     cut by SIGKILL or a power cut is carried on or rolled back without a person; then the
     revokes whose grace has passed."""
     resumed = _engine(ctx, set()).resume_unfinished(ctx.actor)
+    failed = [r for r in resumed if _resume_failed(r)]
+    for result in failed:
+        # the same path as a failed scheduled rotation: an alert, and the credential's streak
+        try:
+            _failed_rotation(ctx, "resume", _ResumedStep.of(result))
+        except Exception as exc:  # the revokes below must still run
+            log.warning(
+                "finish-due: could not record the failed resume of %s: %s",
+                result.credential_id, redact_active(f"{type(exc).__name__}: {exc}"),
+                extra={"event": "record-failed", "fields": {"run_id": result.run_id}},
+            )
     outcome = _playbook_job(ctx, "finish-due", {}, held=set())
     if resumed:
         outcome.detail["resumed"] = {r.run_id: r.status for r in resumed}
+    if failed:
+        outcome.detail["resume_failed"] = sorted(r.run_id for r in failed)
+        what = f"{len(failed)} of {len(resumed)} resumed runs failed"
+        if outcome.status == "ok":
+            outcome.status, outcome.error = "failed", what
+        else:
+            outcome.error = f"{outcome.error}; {what}" if outcome.error else what
+            if outcome.status != "stopped":
+                outcome.status = "failed"
     return outcome
+
+
+def _resume_failed(result: Any) -> bool:
+    """A resumed run that ended in error or was rolled back (a run that waits for a person
+    is not a failure of the resume)."""
+    if result.waiting:
+        return False
+    return bool(result.error) or result.status not in ("completed", "awaiting-revoke")
+
+
+@dataclass(frozen=True)
+class _ResumedStep:
+    """A failed resume, shaped like the playbook step ``_failed_rotation`` reads."""
+
+    credential_id: str
+    rotation_run_id: str
+    action: str
+    error: str | None
+
+    @classmethod
+    def of(cls, result: Any) -> _ResumedStep:
+        # promoted already: what failed is the revoke (no streak, as a failed finish);
+        # otherwise the rotation itself did not happen
+        promoted = result.status in ("completed", "awaiting-revoke")
+        return cls(result.credential_id, result.run_id, "finish" if promoted else "rotate",
+                   result.error)
 
 
 def rotate_due_job(ctx: JobContext, sensitivity: str | None = None) -> JobOutcome:
