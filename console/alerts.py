@@ -2,17 +2,22 @@
 
 ``Alerter.raise_alert`` writes the alert (one row per dedupe key) and returns: it never talks
 to a receiver, so a webhook that is down cannot hold up a rotation. ``deliver_pending`` (or the
-background thread ``start`` runs) sends what is undelivered, oldest first, to the webhook
-and/or the command, with bounded jittered backoff between failed sends, at most
-``1 + retries`` sends per alert; an alert that used them all stays in the store with its last
-error (the metrics count it as given up).
+background thread ``start`` runs) is one pass: one send of each alert that is due, oldest
+first, to the webhook and/or the command. A failed send sets when the alert is next due (full
+jitter backoff, 30 s doubling, capped at an hour), so a receiver that is down for hours misses
+nothing and a pass never waits; at most ``1 + retries`` sends per alert, and an alert that
+used them all stays in the store with its last error (the metrics count it as given up).
 
 What an alert carries is references only: the credential id, step, run id, agent, and error
 text passed through ``redact_active`` (every value an open scope holds is scrubbed, as for a
 log line). The webhook's bearer token is resolved by reference at each send and lives only in
-the request header. Delivery is at least once: within a process a channel that took an alert is
-not sent it again, but after a restart an alert that one channel took and the other did not is
-sent to both.
+the request header. A failed send is described in keyshift's own words (or by the exception's
+type name alone): library messages quote or escape the URL and header they refused, which
+exact-substring redaction does not catch.
+
+Delivery is at least once: within a process a channel that took an alert is not sent it
+again, but after a restart an alert that one channel took and the other did not is sent to
+both.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import json
 import logging
 import random
 import socket
+import ssl
 import subprocess
 import threading
-import time
+import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from console import secret_refs
@@ -40,13 +46,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("keyshift.alerts")
 
-# backoff between failed sends: doubling from BASE, never above CAP (a receiver that is down
-# for an hour is tried every minute, not every hour)
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 60.0
+# backoff after a failed send: doubling from BASE, never above CAP, so the default 1 + 10 sends
+# span hours (a receiver down for an afternoon misses nothing) yet one down for a day is still
+# tried hourly until the alert is given up
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_CAP_SECONDS = 3600.0
 # how often the background thread looks for alerts another process recorded
 POLL_SECONDS = 30.0
+# the thread never spins: even an alert that stays due (its claim lost) waits this long
+MIN_WAIT_SECONDS = 1.0
 COMMAND_TIMEOUT_SECONDS = 30.0
+# beyond the channels' own timeouts: an attempt claimed longer ago than that died with its
+# sender, and the alert is due again
+CLAIM_SLACK_SECONDS = 60.0
 # a summary or an error is one readable line, not a stack dump
 SUMMARY_MAX = 300
 # keys of the body keyshift sets itself; a field may not shadow them
@@ -54,10 +66,16 @@ RESERVED = frozenset({"event", "subject", "summary", "at", "host", "text"})
 
 
 def backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` failed sends in a row: jittered within the upper
-    half of the doubled delay, so it is never zero and two senders drift apart."""
+    """Seconds before the next send of an alert whose last ``failures`` sends failed: full
+    jitter over the doubled delay, so alerts raised together while a receiver was down do not
+    all come back to it at once."""
     delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, failures - 1))
-    return random.uniform(delay / 2, delay)
+    return random.uniform(0, delay)
+
+
+def _unsafe(text: str) -> bool:
+    # urllib refuses these with an error that quotes (or repr-escapes) the value around them
+    return any(c.isspace() or unicodedata.category(c).startswith("C") for c in text)
 
 
 def one_line(text: str, limit: int = SUMMARY_MAX) -> str:
@@ -93,13 +111,11 @@ class Alerter:
         config: Alerts,
         store: Store,
         *,
-        sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] | None = None,
         command_timeout: float = COMMAND_TIMEOUT_SECONDS,
     ) -> None:
         self.config = config
         self.store = store
-        self._sleep = sleep
         self._clock = clock or (lambda: datetime.now(UTC))
         self._command_timeout = command_timeout
         self._host = socket.gethostname()
@@ -173,10 +189,10 @@ class Alerter:
     # delivery ---------------------------------------------------------------------------
 
     def deliver_pending(self, stop: threading.Event | None = None) -> int:
-        """Send every undelivered alert that has attempts left, oldest first; returns how many
-        were delivered. A failed send is recorded (attempts, last_error) and followed by a
-        backoff before the next send; nothing a receiver does raises out of here. ``stop``
-        ends the work between sends (and cuts a backoff short)."""
+        """One pass: a single send of each alert that is due (oldest first); returns how many
+        were delivered. A failed send is recorded (attempts, last_error) with when the alert
+        is next due; nothing here waits for that, and nothing a receiver does raises out of
+        here. ``stop`` ends the pass between sends."""
         if not self.channels():
             return 0
         with self._deliver_lock:
@@ -184,59 +200,75 @@ class Alerter:
 
     def _deliver(self, stop: threading.Event | None) -> int:
         delivered = 0
-        failures = 0  # in a row: the receivers are down, not one alert bad
-        skipped: set[int] = set()  # another process holds their current attempt
+        now = self._clock()
+        after_id = 0  # paging by id: each alert is met once per pass, however many failed
         while not self._stopped(stop):
-            rows = [
-                r
-                for r in self.store.pending_alerts(self.max_attempts, limit=len(skipped) + 50)
-                if r["id"] not in skipped
-            ]
+            rows = self.store.pending_alerts(self.max_attempts, now, after_id=after_id)
             if not rows:
                 break
-            if failures:
-                self._pause(backoff(failures), stop)
+            for row in rows:
                 if self._stopped(stop):
                     break
-            row = rows[0]
-            if not self.store.claim_alert_attempt(row["id"], row["attempts"]):
-                skipped.add(row["id"])
-                continue
-            error = self._send(row)
-            if error is None:
-                self.store.mark_alert_delivered(row["id"], self._clock())
-                self._took.pop(row["id"], None)
-                delivered += 1
-                failures = 0
-                continue
-            failures += 1
-            error = one_line(redact_active(error))
-            self.store.record_alert_failure(row["id"], error)
-            attempt = row["attempts"] + 1
-            if attempt >= self.max_attempts:
-                self._took.pop(row["id"], None)
-                log.warning(
-                    "alert %s (%s) not delivered after %d attempts, giving up: %s",
-                    row["id"], row["event"], attempt, error,
-                )
-            else:
-                log.info(
-                    "alert %s (%s) attempt %d failed: %s", row["id"], row["event"], attempt, error
-                )
+                after_id = row["id"]
+                if self._attempt(row):
+                    delivered += 1
         return delivered
+
+    def _attempt(self, row: dict) -> bool:
+        busy_until = self._clock() + timedelta(seconds=self._send_bound())
+        if not self.store.claim_alert_attempt(row["id"], row["attempts"], busy_until):
+            return False  # another sender made this attempt
+        error = self._send(row)
+        if error is None:
+            self.store.mark_alert_delivered(row["id"], self._clock())
+            self._took.pop(row["id"], None)
+            return True
+        error = one_line(redact_active(error))
+        attempt = row["attempts"] + 1
+        if attempt >= self.max_attempts:
+            self.store.record_alert_failure(row["id"], error, None)
+            self._took.pop(row["id"], None)
+            log.warning(
+                "alert %s (%s) not delivered after %d attempts, giving up: %s",
+                row["id"], row["event"], attempt, error,
+            )
+            return False
+        wait = backoff(attempt)
+        self.store.record_alert_failure(
+            row["id"], error, self._clock() + timedelta(seconds=wait)
+        )
+        log.info(
+            "alert %s (%s) attempt %d of %d failed, next in %.0fs: %s",
+            row["id"], row["event"], attempt, self.max_attempts, wait, error,
+        )
+        return False
+
+    def _send_bound(self) -> float:
+        hook = self.config.webhook
+        bound = CLAIM_SLACK_SECONDS
+        if hook is not None:
+            # connect, then read: each may take the whole timeout
+            bound += 2 * hook.timeout_seconds
+        if self.config.command:
+            bound += self._command_timeout
+        return bound
+
+    def seconds_until_due(self) -> float:
+        """How long the thread may sleep: until the earliest alert is due, at most
+        POLL_SECONDS (another process may record one), at least MIN_WAIT_SECONDS."""
+        if not self.channels():
+            return POLL_SECONDS
+        due = self.store.next_alert_attempt_at(self.max_attempts)
+        if due is None:
+            return POLL_SECONDS
+        until = (due - self._clock()).total_seconds()
+        return max(MIN_WAIT_SECONDS, min(POLL_SECONDS, until))
 
     @staticmethod
     def _stopped(stop: threading.Event | None) -> bool:
         # only the caller's event: after stop() ends the thread, a final deliver_pending
         # (a --once pass) still sends
         return stop is not None and stop.is_set()
-
-    def _pause(self, seconds: float, stop: threading.Event | None) -> None:
-        if self._sleep is time.sleep and stop is not None:
-            # the real wait ends early when asked to stop; an injected sleep is the caller's
-            stop.wait(seconds)
-        else:
-            self._sleep(seconds)
 
     def _send(self, row: dict) -> str | None:
         """Send one alert to each channel that has not taken it; None when all have, else
@@ -263,12 +295,19 @@ class Alerter:
         assert hook is not None
         headers = {"Content-Type": "application/json", "User-Agent": "keyshift-alerts"}
         if hook.token:
-            headers["Authorization"] = f"Bearer {secret_refs.resolve(hook.token)}"
+            token = secret_refs.resolve(hook.token)
+            if _unsafe(token):
+                raise _SendFailed(
+                    f"{hook.token} holds a token with whitespace or control characters"
+                )
+            headers["Authorization"] = f"Bearer {token}"
         url = secret_refs.resolve(hook.url)
+        if _unsafe(url):
+            raise _SendFailed(f"{hook.url} holds a URL with whitespace or control characters")
         if not url.startswith(("http://", "https://")):
             raise _SendFailed(f"{hook.url} does not hold an http(s) URL")
-        request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
         try:
+            request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
             with self._opener.open(request, timeout=hook.timeout_seconds) as response:
                 response.read(65536)
                 status = response.status
@@ -277,6 +316,10 @@ class Alerter:
             raise _SendFailed(f"the webhook answered HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
             raise _SendFailed(f"the webhook is unreachable ({_reason(exc.reason)})") from None
+        except TimeoutError:
+            raise _SendFailed(
+                f"the webhook did not answer within {hook.timeout_seconds:g}s"
+            ) from None
         if not 200 <= status < 300:
             raise _SendFailed(f"the webhook answered HTTP {status}")
 
@@ -305,8 +348,9 @@ class Alerter:
     # the background thread ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Deliver from a daemon thread: at once when an alert is raised here, and every
-        POLL_SECONDS for alerts other processes recorded."""
+        """Deliver from a daemon thread: at once when an alert is raised here, when the
+        earliest failed one falls due again, and at least every POLL_SECONDS for alerts other
+        processes recorded."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stopping.clear()
@@ -325,11 +369,13 @@ class Alerter:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
+            wait = POLL_SECONDS
             try:
                 self.deliver_pending(self._stopping)
+                wait = self.seconds_until_due()
             except Exception as exc:  # the store busy or closed: try again at the next tick
                 log.warning("alert delivery failed: %s", redact_active(_describe(exc)))
-            self._wake.wait(POLL_SECONDS)
+            self._wake.wait(wait)
 
 
 class _SendFailed(Exception):
@@ -337,15 +383,25 @@ class _SendFailed(Exception):
 
 
 def _reason(reason: object) -> str:
+    """Why a webhook was unreachable, in words that cannot quote the URL: an OS error's own
+    text, a TLS error's code (its message names the host), otherwise the type's name."""
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS {reason.reason or type(reason).__name__}"
+    if isinstance(reason, TimeoutError):
+        return "timed out"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror.lower()
-    return str(reason)
+    if reason == "no host given":  # urllib's own words, no part of the URL
+        return reason
+    return type(reason).__name__
 
 
 def _describe(exc: BaseException) -> str:
+    """A failure as it may be stored and logged. Keyshift's own errors name references only;
+    anything else (urllib's InvalidURL, http.client's header ValueError, ...) may quote the
+    resolved URL or token, so only its type is told."""
     if isinstance(exc, KeyshiftError):
         return exc.one_line()
     if isinstance(exc, _SendFailed):
         return str(exc)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return type(exc).__name__

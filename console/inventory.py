@@ -661,7 +661,7 @@ class Alerts(_Model):
     # argv of a command run per alert, with the alert's JSON on its stdin (no shell)
     command: list[str] | None = Field(default=None, min_length=1)
     events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))
-    retries: int = Field(default=5, ge=0, le=20)
+    retries: int = Field(default=10, ge=0, le=20)
 
 
 # --- the whole file ---------------------------------------------------------------------

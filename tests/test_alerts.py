@@ -1,8 +1,9 @@
 """Alerts (console/alerts.py): recorded once per dedupe key, delivered to a real loopback HTTP
 receiver and a real command, retried while the receiver is down, never carrying a value.
 
-Backoff waits go through an injected ``sleep`` that records them (and brings a receiver up, or
-stops the work), so nothing here waits on the clock or asserts a duration.
+A pass never waits: a failed send stores when the alert is next due. The Alerter's clock is
+injected (``Clock``), so a test moves time past that instead of waiting, and asserts no
+duration.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import keyring
 import pytest
 
-from console.alerts import BACKOFF_CAP_SECONDS, Alerter
+from console.alerts import (
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
+    MIN_WAIT_SECONDS,
+    POLL_SECONDS,
+    Alerter,
+    backoff,
+)
 from console.errors import UsageError
 from console.inventory import Alerts
 from console.redaction import ValueScope
@@ -133,17 +142,34 @@ def config(url: str | None = None, **extra: Any) -> Alerts:
     return Alerts.model_validate(data)
 
 
-class Sleeps:
-    """An injected sleep: records each wait and runs ``then(n)`` after the n-th."""
+class Clock:
+    """The Alerter's injected clock: still until a test moves it."""
 
-    def __init__(self, then: Callable[[int], None] | None = None) -> None:
-        self.waits: list[float] = []
-        self.then = then
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if self.then:
-            self.then(len(self.waits))
+    def __call__(self) -> datetime:
+        return self.now
+
+    def to(self, when: datetime) -> None:
+        assert when >= self.now, "time only moves forward"
+        self.now = when
+
+    def past_due(self, store: Store, key: str) -> None:
+        """To the moment the alert is due again (due means not later than now)."""
+        self.to(next_attempt(store, key))
+
+
+def row_of(store: Store, key: str) -> dict[str, Any]:
+    row = store.get_alert(key)
+    assert row is not None
+    return row
+
+
+def next_attempt(store: Store, key: str) -> datetime:
+    at = row_of(store, key)["next_attempt_at"]
+    assert at is not None, "a failed send with sends left says when the next is due"
+    return datetime.fromisoformat(at)
 
 
 def wait_until(check: Callable[[], bool], what: str) -> None:
@@ -175,17 +201,21 @@ def test_one_post_per_alert_with_its_fields_and_no_value(
     token = "tok-" + pysecrets.token_urlsafe(24)
     keyring.set_password(service, "webhook", token)
     canary = "canary-" + pysecrets.token_urlsafe(24)
+    clock = Clock()
     try:
         alerter = Alerter(
             config(receiver.url, webhook={"token": f"keyring:{service}/webhook"}),
-            store, sleep=Sleeps(),
+            store, clock=clock,
         )
         # as the engine does: the run's values are in its scope while its error is handled
         with ValueScope("rotation openai-prod") as scope:
             scope.add(canary)
             assert raise_failed(alerter, error=f"403 permission denied for {canary}")
             assert not raise_failed(alerter, error="a second report of the same failure")
+        assert alerter.deliver_pending() == 0, "the receiver answered 500"
+        clock.past_due(store, "rotation-failed:run-1")
         assert alerter.deliver_pending() == 1
+        clock.to(clock.now + timedelta(days=1))
         assert alerter.deliver_pending() == 0, "a delivered alert is not sent again"
     finally:
         keyring.delete_password(service, "webhook")
@@ -216,6 +246,7 @@ def test_one_post_per_alert_with_its_fields_and_no_value(
     assert row is not None
     assert row["attempts"] == 2
     assert row["delivered_at"] is not None
+    assert row["next_attempt_at"] is None
     assert "HTTP 500" in row["last_error"]
     assert row["body"] == body
 
@@ -243,62 +274,163 @@ def test_events_the_inventory_does_not_ask_for_are_not_recorded(store: Store) ->
                             fields={"text": "mine"})
 
 
-def test_a_receiver_that_is_down_is_retried_until_it_comes_up(
+def test_a_receiver_that_is_down_is_tried_again_once_the_alert_is_due(
     store: Store, receivers: list[Receiver]
 ) -> None:
     port = free_port()
-
-    def come_up(n: int) -> None:
-        if n == 2:  # after the second failed send
-            receivers.append(Receiver(port))
-
-    sleeps = Sleeps(come_up)
-    alerter = Alerter(config(f"http://127.0.0.1:{port}/hook", retries=5), store, sleep=sleeps)
+    clock = Clock()
+    alerter = Alerter(config(f"http://127.0.0.1:{port}/hook", retries=5), store, clock=clock)
     assert raise_failed(alerter, key="a")
     assert raise_failed(alerter, key="b", run_id="run-2")
-    first = store.get_alert("a")
-    assert first is not None
-    assert first["attempts"] == 0, "raising an alert sends nothing"
+    assert row_of(store, "a")["attempts"] == 0, "raising an alert sends nothing"
 
-    assert alerter.deliver_pending() == 2
-    a, b = store.get_alert("a"), store.get_alert("b")
-    assert a is not None and b is not None
-    assert a["attempts"] == 3 and a["delivered_at"] is not None
-    assert "unreachable" in a["last_error"] and "refused" in a["last_error"]
-    assert b["attempts"] == 1 and b["delivered_at"] is not None
-    assert len(sleeps.waits) == 2
-    assert all(0 < w <= BACKOFF_CAP_SECONDS for w in sleeps.waits)
+    # the receiver is down: one send of each alert, and each is put off
+    start = clock.now
+    assert alerter.deliver_pending() == 0
+    for key in ("a", "b"):
+        row = row_of(store, key)
+        assert row["attempts"] == 1 and row["delivered_at"] is None
+        assert "unreachable" in row["last_error"] and "refused" in row["last_error"]
+        assert start < next_attempt(store, key) <= start + timedelta(
+            seconds=BACKOFF_BASE_SECONDS)
+
+    # the receiver is up, but neither alert is due yet: a pass sends nothing
+    receivers.append(Receiver(port))
     (receiver,) = receivers
+    assert alerter.deliver_pending() == 0
+    first_due = min(next_attempt(store, "a"), next_attempt(store, "b"))
+    clock.to(first_due - timedelta(microseconds=1))
+    assert alerter.deliver_pending() == 0
+    assert receiver.posts == []
+    assert [row_of(store, k)["attempts"] for k in ("a", "b")] == [1, 1]
+
+    # once due, each goes out with its second send
+    clock.to(max(next_attempt(store, "a"), next_attempt(store, "b")))
+    assert alerter.deliver_pending() == 2
+    for key in ("a", "b"):
+        row = row_of(store, key)
+        assert row["attempts"] == 2 and row["delivered_at"] is not None
     assert [body["run_id"] for body in receiver.bodies()] == ["run-1", "run-2"], "oldest first"
 
 
-def test_an_alert_out_of_attempts_is_kept_and_not_retried(
-    store: Store, caplog: pytest.LogCaptureFixture
+def test_one_pass_makes_one_send_per_alert(
+    store: Store, receivers: list[Receiver]
 ) -> None:
-    sleeps = Sleeps()
-    alerter = Alerter(config(f"http://127.0.0.1:{free_port()}/hook", retries=2), store,
-                      sleep=sleeps)
+    receiver = Receiver(statuses=(503,))
+    receivers.append(receiver)
+    alerter = Alerter(config(receiver.url, retries=10), store, clock=Clock())
+    for n in range(3):
+        assert raise_failed(alerter, key=f"k{n}", run_id=f"run-{n}")
+    assert alerter.deliver_pending() == 0
+    assert len(receiver.posts) == 3
+    assert [row_of(store, f"k{n}")["attempts"] for n in range(3)] == [1, 1, 1]
+    assert [b["run_id"] for b in receiver.bodies()] == ["run-0", "run-1", "run-2"]
+
+
+def test_an_alert_out_of_attempts_is_given_up_and_kept(
+    store: Store, receivers: list[Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="keyshift.alerts")
+    receiver = Receiver(statuses=(500,))
+    receivers.append(receiver)
+    clock = Clock()
+    alerter = Alerter(config(receiver.url, retries=3), store, clock=clock)
+    key = "rotation-failed:run-1"
     assert raise_failed(alerter)
-    assert alerter.deliver_pending() == 0
-    row = store.get_alert("rotation-failed:run-1")
-    assert row is not None
-    assert row["attempts"] == 3 and row["delivered_at"] is None
-    assert len(sleeps.waits) == 2, "a wait between sends, none after the last"
-    assert "giving up" in caplog.text
-    assert alerter.deliver_pending() == 0
-    row = store.get_alert("rotation-failed:run-1")
-    assert row is not None and row["attempts"] == 3
-    assert store.undelivered_alert_counts(3) == {"pending": 0, "given-up": 1}
+    for attempt in range(1, 4):  # the failures before the last send: each puts it off
+        before = clock.now
+        assert alerter.deliver_pending() == 0
+        assert row_of(store, key)["attempts"] == attempt
+        bound = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        assert before < next_attempt(store, key) <= before + timedelta(seconds=bound)
+        assert "giving up" not in caplog.text
+        clock.past_due(store, key)
+    for _ in range(5):  # the last send, then passes long after: nothing more
+        assert alerter.deliver_pending() == 0
+        clock.to(clock.now + timedelta(days=1))
+    row = row_of(store, key)
+    assert row["attempts"] == 4 == len(receiver.posts)
+    assert row["delivered_at"] is None and row["next_attempt_at"] is None
+    assert "HTTP 500" in row["last_error"]
+    assert caplog.text.count("giving up") == 1
+    assert store.undelivered_alert_counts(4) == {"pending": 0, "given-up": 1}
+    assert alerter.seconds_until_due() == POLL_SECONDS, "a given-up alert wakes nobody"
 
 
-def test_a_stop_ends_delivery_between_sends(store: Store) -> None:
+def test_backoff_is_full_jitter_doubling_from_30s_to_an_hour() -> None:
+    for failures, delay in ((1, 30.0), (2, 60.0), (4, 240.0), (8, 3600.0), (20, 3600.0)):
+        waits = [backoff(failures) for _ in range(400)]
+        assert all(0 <= w <= delay for w in waits)
+        # full jitter: spread over the whole range, not only its upper half (a chance of
+        # 2**-400 to fail by luck)
+        assert min(waits) < delay / 2 < max(waits)
+
+
+def test_the_thread_sleeps_until_the_earliest_alert_is_due(store: Store) -> None:
+    clock = Clock()
+    alerter = Alerter(config(f"http://127.0.0.1:{free_port()}/hook"), store, clock=clock)
+    assert alerter.seconds_until_due() == POLL_SECONDS, "nothing to send: the poll"
+    assert raise_failed(alerter)
+    assert alerter.seconds_until_due() == MIN_WAIT_SECONDS, "a new alert is due now"
+    assert alerter.deliver_pending() == 0
+    due = next_attempt(store, "rotation-failed:run-1")
+    until = (due - clock.now).total_seconds()
+    assert alerter.seconds_until_due() == pytest.approx(max(MIN_WAIT_SECONDS, until))
+    clock.to(due)
+    assert alerter.seconds_until_due() == MIN_WAIT_SECONDS
+
+
+def test_a_stop_ends_the_pass_between_sends(
+    store: Store, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver(statuses=(500,))
+    receivers.append(receiver)
+    receiver.release.clear()  # the first send is held until the stop is asked for
     stop = threading.Event()
-    alerter = Alerter(config(f"http://127.0.0.1:{free_port()}/hook", retries=10), store,
-                      sleep=Sleeps(lambda n: stop.set()))
-    assert raise_failed(alerter)
-    assert alerter.deliver_pending(stop) == 0
-    row = store.get_alert("rotation-failed:run-1")
-    assert row is not None and row["attempts"] == 1
+    alerter = Alerter(config(receiver.url), store, clock=Clock())
+    assert raise_failed(alerter, key="first")
+    assert raise_failed(alerter, key="second", run_id="run-2")
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(alerter.deliver_pending(stop)))
+    worker.start()
+    assert receiver.entered.wait(30)
+    stop.set()
+    receiver.release.set()
+    worker.join(60)
+    assert done == [0]
+    assert row_of(store, "first")["attempts"] == 1
+    assert row_of(store, "second")["attempts"] == 0
+    assert len(receiver.posts) == 1
+
+
+def test_two_senders_never_make_the_same_attempt(
+    store: Store, receivers: list[Receiver], tmp_path: Path
+) -> None:
+    receiver = Receiver(statuses=(500,))
+    receivers.append(receiver)
+    receiver.release.clear()
+    clock = Clock()
+    other = Store(tmp_path / "ks.db")  # a second process's connection to the same store
+    try:
+        mine = Alerter(config(receiver.url), store, clock=clock)
+        theirs = Alerter(config(receiver.url), other, clock=clock)
+        assert raise_failed(mine)
+        worker = threading.Thread(target=mine.deliver_pending)
+        worker.start()
+        assert receiver.entered.wait(30)
+        # the first send is under way: the other sender finds the alert claimed, not due
+        assert theirs.deliver_pending() == 0
+        receiver.release.set()
+        worker.join(60)
+        assert len(receiver.posts) == 1
+        row = row_of(store, "rotation-failed:run-1")
+        assert row["attempts"] == 1
+        # the swap itself: an attempt counted from a stale read is refused
+        assert not other.claim_alert_attempt(row["id"], 0, clock.now)
+        assert row_of(store, "rotation-failed:run-1")["attempts"] == 1
+    finally:
+        receiver.release.set()
+        other.close()
 
 
 def test_a_redirect_is_a_failed_send_and_the_token_does_not_follow_it(
@@ -308,7 +440,7 @@ def test_a_redirect_is_a_failed_send_and_the_token_does_not_follow_it(
     receivers.append(elsewhere)
     receiver = Receiver(statuses=(302,), redirect_to=elsewhere.url)
     receivers.append(receiver)
-    alerter = Alerter(config(receiver.url, retries=0), store, sleep=Sleeps())
+    alerter = Alerter(config(receiver.url, retries=0), store)
     assert raise_failed(alerter)
     assert alerter.deliver_pending() == 0
     row = store.get_alert("rotation-failed:run-1")
@@ -323,8 +455,7 @@ def test_the_background_thread_never_holds_up_raise_alert(
     receiver = Receiver()
     receivers.append(receiver)
     receiver.release.clear()  # the receiver takes the request and does not answer yet
-    alerter = Alerter(config(receiver.url, webhook={"timeout_seconds": 60}), store,
-                      sleep=Sleeps())
+    alerter = Alerter(config(receiver.url, webhook={"timeout_seconds": 60}), store)
     alerter.start()
     try:
         assert raise_failed(alerter, key="first")
@@ -383,11 +514,14 @@ def test_a_failing_command_is_retried_without_resending_the_webhook(
     receiver = Receiver()
     receivers.append(receiver)
     out, flag = tmp_path / "got.jsonl", tmp_path / "failed-once"
+    clock = Clock()
     alerter = Alerter(
         config(receiver.url, command=[sys.executable, "-c", WRITE_STDIN, str(out), str(flag)]),
-        store, sleep=Sleeps(),
+        store, clock=clock,
     )
     assert raise_failed(alerter)
+    assert alerter.deliver_pending() == 0
+    clock.past_due(store, "rotation-failed:run-1")
     assert alerter.deliver_pending() == 1
     row = store.get_alert("rotation-failed:run-1")
     assert row is not None
@@ -406,3 +540,77 @@ def test_a_command_that_hangs_is_cut_off(store: Store) -> None:
     assert alerter.deliver_pending() == 0
     row = store.get_alert("rotation-failed:run-1")
     assert row is not None and "did not finish" in row["last_error"]
+
+
+# --- no part of the URL or the token in an error ------------------------------------------------
+
+
+def fragments(secret: str, size: int = 8) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def assert_nowhere(secret: str, *texts: str) -> None:
+    for text in texts:
+        leaked = sorted(f for f in fragments(secret) if f in text)
+        assert not leaked, f"fragments of the secret in {text!r}: {leaked}"
+
+
+@pytest.mark.parametrize("where", ["inside", "at the end"])
+def test_a_url_with_whitespace_is_refused_by_its_reference_alone(
+    store: Store, receivers: list[Receiver], caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver = Receiver()
+    receivers.append(receiver)
+    secret = "services/T0/B0/" + pysecrets.token_urlsafe(24)
+    url = f"{receiver.url}/{secret} x" if where == "inside" else f"{receiver.url}/{secret}\n"
+    cfg = config(url, retries=0)
+    assert cfg.webhook is not None
+    alerter = Alerter(cfg, store)
+    assert raise_failed(alerter)
+    assert alerter.deliver_pending() == 0
+    error = row_of(store, "rotation-failed:run-1")["last_error"]
+    assert error == (
+        f"webhook: {cfg.webhook.url} holds a URL with whitespace or control characters")
+    assert receiver.posts == [], "refused before anything is sent"
+    assert_nowhere(secret, error, caplog.text)
+    assert_nowhere(url, error, caplog.text)
+
+
+def test_a_token_with_a_newline_is_refused_by_its_reference_alone(
+    store: Store, receivers: list[Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver = Receiver()
+    receivers.append(receiver)
+    token = "tok-" + pysecrets.token_urlsafe(24) + "\n"
+    name = f"KEYSHIFT_TEST_WEBHOOK_TOKEN_{os.getpid()}"
+    os.environ[name] = token
+    try:
+        alerter = Alerter(config(receiver.url, retries=0, webhook={"token": f"env:{name}"}),
+                          store)
+        assert raise_failed(alerter)
+        assert alerter.deliver_pending() == 0
+    finally:
+        del os.environ[name]
+    error = row_of(store, "rotation-failed:run-1")["last_error"]
+    assert error == (
+        f"webhook: env:{name} holds a token with whitespace or control characters")
+    assert receiver.posts == []
+    assert_nowhere(token, error, caplog.text)
+
+
+def test_a_library_error_about_the_url_is_told_by_its_type_alone(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # http.client refuses a port that is not a number by quoting it; here the quoted part is
+    # the secret
+    caplog.set_level(logging.DEBUG)
+    secret = "S" + pysecrets.token_hex(16)
+    url = f"http://127.0.0.1:{secret}/hook"
+    alerter = Alerter(config(url, retries=0), store)
+    assert raise_failed(alerter)
+    assert alerter.deliver_pending() == 0
+    error = row_of(store, "rotation-failed:run-1")["last_error"]
+    assert error == "webhook: InvalidURL"
+    assert_nowhere(secret, error, caplog.text)

@@ -161,12 +161,15 @@ def world(tmp_path: Path) -> Iterator[tuple[Store, LoadedInventory, dict[str, st
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     os.environ["KEYSHIFT_TEST_METRICS_HOOK"] = f"http://127.0.0.1:{port}/hook"
+    alert_clock = [NOW]
     alerter = Alerter(Alerts.model_validate(
         {"webhook": {"url": "env:KEYSHIFT_TEST_METRICS_HOOK"}, "retries": 1}), store,
-        sleep=lambda s: None)
+        clock=lambda: alert_clock[0])
     alerter.raise_alert("overdue", "old", dedupe_key="overdue:old", summary="old is overdue",
                         fields={})
-    assert alerter.deliver_pending() == 0  # two sends refused: given up
+    for _ in range(2):  # two sends refused, each in its own pass once due: given up
+        assert alerter.deliver_pending() == 0
+        alert_clock[0] += timedelta(hours=2)
     alerter.raise_alert("overdue", "soon", dedupe_key="overdue:soon", summary="soon",
                         fields={})
     yield store, loaded, ids

@@ -458,7 +458,8 @@ def _m005_unattended(db: sqlite_utils.Database) -> None:
               body TEXT NOT NULL,                      -- JSON, references only
               delivered_at TEXT,
               attempts INTEGER NOT NULL DEFAULT 0,
-              last_error TEXT
+              last_error TEXT,
+              next_attempt_at TEXT                     -- NULL: due now; else not tried before
             )"""
     )
     db.execute("CREATE INDEX ix_alerts_pending ON alerts(delivered_at, id)")
