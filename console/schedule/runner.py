@@ -284,10 +284,7 @@ class Scheduler:
                 finished,
                 self.schedule.maintenance_windows,
             )
-            self.store.finish_schedule_job(
-                spec.name, self.owner, status=outcome.status, error=outcome.error,
-                detail=outcome.detail, now=finished, next_due=after.next_run,
-            )
+            self._finish(spec, outcome, finished, after.next_run)
             level = logging.WARNING if outcome.status == "failed" else logging.INFO
             log.log(
                 level, "%s: %s%s", spec.name, outcome.status,
@@ -303,6 +300,41 @@ class Scheduler:
                 log.warning("%s: after-job hook failed: %s", spec.name, type(exc).__name__,
                             extra={"job": spec.name, "event": "hook-failed", "fields": {}})
         return outcome
+
+    def _finish(
+        self, spec: JobSpec, outcome: JobOutcome, finished: datetime, next_run: datetime
+    ) -> None:
+        """Record the run and release the claim. This process lives on, so a claim left here
+        would read as a live owner's and hold the job until a restart: a failed write (the
+        store busy past its timeout) is tried once more, then the claim alone is released."""
+        for attempt in (1, 2):
+            try:
+                self.store.finish_schedule_job(
+                    spec.name, self.owner, status=outcome.status, error=outcome.error,
+                    detail=outcome.detail, now=finished, next_due=next_run,
+                )
+                return
+            except Exception as exc:
+                log.warning(
+                    "%s: could not record its finish (attempt %d): %s", spec.name, attempt,
+                    redact_active(f"{type(exc).__name__}: {exc}"),
+                    extra={"job": spec.name, "event": "finish-not-recorded",
+                           "fields": {"attempt": attempt}},
+                )
+        mine = {"owner_host": self.owner.host, "owner_pid": self.owner.pid,
+                "owner_started": self.owner.started}
+        try:
+            self.store.release_schedule_job(
+                spec.name, mine, note=f"ended {outcome.status}; its finish was not recorded",
+                now=self.clock(),
+            )
+        except Exception as exc:
+            log.error(
+                "%s: its claim could not be released either; it stays held by this process "
+                "until it restarts (or keyshift schedule release --job %s once it is stopped)"
+                ": %s", spec.name, spec.name, redact_active(f"{type(exc).__name__}: {exc}"),
+                extra={"job": spec.name, "event": "claim-stuck", "fields": {}},
+            )
 
     def _window_timer(
         self, spec: JobSpec, now: datetime, run_stop: threading.Event
