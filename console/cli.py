@@ -396,13 +396,53 @@ def audit_verify(ctx: Context, anchor_text: str | None) -> None:
 
 @audit_group.command("anchor")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--post",
+    is_flag=True,
+    help="Also send it as an audit-anchor alert to the inventory's alerts: channels (exit 1 "
+    "when no channel took it; `schedule run` retries it).",
+)
 @pass_ctx
-def audit_anchor(ctx: Context, fmt: str) -> None:
+def audit_anchor(ctx: Context, fmt: str, post: bool) -> None:
     """The chain's head as SEQ:HASH, after a verify (a broken chain gets none). Keep it
     outside the store; `keyshift audit verify --anchor SEQ:HASH` later proves nothing up to it
     was cut or rewritten."""
-    anchor = ctx.audit_reader().anchor()
+    if not post:
+        anchor = ctx.audit_reader().anchor()
+        _out(json.dumps(anchor.to_json(), indent=2) if fmt == "json" else anchor.text)
+        return
+    from console.alerts import Alerter
+    from console.audit import AuditLog
+
+    config = ctx.loaded.inventory.alerts
+    if config.webhook is None and not config.command:
+        raise UsageError(
+            "--post needs somewhere to post: the inventory has no alerts: channel",
+            hint="add alerts: {webhook: {url: env:NAME}} or alerts: {command: [...]}",
+        )
+    if "audit-anchor" not in config.events:
+        raise UsageError(
+            "--post: the inventory's alerts: events leave out audit-anchor",
+            hint="add audit-anchor to alerts.events, or leave events out (all of them)",
+        )
+    store = ctx.store_for_sync  # the alert is recorded, so a later pass can retry it
+    anchor = AuditLog(store).anchor()
+    key = f"audit-anchor:{anchor.text}"
+    alerter = Alerter(config, store)
+    alerter.raise_alert(
+        "audit-anchor", "audit", dedupe_key=key, summary=f"audit chain head {anchor.text}",
+        fields={"anchor": anchor.text, "seq": anchor.seq, "hash": anchor.hash,
+                "key_id": anchor.key_id},
+    )
+    alerter.deliver_pending()
     _out(json.dumps(anchor.to_json(), indent=2) if fmt == "json" else anchor.text)
+    row = store.alert_by_key(key) or {}
+    if not row.get("delivered_at"):
+        why = row.get("last_error") or "no send yet"
+        raise KeyshiftError(
+            f"anchor {anchor.text} recorded but not posted: {why}",
+            hint="keyshift schedule run sends it again; check the alerts: channel",
+        )
 
 
 @audit_group.command("tail")

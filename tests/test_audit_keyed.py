@@ -458,3 +458,52 @@ def test_odd_values_an_editor_may_write_are_findings_not_crashes(
     conn.close()
     result = log.verify()
     assert (result.ok, result.bad_seq, result.reason) == (False, 3, reason)
+
+
+def test_cli_anchor_post_sends_it_once_to_the_alert_channel(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """`audit anchor --post` sends the head to the inventory's webhook (a real loopback
+    receiver), once per head; with the receiver gone it says so and exits 1."""
+    import http.server
+    import threading
+
+    got: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(inventory.read_text() + "alerts:\n  webhook: {url: env:KS_ANCHOR_HOOK}\n")
+    env["KS_ANCHOR_HOOK"] = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        assert run(tmp_path, env, "sync").returncode == 0
+        posted = run(tmp_path, env, "audit", "anchor", "--post")
+        assert posted.returncode == 0, posted.stderr
+        anchor = posted.stdout.strip()
+        assert [b["anchor"] for b in got] == [anchor]
+        assert got[0]["event"] == "audit-anchor" and anchor in got[0]["text"]
+        assert run(tmp_path, env, "audit", "anchor", "--post").returncode == 0
+        assert len(got) == 1  # the same head is posted once
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run(tmp_path, env, "sync").returncode == 0  # a new head, and nobody listening
+    assert_one_line_error(run(tmp_path, env, "audit", "anchor", "--post"), 1, "not posted")
+    assert env["KS_ANCHOR_HOOK"] not in "".join(
+        p.read_text() for p in (tmp_path / "home").glob("*.log"))
+
+
+def test_cli_anchor_post_without_a_channel_is_a_usage_error(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    assert run(tmp_path, env, "sync").returncode == 0
+    assert_one_line_error(run(tmp_path, env, "audit", "anchor", "--post"), 2, "alerts:")

@@ -113,3 +113,7 @@ class AlertRows(StoreBase):
             (max_attempts, max_attempts),
         )[0]
         return {"pending": int(row["pending"]), "given-up": int(row["given_up"])}
+
+    def alert_by_key(self, dedupe_key: str) -> dict | None:
+        rows = self._read("SELECT * FROM alerts WHERE dedupe_key = ?", (dedupe_key,))
+        return _alert_dict(rows[0]) if rows else None
