@@ -80,9 +80,10 @@ def due_credentials(
     now: datetime,
     expiring_within: timedelta,
     *,
-    sensitivity: str | Iterable[str] | None = None,
+    sensitivity: str | Iterable[str | None] | None = None,
 ) -> list[Due]:
-    """Every present credential that is due, oldest fault first (overdue, then expiring)."""
+    """Every present credential that is due, oldest fault first (overdue, then expiring).
+    ``sensitivity``: only these (a None among them: credentials with no sensitivity set)."""
     wanted = (
         {sensitivity}
         if isinstance(sensitivity, str)

@@ -614,6 +614,9 @@ class Schedule(_Model):
     sync_every: Duration = timedelta(hours=1)
     # how often the due-rotation playbook runs over each sensitivity's credentials
     rotate_due: dict[Sensitivity, Duration] = Field(default_factory=_default_cadence)
+    # credentials with no sensitivity set that are due anyway (their own max_age_days, an
+    # expiry): looked at as often as high ones, since nothing says they matter less
+    rotate_due_unclassified: Duration = timedelta(days=7)
     # a credential whose expiry is nearer than this is warned about (and is due)
     expiry_warning: Duration = timedelta(days=14)
     expiry_check_every: Duration = timedelta(days=1)

@@ -167,7 +167,7 @@ def world(sandbox: SandboxState, tmp_path: Path) -> Any:
     store.close()
 
 
-def add_expiring(w: World, days: int) -> str:
+def add_expiring(w: World, days: int, sensitivity: str | None = "low") -> str:
     """A generated KV secret whose row says it expires in ``days`` (KV itself keeps no expiry,
     so the row is written as a declared credential's would be)."""
     path = "exp/e"
@@ -178,7 +178,7 @@ def add_expiring(w: World, days: int) -> str:
     now = datetime.now(UTC)
     w.store.bulk_insert_credentials([Credential(
         id=w.cid(path), source="v", kind="kv", native_id=f"{w.mount}/{path}", name=path,
-        created_at=now, expires_at=now + timedelta(days=days), sensitivity="low",
+        created_at=now, expires_at=now + timedelta(days=days), sensitivity=sensitivity,
         tags={"keyshift-issuer": "generated"},
     )])
     w.values.append(w.value(path))
@@ -249,6 +249,28 @@ def test_selection_by_each_kind(world: World) -> None:
 
 
 # --- running --------------------------------------------------------------------------------------
+
+
+def test_rotate_due_reaches_a_credential_with_no_sensitivity_as_unclassified(
+    world: World,
+) -> None:
+    """Due (it expires in 3 days) but with no sensitivity: no high/medium/low run takes it,
+    so `--sensitivity unclassified` (the schedule's rotate-due:unclassified job) does."""
+    w = world
+    expiring = add_expiring(w, days=3, sensitivity=None)
+    pb = get_playbook("rotate-due")
+    now = datetime.now(UTC)
+
+    def chosen(sensitivity: str) -> list[str | None]:
+        return [s.credential_id for s in select(pb, {"sensitivity": sensitivity},
+                                                store=w.store, loaded=w.loaded, now=now)]
+
+    assert expiring in chosen("unclassified")
+    assert all(w.store.get_credential(c).sensitivity is None for c in chosen("unclassified"))
+    assert expiring not in chosen("high,medium,low")
+    assert expiring in chosen("high,unclassified")
+    with pytest.raises(UsageError, match="unclassified"):
+        chosen("urgent")
 
 
 def test_rotate_due_rotates_exactly_the_due_ones_and_records_the_run(world: World) -> None:

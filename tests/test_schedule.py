@@ -229,7 +229,7 @@ def test_status_json_fields_and_read_only(tmp_path: Path, keyshift_home: Path) -
     jobs = {j["job"]: j for j in status["jobs"]}
     assert set(jobs) == {"sync", "findings-refresh", "expiry-check", "audit-verify",
                          "finish-due", "rotate-due:high", "rotate-due:medium",
-                         "rotate-due:low"}
+                         "rotate-due:low", "rotate-due:unclassified"}
     for job in jobs.values():
         assert set(job) == {"job", "every_seconds", "windowed", "state", "next_run",
                             "waits_for_window", "last_started", "last_finished",
@@ -374,6 +374,8 @@ def test_schedule_defaults_and_cadence_per_sensitivity() -> None:
     assert specs["rotate-due:high"].every == timedelta(days=1)
     assert specs["rotate-due:medium"].every == timedelta(days=30)
     assert specs["rotate-due:low"].every == timedelta(days=91)
+    assert specs["rotate-due:unclassified"].every == timedelta(days=7)
+    assert specs["rotate-due:unclassified"].windowed
     assert specs["finish-due"].windowed and specs["rotate-due:high"].windowed
     assert not any(specs[n].windowed for n in ("sync", "audit-verify", "expiry-check",
                                                "findings-refresh"))

@@ -33,6 +33,7 @@ from console.errors import KeyshiftError, ReadOnlyError, RotatedMeanwhile, Rotat
 from console.playbooks.model import Playbook, PlaybookEvent, PlaybookResult, Selected, StepResult
 from console.playbooks.selection import resolve_params, select
 from console.redaction import redact_active
+from console.rotation.specs import UNDECLARED
 
 if TYPE_CHECKING:
     from console.audit import AuditLog
@@ -282,6 +283,10 @@ class _Runner:
         if first is not None:
             return self._result(step, "skipped",
                                 detail=f"one rotation with step {first} ({spec.subject})")
+        if spec.problem and spec.origin == UNDECLARED:
+            # nobody declared who issues it or where its consumers read it: a person rotates
+            # it (or declares it), never a failure of this run and never a guess
+            return self._result(step, "manual", detail=f"needs a person: {spec.problem}")
         person = needs_person(spec)
         if person and self.interaction is None:
             return self._result(

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 # change what the filter says
 _SAFE_VALUE = re.compile(r"^[^\s\"'\\]{1,256}$")
 _SENSITIVITY_RANK = {s.value: i for i, s in enumerate(Sensitivity)}
+# the word for "no sensitivity set": such a credential can still be due (its own max_age_days,
+# an expiry), and the schedule rotates it in a job of its own
+UNCLASSIFIED = "unclassified"
 
 
 def resolve_params(pb: Playbook, params: dict[str, Any] | None) -> dict[str, str]:
@@ -177,11 +180,13 @@ def due_threshold(pb: Playbook, values: dict[str, str], loaded: LoadedInventory 
 def due_sensitivities(pb: Playbook, values: dict[str, str]) -> list[str] | None:
     if "sensitivity" in values:
         wanted = [w.strip().lower() for w in values["sensitivity"].split(",") if w.strip()]
-        bad = [w for w in wanted if w not in _SENSITIVITY_RANK]
+        bad = [w for w in wanted if w not in _SENSITIVITY_RANK and w != UNCLASSIFIED]
         if bad or not wanted:
             raise UsageError(
-                f"--sensitivity {values['sensitivity']!r} is not one of high, medium, low",
-                hint="e.g. --sensitivity high or --sensitivity high,medium",
+                f"--sensitivity {values['sensitivity']!r} is not one of high, medium, low, "
+                f"{UNCLASSIFIED}",
+                hint="e.g. --sensitivity high or --sensitivity high,medium "
+                f"({UNCLASSIFIED}: credentials with no sensitivity set)",
             )
         return wanted
     if pb.selection.due and pb.selection.due.sensitivity:
@@ -198,9 +203,12 @@ def _due(
 ) -> tuple[list[Credential], dict[str, str]]:
     from console.due import due_credentials
 
+    wanted = due_sensitivities(pb, values)
     found = due_credentials(
         store, loaded, now, due_threshold(pb, values, loaded),
-        sensitivity=due_sensitivities(pb, values),
+        sensitivity=None if wanted is None else [
+            None if w == UNCLASSIFIED else w for w in wanted
+        ],
     )
     return [d.credential for d in found], {d.id: f"{d.reason}: {d.detail}" for d in found}
 

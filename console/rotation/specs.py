@@ -355,9 +355,12 @@ def _self_target(cred: Credential, fields: dict[str, str]) -> TargetSpec | None:
     return None
 
 
+UNDECLARED = "not declared"  # the origin of a spec keyshift found no declaration for
+
+
 def _undeclared(cred: Credential) -> Spec:
     issuer = {"type": "provider", "provider": "unknown", "parts": ["value"]}
-    origin = "not declared"
+    origin = UNDECLARED
     if cred.kind == "iam-key":
         return Spec(cred.id, {"type": "aws-iam", "source": cred.source,
                               "user": cred.tags.get("user", "?")}, [], origin, problem=(

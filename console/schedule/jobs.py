@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.inventory import Schedule
 from console.model import Sensitivity
+from console.playbooks.selection import UNCLASSIFIED
 from console.redaction import redact_active
 
 if TYPE_CHECKING:
@@ -98,14 +99,16 @@ def job_specs(schedule: Schedule) -> list[JobSpec]:
         JobSpec("audit-verify", schedule.audit_verify_every, False, audit_job),
         JobSpec("finish-due", schedule.finish_due_every, True, finish_due_job),
     ]
-    for sens in Sensitivity:
+    cadences = [(s.value, schedule.rotate_due[s]) for s in Sensitivity]
+    cadences.append((UNCLASSIFIED, schedule.rotate_due_unclassified))
+    for sens, every in cadences:
         specs.append(
             JobSpec(
-                f"rotate-due:{sens.value}",
-                schedule.rotate_due[sens],
+                f"rotate-due:{sens}",
+                every,
                 True,
-                functools.partial(rotate_due_job, sensitivity=sens.value),
-                sensitivity=sens.value,
+                functools.partial(rotate_due_job, sensitivity=sens),
+                sensitivity=sens,
             )
         )
     return specs
