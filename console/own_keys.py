@@ -12,11 +12,14 @@ makes one. A key is 32 random bytes kept as hex.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,15 +65,32 @@ def _load(env: str, default: str) -> OwnKey:
         except SecretError as exc:
             raise SecretError(f"${env}: {exc.message}", hint=exc.hint) from None
         if ref == default:  # keyshift's own keyring entry: created on first use
-            stored = secret_refs.get(parsed.service, parsed.name)
-            if stored is None:
-                stored = secrets.token_hex(KEY_BYTES)
-                secret_refs.put(parsed.service, parsed.name, stored)
+            with _first_use_lock():
+                stored = secret_refs.get(parsed.service, parsed.name)
+                if stored is None:
+                    stored = secrets.token_hex(KEY_BYTES)
+                    secret_refs.put(parsed.service, parsed.name, stored)
         else:
             stored = secret_refs.resolve(ref)
         loaded = OwnKey(ref, _key_of(stored, f"{ref} (from ${env})"))
         _cache[ref] = loaded
         return loaded
+
+
+@contextlib.contextmanager
+def _first_use_lock() -> Iterator[None]:
+    """Two processes starting together on a fresh install must not each make a key (the
+    loser's fingerprints and audit entries would not match): one makes it, under a file lock
+    in the data dir, and the other reads it."""
+    from console import paths
+
+    lock = paths.private_file(paths.data_dir() / "own-keys.lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _key_of(stored: str, where: str) -> bytes:
