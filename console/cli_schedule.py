@@ -40,6 +40,11 @@ class JsonLines(logging.Formatter):
         if record.exc_info:
             exc = record.exc_info[1]
             out["error"] = f"{type(exc).__name__}: {exc}" if exc else None
+        elif record.exc_text:
+            # the redacting filter formatted (and scrubbed) the traceback already: its last
+            # line is the exception, and the whole of it is one field, not extra lines
+            out["error"] = record.exc_text.strip().splitlines()[-1]
+            out["traceback"] = record.exc_text
         return redact_active(json.dumps(out, default=str, separators=(",", ":")))
 
 
