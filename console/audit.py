@@ -334,7 +334,10 @@ class AuditLog:
         and have the anchored hash: that catches a tail cut with ``meta`` rewritten to match.
         Raises SecretError (one line) when keyed entries need a key that is unavailable."""
         wanted = Anchor.of(anchor) if anchor is not None else None
-        return self._walk(self.store.audit_rows(), wanted)
+        # the rows and meta's head and count from one snapshot: an entry appended by another
+        # thread mid-walk (the schedule verifies while a sync appends) is not "truncated"
+        with self.store.read_snapshot():
+            return self._walk(self.store.audit_rows(), wanted)
 
     def _walk(self, rows: Iterator[dict], anchor: Anchor | None) -> VerifyResult:
         expected_seq = 1

@@ -224,3 +224,33 @@ def test_current_actor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert current_actor() == "ops-bot"
     monkeypatch.delenv("KEYSHIFT_ACTOR")
     assert current_actor()
+
+
+def test_verify_while_another_thread_appends_sees_one_state(log: AuditLog) -> None:
+    """The schedule verifies the chain while a sync appends to it (two threads, one store):
+    rows and meta's head must come from one snapshot, or a verify that walks the rows before
+    an append and reads meta after it calls the chain truncated (seen in `make run`)."""
+    import threading
+
+    done = threading.Event()
+    appended: list[int] = []
+
+    def writer() -> None:
+        try:
+            for i in range(300):
+                log.append("sync", "sync.source", f"src-{i}", {"i": i})
+                appended.append(i)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    results = []
+    while not done.is_set():
+        results.append(log.verify())
+    thread.join()
+    results.append(log.verify())
+    assert len(appended) == 300 and len(results) > 1
+    bad = [r.message for r in results if not r.ok]
+    assert bad == [], bad[:3]
+    assert results[-1].count == N + 300

@@ -240,6 +240,23 @@ class StoreBase:
             else:
                 conn.execute(f"RELEASE sp{depth}")
 
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Every read inside sees one state of the store (a WAL read transaction), however many
+        statements it takes: a check that reads rows and then what sums them up (the audit
+        chain and its head in meta) must not see another thread's write land in between."""
+        conn = self._conn()
+        if conn.in_transaction or getattr(self._local, "depth", 0):
+            yield  # already inside a transaction: it is the snapshot
+            return
+        with self._guard("read"):
+            conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     def atomically(self, fn: Callable[[], T]) -> T:
         """``fn()`` in one transaction (joining this thread's, if one is open); its result."""
         with self.transaction():
