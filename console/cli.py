@@ -721,6 +721,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
     from console import (  # noqa: F401  (their commands)
         cli_findings,
+        cli_incident,
         cli_playbook,
         cli_reach,
         cli_report,

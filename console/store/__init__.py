@@ -18,6 +18,7 @@ SQLite through sqlite-utils, in WAL mode with foreign keys on and a busy timeout
 - ``metrics``      the aggregate reads the Prometheus metrics need (console/metrics.py)
 - ``schedule``     the schedule's jobs (last runs, claims) and the credentials it holds back
 - ``playbooks``    playbook runs and their steps (console/playbooks/ owns what they mean)
+- ``incidents``    incidents and their checklist tasks (console/incidents/ owns what they mean)
 
 Threads: each thread gets its own connection (WAL lets the TUI's worker threads read while a
 sync writes on another thread, without seeing half a transaction). Writes take a process-wide
@@ -45,6 +46,7 @@ from console.store.audit_rows import AuditRows
 from console.store.credentials import CredentialRows
 from console.store.findings import FindingChanges, FindingRows
 from console.store.grants import GrantRows
+from console.store.incidents import IncidentRows
 from console.store.metrics import MetricsRows
 from console.store.playbooks import PlaybookRows
 from console.store.rows import CONTENT_FIELDS, parse_ts, row_to_cred, ts, utcnow
@@ -67,6 +69,7 @@ class Store(
     MetricsRows,
     PlaybookRows,
     ScheduleRows,
+    IncidentRows,
 ):
     """Open (creating and migrating as needed) the store at ``path``."""
 

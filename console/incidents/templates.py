@@ -1,0 +1,102 @@
+"""Incident templates as data: the checklist each kind of incident opens with.
+
+Phases are NIST SP 800-61r3's (it files incident response under CSF 2.0's Detect, Respond and
+Recover functions); each task names the one CSF 2.0 outcome it serves. Only outcome ids
+checked against the CSF 2.0 core are used: DE.AE-08 (incidents are declared), RS.MA-03
+(categorised and prioritised), RS.MI-01 (contained), RS.AN-03 (what took place, root cause),
+RS.AN-08 (magnitude estimated and validated), RS.MI-02 (eradicated), RS.CO-02 (stakeholders
+notified), RC.RP-01 (recovery portion of the plan executed), RC.RP-05 (integrity of restored
+assets verified, normal operation confirmed), ID.IM-03 (improvements identified).
+
+Every task here is manual: a person does it and marks it done. ``command`` is the keyshift
+command that does the task (or its keyshift part) where one exists; ``note`` says what keyshift
+cannot do or prove, so no task claims evidence the tools do not produce. Texts may use
+``{agent}``, ``{credential}``, ``{since}``, ``{count}`` and ``{owners}``, filled at open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PHASES = ("detect", "respond", "recover")
+
+NO_CLOUDTRAIL = (
+    "keyshift does not read CloudTrail, and the moto sandbox has no CloudTrail lookup: an AWS "
+    "key's calls (and what they created) are checked by hand in CloudTrail"
+)
+
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "compromised-agent": {
+        "title": "Compromised agent {agent}",
+        "severity": "high",
+        "tasks": [
+            {"step": "declare", "phase": "detect", "csf": "DE.AE-08",
+             "title": "Declare the incident: agent {agent} is assumed compromised"},
+            {"step": "categorise", "phase": "respond", "csf": "RS.MA-03",
+             "title": "Categorise and prioritise: {count} credentials in reach, owners {owners}"},
+            {"step": "contain", "phase": "respond", "csf": "RS.MI-01",
+             "title": "Contain: revoke {agent}'s Vault tokens and secret-ids, deactivate its "
+                      "access keys (before rotating, when the leak is confirmed)",
+             "note": "keyshift has no revoke command yet: done at the issuer (vault, aws)"},
+            {"step": "review", "phase": "respond", "csf": "RS.AN-03",
+             "title": "Review activity since {since}: the usage events in the scope; on AWS the "
+                      "key's calls, including new users, new keys and attached policies",
+             "command": "keyshift show CREDENTIAL",
+             "note": NO_CLOUDTRAIL},
+            {"step": "magnitude", "phase": "respond", "csf": "RS.AN-08",
+             "title": "Estimate the magnitude: which credentials in scope were used, by whom"},
+            {"step": "eradicate", "phase": "respond", "csf": "RS.MI-02",
+             "title": "Eradicate: rotate everything in the blast radius; remove what the "
+                      "attacker created",
+             "command": "keyshift playbook run rotate-agent --agent {agent}"},
+            {"step": "verify", "phase": "respond", "csf": "RS.MI-02",
+             "title": "Verify: old values refused by their issuers, new values work, consumers "
+                      "healthy",
+             "command": "keyshift rotate --finish-due",
+             "note": "each rotation run verifies its new value (keyshift runs); the old "
+                     "value's refusal is checked by a person at the issuer"},
+            {"step": "notify", "phase": "respond", "csf": "RS.CO-02",
+             "title": "Notify the owners: {owners}"},
+            {"step": "recover", "phase": "recover", "csf": "RC.RP-01",
+             "title": "Recover: give {agent} fresh credentials and confirm it runs normally"},
+            {"step": "lessons", "phase": "recover", "csf": "ID.IM-03",
+             "title": "Lessons: update the inventory and the threat model"},
+        ],
+    },
+    "leaked-credential": {
+        "title": "Leaked credential {credential}",
+        "severity": "high",
+        "tasks": [
+            {"step": "declare", "phase": "detect", "csf": "DE.AE-08",
+             "title": "Declare the incident: {credential} is assumed leaked"},
+            {"step": "categorise", "phase": "respond", "csf": "RS.MA-03",
+             "title": "Categorise and prioritise: {count} holders, owners {owners}"},
+            {"step": "contain", "phase": "respond", "csf": "RS.MI-01",
+             "title": "Contain: disable the leaked value at its issuer if it cannot be "
+                      "rotated at once",
+             "note": "keyshift has no revoke command yet: done at the issuer"},
+            {"step": "review", "phase": "respond", "csf": "RS.AN-03",
+             "title": "Review its use since {since} (usage events in the scope) and where the "
+                      "leak came from",
+             "command": "keyshift show {credential}",
+             "note": NO_CLOUDTRAIL},
+            {"step": "magnitude", "phase": "respond", "csf": "RS.AN-08",
+             "title": "Estimate the magnitude: its holders and the other places its value "
+                      "lives (in the scope)"},
+            {"step": "eradicate", "phase": "respond", "csf": "RS.MI-02",
+             "title": "Eradicate: rotate it, and every other place that holds the same value",
+             "command": "keyshift rotate {credential} --grace 0"},
+            {"step": "verify", "phase": "respond", "csf": "RS.MI-02",
+             "title": "Verify: the old value refused by its issuer, the new one works",
+             "command": "keyshift runs --credential {credential}",
+             "note": "the rotation run verifies the new value; the old value's refusal is "
+                     "checked by a person at the issuer"},
+            {"step": "notify", "phase": "respond", "csf": "RS.CO-02",
+             "title": "Notify the owners: {owners}"},
+            {"step": "recover", "phase": "recover", "csf": "RC.RP-05",
+             "title": "Recover: holders run normally on the new value"},
+            {"step": "lessons", "phase": "recover", "csf": "ID.IM-03",
+             "title": "Lessons: how it leaked, and what stops it next time"},
+        ],
+    },
+}
