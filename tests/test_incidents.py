@@ -76,6 +76,16 @@ def test_agent_scope_is_its_reach_with_use_since_and_stays_a_snapshot(world: Wor
     used = second["scope"]["usage"]
     assert {u["credential"] for u in used} == {w.cid("app/a")}
     assert {u["identity"] for u in used} == {f"approle:pb-{w.tag}"}
+    # a usage event in the scope is evidence; one that does not exist, or a finding, is not
+    iid = second["id"]
+    incidents.update_task(w.store, w.audit, iid, 4, "done", actor="inc-test",
+                          evidence=[f"usage:{used[0]['id']}"])
+    assert incidents.load(w.store, iid)["tasks"][3]["evidence"] == [
+        {"kind": "usage", "ref": str(used[0]["id"])}]
+    for bogus in ("usage:987654321", "finding:no-such-finding", "audit:987654321"):
+        with pytest.raises(NotFoundError, match="evidence"):
+            incidents.update_task(w.store, w.audit, iid, 5, "done", actor="t", evidence=[bogus])
+    assert incidents.load(w.store, iid)["tasks"][4]["status"] == "todo"  # nothing half-done
     # a since after the read leaves it out (a date, not a duration)
     after = parse_ts(used[-1]["at"]) + timedelta(microseconds=1)
     later = incidents.open_incident(w.store, w.audit, w.loaded, actor="inc-test",

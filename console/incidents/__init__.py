@@ -60,7 +60,12 @@ def parse_since(text: str | None, now: datetime) -> datetime:
 def _iso(value: datetime | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _utc(stored: str | None) -> str | None:
+    """A stored time as shown and exported: UTC, spelled with ``Z``."""
+    return _iso(datetime.fromisoformat(stored)) if stored else None
 
 
 # scope ------------------------------------------------------------------------------------
@@ -231,15 +236,16 @@ def load(store: Store, incident_id: str) -> dict[str, Any]:
             "position": row["position"], "phase": row["phase"], "step": extra.get("step"),
             "csf": extra.get("csf"), "title": row["title"], "mode": extra.get("mode", "manual"),
             "command": extra.get("command"), "limits": extra.get("note"),
-            "status": row["status"], "owner": row["actor"], "started_at": row["started_at"],
-            "done_at": row["done_at"], "note": row["note"], "evidence": row["evidence"],
+            "status": row["status"], "owner": row["actor"],
+            "started_at": _utc(row["started_at"]), "done_at": _utc(row["done_at"]),
+            "note": row["note"], "evidence": row["evidence"],
             "rotation_run_id": row["rotation_run_id"],
         })
     detail = inc["detail"]
     return {
         "id": inc["id"], "title": inc["title"], "kind": inc["kind"],
         "severity": inc["severity"], "status": inc["status"], "actor": inc["actor"],
-        "opened_at": inc["opened_at"], "closed_at": inc["closed_at"],
+        "opened_at": _utc(inc["opened_at"]), "closed_at": _utc(inc["closed_at"]),
         "since": detail.get("since"), "close_note": detail.get("close_note"),
         "tasks": tasks, "scope": detail.get("scope", {}),
     }
@@ -411,8 +417,6 @@ def timeline(inc: dict[str, Any]) -> list[dict[str, Any]]:
                            "task": t["position"], "by": t["owner"]})
     if inc["closed_at"]:
         events.append({"at": inc["closed_at"], "event": "closed"})
-    for e in events:
-        e["at"] = _iso(_parse(e["at"]))  # one spelling of UTC in an export: ...Z
     return sorted(events, key=lambda e: e["at"])
 
 

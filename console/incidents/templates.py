@@ -41,7 +41,6 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             {"step": "review", "phase": "respond", "csf": "RS.AN-03",
              "title": "Review activity since {since}: the usage events in the scope; on AWS the "
                       "key's calls, including new users, new keys and attached policies",
-             "command": "keyshift show CREDENTIAL",
              "note": NO_CLOUDTRAIL},
             {"step": "magnitude", "phase": "respond", "csf": "RS.AN-08",
              "title": "Estimate the magnitude: which credentials in scope were used, by whom"},
