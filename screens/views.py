@@ -3,7 +3,7 @@ open, their aliases, and the screen class behind each.
 
 This is the one place that knows which views exist. The command bar completes from it, the
 palette lists it, the keymap checker reads every view's bindings from it. A later view (a
-findings list, a drill) registers itself here the same way, with ``register``.
+findings list, playbooks) registers itself here the same way, with ``register``.
 """
 
 from __future__ import annotations
