@@ -9,6 +9,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -239,6 +240,43 @@ class StoreBase:
                 conn.execute("COMMIT")
             else:
                 conn.execute(f"RELEASE sp{depth}")
+
+    def _update_fields(
+        self,
+        table: str,
+        where: dict[str, Any],
+        fields: dict[str, Any],
+        *,
+        allowed: Sequence[str],
+        json_fields: Sequence[str] = (),
+        what: str,
+    ) -> None:
+        """UPDATE ``table`` SET the given fields WHERE every ``where`` column matches; datetimes
+        as store text, ``json_fields`` as JSON (a None JSON field is stored as given).
+        StoreError for a field not in ``allowed`` or when no row matched (``what`` names it)."""
+        from console.store.rows import to_json, ts
+
+        unknown = set(fields) - set(allowed)
+        if unknown:
+            raise StoreError(f"unknown {table} field(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if isinstance(value, datetime):
+                value = ts(value)
+            elif key in json_fields and value is not None:
+                value = to_json(value)
+            values[key] = value
+        if not values:
+            return
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        match = " AND ".join(f"{k} = :w_{k}" for k in where)
+        with self.transaction():
+            cur = self._conn().execute(
+                f"UPDATE {table} SET {sets} WHERE {match}",
+                {**values, **{f"w_{k}": v for k, v in where.items()}},
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"no {what}")
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:

@@ -94,26 +94,13 @@ class IncidentRows(StoreBase):
         return [_task(r) for r in rows]
 
     def update_incident_task(self, incident_id: str, position: int, **fields: Any) -> None:
-        unknown = set(fields) - set(INCIDENT_TASK_FIELDS)
-        if unknown:
-            raise StoreError(f"unknown incident task field(s): {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {}
-        for key, value in fields.items():
-            if isinstance(value, datetime):
-                value = ts(value)
-            elif key == "evidence":
-                value = to_json(value or [])
-            values[key] = value
-        if not values:
-            return
-        sets = ", ".join(f"{k} = :{k}" for k in values)
-        with self.transaction():
-            cur = self._conn().execute(
-                f"UPDATE incident_tasks SET {sets} WHERE incident_id = :iid AND position = :pos",
-                {**values, "iid": incident_id, "pos": position},
-            )
-            if cur.rowcount == 0:
-                raise StoreError(f"no task {position} in incident {incident_id}")
+        if "evidence" in fields:
+            fields["evidence"] = fields["evidence"] or []
+        self._update_fields(
+            "incident_tasks", {"incident_id": incident_id, "position": position}, fields,
+            allowed=INCIDENT_TASK_FIELDS, json_fields=("evidence",),
+            what=f"task {position} in incident {incident_id}",
+        )
 
     def close_incident(
         self, incident_id: str, closed_at: datetime, detail: dict[str, Any],

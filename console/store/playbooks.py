@@ -9,7 +9,6 @@ Rows hold references only (ids, one-line errors), never a value.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from console.errors import StoreError
@@ -62,26 +61,11 @@ class PlaybookRows(StoreBase):
             )
 
     def update_playbook_step(self, run_id: str, position: int, **fields: Any) -> None:
-        unknown = set(fields) - set(PLAYBOOK_STEP_FIELDS)
-        if unknown:
-            raise StoreError(f"unknown playbook step field(s): {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {}
-        for key, value in fields.items():
-            if isinstance(value, datetime):
-                value = ts(value)
-            elif key == "detail" and value is not None:
-                value = to_json(value)
-            values[key] = value
-        if not values:
-            return
-        sets = ", ".join(f"{k} = :{k}" for k in values)
-        with self.transaction():
-            cur = self._conn().execute(
-                f"UPDATE playbook_steps SET {sets} WHERE run_id = :run_id AND position = :pos",
-                {**values, "run_id": run_id, "pos": position},
-            )
-            if cur.rowcount == 0:
-                raise StoreError(f"no step {position} in playbook run {run_id!r}")
+        self._update_fields(
+            "playbook_steps", {"run_id": run_id, "position": position}, fields,
+            allowed=PLAYBOOK_STEP_FIELDS, json_fields=("detail",),
+            what=f"step {position} in playbook run {run_id!r}",
+        )
 
     def finish_playbook_run(self, run_id: str, status: str, detail: dict[str, Any]) -> None:
         with self.transaction():
