@@ -9,6 +9,7 @@ declined), 2 bad usage or a bad playbook file, 3 unknown playbook, credential or
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -48,7 +49,18 @@ def _params(
     return params
 
 
+_PARAM_NAMES = ("agent", "credential", "environment", "sensitivity", "expiring_within", "extra")
+
+
 def param_options(fn: Any) -> Any:
+    """The playbook parameter options, handed to ``fn`` as one ``params`` dict."""
+
+    @functools.wraps(fn)
+    def packed(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in _PARAM_NAMES}
+        return fn(*args, params=_params(**given), **kwargs)
+
+    wrapper: Any = packed
     for option in reversed([
         click.option("--agent", default=None, help="The agent (rotate-agent)."),
         click.option("--credential", default=None,
@@ -61,8 +73,8 @@ def param_options(fn: Any) -> Any:
         click.option("--param", "extra", multiple=True, metavar="KEY=VALUE",
                      help="A parameter of your own playbook (repeatable)."),
     ]):
-        fn = option(fn)
-    return fn
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @cli.group("playbook")
@@ -95,23 +107,12 @@ def playbook_ls(fmt: str) -> None:
 @param_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
-def playbook_show(
-    ctx: Context,
-    name: str,
-    agent: str | None,
-    credential: str | None,
-    environment: str | None,
-    sensitivity: str | None,
-    expiring_within: str | None,
-    extra: tuple[str, ...],
-    fmt: str,
-) -> None:
+def playbook_show(ctx: Context, name: str, params: dict[str, str], fmt: str) -> None:
     """A playbook's selection, order, concurrency, grace, failure policy and manual steps, and
     what it would select now (given its parameters). Changes nothing."""
     from console.playbooks import get_playbook, select
 
     pb = get_playbook(name)
-    params = _params(agent, credential, environment, sensitivity, expiring_within, extra)
     selected: list[Any] | None = None
     why_not: str | None = None
     try:
@@ -190,12 +191,7 @@ def _listing(selected: list[Any]) -> list[str]:
 def playbook_run(
     ctx: Context,
     name: str,
-    agent: str | None,
-    credential: str | None,
-    environment: str | None,
-    sensitivity: str | None,
-    expiring_within: str | None,
-    extra: tuple[str, ...],
+    params: dict[str, str],
     dry_run: bool,
     yes: bool,
     fmt: str,
@@ -215,8 +211,7 @@ def playbook_run(
     if not dry_run:
         ctx.require_writable(f"playbook run {name}")
     pb = get_playbook(name)
-    params = resolve_params(pb, _params(agent, credential, environment, sensitivity,
-                                        expiring_within, extra))
+    params = resolve_params(pb, params)
     store = ctx.reader if dry_run else ctx.store
     audit = ctx.audit_reader() if dry_run else ctx.audit
     now = datetime.now(UTC)
