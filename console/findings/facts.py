@@ -62,8 +62,9 @@ class Facts:
         return self.loaded.inventory.policies.by_sensitivity.get(cred.sensitivity)  # type: ignore[call-overload]
 
     def max_age_days(self, cred: Credential) -> int | None:
-        policy = self.policy(cred)
-        return cred.max_age_days or (policy.max_age_days if policy else None)
+        from console.due import max_age_days
+
+        return max_age_days(cred, self.loaded)
 
     def stale_after_days(self, cred: Credential) -> int:
         policy = self.policy(cred)
