@@ -19,6 +19,7 @@ SQLite through sqlite-utils, in WAL mode with foreign keys on and a busy timeout
 - ``schedule``     the schedule's jobs (last runs, claims) and the credentials it holds back
 - ``playbooks``    playbook runs and their steps (console/playbooks/ owns what they mean)
 - ``incidents``    incidents and their checklist tasks (console/incidents/ owns what they mean)
+- ``drills``       drill runs: the history of rehearsed incidents (console/drills/ owns them)
 
 Threads: each thread gets its own connection (WAL lets the TUI's worker threads read while a
 sync writes on another thread, without seeing half a transaction). Writes take a process-wide
@@ -44,6 +45,7 @@ from __future__ import annotations
 from console.store.alerts import AlertRows
 from console.store.audit_rows import AuditRows
 from console.store.credentials import CredentialRows
+from console.store.drills import DrillRows
 from console.store.findings import FindingChanges, FindingRows
 from console.store.grants import GrantRows
 from console.store.incidents import IncidentRows
@@ -70,6 +72,7 @@ class Store(
     PlaybookRows,
     ScheduleRows,
     IncidentRows,
+    DrillRows,
 ):
     """Open (creating and migrating as needed) the store at ``path``."""
 
