@@ -50,6 +50,7 @@ def other_screens() -> list[type]:
     from screens.command_bar import CommandBar
     from screens.detail import DetailScreen
     from screens.help import HelpScreen
+    from screens.incidents import IncidentScreen, TaskPrompt
     from screens.playbooks import (
         ParamsPrompt,
         PlaybookConfirm,
@@ -65,6 +66,7 @@ def other_screens() -> list[type]:
         DetailScreen, ReachScreen, RunScreen, RotateScreen, BulkRotateScreen, ColumnChooser,
         CommandBar, HelpScreen, ConfirmPrompt, SecretPrompt, EntryScreen,
         PlaybookScreen, PlaybookRunScreen, ParamsPrompt, PlaybookConfirm,
+        IncidentScreen, TaskPrompt,
     ]  # fmt: skip
 
 

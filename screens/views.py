@@ -104,5 +104,11 @@ for _view in (
         "named procedures: what each would rotate now; run one with live progress",
         "screens.playbooks:PlaybooksScreen",
     ),
+    View(
+        "incidents",
+        ("incident", "inc"),
+        "incident checklists by phase, live, with the clock and the evidence; work the tasks",
+        "screens.incidents:IncidentsScreen",
+    ),
 ):
     register(_view)
