@@ -1,9 +1,12 @@
-"""`keyshift incident open|ls|show|task|close|export`: incidents as records with a scope
-computed at open and a manual checklist (console/incidents/).
+"""`keyshift incident open|ls|show|task|run|hunt|close|export` and `keyshift revoke`:
+incidents as records with a scope computed at open and a checklist whose automated tasks
+`incident run` does (console/incidents/).
 
-Exit codes: 0 done, 2 bad usage (bad --since, a closed incident, a task in the wrong state,
-close with open tasks), 3 unknown agent, credential, incident, task or evidence, 4 refused
-under --read-only, 7 export refused because the audit chain does not verify.
+Exit codes: 0 done, 1 an automated task or a revoke failed (it says why) or a confirmation was
+declined, 2 bad usage (bad --since, a closed incident, a task in the wrong state, close with
+open tasks, a kind keyshift cannot revoke), 3 unknown agent, credential, incident, task or
+evidence, 4 refused under --read-only, 7 export refused because the audit chain does not
+verify, 8 a server refused or could not be reached (revoke).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 import click
 
-from console.cli import Context, _out, cli, pass_ctx
+from console.cli import Context, _confirm, _out, cli, pass_ctx
+from console.errors import UsageError
 
 
 @cli.group("incident")
@@ -28,20 +32,26 @@ def incident_group() -> None:
 @click.option("--agent", default=None, help="A compromised agent: scope is its blast radius.")
 @click.option("--credential", default=None,
               help="A leaked credential (id, name or id tail): scope is its holders.")
+@click.option("--owner", default=None,
+              help="A departed owner: scope is the agents and credentials they own.")
+@click.option("--kind", type=click.Choice(["compromised-agent", "leaked-credential",
+                                           "departed-owner"]), default=None,
+              help="The template (follows from --agent, --credential or --owner).")
 @click.option("--since", default=None,
               help="Review usage from this time: 7d, 12h, or a date (default: 7d).")
 @click.option("--title", default=None, help="A title of your own.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
-def incident_open(ctx: Context, agent: str | None, credential: str | None, since: str | None,
-                  title: str | None, fmt: str) -> None:
-    """Open an incident (exactly one of --agent or --credential)."""
+def incident_open(ctx: Context, agent: str | None, credential: str | None, owner: str | None,
+                  kind: str | None, since: str | None, title: str | None, fmt: str) -> None:
+    """Open an incident (exactly one of --agent, --credential or --owner)."""
     from console import incidents
 
     ctx.require_writable("incident open")
-    loaded = ctx.loaded if agent is not None else None
+    loaded = ctx.loaded if credential is None else None
     inc = incidents.open_incident(ctx.store, ctx.audit, loaded, actor=ctx.actor(),
-                                  agent=agent, credential=credential, since=since, title=title)
+                                  agent=agent, credential=credential, owner=owner, kind=kind,
+                                  since=since, title=title)
     if fmt == "json":
         _out(json.dumps(inc, indent=2))
         return
@@ -100,6 +110,14 @@ def _show_text(inc: dict[str, Any]) -> None:
         for g in scope["grants"]:
             _out(f"          {g['credential']}  owner {owners.get(g['credential']) or '-'}  "
                  f"via {' -> '.join(g['chain']) or '-'}")
+    elif scope.get("kind") == "owner":
+        _out(f"scope     owner {scope['owner']}: {len(scope['agents'])} agent(s), "
+             f"{len(scope['credentials'])} credential(s), {len(scope['usage'])} usage event(s) "
+             f"since {scope['since']}")
+        for a in scope["agents"]:
+            _out(f"          agent {a['name']}")
+        for c in scope["credentials"]:
+            _out(f"          {c['credential']}  owner {c['owner'] or '-'}")
     else:
         c = scope["credential"]
         _out(f"scope     credential {c['credential']} (owner {c['owner'] or '-'}): "
@@ -114,7 +132,8 @@ def _show_text(inc: dict[str, Any]) -> None:
         if t["phase"] != phase:
             phase = t["phase"]
             _out(f"{phase.upper()}")
-        _out(f"  {t['position']:>2}. [{t['status']}] {t['csf']}  {t['title']}")
+        auto = f" (auto: {t['action']})" if t["mode"] == "auto" else ""
+        _out(f"  {t['position']:>2}. [{t['status']}] {t['csf']}  {t['title']}{auto}")
         if t["command"]:
             _out(f"        command: {t['command']}")
         if t["limits"]:
@@ -183,3 +202,155 @@ def incident_export(ctx: Context, incident_id: str, fmt: str) -> None:
     store = ctx.reader
     data = incidents.export(store, ctx.audit_reader(), incidents.resolve_id(store, incident_id))
     _out(json.dumps(data, indent=2) if fmt == "json" else incidents.export_markdown(data))
+
+
+def _task_refs(values: tuple[str, ...]) -> list[int | str]:
+    return [int(v) if v.isdigit() else v for v in values]
+
+
+@incident_group.command("run")
+@click.argument("incident_id")
+@click.option("--task", "tasks", multiple=True, metavar="N|STEP",
+              help="Only this task (a position or a step name); repeatable.")
+@click.option("--skip", multiple=True, metavar="STEP",
+              help="Leave this step undone (repeatable).")
+@click.option("--yes", is_flag=True, help="Do not ask; run the plan as shown.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def incident_run(ctx: Context, incident_id: str, tasks: tuple[str, ...], skip: tuple[str, ...],
+                 yes: bool, fmt: str) -> None:
+    """Run the incident's automated tasks still open, in order: contain (revoke tokens and
+    secret-ids by accessor, deactivate access keys), review (use since, the persistence hunt),
+    eradicate (rotate the scope with grace 0, remove what the hunt found), verify (the issuers
+    asked by reference). Shows the plan and asks first unless --yes. Exit 1 when a task
+    failed (its note says why)."""
+    from console import incidents
+    from console.incidents import runner
+
+    ctx.require_writable("incident run")
+    store = ctx.store
+    iid = incidents.resolve_id(store, incident_id)
+    inc = incidents.load(store, iid)
+    if inc["status"] != "open":
+        raise UsageError(f"incident {iid} is closed", hint="its tasks no longer change")
+    chosen = runner.plan(inc, only=_task_refs(tasks), skip=list(skip))
+    if not chosen:
+        _out(f"{iid}: no automated task is open" if fmt == "text" else json.dumps(
+            {"incident": iid, "tasks": [], "ok": True}, indent=2))
+        return
+    if fmt == "text":
+        _out(f"{iid} will run:")
+        for t in chosen:
+            _out(f"  {t['position']:>2}. {t['step']} ({t['action']}): {t['title']}")
+    _confirm(f"run {len(chosen)} automated task(s) of {iid}?", yes)
+
+    def show(event: dict) -> None:
+        if fmt != "text":
+            return
+        if event["event"] == "task-start":
+            _out(f"task {event['position']} {event['step']}: running")
+        elif event["event"] == "task-done":
+            _out(f"task {event['position']} {event['step']}: {event['status']}: "
+                 f"{event['message']}")
+        elif event["event"] == "progress":
+            what = event.get("credential") or event.get("finding") or ""
+            _out(f"    {what} {event.get('status') or ''}"
+                 + (f": {event['message']}" if event.get("message") else ""))
+
+    result = runner.run_incident(store, ctx.audit, ctx.loaded, iid, actor=ctx.actor(),
+                                 only=_task_refs(tasks) or None, skip=list(skip),
+                                 on_event=show)
+    if fmt == "json":
+        _out(json.dumps({"incident": iid, "tasks": result["tasks"], "ok": result["ok"]},
+                        indent=2))
+    else:
+        failed = [t for t in result["tasks"] if t["status"] == "failed"]
+        _out(f"{iid}: {len(result['tasks']) - len(failed)} task(s) finished, "
+             f"{len(failed)} failed")
+    if not result["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+@incident_group.command("hunt")
+@click.argument("incident_id")
+@click.option("--remove", is_flag=True, help="Delete exactly what the hunt found.")
+@click.option("--yes", is_flag=True, help="Do not ask before removing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def incident_hunt(ctx: Context, incident_id: str, remove: bool, yes: bool, fmt: str) -> None:
+    """The persistence hunt over the incident's AWS sources: IAM users and access keys that
+    exist now and were created after the incident's since (or are unknown to the store), with
+    their policies. --remove deletes exactly those (never a user the inventory declares)."""
+    from console import incidents
+    from console.incidents import hunt as hunting
+    from console.incidents.runner import aws_sources, incident_since
+    from console.rotation.context import Clients
+
+    if remove:
+        ctx.require_writable("incident hunt --remove")
+    store = ctx.store if remove else ctx.reader
+    iid = incidents.resolve_id(store, incident_id)
+    inc = incidents.load(store, iid)
+    loaded = ctx.loaded
+    clients = Clients(loaded)
+    found = hunting.hunt(store, loaded, clients, aws_sources(loaded, inc["scope"]),
+                         incident_since(inc))
+    if fmt == "json" and not remove:
+        _out(json.dumps(found.as_dict(), indent=2))
+    elif fmt == "text":
+        for error in found.errors:
+            _out(f"error: {error}")
+        if not found.findings:
+            _out(f"{iid}: nothing found in {', '.join(found.sources) or 'no AWS source'}")
+        for f in found.findings:
+            _out(f"{f.label}: {f.reason}")
+            for what, items in (("key", f.keys), ("attached policy", f.attached_policies),
+                                ("inline policy", f.inline_policies), ("group", f.groups)):
+                for item in items:
+                    _out(f"    {what} {item}")
+    if not remove or not found.findings:
+        if found.errors:
+            raise click.exceptions.Exit(1)
+        return
+    _confirm(f"delete these {len(found.findings)} finding(s) and what they hold?", yes)
+    removed = hunting.remove(clients, ctx.audit, loaded, found.findings, actor=ctx.actor(),
+                             incident=iid)
+    if fmt == "json":
+        _out(json.dumps({**found.as_dict(), "removed": removed}, indent=2))
+    else:
+        for r in removed:
+            _out(f"{r['outcome']}: {r['what']} {r['name']}"
+                 + (f" ({r['error']})" if r.get("error") else ""))
+    if any(r["outcome"] == "failed" for r in removed) or found.errors:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("revoke")
+@click.argument("ref")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_ctx
+def revoke(ctx: Context, ref: str, yes: bool, fmt: str) -> None:
+    """Revoke one credential at its issuer, by reference (never by value): a Vault token by
+    accessor, an AppRole secret-id by accessor, an IAM access key set Inactive. A kind
+    keyshift cannot revoke (a KV secret, a provider key) is refused: rotate it instead."""
+    from console.errors import SourceError
+    from console.incidents import actions
+    from console.refs import resolve_credential
+    from console.rotation.context import Clients
+
+    ctx.require_writable("revoke")
+    store = ctx.store
+    cred = resolve_credential(store, ref)
+    target = actions.ref_from_credential(store, cred.id)
+    actions.refuse_unrevocable(target)
+    _confirm(f"{actions.REVOCABLE[target.kind]} {target.label} at {target.source}?", yes)
+    [done] = actions.contain(Clients(ctx.loaded), ctx.audit, [target], actor=ctx.actor(),
+                             action="credential.revoke")
+    if fmt == "json":
+        _out(json.dumps(done.as_dict(), indent=2))
+    elif done.ok:
+        _out(f"{done.outcome}: {target.label} ({target.kind}, {target.source})")
+    if not done.ok:
+        raise SourceError(done.error or f"revoke {target.label} failed")
+

@@ -61,7 +61,8 @@ def test_agent_scope_is_its_reach_with_use_since_and_stays_a_snapshot(world: Wor
         "notify", "recover", "lessons"]
     eradicate = next(t for t in first["tasks"] if t["step"] == "eradicate")
     assert eradicate["command"] == f"keyshift playbook run rotate-agent --agent {w.agent}"
-    assert eradicate["csf"] == "RS.MI-02" and eradicate["mode"] == "manual"
+    assert eradicate["csf"] == "RS.MI-02" and eradicate["mode"] == "auto"
+    assert eradicate["action"] == "eradicate"
     review = next(t for t in first["tasks"] if t["step"] == "review")
     assert "CloudTrail" in review["limits"]
     opened = w.audit.tail(1)[0]

@@ -130,12 +130,47 @@ def credential_scope(store: Store, ref: str, since: datetime) -> dict[str, Any]:
     }
 
 
+def owner_scope(store: Store, loaded: LoadedInventory | None, owner: str,
+                since: datetime) -> dict[str, Any]:
+    """What a departed owner could read: the agents they own (each with its reach) and the
+    credentials the store says they own, with usage since ``since``."""
+    name = owner.strip()
+    if not name:
+        raise UsageError("--owner needs a name", hint="e.g. --owner alice")
+    owned = [a for a in reach.agents(store, loaded)
+             if (a.owner or "").lower() == name.lower()]
+    grants = [{**g, "agent": a.name} for a in owned for g in reach.agent_grants(store, a.name)]
+    ids = list(dict.fromkeys([*store.credentials_owned_by(name),
+                              *(g["credential"] for g in grants)]))
+    if not owned and not ids:
+        raise NotFoundError(f"nobody named {owner!r} owns an agent or a credential",
+                            hint="owners are in keyshift agent ls and keyshift ls")
+    rows = store.incident_credentials(ids)
+    return {
+        "kind": "owner",
+        "owner": name,
+        "agents": [{"name": a.name, "owner": a.owner, "environment": a.environment,
+                    "identities": a.identities, "in_inventory": a.in_inventory}
+                   for a in owned],
+        "since": _iso(since),
+        "grants": grants,
+        "credentials": [_cred_entry(rows.get(cid), cid) for cid in ids],
+        "usage": _usage(store, ids, since),
+    }
+
+
+def scope_credentials(scope: dict[str, Any]) -> list[dict[str, Any]]:
+    if scope.get("kind") == "credential":
+        return [scope["credential"], *scope["same_value"]]
+    return list(scope.get("credentials", []))
+
+
 def _owners(scope: dict[str, Any]) -> list[str]:
-    creds = scope["credentials"] if scope["kind"] == "agent" else [
-        scope["credential"], *scope["same_value"]]
-    owners = {c["owner"] for c in creds if c.get("owner")}
+    owners = {c["owner"] for c in scope_credentials(scope) if c.get("owner")}
     if scope["kind"] == "agent" and scope["agent"].get("owner"):
         owners.add(scope["agent"]["owner"])
+    if scope["kind"] == "owner":
+        owners.discard(scope["owner"])
     return sorted(owners)
 
 
@@ -150,23 +185,44 @@ def open_incident(
     actor: str,
     agent: str | None = None,
     credential: str | None = None,
+    kind: str | None = None,
+    owner: str | None = None,
     since: str | None = None,
     title: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    if (agent is None) == (credential is None):
-        raise UsageError("give exactly one of --agent NAME or --credential REF",
+    """Open an incident. The template follows from what is given (``--agent``: compromised
+    agent, ``--credential``: leaked credential, ``--owner``: departed owner); ``kind`` names it
+    explicitly and must fit."""
+    given = [n for n, v in (("--agent", agent), ("--credential", credential),
+                            ("--owner", owner)) if v is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --agent NAME, --credential REF or --owner NAME",
                          hint="e.g. keyshift incident open --agent support-bot")
+    wants = {"--agent": "compromised-agent", "--credential": "leaked-credential",
+             "--owner": "departed-owner"}[given[0]]
+    if kind is not None and kind not in TEMPLATES:
+        raise UsageError(f"no incident kind {kind!r}", hint="one of " + ", ".join(TEMPLATES))
+    if kind is not None and kind != wants:
+        raise UsageError(f"--kind {kind} does not fit {given[0]}",
+                         hint=f"{given[0]} opens a {wants} incident")
+    kind = wants
     now = now or datetime.now(UTC)
     when = parse_since(since, now)
+    fill = {"agent": "-", "credential": "-", "owner": "-",
+            "inventory": str(loaded.path) if loaded is not None else "the inventory"}
     if agent is not None:
-        kind, scope = "compromised-agent", agent_scope(store, loaded, agent, when)
+        scope = agent_scope(store, loaded, agent, when)
         count = len(scope["credentials"])
-        fill = {"agent": scope["agent"]["name"], "credential": "-"}
-    else:
-        kind, scope = "leaked-credential", credential_scope(store, credential or "", when)
+        fill["agent"] = scope["agent"]["name"]
+    elif credential is not None:
+        scope = credential_scope(store, credential, when)
         count = len(scope["holders"])
-        fill = {"agent": "-", "credential": scope["credential"]["credential"]}
+        fill["credential"] = scope["credential"]["credential"]
+    else:
+        scope = owner_scope(store, loaded, owner or "", when)
+        count = len(scope["credentials"])
+        fill["owner"] = scope["owner"]
     template = TEMPLATES[kind]
     owners = _owners(scope)
     fill |= {"since": scope["since"], "count": str(count),
@@ -177,10 +233,12 @@ def open_incident(
             "position": n, "phase": t["phase"], "step": t["step"], "csf": t["csf"],
             "title": t["title"].format(**fill),
             "command": t["command"].format(**fill) if t.get("command") else None,
-            "note": t.get("note"), "mode": "manual",
+            "note": t["note"].format(**fill) if t.get("note") else None,
+            "mode": "auto" if t.get("auto") else "manual", "action": t.get("auto"),
         })
     detail = {"template": kind, "since": scope["since"], "scope": scope,
-              "tasks": [{k: t[k] for k in ("position", "step", "csf", "command", "note", "mode")}
+              "tasks": [{k: t[k] for k in ("position", "step", "csf", "command", "note", "mode",
+                                            "action")}
                         for t in tasks]}
     name = title or template["title"].format(**fill)
     for _ in range(5):
@@ -197,8 +255,8 @@ def open_incident(
         raise StoreError("could not draw a free incident id")
     audit.append(actor, "incident.open", incident_id, {
         "kind": kind, "since": scope["since"], "agent": fill["agent"],
-        "credential": fill["credential"], "credentials": count if agent else 1 + len(
-            scope["same_value"]), "usage_events": len(scope["usage"]),
+        "credential": fill["credential"], "owner": fill["owner"],
+        "credentials": len(scope_credentials(scope)), "usage_events": len(scope["usage"]),
     })
     return load(store, incident_id)
 
@@ -235,6 +293,7 @@ def load(store: Store, incident_id: str) -> dict[str, Any]:
         tasks.append({
             "position": row["position"], "phase": row["phase"], "step": extra.get("step"),
             "csf": extra.get("csf"), "title": row["title"], "mode": extra.get("mode", "manual"),
+            "action": extra.get("action"),
             "command": extra.get("command"), "limits": extra.get("note"),
             "status": row["status"], "owner": row["actor"],
             "started_at": _utc(row["started_at"]), "done_at": _utc(row["done_at"]),

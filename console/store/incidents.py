@@ -170,6 +170,45 @@ class IncidentRows(StoreBase):
         )
         return [r["id"] for r in rows]
 
+    def update_incident_detail(self, incident_id: str, detail: dict[str, Any]) -> None:
+        """Replace an open incident's detail (what ``incident run`` found and did is kept
+        there by task, references only)."""
+        with self.transaction():
+            cur = self._conn().execute(
+                "UPDATE incidents SET detail = ? WHERE id = ? AND status = 'open'",
+                (to_json(detail), incident_id),
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"incident {incident_id} is not open")
+
+    def credentials_owned_by(self, owner: str) -> list[str]:
+        """Ids of present credentials whose owner is ``owner`` (any case)."""
+        rows = self._read(
+            "SELECT id FROM credentials WHERE gone_at IS NULL AND owner = ? COLLATE NOCASE "
+            "ORDER BY id", (owner,),
+        )
+        return [r["id"] for r in rows]
+
+    def known_iam_key_users(self, source: str) -> set[str]:
+        """IAM users the store has ever seen an access key of (the ``user`` tag of its
+        ``iam-key`` rows, gone ones too)."""
+        rows = self._read(
+            "SELECT DISTINCT t.value FROM credential_tags t JOIN credentials c ON c.rid = t.rid "
+            "WHERE c.source = ? AND c.kind = 'iam-key' AND t.key = 'user'", (source,),
+        )
+        return {r["value"] for r in rows}
+
+    def known_iam_keys(self, source: str) -> set[str]:
+        rows = self._read(
+            "SELECT native_id FROM credentials WHERE source = ? AND kind = 'iam-key'", (source,))
+        return {r["native_id"] for r in rows}
+
+    def last_source_sync(self, source: str) -> str | None:
+        """When the source was last listed in full (the newest ok sync of it)."""
+        rows = self._read("SELECT max(at) AS at FROM sync_source_results "
+                          "WHERE source = ? AND status = 'ok'", (source,))
+        return rows[0]["at"] if rows else None
+
     def audit_seq_exists(self, seq: int) -> bool:
         return bool(self._read("SELECT 1 FROM audit_log WHERE seq = ?", (seq,)))
 

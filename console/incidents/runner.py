@@ -1,0 +1,419 @@
+"""``run_incident``: the automated tasks of an incident, in order.
+
+A task is automated when its template names an action (templates.py): ``contain-agent``,
+``contain-credential``, ``review``, ``eradicate``, ``verify``. Each open automated task (todo or
+doing) is started, run, and recorded: status, times, a note saying what happened, evidence
+references (``audit:SEQ`` for each action's audit entry, ``run:ID`` for each rotation and the
+eradicate playbook run, ``usage:ID`` for use since ``since``) and an ``incident.task`` audit
+entry with ``auto: true``. What an action found and did (outcomes by reference, the hunt's
+findings, what was removed) is kept in the incident's detail under ``auto.<step>``, which the
+later tasks read: eradicate removes what review's hunt found; verify checks what contain
+revoked and what eradicate rotated and removed.
+
+A task that fails stays ``doing`` with a note that starts ``failed:`` (the schema's statuses
+are todo, doing, done and skipped); running the incident again retries it. ``skip`` leaves the
+named steps untouched (todo), which is how a drill rehearses a wrong response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from console.errors import KeyshiftError, ReadOnlyError, UsageError
+from console.incidents import actions as act
+from console.incidents import hunt as hunting
+
+if TYPE_CHECKING:
+    from console.audit import AuditLog
+    from console.config import LoadedInventory
+    from console.store import Store
+
+AUTO_ACTIONS = ("contain-agent", "contain-credential", "review", "eradicate", "verify")
+FAILED = "failed: "
+
+
+@dataclass
+class TaskOutcome:
+    status: str  # done | failed | skipped
+    note: str
+    evidence: list[dict[str, str]] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+    rotation_run_id: str | None = None
+
+
+def _audit_refs(seqs: list[int | None]) -> list[dict[str, str]]:
+    return [{"kind": "audit", "ref": str(s)} for s in seqs if s is not None]
+
+
+def _count(words: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for w in words:
+        counts[w] = counts.get(w, 0) + 1
+    return ", ".join(f"{n} {w}" for w, n in counts.items()) or "nothing"
+
+
+def scope_agents(scope: dict[str, Any]) -> list[str]:
+    if scope.get("kind") == "agent":
+        return [scope["agent"]["name"]]
+    if scope.get("kind") == "owner":
+        return [a["name"] for a in scope["agents"]]
+    return []
+
+
+def aws_sources(loaded: LoadedInventory, scope: dict[str, Any]) -> list[str]:
+    """The inventory's AWS sources the scope touches: its credentials' sources and its
+    agents' AWS identities' sources."""
+    from console.incidents import scope_credentials
+
+    names = [c["credential"].split(":", 1)[0] for c in scope_credentials(scope)]
+    for agent in scope_agents(scope):
+        decl = next((a for a in loaded.inventory.agents if a.name == agent), None)
+        names += [i.source for i in (decl.identities if decl else [])
+                  if i.type in ("aws-iam-user", "aws-iam-role")]
+    aws = {s.name for s in loaded.inventory.sources if s.type == "aws"}
+    return [n for n in dict.fromkeys(names) if n in aws]
+
+
+def incident_since(inc: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(inc["since"]).replace("Z", "+00:00"))
+
+
+class _Run:
+    def __init__(self, store: Store, audit: AuditLog, loaded: LoadedInventory,
+                 inc: dict[str, Any], detail: dict[str, Any], *, actor: str, engine: Any,
+                 on_event: Callable[[dict], None] | None) -> None:
+        from console.rotation.context import Clients
+
+        self.store, self.audit, self.loaded, self.inc = store, audit, loaded, inc
+        self.detail, self.actor, self.on_event = detail, actor, on_event
+        self.engine = engine
+        self.clients = engine.clients if engine is not None and hasattr(
+            engine, "clients") else Clients(loaded)
+        self.scope = inc["scope"]
+        self.auto: dict[str, Any] = detail.setdefault("auto", {})
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event({"event": event, "incident": self.inc["id"], **fields})
+        except Exception:  # a watcher that went away must not stop the response
+            self.on_event = None
+
+    # --- what the incident is about --------------------------------------------------------
+
+    def agents(self) -> list[str]:
+        return scope_agents(self.scope)
+
+    def credential_ids(self) -> list[str]:
+        from console.incidents import scope_credentials
+
+        return [c["credential"] for c in scope_credentials(self.scope)]
+
+    def aws_sources(self) -> list[str]:
+        return aws_sources(self.loaded, self.scope)
+
+    def since(self) -> datetime:
+        return incident_since(self.inc)
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def contain_agent(self) -> TaskOutcome:
+        refs: list[act.Ref] = []
+        errors: list[str] = []
+        limits: list[str] = []
+        for agent in self.agents():
+            found = act.agent_targets(self.store, self.loaded, self.clients, agent)
+            refs += found.refs
+            errors += found.errors
+            limits += found.limits
+        return self._contained(refs, errors, limits)
+
+    def contain_credential(self) -> TaskOutcome:
+        cid = self.scope["credential"]["credential"]
+        ref = act.ref_from_credential(self.store, cid)
+        if ref.kind not in act.REVOCABLE:
+            return TaskOutcome("skipped", f"a {ref.kind} cannot be revoked at its issuer: "
+                               "eradicate rotates it with grace 0",
+                               detail={"outcomes": []})
+        return self._contained([ref], [], [])
+
+    def _contained(self, refs: list[act.Ref], errors: list[str],
+                   limits: list[str]) -> TaskOutcome:
+        outcomes = act.contain(self.clients, self.audit, refs, actor=self.actor,
+                               incident=self.inc["id"])
+        for o in outcomes:
+            self.emit("progress", credential=o.credential, status=o.outcome, message=o.error)
+        failed = [o for o in outcomes if not o.ok]
+        note = _count([o.outcome for o in outcomes]) + f" ({len(outcomes)} credential(s))"
+        if limits:
+            note += "; limits: " + "; ".join(limits)
+        problems = [o.error or o.credential for o in failed] + errors
+        status = "failed" if problems else "done"
+        if problems:
+            note = "; ".join(problems) + "; " + note
+        return TaskOutcome(status, note, _audit_refs([o.audit_seq for o in outcomes]),
+                           detail={"outcomes": [o.as_dict() for o in outcomes],
+                                   "errors": errors, "limits": limits})
+
+    def review(self) -> TaskOutcome:
+        since = self.since()
+        ids = self.credential_ids()
+        usage = self.store.usage_since(ids, since)
+        sources = self.aws_sources()
+        found = hunting.hunt(self.store, self.loaded, self.clients, sources, since) if sources \
+            else hunting.HuntResult()
+        for f in found.findings:
+            self.emit("progress", finding=f.label, status="found", message=f.reason)
+        used = sorted({u["credential_id"] for u in usage})
+        note = (f"{len(usage)} usage event(s) since {self.inc['since']} on {len(used)} "
+                f"credential(s); hunt in {', '.join(sources) or 'no AWS source in scope'}: "
+                f"{len(found.findings)} finding(s)")
+        if found.findings:
+            note += " (" + "; ".join(f.label for f in found.findings[:10]) + ")"
+        if found.errors:
+            note = "; ".join(found.errors) + "; " + note
+        evidence = [{"kind": "usage", "ref": str(u["id"])} for u in usage[:200]]
+        return TaskOutcome("failed" if found.errors else "done", note, evidence,
+                           detail={"usage": len(usage), "used": used, "hunt": found.as_dict()})
+
+    def _eradicate_steps(self) -> tuple[list[Any], list[str]]:
+        """What eradicate rotates: the agents' reach (rotate-agent's own selection) and the
+        scope's credentials, plus every other place that holds one of their values; not the
+        tokens and secret-ids no rotation declares (contain revoked those)."""
+        from console.playbooks import get_playbook, select
+        from console.playbooks.model import Selected
+
+        now = datetime.now(UTC)
+        chosen: list[Selected] = []
+        for agent in self.agents():
+            chosen += select(get_playbook("rotate-agent"), {"agent": agent},
+                             store=self.store, loaded=self.loaded, now=now)
+        extra = [] if self.scope.get("kind") == "agent" else self.credential_ids()
+        for cid in [*(s.credential_id for s in chosen if s.credential_id), *extra]:
+            extra += self.store.same_value_elsewhere(cid)
+        seen = {s.credential_id for s in chosen}
+        for cid in extra:
+            if cid not in seen:
+                seen.add(cid)
+                chosen.append(Selected(0, "rotate", cid, None, reason="same value / in scope"))
+        out, left = [], []
+        for s in chosen:
+            cred = self.store.get_credential(s.credential_id or "")
+            if cred is None or cred.gone_at:
+                continue
+            if cred.kind in (act.TOKEN, act.SECRET_ID) and "rotation" not in (cred.tags or {}):
+                left.append(cred.id)
+                continue
+            out.append(s)
+        for n, s in enumerate(out, start=1):
+            s.position = n
+        return out, left
+
+    def eradicate(self) -> TaskOutcome:
+        from console.playbooks import get_playbook, run_playbook
+
+        steps, left = self._eradicate_steps()
+        evidence: list[dict[str, str]] = []
+        detail: dict[str, Any] = {"rotations": [], "removed": [], "revoked_not_rotated": left}
+        problems: list[str] = []
+        first_run = None
+        if steps:
+            pb = get_playbook("rotate-agent").model_copy(update={
+                "name": "incident-eradicate", "grace": timedelta(0),
+                "description": f"eradicate for {self.inc['id']}"})
+
+            def relay(event: Any) -> None:
+                if getattr(event, "kind", "") in ("step", "progress"):
+                    self.emit("progress", credential=getattr(event, "credential_id", None),
+                              status=getattr(event, "status", None),
+                              message=getattr(event, "message", None))
+
+            result = run_playbook(pb, {"agent": self.agents()[0] if self.agents() else "-"},
+                                  store=self.store, audit=self.audit, loaded=self.loaded,
+                                  actor=self.actor, engine=self.engine, on_event=relay,
+                                  selected=steps, selected_at=datetime.now(UTC))
+            evidence.append({"kind": "run", "ref": result.run_id})
+            for s in result.steps:
+                detail["rotations"].append({"credential": s.credential_id, "status": s.status,
+                                            "run": s.rotation_run_id, "error": s.error,
+                                            "detail": s.detail})
+                if s.rotation_run_id and s.status == "done":
+                    evidence.append({"kind": "run", "ref": s.rotation_run_id})
+                    first_run = first_run or s.rotation_run_id
+                if s.status in ("failed", "claimed-elsewhere"):
+                    problems.append(f"{s.credential_id}: {s.error or s.detail or s.status}")
+            counts = _count([s.status for s in result.steps])
+            manual = [s.credential_id for s in result.steps if s.status == "manual"]
+            detail["manual"] = manual
+            if manual:
+                counts += " (a person rotates: " + ", ".join(map(str, manual[:10])) + ")"
+        else:
+            counts = "nothing to rotate"
+        findings = [hunting.Finding.from_dict(f) for f in
+                    (self.auto.get("review", {}).get("hunt", {}).get("findings") or [])]
+        if findings:
+            removed = hunting.remove(self.clients, self.audit, self.loaded, findings,
+                                     actor=self.actor, incident=self.inc["id"])
+            detail["removed"] = removed
+            evidence += _audit_refs([r.get("audit_seq") for r in removed])
+            problems += [r["error"] for r in removed if r.get("outcome") == "failed"]
+        note = (f"rotated with grace 0: {counts}; removed {len(findings)} hunt finding(s)"
+                + (f"; {len(left)} token(s)/secret-id(s) revoked at contain, not rotated"
+                   if left else ""))
+        if problems:
+            note = "; ".join(problems) + "; " + note
+        return TaskOutcome("failed" if problems else "done", note, evidence, detail,
+                           rotation_run_id=first_run)
+
+    def verify(self) -> TaskOutcome:
+        """By reference, never by value: what contain revoked (and the scope's revocable
+        credentials, contained or not) is refused at its issuer; each eradicate rotation run
+        completed with its verify step ok; what the hunt removed is gone."""
+        problems: list[str] = []
+        checked = 0
+        refs: dict[str, act.Ref] = {}
+        for o in self.auto.get("contain", {}).get("outcomes", []):
+            refs.setdefault(o["credential"], act.ref_from_credential_or_id(self.store,
+                                                                          o["credential"]))
+        for cid in self.credential_ids():
+            cred = self.store.get_credential(cid)
+            if cred is not None and cred.kind in act.REVOCABLE and (
+                    self.scope.get("kind") != "owner"):
+                refs.setdefault(cid, act.ref_from_credential(self.store, cid))
+        for ref in refs.values():
+            checked += 1
+            try:
+                state = act.still_valid(self.clients, ref)
+            except KeyshiftError as exc:
+                problems.append(exc.one_line())
+                continue
+            if state:
+                problems.append(f"{ref.label} is still valid at {ref.source} ({state})")
+        runs = [r for r in self.auto.get("eradicate", {}).get("rotations", []) if r.get("run")]
+        for r in runs:
+            checked += 1
+            row = self.store.get_rotation_run(r["run"])
+            steps = {s["step"]: s["status"] for s in self.store.rotation_steps(r["run"])}
+            if row is None or row["status"] != "completed":
+                problems.append(f"rotation {r['run'][:12]} of {r['credential']} is "
+                                f"{row['status'] if row else 'gone'}, not completed")
+            elif steps.get("verify") != "done":
+                problems.append(f"rotation {r['run'][:12]} of {r['credential']}: its verify "
+                                "step did not pass")
+        removed = self.auto.get("eradicate", {}).get("removed", [])
+        checked += sum(1 for r in removed if r.get("outcome") == "deleted")
+        problems += hunting.still_there(self.clients, removed)
+        note = f"{checked} check(s) by reference"
+        if problems:
+            return TaskOutcome("failed", "; ".join(problems) + "; " + note,
+                               detail={"problems": problems})
+        return TaskOutcome("done", note + ": all refused, completed or gone",
+                           detail={"problems": []})
+
+
+def run_incident(
+    store: Store,
+    audit: AuditLog,
+    loaded: LoadedInventory,
+    incident_id: str,
+    *,
+    actor: str,
+    engine: Any = None,
+    only: list[int | str] | None = None,
+    skip: list[str] | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Run every automated task still open, in order (``only``: these positions or step
+    names; ``skip``: step names left undone). Returns {"incident", "tasks": [{position, step,
+    status, note, evidence}], "ok"}: ok when no task failed."""
+    from console.incidents import load
+
+    if store.read_only or getattr(engine, "read_only", False):
+        raise ReadOnlyError(f"incident run {incident_id}")
+    inc = load(store, incident_id)
+    if inc["status"] != "open":
+        raise UsageError(f"incident {incident_id} is closed", hint="its tasks no longer change")
+    chosen = plan(inc, only=only, skip=skip)
+    if engine is None:
+        from console.rotation import RotationEngine
+
+        engine = RotationEngine(store, audit, loaded)
+    detail = dict(store.get_incident(incident_id)["detail"])  # type: ignore[index]
+    runner = _Run(store, audit, loaded, inc, detail, actor=actor, engine=engine,
+                  on_event=on_event)
+    summary = []
+    for task in chosen:
+        step = task["step"]
+        started = now or datetime.now(UTC)
+        if task["status"] == "todo":
+            store.update_incident_task(incident_id, task["position"], status="doing",
+                                       actor=actor, started_at=started)
+        runner.emit("task-start", position=task["position"], step=step, action=task["action"])
+        method = {"contain-agent": runner.contain_agent,
+                  "contain-credential": runner.contain_credential}.get(
+            task["action"], getattr(runner, task["action"], None))
+        try:
+            result = method() if method else TaskOutcome(
+                "failed", f"unknown action {task['action']!r}")
+        except KeyshiftError as exc:
+            result = TaskOutcome("failed", exc.one_line())
+        key = "contain" if task["action"].startswith("contain") else task["action"]
+        runner.auto[key] = {**result.detail, "status": result.status, "position":
+                            task["position"]}
+        store.update_incident_detail(incident_id, detail)
+        finished = now or datetime.now(UTC)
+        evidence = task["evidence"] + [e for e in result.evidence if e not in task["evidence"]]
+        fields: dict[str, Any] = {"actor": actor, "evidence": evidence,
+                                  "note": (FAILED if result.status == "failed" else "")
+                                  + result.note}
+        if result.status in ("done", "skipped"):
+            fields |= {"status": result.status, "done_at": finished}
+        if result.rotation_run_id and not task["rotation_run_id"]:
+            fields["rotation_run_id"] = result.rotation_run_id
+        store.update_incident_task(incident_id, task["position"], **fields)
+        audit.append(actor, "incident.task", incident_id, {
+            "task": task["position"], "step": step, "action": "run", "auto": True,
+            "status": "doing" if result.status == "failed" else result.status,
+            "outcome": result.status, "evidence": [f"{e['kind']}:{e['ref']}"
+                                                   for e in result.evidence[:50]],
+        })
+        runner.emit("task-done", position=task["position"], step=step, status=result.status,
+                    message=fields["note"])
+        summary.append({"position": task["position"], "step": step, "status": result.status,
+                        "note": fields["note"], "evidence": result.evidence})
+    return {"incident": load(store, incident_id), "tasks": summary,
+            "ok": all(t["status"] != "failed" for t in summary)}
+
+
+def plan(inc: dict[str, Any], *, only: list[int | str] | None = None,
+         skip: list[str] | None = None) -> list[dict[str, Any]]:
+    """The automated tasks ``run_incident`` would run now, in order."""
+    steps = {t["step"] for t in inc["tasks"]}
+    for name in [*(skip or []), *(o for o in only or [] if isinstance(o, str)
+                                  and not o.isdigit())]:
+        if name not in steps:
+            raise UsageError(f"incident {inc['id']} has no step {name!r}",
+                             hint="steps: " + ", ".join(t["step"] for t in inc["tasks"]))
+    wanted = None
+    if only:
+        wanted = {int(o) if isinstance(o, int) or str(o).isdigit() else o for o in only}
+        positions = {t["position"] for t in inc["tasks"]}
+        for o in wanted:
+            if isinstance(o, int) and o not in positions:
+                raise UsageError(f"incident {inc['id']} has no task {o}",
+                                 hint=f"tasks are 1..{len(inc['tasks'])}")
+    out = []
+    for t in inc["tasks"]:
+        if t["mode"] != "auto" or t.get("action") not in AUTO_ACTIONS:
+            continue
+        if t["status"] not in ("todo", "doing") or t["step"] in (skip or []):
+            continue
+        if wanted is not None and t["position"] not in wanted and t["step"] not in wanted:
+            continue
+        out.append(t)
+    return out
