@@ -1,0 +1,403 @@
+"""The console's `:incidents` with Pilot, against a real store and console.incidents: the list
+(progress, the drill marker, the filter), one incident's checklist by phase, a task finished
+with a note and evidence (in the store and the audit log), a bad evidence reference refused in
+one line, read-only stripping every change, a task finished by another Store connection showing
+up without a key pressed (and no SQL on the UI thread), the clock, close and export; one
+incident over the sandbox (test_playbooks' world) with no value on screen; snapshots of the
+list and the checklist in both themes."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from test_playbooks import World, world  # noqa: F401  (world: the sandbox fixture)
+from test_tui import SIZE, make_app, notes, screen_text, settle, sync_test, type_filter
+from tui_support import FROZEN, grants_for, synthetic
+
+from console import incidents
+from console.audit import AuditLog
+from console.store import Store
+from screens.app import KeyshiftApp
+from screens.incidents import IncidentScreen, IncidentsScreen, TaskPrompt, clock
+from screens.prompts import ConfirmPrompt
+from screens.theme import state_style
+
+GROUPS = ("incident-read", "list-load", "incident-task", "incident-export")
+MUTATING_IDS = {"incident.start", "incident.done", "incident.skip", "incident.run",
+                "incident.close"}
+
+
+@pytest.fixture(autouse=True)
+def _home(keyshift_home: Path) -> Path:
+    return keyshift_home
+
+
+@pytest.fixture
+def ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Incident ids in the order they are opened (the randomness under them made fixed, so a
+    snapshot names the same incidents every run)."""
+    drawn = iter(["A1B2C3", "D4E5F6", "0A0B0C", "1D1E1F"])
+    # only console.incidents' name for the module: nothing else draws from this
+    monkeypatch.setattr(incidents, "secrets",
+                        SimpleNamespace(token_hex=lambda _n: next(drawn).lower()))
+    yield ["INC-A1B2C3", "INC-D4E5F6"]
+
+
+@pytest.fixture
+def store(tmp_path: Path, ids: list[str]) -> Iterator[Store]:
+    """Synthetic credentials, some with grants (so an agent has a reach), and two incidents:
+    agent-0 compromised (task 1 done with a note and evidence, task 2 started) and a leaked
+    credential with nothing done."""
+    s = Store(tmp_path / "keyshift.db")
+    creds = [synthetic(i) for i in range(30)]
+    held = [c for c in creds if c.source == "vault-prod" and c.agents][:6]
+    sync_id = s.begin_sync(["vault-prod"], "test")
+    s.apply_source(sync_id, "vault-prod", held, [g for c in held for g in grants_for(c)],
+                   [], [], True)
+    s.bulk_insert_credentials([c for c in creds if c not in held])
+    audit = AuditLog(s)
+    first = incidents.open_incident(s, audit, None, actor="alice", agent="agent-0",
+                                    now=FROZEN - timedelta(minutes=75))
+    incidents.update_task(s, audit, first["id"], 1, "done", actor="alice",
+                          note="declared in #ops", evidence=["audit:1"],
+                          now=FROZEN - timedelta(minutes=70))
+    incidents.update_task(s, audit, first["id"], 2, "start", actor="alice",
+                          now=FROZEN - timedelta(minutes=60))
+    incidents.open_incident(s, audit, None, actor="bob", credential=held[1].name,
+                            now=FROZEN - timedelta(hours=3))
+    yield s
+    s.close()
+
+
+async def until(pilot: Any, done: Callable[[], bool], what: str, tries: int = 400) -> None:
+    for _ in range(tries):
+        if done():
+            await settle(pilot)
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"never happened: {what}\n{screen_text(pilot.app)}")
+
+
+async def settled(pilot: Any) -> None:
+    await settle(pilot)
+    await until(pilot, lambda: not any(
+        w.is_running and w.group in GROUPS for w in pilot.app.workers), "reads")
+
+
+async def open_incident_view(pilot: Any, incident_id: str) -> IncidentScreen:
+    """`:inc`, the filter down to one incident, enter on it."""
+    await pilot.press("colon", *"inc", "enter")
+    await settled(pilot)
+    assert isinstance(pilot.app.screen, IncidentsScreen)
+    await type_filter(pilot, f"id:{incident_id}")
+    assert [r["id"] for r in pilot.app.screen.shown] == [incident_id]
+    await pilot.press("enter")  # leave the box
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, IncidentScreen)
+                and pilot.app.screen.incident is not None, "the incident")
+    return pilot.app.screen
+
+
+def move_to(screen: IncidentScreen, position: int) -> None:
+    screen.table.move_cursor(row=position - 1, animate=False)
+
+
+def header_keys(app: KeyshiftApp) -> str:
+    return screen_text(app).splitlines()[1]
+
+
+# --- the list and one incident ------------------------------------------------------------------
+
+
+@sync_test
+async def test_the_list_shows_progress_and_opens_the_checklist_by_phase(
+    store: Store, ids: list[str]
+) -> None:
+    agent_inc, cred_inc = ids
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"incidents", "enter")
+        await settled(pilot)
+        screen = app.screen
+        assert isinstance(screen, IncidentsScreen)
+        rows = {r["id"]: r for r in screen.rows}
+        assert [r["id"] for r in screen.rows] == [agent_inc, cred_inc]  # newest first
+        assert (rows[agent_inc]["finished"], rows[agent_inc]["tasks"]) == (1, 10)
+        assert (rows[cred_inc]["finished"], rows[cred_inc]["drill"]) == (0, "no")
+        text = screen_text(app)
+        assert "1/10" in text and "0/10" in text and "2 incidents" in text
+        assert "Compromised agent agent-0" in text and "leaked-credential" in text
+        await type_filter(pilot, "kind:leaked-credential")
+        assert [r["id"] for r in screen.shown] == [cred_inc]
+        await pilot.press("escape")  # clears the filter
+        await settled(pilot)
+        assert len(screen.shown) == 2
+        assert screen.current["id"] == cred_inc  # the cursor stayed on the row it was on
+        await pilot.press("up", "enter")  # the compromised agent
+        await until(pilot, lambda: isinstance(app.screen, IncidentScreen)
+                    and app.screen.incident is not None, "the incident")
+        inc = app.screen
+        assert isinstance(inc, IncidentScreen) and inc.incident_id == agent_inc
+        text = screen_text(app)
+        lines = text.splitlines()
+        assert f"incidents › incident {agent_inc}" in lines[0]  # noqa: RUF001
+        # the clock: open since 75 minutes on the app's clock; the progress; the scope
+        assert "open for 1h 15m 00s" in text and "1/10 tasks finished" in text
+        assert "agent agent-0: 4 credential(s) in reach" in text
+        # phases each named once, on their first task; every task's CSF id
+        for phase in ("DETECT", "RESPOND", "RECOVER"):
+            assert sum(phase in line for line in lines) == 1, phase
+        for csf in ("DE.AE-08", "RS.MA-03", "RS.MI-01", "RS.AN-03", "RS.MI-02", "ID.IM-03"):
+            assert csf in text, csf
+        first = inc.table.get_row("1")
+        assert [str(c) for c in first[5:]] == ["done", "alice", "10:50:00", "10:50:00",
+                                              "declared in #ops · audit:1"]
+        assert inc.table.get_cell("1", "status").style == state_style(app, "done")
+        assert inc.table.get_cell("2", "status").style == state_style(app, "running")
+        # the task under the cursor, whole: the command keyshift suggests for eradicate
+        move_to(inc, 6)
+        await settle(pilot)
+        panel = screen_text(app)
+        assert "keyshift playbook run rotate-agent --agent agent-0" in panel
+        move_to(inc, 4)
+        await settle(pilot)
+        assert "CloudTrail" in screen_text(app)  # what keyshift cannot show, said so
+        await pilot.press("escape")
+        await settled(pilot)
+        assert isinstance(app.screen, IncidentsScreen)
+
+
+@sync_test
+async def test_a_task_done_with_a_note_and_evidence_lands_in_the_store(
+    store: Store, ids: list[str]
+) -> None:
+    agent_inc, _ = ids
+    audit_before = len(list(AuditLog(store).entries()))
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_incident_view(pilot, agent_inc)
+        move_to(screen, 3)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, TaskPrompt), "the prompt")
+        assert "Finish task 3 of " + agent_inc in screen_text(app)
+        await pilot.press(*"revoked at the issuer", "enter", *"audit:2", "enter")
+        await until(pilot, lambda: screen.incident is not None
+                    and screen.incident["tasks"][2]["status"] == "done", "the task done")
+        await settled(pilot)
+        assert app.screen is screen
+        assert [str(c) for c in screen.table.get_row("3")[5:7]] == ["done", "tester"]
+        assert "revoked at the issuer · audit:2" in screen_text(app)
+        assert any(m == f"{agent_inc} task 3: done" for m in notes(app))
+        # a reference to nothing: one line, the task unchanged
+        move_to(screen, 4)
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, TaskPrompt), "the prompt")
+        await pilot.press("enter", *"audit:99999", "enter")
+        await until(pilot, lambda: any("audit:99999" in m for m in notes(app)), "the refusal")
+        await settled(pilot)
+        refusal = next(m for m in notes(app) if "audit:99999" in m)
+        assert "no audit entry 99999" in refusal and "\n" not in refusal
+        assert "Traceback" not in screen_text(app)
+    task = store.incident_tasks(agent_inc)[2]
+    assert (task["status"], task["actor"], task["note"]) == ("done", "tester",
+                                                             "revoked at the issuer")
+    assert task["evidence"] == [{"kind": "audit", "ref": "2"}]
+    assert incidents.load(store, agent_inc)["tasks"][2]["done_at"] == (
+        "2026-11-20T12:00:00.000000Z")  # the app's clock
+    assert store.incident_tasks(agent_inc)[3]["status"] == "todo"
+    entries = list(AuditLog(store).entries())
+    assert len(entries) == audit_before + 1
+    assert (entries[-1].action, entries[-1].target, entries[-1].actor) == (
+        "incident.task", agent_inc, "tester")
+
+
+@sync_test
+async def test_read_only_strips_every_change_and_keeps_export(
+    store: Store, ids: list[str]
+) -> None:
+    from screens.palette import commands
+
+    agent_inc, _ = ids
+    app = make_app(store, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_incident_view(pilot, agent_inc)
+        header = header_keys(app)
+        assert "Export" in header and "Start" not in header and "Done" not in header
+        assert "Run automated" not in header and "Close" not in header
+        live = {b.binding.id for b in screen.active_bindings.values()
+                if screen.check_action(b.binding.action, ())}
+        assert live & MUTATING_IDS == set() and "incident.export" in live
+        assert "read-only: task changes, runs and close are off" in screen_text(app)
+        system = {c.title for c in app.get_system_commands(screen)}
+        assert "Export" in system and not {"Start", "Done", "Skip", "Close"} & system
+        for key in ("s", "d", "x", "r", "C"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is screen, key  # no prompt opened
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_text = screen_text(app)
+        assert "incident.export" in help_text
+        assert not any(ident in help_text for ident in MUTATING_IDS)
+        names = {c.name for c in commands(app)}
+        assert "incidents: Export" in names and "Go to incidents" in names
+    assert [t["status"] for t in store.incident_tasks(agent_inc)][:3] == ["done", "doing",
+                                                                          "todo"]
+
+
+@sync_test
+async def test_a_task_finished_elsewhere_shows_up_live_and_the_ui_thread_runs_no_sql(
+    store: Store, ids: list[str]
+) -> None:
+    agent_inc, _ = ids
+    statements: list[str] = []
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_incident_view(pilot, agent_inc)
+        assert str(screen.table.get_cell("5", "status")) == "todo"
+        store._conn().set_trace_callback(statements.append)  # the UI thread's connection
+        other = Store(store.path)  # as `keyshift incident task` from another terminal
+        try:
+            incidents.update_task(other, AuditLog(other), agent_inc, 5, "done",
+                                  actor="carol", note="checked by hand",
+                                  now=FROZEN - timedelta(minutes=5))
+        finally:
+            other.close()
+        await until(pilot, lambda: str(screen.table.get_cell("5", "status")) == "done",
+                    "the task done elsewhere")
+        text = screen_text(app)
+        assert "carol" in text and "checked by hand" in text and "2/10 tasks finished" in text
+        store._conn().set_trace_callback(None)
+    assert statements == []
+
+
+@sync_test
+async def test_the_clock_runs_from_the_apps_clock_and_stops_at_close(
+    store: Store, ids: list[str]
+) -> None:
+    agent_inc, _ = ids
+    now = [FROZEN]
+    app = make_app(store, now=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_incident_view(pilot, agent_inc)
+        assert "open for 1h 15m 00s" in screen_text(app)
+        now[0] = FROZEN + timedelta(minutes=2, seconds=5)
+        await until(pilot, lambda: "open for 1h 17m 05s" in screen_text(app), "the tick")
+        # close with open tasks: a note, then the confirmation that they become skipped
+        await pilot.press("C")
+        await until(pilot, lambda: isinstance(app.screen, TaskPrompt), "the note")
+        await pilot.press(*"drill over", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmPrompt), "the confirmation")
+        assert "9 task(s) still open (2, 3, 4, 5, 6, 7, 8, 9, 10)" in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: screen.incident is not None
+                    and screen.incident["status"] == "closed", "the close")
+        now[0] = FROZEN + timedelta(hours=5)
+        await pilot.pause(1.2)
+        await settled(pilot)
+        text = screen_text(app)
+        assert "closed after 1h 17m 05s" in text, text
+        # a closed incident no longer changes: its keys are off
+        assert "Start" not in header_keys(app) and "Export" in header_keys(app)
+        await pilot.press("d")
+        await pilot.pause()
+        assert app.screen is screen
+    inc = incidents.load(store, agent_inc)
+    assert inc["status"] == "closed" and inc["close_note"] == "drill over"
+    assert [t["status"] for t in inc["tasks"]][1:] == ["skipped"] * 9
+
+
+@sync_test
+async def test_export_writes_markdown_into_the_data_dir_privately(
+    store: Store, ids: list[str], keyshift_home: Path
+) -> None:
+    agent_inc, _ = ids
+    app = make_app(store, read_only=True)  # export reads only
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"inc", "enter")
+        await settled(pilot)
+        await pilot.press("e")  # from the list, on the first (newest) incident
+        await until(pilot, lambda: any("exported to" in m for m in notes(app)), "the export")
+    path = keyshift_home / "exports" / f"{agent_inc}.md"
+    assert any(str(path) in m for m in notes(app))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    text = path.read_text()
+    assert text.startswith(f"# {agent_inc}: Compromised agent agent-0")
+    anchor = AuditLog(store).anchor()
+    assert f"keyshift audit verify --anchor {anchor.text}" in text
+    assert "note: declared in #ops" in text
+
+
+def test_the_clock_reads_minutes_hours_and_days() -> None:
+    at = "2026-11-20T10:00:00.000000Z"
+    assert clock(at, None, datetime(2026, 11, 20, 10, 0, 7, tzinfo=UTC)) == "0m 07s"
+    assert clock(at, "2026-11-20T12:03:04.000000Z", FROZEN) == "2h 03m 04s"
+    assert clock(at, None, datetime(2026, 11, 22, 11, 0, 0, tzinfo=UTC)) == "2d 1h 00m 00s"
+    assert clock(at, None, datetime(2026, 11, 20, 9, 0, tzinfo=UTC)) == "0m 00s"  # never < 0
+
+
+# --- against the sandbox ------------------------------------------------------------------------
+
+
+@sync_test
+async def test_an_incident_over_the_sandbox_shows_its_reach_and_no_value(
+    world: World,  # noqa: F811
+) -> None:
+    w = world
+    inc = incidents.open_incident(w.store, w.audit, w.loaded, actor="inc-test", agent=w.agent)
+    app = make_app(w.store, w.loaded, now=lambda: datetime.now(UTC))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_incident_view(pilot, inc["id"])
+        texts = [screen_text(app)]
+        assert f"agent {w.agent}: 4 credential(s) in reach" in texts[0]
+        for position in range(1, 11):
+            move_to(screen, position)
+            await settle(pilot)
+            texts.append(screen_text(app))
+        assert any(f"rotate-agent --agent {w.agent}" in t for t in texts)
+    w.remember_values()
+    assert w.values
+    for value in set(w.values):
+        assert all(value not in t for t in texts)
+
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+
+def _snap_app(store: Store, theme: str) -> KeyshiftApp:
+    return KeyshiftApp(store, None, AuditLog(store), actor="tester", theme=theme,
+                       now=lambda: FROZEN, start="incidents")
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_snapshot_incidents_list(snap_compare, store: Store, theme: str) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+
+    assert snap_compare(_snap_app(store, theme), terminal_size=(140, 16), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_snapshot_incident_checklist(snap_compare, store: Store, theme: str) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(pilot.app.screen, "incident", None) is not None,
+                    "the incident")
+        await settled(pilot)
+
+    assert snap_compare(_snap_app(store, theme), terminal_size=(150, 28), run_before=run_before)
