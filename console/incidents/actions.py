@@ -66,6 +66,7 @@ class Outcome:
     outcome: str  # revoked | destroyed | deactivated | deleted | already ... | failed
     error: str | None = None
     audit_seq: int | None = None
+    user: str | None = None  # an IAM key's user (what verify asks IAM about)
 
     @property
     def ok(self) -> bool:
@@ -307,9 +308,10 @@ def contain(
         what = REVOCABLE.get(ref.kind, "none")
         try:
             refuse_unrevocable(ref)
-            done = Outcome(ref.id, ref.kind, what, _ACTIONS[ref.kind](clients, ref))
+            done = Outcome(ref.id, ref.kind, what, _ACTIONS[ref.kind](clients, ref),
+                           user=ref.user)
         except KeyshiftError as exc:
-            done = Outcome(ref.id, ref.kind, what, "failed", error=exc.one_line())
+            done = Outcome(ref.id, ref.kind, what, "failed", error=exc.one_line(), user=ref.user)
         detail = {"kind": ref.kind, "action": what, "outcome": done.outcome,
                   "incident": incident, "error": done.error}
         done.audit_seq = audit.append(actor, action, ref.id, detail).seq

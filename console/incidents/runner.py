@@ -221,6 +221,16 @@ class _Run:
         detail: dict[str, Any] = {"rotations": [], "removed": [], "revoked_not_rotated": left}
         problems: list[str] = []
         first_run = None
+        # what the hunt found goes first: a second key an attacker added to a declared user
+        # would make IAM refuse the rotation's new key (two keys at most)
+        findings = [hunting.Finding.from_dict(f) for f in
+                    (self.auto.get("review", {}).get("hunt", {}).get("findings") or [])]
+        if findings:
+            removed = hunting.remove(self.clients, self.audit, self.loaded, findings,
+                                     actor=self.actor, incident=self.inc["id"])
+            detail["removed"] = removed
+            evidence += _audit_refs([r.get("audit_seq") for r in removed])
+            problems += [r["error"] for r in removed if r.get("outcome") == "failed"]
         if steps:
             pb = get_playbook("rotate-agent").model_copy(update={
                 "name": "incident-eradicate", "grace": timedelta(0),
@@ -253,14 +263,6 @@ class _Run:
                 counts += " (a person rotates: " + ", ".join(map(str, manual[:10])) + ")"
         else:
             counts = "nothing to rotate"
-        findings = [hunting.Finding.from_dict(f) for f in
-                    (self.auto.get("review", {}).get("hunt", {}).get("findings") or [])]
-        if findings:
-            removed = hunting.remove(self.clients, self.audit, self.loaded, findings,
-                                     actor=self.actor, incident=self.inc["id"])
-            detail["removed"] = removed
-            evidence += _audit_refs([r.get("audit_seq") for r in removed])
-            problems += [r["error"] for r in removed if r.get("outcome") == "failed"]
         note = (f"rotated with grace 0: {counts}; removed {len(findings)} hunt finding(s)"
                 + (f"; {len(left)} token(s)/secret-id(s) revoked at contain, not rotated"
                    if left else ""))
@@ -277,8 +279,11 @@ class _Run:
         checked = 0
         refs: dict[str, act.Ref] = {}
         for o in self.auto.get("contain", {}).get("outcomes", []):
-            refs.setdefault(o["credential"], act.ref_from_credential_or_id(self.store,
-                                                                          o["credential"]))
+            ref = act.ref_from_credential_or_id(self.store, o["credential"])
+            if ref.user is None and o.get("user"):
+                ref = act.Ref(ref.source, ref.kind, ref.native_id, user=o["user"],
+                              name=ref.name)
+            refs.setdefault(o["credential"], ref)
         for cid in self.credential_ids():
             cred = self.store.get_credential(cid)
             if cred is not None and cred.kind in act.REVOCABLE and (

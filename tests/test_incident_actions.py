@@ -1,0 +1,403 @@
+"""Incident actions against the real sandbox (OpenBao + moto): contain revokes a token and a
+secret-id by accessor and deactivates an access key, and the stolen copies (held by the test,
+as an attacker would) are refused by their issuers afterwards; a skipped contain leaves them
+valid and verify says so; the hunt finds the user, key and policies an attacker made with the
+stolen key and removes exactly them (a declared user stays); `incident run` end to end through
+the CLI; `keyshift revoke`; no planted or stolen value in any output, log, export or audit
+entry.
+
+Each test builds its own world: a KV mount, an AppRole role and an IAM user (with IAM rights,
+so the stolen key can leave persistence) for one agent, declared with an aws-iam rotation
+whose key consumers read from KV, synced into a fresh store."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as pysecrets
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import hvac
+import hvac.exceptions
+import pytest
+from rotation_support import FAST
+
+from console import incidents
+from console.audit import AuditLog
+from console.config import load_inventory
+from console.incidents import actions
+from console.incidents import hunt as hunting
+from console.incidents.runner import run_incident
+from console.rotation import RotationEngine
+from console.rotation.context import Clients
+from console.sandbox import SandboxState, aws_client, vault_client
+from console.store import Store
+from console.sync import run_sync
+
+KEYSHIFT = str(Path(sys.executable).parent / "keyshift")
+IAM_RIGHTS = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["iam:*", "sts:GetCallerIdentity"], "Resource": "*"}]})
+
+
+@dataclass
+class Stolen:
+    """What an attacker holds, in memory only: never written anywhere by the test."""
+
+    token: str
+    secret_id: str
+    role_id: str
+    key_id: str
+    key_secret: str
+
+
+@dataclass
+class World:
+    tmp: Path
+    tag: str
+    mount: str
+    agent: str
+    user: str
+    other_user: str  # declared in the inventory (another agent's), created after since
+    vault: Any
+    iam: Any
+    sandbox: SandboxState
+    inventory: Path
+    db: Path
+    store: Store
+    audit: AuditLog
+    loaded: Any
+    stolen: Stolen
+    since: datetime
+    values: list[str] = field(default_factory=list)
+
+    def engine(self) -> RotationEngine:
+        return RotationEngine(self.store, self.audit, self.loaded, retry=FAST)
+
+    def cli(self, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, KEYSHIFT_ACTOR="ia-cli", KEYSHIFT_HOME=str(home))
+        return subprocess.run(
+            [KEYSHIFT, "--inventory", str(self.inventory), "--db", str(self.db), *args],
+            env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        )
+
+    # the attacker's view: its stolen copies, tried against the real servers
+    def token_works(self) -> bool:
+        client = hvac.Client(url=self.vault.url, token=self.stolen.token, timeout=30)
+        try:
+            client.auth.token.lookup_self()
+        except hvac.exceptions.Forbidden:
+            return False
+        return True
+
+    def secret_id_works(self) -> bool:
+        client = hvac.Client(url=self.vault.url, timeout=30)
+        try:
+            client.auth.approle.login(role_id=self.stolen.role_id,
+                                      secret_id=self.stolen.secret_id)
+        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+            return False
+        client.auth.token.revoke_self()
+        return True
+
+    def attacker(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.sandbox.moto_endpoint,
+                            region_name="us-east-1", aws_access_key_id=self.stolen.key_id,
+                            aws_secret_access_key=self.stolen.key_secret)
+
+    def key_works(self) -> bool:
+        try:
+            self.attacker("sts").get_caller_identity()
+        except botocore.exceptions.ClientError as exc:
+            assert exc.response["Error"]["Code"] in ("InvalidClientTokenId", "AccessDenied")
+            return False
+        return True
+
+    def kv(self, path: str) -> str:
+        got = self.vault.secrets.kv.v2.read_secret_version(
+            path, mount_point=self.mount, raise_on_deleted_version=True)
+        return str(got["data"]["data"]["value"])
+
+    def canaries(self) -> set[str]:
+        s = self.stolen
+        return {*self.values, s.token, s.secret_id, s.key_secret}
+
+
+@pytest.fixture
+def world(sandbox: SandboxState, tmp_path: Path) -> Iterator[World]:
+    tag = uuid.uuid4().hex[:8]
+    vault = vault_client(sandbox)
+    iam = aws_client(sandbox, "iam")
+    mount = f"ia-{tag}"
+    vault.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    values = []
+    for path in ("app/a", "app/b"):
+        value = "canary-" + pysecrets.token_urlsafe(24)
+        values.append(value)
+        vault.secrets.kv.v2.create_or_update_secret(path, {"value": value}, mount_point=mount)
+        vault.secrets.kv.v2.update_metadata(path, mount_point=mount, custom_metadata={
+            "keyshift-issuer": "generated", "owner": "team-ia", "environment": "prod"})
+    vault.sys.create_or_update_policy(f"ia-{tag}", f'path "{mount}/data/app/*" {{\n'
+                                                   '  capabilities = ["read"]\n}\n')
+    if "approle/" not in vault.sys.list_auth_methods()["data"]:
+        vault.sys.enable_auth_method("approle")
+    role = f"ia-{tag}"
+    vault.auth.approle.create_or_update_approle(role, token_policies=[f"ia-{tag}"])
+    role_id = vault.auth.approle.read_role_id(role_name=role)["data"]["role_id"]
+    secret_id = vault.auth.approle.generate_secret_id(role_name=role)["data"]["secret_id"]
+    login = hvac.Client(url=vault.url, timeout=30)
+    login.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    user = f"ia-{tag}-agent"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="iam-rights", PolicyDocument=IAM_RIGHTS)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    vault.secrets.kv.v2.create_or_update_secret(
+        "aws/key", {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                    "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}, mount_point=mount)
+    agent, other = f"bot-{tag}", f"ia-{tag}-declared"
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        version: 1
+        sources:
+          - {{name: v, type: openbao, sandbox: true, kv_mounts: [{mount}], leases: false,
+             issuer_tag: keyshift-issuer}}
+          - {{name: aws, type: aws, sandbox: true, services: [iam]}}
+        agents:
+          - name: {agent}
+            owner: team-ia
+            environment: prod
+            identities:
+              - {{type: vault-approle, source: v, role: {role}}}
+              - {{type: aws-iam-user, source: aws, name: {user}}}
+          - name: helper-{tag}
+            owner: team-other
+            environment: prod
+            identities: [{{type: aws-iam-user, source: aws, name: {other}}}]
+        rotations:
+          - name: key-{tag}
+            issuer: {{type: aws-iam, source: aws, user: {user}}}
+            targets:
+              - type: vault-kv
+                source: v
+                path: {mount}/aws/key
+                keys: {{access_key_id: AWS_ACCESS_KEY_ID,
+                        secret_access_key: AWS_SECRET_ACCESS_KEY}}
+            agents: [{agent}]
+            owner: team-ia
+            environment: prod
+        """))
+    loaded = load_inventory(inventory)
+    db = tmp_path / "ks.db"
+    store = Store(db)
+    audit = AuditLog(store)
+    summary = run_sync(loaded, store, audit, actor="ia-test")
+    # partial only because the declared helper's user is made after since (below)
+    errors = [e for src in summary.as_dict()["sources"] for e in src["errors"]]
+    assert errors == [f"agent helper-{tag}: IAM user '{other}' not found on aws"], errors
+    stolen = Stolen(str(login.token), secret_id, role_id, key["AccessKeyId"],
+                    key["SecretAccessKey"])
+    since = datetime.now(UTC)
+    iam.create_user(UserName=other)  # declared: created after since, never a finding
+    w = World(tmp_path, tag, mount, agent, user, other, vault, iam, sandbox, inventory, db,
+              store, audit, loaded, stolen, since, values)
+    yield w
+    store.close()
+
+
+def leave_persistence(w: World) -> dict[str, str]:
+    """What an attacker with the stolen key leaves: a user with a key, an attached managed
+    policy, an inline policy and a login profile, and a second key on the agent's own user."""
+    iam = w.attacker("iam")
+    name = f"ia-{w.tag}-persist"
+    iam.create_user(UserName=name)
+    arn = iam.create_policy(PolicyName=f"ia-{w.tag}-admin", PolicyDocument=IAM_RIGHTS)[
+        "Policy"]["Arn"]
+    iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    iam.put_user_policy(UserName=name, PolicyName="backdoor", PolicyDocument=IAM_RIGHTS)
+    iam.create_login_profile(UserName=name, Password="Pw-" + pysecrets.token_urlsafe(12))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    extra = iam.create_access_key(UserName=w.user)["AccessKey"]
+    w.values += [key["SecretAccessKey"], extra["SecretAccessKey"]]
+    return {"user": name, "policy": arn, "key": key["AccessKeyId"],
+            "extra": extra["AccessKeyId"]}
+
+
+def test_contain_revokes_by_reference_and_a_skipped_contain_leaves_them_valid(
+        world: World) -> None:
+    w = world
+    assert w.token_works() and w.secret_id_works() and w.key_works()
+    inc = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test", agent=w.agent)
+    assert {t["step"]: t["mode"] for t in inc["tasks"]}["contain"] == "auto"
+
+    # verify before contain: the check can fail, and the stolen copies still work
+    first = run_incident(w.store, w.audit, w.loaded, inc["id"], actor="ia-test",
+                         engine=w.engine(), only=["verify"])
+    [verify] = first["tasks"]
+    assert not first["ok"] and verify["status"] == "failed"
+    assert "still valid" in verify["note"]
+    assert w.token_works() and w.secret_id_works() and w.key_works()
+    task = next(t for t in first["incident"]["tasks"] if t["step"] == "verify")
+    assert task["status"] == "doing" and task["note"].startswith("failed: ")
+
+    events: list[dict] = []
+    second = run_incident(w.store, w.audit, w.loaded, inc["id"], actor="ia-test",
+                          engine=w.engine(), only=["contain", 7], on_event=events.append)
+    assert second["ok"], second["tasks"]
+    assert [t["step"] for t in second["tasks"]] == ["contain", "verify"]
+    assert not w.token_works() and not w.secret_id_works() and not w.key_works()
+    contained = json.loads(json.dumps(w.store.get_incident(inc["id"])["detail"]["auto"]))
+    outcomes = {o["credential"]: o for o in contained["contain"]["outcomes"]}
+    key_cid = f"aws:iam-key:{w.stolen.key_id}"
+    assert outcomes[key_cid]["outcome"] == "deactivated"
+    assert {o["kind"] for o in outcomes.values()} == {"vault-token", "approle-secret-id",
+                                                      "iam-key"}
+    status = w.iam.list_access_keys(UserName=w.user)["AccessKeyMetadata"][0]["Status"]
+    assert status == "Inactive"
+    assert any(e["event"] == "task-start" and e["step"] == "contain" for e in events)
+    # each action is an audit entry with references, and the task's evidence names it
+    task = next(t for t in second["incident"]["tasks"] if t["step"] == "contain")
+    seqs = {int(e["ref"]) for e in task["evidence"] if e["kind"] == "audit"}
+    entries = {e.seq: e for e in w.audit.tail(200) if e.seq in seqs}
+    assert {e.action for e in entries.values()} == {"incident.contain"}
+    assert {e.target for e in entries.values()} == set(outcomes)
+
+    # idempotent: the same actions again are ok, and say they were done already
+    refs = [actions.ref_from_credential_or_id(w.store, cid) for cid in outcomes]
+    again = actions.contain(Clients(w.loaded), w.audit, refs, actor="ia-test")
+    assert all(o.ok and o.outcome.startswith("already") for o in again), again
+
+    # a server that refuses: a secret-id of a role that does not exist is already gone; a
+    # vault source that is not in the inventory fails with one line naming it, the rest go on
+    bad = [actions.Ref("nowhere", "vault-token", "abc", name="token/x"), refs[0]]
+    mixed = actions.contain(Clients(w.loaded), w.audit, bad, actor="ia-test")
+    assert mixed[0].outcome == "failed" and "nowhere" in (mixed[0].error or "")
+    assert "\n" not in (mixed[0].error or "") and mixed[1].ok
+
+
+def test_hunt_finds_what_the_stolen_key_made_and_removes_exactly_that(world: World) -> None:
+    w = world
+    left = leave_persistence(w)
+    clients = Clients(w.loaded)
+    found = hunting.hunt(w.store, w.loaded, clients, ["aws"], w.since)
+    assert not found.errors
+    mine = [f for f in found.findings if f.user.startswith(f"ia-{w.tag}")]
+    by = {(f.what, f.name): f for f in mine}
+    assert set(by) == {("user", left["user"]), ("access-key", left["extra"])}
+    user = by[("user", left["user"])]
+    assert user.keys == [left["key"]] and user.attached_policies == [left["policy"]]
+    assert user.inline_policies == ["backdoor"] and user.login_profile
+    assert "created at or after" in user.reason
+    assert all(f.user != w.other_user for f in found.findings)  # declared: never a finding
+
+    removed = hunting.remove(clients, w.audit, w.loaded, mine, actor="ia-test")
+    assert {r["outcome"] for r in removed} == {"deleted"}, removed
+    with pytest.raises(botocore.exceptions.ClientError):
+        w.iam.get_user(UserName=left["user"])
+    keys = {k["AccessKeyId"] for k in
+            w.iam.list_access_keys(UserName=w.user)["AccessKeyMetadata"]}
+    assert keys == {w.stolen.key_id}  # the extra key only; the agent's own key stays
+    assert w.iam.get_user(UserName=w.other_user)["User"]["UserName"] == w.other_user
+    assert w.iam.get_user(UserName=w.user)["User"]["UserName"] == w.user
+    assert hunting.still_there(clients, removed) == []
+    assert {e.action for e in w.audit.tail(len(removed))} == {"incident.remove"}
+    # a forged finding naming a declared user is refused, not removed
+    forged = hunting.Finding("aws", "user", w.other_user, w.other_user, None, "forged")
+    [refused] = hunting.remove(clients, w.audit, w.loaded, [forged], actor="ia-test")
+    assert refused["outcome"] == "failed" and "declared" in refused["error"]
+    assert w.iam.get_user(UserName=w.other_user)["User"]["UserName"] == w.other_user
+    # nothing new since: the hunt is empty for this world now
+    again = hunting.hunt(w.store, w.loaded, clients, ["aws"], w.since)
+    assert not [f for f in again.findings if f.user.startswith(f"ia-{w.tag}")]
+
+
+def test_incident_run_end_to_end_through_the_cli(world: World, tmp_path: Path) -> None:
+    w = world
+    home = tmp_path / "home"
+    home.mkdir()
+    runs: list[subprocess.CompletedProcess[str]] = []
+
+    def ks(*args: str) -> subprocess.CompletedProcess[str]:
+        got = w.cli(*args, home=home)
+        runs.append(got)
+        return got
+
+    left = leave_persistence(w)
+    old = {p: w.kv(p) for p in ("app/a", "app/b")}
+    opened = ks("incident", "open", "--agent", w.agent, "--since", w.since.isoformat(),
+                "--format", "json")
+    assert opened.returncode == 0, opened.stderr
+    iid = json.loads(opened.stdout)["id"]
+    assert ks("--read-only", "incident", "run", iid, "--yes").returncode == 4
+    unasked = ks("incident", "run", iid)
+    assert unasked.returncode == 1 and "needs confirmation" in unasked.stderr
+    assert ks("incident", "run", iid, "--skip", "nosuch", "--yes").returncode == 2
+
+    done = ks("incident", "run", iid, "--yes", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"], json.dumps(result["tasks"], indent=1)
+    assert [(t["step"], t["status"]) for t in result["tasks"]] == [
+        ("contain", "done"), ("review", "done"), ("eradicate", "done"), ("verify", "done")]
+    # the attacker's copies are refused; what it made is gone; the agent's secrets rotated
+    assert not w.token_works() and not w.secret_id_works() and not w.key_works()
+    with pytest.raises(botocore.exceptions.ClientError):
+        w.iam.get_user(UserName=left["user"])
+    assert w.iam.get_user(UserName=w.other_user)["User"]["UserName"] == w.other_user
+    assert all(w.kv(p) != old[p] for p in old)
+    keys = w.iam.list_access_keys(UserName=w.user)["AccessKeyMetadata"]
+    assert len(keys) == 1 and keys[0]["AccessKeyId"] not in (w.stolen.key_id, left["extra"])
+    assert keys[0]["Status"] == "Active"
+    inc = incidents.load(w.store, iid)
+    tasks = {t["step"]: t for t in inc["tasks"]}
+    assert tasks["eradicate"]["rotation_run_id"]
+    runs_done = [e["ref"] for e in tasks["eradicate"]["evidence"] if e["kind"] == "run"]
+    assert len(runs_done) >= 4  # the playbook run, app/a, app/b and the key
+    assert tasks["declare"]["status"] == "todo"  # manual tasks stay manual
+    again = ks("incident", "run", iid, "--yes")
+    assert again.returncode == 0 and "no automated task is open" in again.stdout
+    exported = ks("incident", "export", iid, "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    metrics = json.loads(exported.stdout)["metrics"]
+    assert metrics["time_to_contain_s"] is not None and metrics["time_to_verify_s"] is not None
+
+    # canary: no planted or stolen value in any output, the store, a log or the audit log
+    w.values += [w.kv(p) for p in old]
+    outputs = "".join(p.stdout + p.stderr for p in runs)
+    db_bytes = b"".join(p.read_bytes() for p in w.tmp.glob("ks.db*"))
+    logs = b"".join(p.read_bytes() for p in home.rglob("*.log"))
+    audit_text = json.dumps([e.detail for e in w.audit.tail(500)])
+    for value in w.canaries():
+        assert value not in outputs and value not in audit_text
+        assert value.encode() not in db_bytes and value.encode() not in logs
+
+
+def test_revoke_cli_one_credential(world: World, tmp_path: Path) -> None:
+    w = world
+    home = tmp_path / "home"
+    home.mkdir()
+    key_cid = f"aws:iam-key:{w.stolen.key_id}"
+    kv = ks_out = w.cli("revoke", f"{w.mount}/app/a", "--yes", home=home)
+    assert kv.returncode == 2 and "rotate it instead" in kv.stderr
+    assert kv.stderr.count("\n") == 1
+    assert w.cli("--read-only", "revoke", key_cid, "--yes", home=home).returncode == 4
+    assert w.key_works()
+    done = w.cli("revoke", key_cid, "--yes", "--format", "json", home=home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "deactivated"
+    assert not w.key_works()
+    again = w.cli("revoke", key_cid, "--yes", home=home)
+    assert again.returncode == 0 and "already inactive" in again.stdout
+    entry = w.audit.tail(1)[0]
+    assert (entry.action, entry.target) == ("credential.revoke", key_cid)
+    assert w.cli("revoke", "no-such-credential", "--yes", home=home).returncode == 3
+    for value in w.canaries():
+        assert value not in ks_out.stderr + done.stdout + again.stdout
