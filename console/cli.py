@@ -720,6 +720,7 @@ def _load_command_plugins() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typed errors become one line and their exit code; nothing else escapes."""
     from console import (  # noqa: F401  (their commands)
+        cli_drill,
         cli_findings,
         cli_incident,
         cli_playbook,

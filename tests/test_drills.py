@@ -1,0 +1,333 @@
+"""Drills against the real sandbox: each built-in scenario runs --auto and passes its own
+verification; the same scenario with its key response step skipped fails the check that step
+exists for; the after-action report (md and json) holds no value; the drill store's anchor is
+accepted by `keyshift audit verify --anchor`; a drill SIGKILLed mid-way is reported
+interrupted and cleaned up; bad scenario YAML gives file:line:col. Scoring is unit-tested with
+hand-made inputs.
+
+Canaries: while a drill runs, the test reads every value its world holds (the agents' env
+files, the KV secrets), before and after the response, and searches every output for them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console import drills
+from console.audit import AuditLog
+from console.drills import scoring
+from console.drills.loader import loads_scenario
+from console.errors import ConfigError, UsageError
+from console.sandbox import SandboxState, vault_client
+from console.store import Store
+
+KEYSHIFT = str(Path(sys.executable).parent / "keyshift")
+
+
+class Main:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.db = tmp / "main.db"
+        self.store = Store(self.db)
+        self.audit = AuditLog(self.store)
+        self.canaries: set[str] = set()
+
+    def watch(self, event: dict[str, Any]) -> None:
+        """Read every value the world holds (as a spy would) whenever the drill reports."""
+        if event["event"] not in ("incident", "task"):
+            return
+        (run_dir,) = [p for p in (Path(os.environ["KEYSHIFT_HOME"]) / "drills").iterdir()
+                      if (p / "world.json").is_file() and p.name == self.current]
+        world = json.loads((run_dir / "world.json").read_text())
+        for env in (run_dir / "workspace").rglob(".env"):
+            for line in env.read_text().splitlines():
+                name, _, value = line.partition("=")
+                if value and name != "VAULT_ROLE_ID":
+                    self.canaries.add(value.strip().strip("'\""))
+        vault = vault_client()
+        for rec in world["records"].values():
+            if rec["part"] == "kv-generated":
+                got = vault.secrets.kv.v2.read_secret_version(
+                    rec["path"], mount_point=f"drill-{world['tag']}",
+                    raise_on_deleted_version=True)
+                self.canaries.add(got["data"]["data"]["value"])
+
+    current = ""
+
+    def run(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        def on_event(event: dict[str, Any]) -> None:
+            if event["event"] == "start":
+                self.current = event["run"]
+            self.watch(event)
+
+        return drills.run_drill(self.store, self.audit, drills.get_scenario(name),
+                                actor="drill-test", on_event=on_event, **kwargs)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [KEYSHIFT, "--db", str(self.db), *args], env=dict(os.environ),
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+    def no_canary(self, *texts: str) -> None:
+        assert self.canaries, "the test read no values: it would prove nothing"
+        for text in texts:
+            for value in self.canaries:
+                assert value not in text
+
+
+@pytest.fixture
+def main(sandbox: SandboxState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("KEYSHIFT_HOME", str(home))
+    m = Main(tmp_path)
+    yield m
+    m.store.close()
+
+
+def checks_of(row: dict[str, Any]) -> dict[str, bool]:
+    return {c["check"]: c["ok"] for c in row["detail"]["checks"]}
+
+
+# --- scenarios, --auto ------------------------------------------------------------------------
+
+
+def test_provider_key_leak_passes_and_a_skipped_revoke_leaves_the_key_valid(main: Main) -> None:
+    row = main.run("provider-key-leaked")
+    assert row["status"] == "passed", row["detail"]
+    assert checks_of(row) == {"stolen-refused": True, "consumer-healthy": True,
+                              "probe-failures": True, "rotated": True}
+    probe = row["detail"]["probe"]
+    assert probe["rounds"] > 0 and probe["failed"] == 0
+    scores = row["detail"]["scores"]
+    assert scores["passed"] and scores["still_valid"] == []
+    assert scores["ratings"]["eradicate"]["level"] >= 2
+    assert row["detail"]["cleanup"]["errors"] == []
+    first_score = row["score"]
+
+    # the person never revokes the old key: the attacker's copy still works
+    bad = main.run("provider-key-leaked", skip=["revoke"])
+    assert bad["status"] == "failed"
+    assert checks_of(bad)["stolen-refused"] is False
+    assert checks_of(bad)["consumer-healthy"] is True
+    assert bad["detail"]["scores"]["still_valid"] == ["llm-key"]
+    assert bad["score"] < first_score
+    plan = "\n".join(bad["detail"]["plan"])
+    assert "stolen-refused" in plan and "revoke" in plan
+
+    # history in the main store, and the report's trend
+    assert [r["id"] for r in main.store.drill_runs("provider-key-leaked")] == [bad["id"],
+                                                                                row["id"]]
+    actions = [e.action for e in main.audit.tail(10)]
+    assert actions.count("drill.run") == 2
+    md = main.cli("drill", "report", bad["id"], "--format", "md")
+    js = main.cli("drill", "report", bad["id"], "--format", "json")
+    assert md.returncode == 0 and js.returncode == 0, md.stderr + js.stderr
+    data = json.loads(js.stdout)
+    assert data["status"] == "failed" and data["trend"][-1]["run"] == bad["id"]
+    assert [t["score"] for t in data["trend"]] == [first_score, bad["score"]]
+    assert "## What went wrong" in md.stdout and "stolen-refused" in md.stdout
+    main.no_canary(md.stdout, js.stdout, json.dumps(row), json.dumps(bad),
+                   main.db.read_bytes().decode("latin-1"))
+
+
+def test_a_rotation_killed_half_way_is_resumed_and_skipping_it_is_caught(main: Main) -> None:
+    row = main.run("rotation-failed-half-way")
+    assert row["status"] == "passed", row["detail"]
+    assert checks_of(row) == {"no-unfinished-runs": True, "consumer-healthy": True}
+    bad = main.run("rotation-failed-half-way", skip=["eradicate"])
+    assert bad["status"] == "failed"
+    assert checks_of(bad) == {"no-unfinished-runs": False, "consumer-healthy": True}
+    ratings = bad["detail"]["scores"]["ratings"]
+    assert ratings["eradicate"]["rating"] == "unable to perform"
+    assert ratings["contain"]["level"] == 3
+
+
+def test_a_departed_owner_is_replaced_and_her_copies_refused(main: Main) -> None:
+    row = main.run("owner-departs")
+    assert row["status"] == "passed", row["detail"]
+    assert checks_of(row) == {"owner-gone": True, "stolen-refused": True, "rotated": True,
+                              "consumer-healthy": True}
+    bad = main.run("owner-departs", skip=["rotate"])
+    assert bad["status"] == "failed"
+    got = checks_of(bad)
+    assert got["stolen-refused"] is False and got["rotated"] is False
+    assert got["owner-gone"] is True and got["consumer-healthy"] is True
+    assert sorted(bad["detail"]["scores"]["still_valid"]) == ["billing-api", "reports-token",
+                                                               "triage-db"]
+
+
+# --- the CLI: run, anchor, report, exit codes --------------------------------------------------
+
+
+def test_cli_run_json_anchor_verifies_on_the_drill_store(main: Main) -> None:
+    got = main.cli("drill", "run", "provider-key-leaked", "--auto", "--format", "json")
+    assert got.returncode == 0, got.stderr
+    result = json.loads(got.stdout.strip().splitlines()[-1])
+    assert result["status"] == "passed"
+    row = main.store.get_drill_run(result["run"])
+    assert row is not None
+    anchor = row["detail"]["anchor"]
+    db = row["detail"]["drill_db"]
+    ok = subprocess.run([KEYSHIFT, "--db", db, "audit", "verify", "--anchor",
+                         f"{anchor['seq']}:{anchor['hash']}"], capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # a wrong anchor is refused: the check is real
+    wrong = subprocess.run([KEYSHIFT, "--db", db, "audit", "verify", "--anchor",
+                            f"{anchor['seq']}:{'0' * 64}"], capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode == 7
+    failed = main.cli("drill", "run", "provider-key-leaked", "--auto", "--skip", "revoke")
+    assert failed.returncode == 1
+    bad_skip = main.cli("drill", "run", "provider-key-leaked", "--auto", "--skip", "nope")
+    assert bad_skip.returncode == 2 and "skippable" in bad_skip.stderr
+    listing = main.cli("drill", "ls")
+    assert listing.returncode == 0 and "provider-key-leaked" in listing.stdout
+
+
+def test_a_drill_killed_mid_way_is_reported_interrupted_and_cleaned_up(main: Main) -> None:
+    proc = subprocess.Popen(
+        [KEYSHIFT, "--db", str(main.db), "drill", "run", "owner-departs", "--auto",
+         "--format", "json"], env=dict(os.environ), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        # kill it once its world exists and the response has begun
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if json.loads(line).get("event") == "incident":
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (row,) = main.store.drill_runs("owner-departs")
+    assert row["status"] == "running"
+    mount = f"drill-{json.loads((Path(row['detail']['dir']) / 'world.json').read_text())['tag']}"
+    vault = vault_client()
+    assert f"{mount}/" in vault.sys.list_mounted_secrets_engines()["data"]
+    listing = main.cli("drill", "ls", "--format", "json")
+    assert listing.returncode == 0, listing.stderr
+    runs = {r["id"]: r for r in json.loads(listing.stdout)["runs"]}
+    assert runs[row["id"]]["status"] == "interrupted"
+    assert "drill cleanup" in runs[row["id"]]["error"]
+    done = main.cli("drill", "cleanup", row["id"])
+    assert done.returncode == 0, done.stderr
+    assert f"{mount}/" not in vault.sys.list_mounted_secrets_engines()["data"]
+    assert not (Path(row["detail"]["dir"]) / "workspace").exists()
+    actions = [e.action for e in main.audit.tail(5)]
+    assert "drill.interrupted" in actions and "drill.cleanup" in actions
+
+
+# --- scenario files ---------------------------------------------------------------------------
+
+
+def test_bad_scenario_yaml_gives_file_line_col(tmp_path: Path) -> None:
+    text = ("title: t\n"
+            "world:\n"
+            "  agents: [{name: a, owner: o}]\n"
+            "  parts:\n"
+            "    - {part: provider-kee, name: k, agent: a}\n"
+            "inject:\n"
+            "  - {step: steal, credential: nope}\n"
+            "respond: {incident: {credential: k}}\n"
+            "checks: [{check: stolen-refused, credential: k}]\n")
+    with pytest.raises(ConfigError) as err:
+        loads_scenario(text, "mine.yaml", default_name="mine")
+    lines = err.value.report()  # type: ignore[attr-defined]
+    assert "mine.yaml:5:" in lines and "provider-kee" in lines and "provider-key" in lines
+    assert "mine.yaml:7:" in lines and "nope" in lines
+    with pytest.raises(ConfigError) as err:
+        loads_scenario("title: t\nworld: {parts: []}\nbogus: 1\n", "x.yaml", default_name="x")
+    assert "x.yaml:3:1: bogus: unknown field 'bogus'" in err.value.report()  # type: ignore
+
+
+def test_user_scenarios_load_from_the_config_dir_and_cli_says_where(keyshift_home: Path) -> None:
+    folder = keyshift_home / "drills"
+    folder.mkdir()
+    (folder / "mine.yaml").write_text(
+        "title: mine\nworld:\n  agents: [{name: a, owner: o}]\n"
+        "  parts: [{part: provider-key, name: k, agent: a}]\n"
+        "inject: [{step: steal, credential: k}]\n"
+        "respond: {incident: {credential: k}, steps: {eradicate: [{action: rotate}]}}\n"
+        "checks: [{check: stolen-refused}]\n")
+    scenarios = drills.all_scenarios()
+    assert scenarios["mine"].source.endswith("mine.yaml")
+    assert {"provider-key-leaked", "rotation-failed-half-way", "owner-departs"} <= set(scenarios)
+    (folder / "broken.yaml").write_text("title: b\nworld:\n  parts: [{part: x, name: k}]\n")
+    got = subprocess.run([KEYSHIFT, "drill", "show", "mine"], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=60)
+    assert got.returncode == 2 and "broken.yaml:" in got.stderr
+    with pytest.raises(UsageError):
+        from console.drills.runner import run_drill
+
+        run_drill(Store(keyshift_home / "m.db"), AuditLog(Store(keyshift_home / "m.db")),
+                  scenarios["mine"], actor="t", skip=["bogus"])
+
+
+# --- scoring (pure) ---------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _inc(**done: tuple[str, int]) -> dict[str, Any]:
+    steps = ["declare", "contain", "eradicate", "verify", "notify", "recover"]
+    tasks = []
+    for n, step in enumerate(steps, 1):
+        status, secs = done.get(step, ("todo", 0))
+        tasks.append({"position": n, "step": step, "status": status,
+                      "done_at": (T0 + timedelta(seconds=secs)).isoformat()
+                      if status != "todo" else None,
+                      "evidence": [{"kind": "run", "ref": "x"}] if step == "eradicate" else []})
+    return {"opened_at": (T0 + timedelta(seconds=5)).isoformat(), "tasks": tasks}
+
+
+TARGETS = {"ttd": 10.0, "ttc": 30.0, "ttr": 60.0, "ttv": 90.0}
+
+
+def test_scoring_times_ratings_and_score() -> None:
+    inc = _inc(declare=("done", 6), contain=("done", 45), eradicate=("done", 200),
+               verify=("done", 80), notify=("skipped", 90), recover=("done", 95))
+    checks = [{"check": "stolen-refused", "capability": "eradicate", "ok": True, "why": "",
+               "detail": {"still_valid": []}},
+              {"check": "consumer-healthy", "capability": "recover", "ok": False, "why": "x",
+               "detail": {"broken": ["k"]}}]
+    got = scoring.score(injected_at=T0, incident=inc, checks=checks, targets=TARGETS,
+                        acted_steps=["eradicate", "contain"])
+    assert got["times"] == {"ttd": 5.0, "ttc": 45.0, "ttr": 200.0, "ttv": 80.0}
+    r = {k: v["level"] for k, v in got["ratings"].items()}
+    # detect within target; contain within twice; eradicate past twice; verify within;
+    # recover done but its check failed; notify skipped = not done
+    assert r == {"detect": 3, "contain": 2, "eradicate": 1, "verify": 3, "recover": 1,
+                 "communicate": 0}
+    assert got["consumers_broken"] == ["k"] and not got["passed"]
+    assert got["checklist"] == {"done": 5, "skipped": 1, "total": 6, "completion": 0.833}
+    # contain was acted on but carries no evidence; eradicate does
+    assert got["evidence"] == {"expected": 2, "with_evidence": 1, "completeness": 0.5}
+    expected = 100 * (0.5 * 1 / 2 + 0.2 * 5 / 6 + 0.3 * (3 + 2 + 1 + 3 + 1 + 0) / 18)
+    assert got["score"] == round(expected, 1)
+    plan = scoring.improvement_plan(checks, got, {"consumer-healthy": "deliver first"}, TARGETS)
+    assert plan[0] == "consumer-healthy: deliver first (x)"
+    assert any(p.startswith("eradicate: took 200 s") for p in plan)
+    assert any(p.startswith("communicate: unable to perform") for p in plan)
+    assert not any(p.startswith("detect") or p.startswith("verify") for p in plan)
+
+
+def test_scoring_all_passed_and_no_incident() -> None:
+    inc = _inc(declare=("done", 1), contain=("done", 2), eradicate=("done", 3),
+               verify=("done", 4), notify=("done", 5), recover=("done", 6))
+    ok = [{"check": "rotated", "capability": "eradicate", "ok": True, "why": "", "detail": {}}]
+    got = scoring.score(injected_at=T0, incident=inc, checks=ok, targets=TARGETS)
+    assert got["passed"] and got["score"] == 100.0
+    none = scoring.score(injected_at=T0, incident=None, checks=ok, targets=TARGETS)
+    assert none["times"]["ttd"] is None and none["ratings"]["detect"]["level"] == 0
+    assert not scoring.score(injected_at=T0, incident=inc, checks=[], targets=TARGETS)["passed"]
