@@ -61,7 +61,7 @@ MEANING = {
     "doing": "running",
     "done": "done",
     "skipped": "warning",
-    "failed": "failed",
+    "failed": "failed",  # an automated task whose last run failed (still doing)
     "open": "waiting",
     "closed": "done",
 }
@@ -127,7 +127,18 @@ def automated(task: dict[str, Any]) -> bool:
 
 
 def open_automated(inc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [t for t in inc["tasks"] if automated(t) and t["status"] in ("todo", "doing")]
+    """What `r` would run now: console.incidents.runner's own plan (a pure function)."""
+    from console.incidents.runner import plan
+
+    return plan(inc)
+
+
+def shown_status(task: dict[str, Any]) -> str:
+    """The store's status, except that an automated task whose last run failed (it stays
+    ``doing`` with a note starting ``failed:``) reads ``failed``: r runs it again."""
+    if task["status"] == "doing" and (task["note"] or "").startswith("failed:"):
+        return "failed"
+    return task["status"]
 
 
 def export_path(incident_id: str) -> Path:
@@ -287,6 +298,8 @@ class IncidentScreen(KeyshiftScreen):
         self.incident: dict[str, Any] | None = None
         self.read_error: str | None = None
         self.run_state: str | None = None  # the automated run's last word, while it runs
+        self._running = ""  # the automated task in flight
+        self.run_events: list[str] = []  # the lines the last run showed, newest last
         self._timer: Timer | None = None
 
     # --- what it works on ---------------------------------------------------------------------
@@ -403,7 +416,7 @@ class IncidentScreen(KeyshiftScreen):
             Text(cut(task["title"], TITLE_WIDTH)),
             styled("auto", app, "scheduled") if automated(task) else styled("manual", app,
                                                                             "muted"),
-            status_text(app, task["status"]),
+            status_text(app, shown_status(task)),
             task["owner"] or "-",
             short_time(task["started_at"]),
             short_time(task["done_at"]),
@@ -497,7 +510,9 @@ class IncidentScreen(KeyshiftScreen):
         grid.add_row(f"task {task['position']}",
                      Text(f"{task['title']}  ({task['phase']} · {task['csf']} · "
                           f"{task['step'] or '-'})"))
-        state = status_text(app, task["status"])
+        state = status_text(app, shown_status(task))
+        if shown_status(task) != task["status"]:
+            state.append(f" (still {task['status']}: r runs it again)", style="dim")
         if task["owner"]:
             state.append(f"  by {task['owner']}", style="")
         if task["started_at"]:
@@ -618,6 +633,7 @@ class IncidentScreen(KeyshiftScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
+                self.run_events = []
                 self.run_state = "running the automated tasks …"
                 self._draw_status()
                 self.ks.run_uninterruptible("rotate-run", self._run_auto)
@@ -626,11 +642,8 @@ class IncidentScreen(KeyshiftScreen):
 
     def _run_auto(self) -> None:
         app: Any = self.app
-        try:
-            from console.incidents.runner import run_incident
-        except ImportError:
-            app.call_from_thread(self._ran, None, "this keyshift cannot run incident tasks yet")
-            return
+        from console.incidents.runner import run_incident
+
         try:
             # the app's engine for the app's store; a drill's store gets the runner's own
             engine = app.engine() if self._store is None else None
@@ -646,11 +659,22 @@ class IncidentScreen(KeyshiftScreen):
         self.app.call_from_thread(self._event, event)
 
     def _event(self, event: dict[str, Any]) -> None:
+        """console.incidents.runner's events: task-start, progress (one credential or one
+        hunt finding), task-done. The table follows from the store; this is the line below."""
         if not self.alive:
             return
-        words = [str(event[k]) for k in ("position", "step", "status") if event.get(k)]
-        message = event.get("message") or event.get("note") or event.get("event") or ""
-        self.run_state = "running: " + " ".join(words) + (f" {message}" if message else "")
+        kind = event.get("event")
+        if kind == "task-start":
+            self._running = f"task {event.get('position')} ({event.get('step')})"
+            self.run_state = f"running {self._running} …"
+        elif kind == "progress":
+            what = event.get("credential") or event.get("finding") or ""
+            self.run_state = f"running {self._running}: {what} {event.get('status') or ''}"
+        elif kind == "task-done":
+            self.run_state = (f"task {event.get('position')} ({event.get('step')}): "
+                              f"{event.get('status')}")
+        if self.run_state:
+            self.run_events = [*self.run_events[-199:], self.run_state]
         self._draw_status()
         self.reload()
 

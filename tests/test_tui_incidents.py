@@ -375,6 +375,70 @@ async def test_an_incident_over_the_sandbox_shows_its_reach_and_no_value(
         assert all(value not in t for t in texts)
 
 
+@sync_test
+async def test_r_runs_the_automated_tasks_live_against_the_sandbox(
+    world: World,  # noqa: F811
+) -> None:
+    from console.incidents.runner import plan
+
+    w = world
+    w.remember_values()
+    inc = incidents.open_incident(w.store, w.audit, w.loaded, actor="inc-test", agent=w.agent)
+    planned = [(t["position"], t["step"]) for t in plan(inc)]
+    assert [step for _p, step in planned] == ["contain", "review", "eradicate", "verify"]
+    app = make_app(w.store, w.loaded, engine_factory=w.engine,
+                   now=lambda: datetime.now(UTC))
+    seen: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_incident_view(pilot, inc["id"])
+        assert "4 automated task(s) open" in screen_text(app)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmPrompt), "the confirmation")
+        text = screen_text(app)
+        assert f"Run the 4 automated task(s) of {inc['id']} now?" in text
+        for position, step in planned:
+            assert f"{position}. {step} (" in text, step
+        await pilot.press("y")
+        finished = lambda: any("automated tasks" in m for m in notes(app))  # noqa: E731
+        for _ in range(6000):  # a short run may be over before a frame is looked at
+            seen.append(screen_text(app))
+            if finished():
+                break
+            await pilot.pause(0.01)
+        await app.workers.wait_for_complete()
+        await pilot.pause(1.2)  # one more poll
+        await settled(pilot)
+        final = screen_text(app)
+        seen.append(final)
+        assert any("automated tasks" in m for m in notes(app)), notes(app)
+        after = incidents.load(w.store, inc["id"])
+        statuses = {t["step"]: t["status"] for t in after["tasks"]}
+        shown = {t["step"]: str(screen.table.get_cell(str(t["position"]), "status"))
+                 for t in after["tasks"]}
+        for _position, step in planned:
+            assert statuses[step] in ("done", "doing"), (step, statuses[step])
+            assert shown[step] == ("done" if statuses[step] == "done" else "failed"), step
+        assert statuses["declare"] == "todo" and shown["declare"] == "todo"  # manual: untouched
+        # the line below followed the runner's events, each task started then finished
+        starts = [e for e in screen.run_events if e.startswith("running task")
+                  and e.endswith("…")]
+        ends = [e for e in screen.run_events if not e.startswith("running")]
+        assert starts == [f"running task {p} ({s}) …" for p, s in planned], screen.run_events
+        assert ends == [f"task {p} ({s}): {statuses[s] if statuses[s] == 'done' else 'failed'}"
+                        for p, s in planned], screen.run_events
+        eradicate = next(t for t in after["tasks"] if t["step"] == "eradicate")
+        runs = [e["ref"] for e in eradicate["evidence"] if e["kind"] == "run"]
+        assert runs and eradicate["owner"] == "tester"
+        move_to(screen, eradicate["position"])
+        await settle(pilot)
+        assert f"run:{runs[0]}" in screen_text(app)  # the evidence, whole, in the panel
+        assert plan(after) == [t for t in plan(after) if t["status"] == "doing"]
+    w.remember_values()
+    for value in set(w.values):
+        assert all(value not in t for t in seen)
+
+
 # --- snapshots ----------------------------------------------------------------------------------
 
 
