@@ -332,6 +332,17 @@ def test_incident_run_end_to_end_through_the_cli(world: World, tmp_path: Path) -
 
     left = leave_persistence(w)
     old = {p: w.kv(p) for p in ("app/a", "app/b")}
+    # the attacker reads app/a with the stolen token; the audit log has it by accessor (HMAC)
+    accessor = w.vault.auth.token.lookup(w.stolen.token)["data"]["accessor"]
+    thief = hvac.Client(url=w.vault.url, token=w.stolen.token, timeout=30)
+    thief.secrets.kv.v2.read_secret_version("app/a", mount_point=w.mount,
+                                            raise_on_deleted_version=True)
+    read_cid = f"v:kv:{w.mount}/app/a"
+    for _ in range(50):  # the audit device may write the line a moment after the response
+        seen = hunting.token_use(Clients(w.loaded), w.loaded, "v", [accessor], w.since)
+        if seen["kv_reads"]:
+            break
+    assert seen["kv_reads"] == [read_cid] and not seen["errors"]
     opened = ks("incident", "open", "--agent", w.agent, "--since", w.since.isoformat(),
                 "--format", "json")
     assert opened.returncode == 0, opened.stderr
@@ -362,6 +373,11 @@ def test_incident_run_end_to_end_through_the_cli(world: World, tmp_path: Path) -
     runs_done = [e["ref"] for e in tasks["eradicate"]["evidence"] if e["kind"] == "run"]
     assert len(runs_done) >= 4  # the playbook run, app/a, app/b and the key
     assert tasks["declare"]["status"] == "todo"  # manual tasks stay manual
+    review = w.store.get_incident(iid)["detail"]["auto"]["review"]["token_use"]
+    reads = [r for r in review["accessors"][accessor] if r["operation"] == "read"]
+    assert f"{w.mount}/data/app/a" in {r["path"] for r in reads}
+    assert review["kv_reads"] == [read_cid]
+    assert "1 token(s) made" in tasks["review"]["note"]
     again = ks("incident", "run", iid, "--yes")
     assert again.returncode == 0 and "no automated task is open" in again.stdout
     exported = ks("incident", "export", iid, "--format", "json")

@@ -9,10 +9,11 @@ keyshift does not read it), so the hunt reports what it can see and says why eac
 - an access key of an existing user created at or after ``since`` or unknown to the store and
   created after its last sync.
 
-Nothing the inventory declares (an agent's ``aws-iam-user`` identity, an ``aws-iam`` rotation's
-user) is ever listed or removed. ``remove`` deletes exactly what a hunt found, each deletion an
-``incident.remove`` audit entry (references only): a user's policies detached or deleted, its
-keys, its login profile and group memberships, then the user.
+A user the inventory declares (an agent's ``aws-iam-user`` identity, an ``aws-iam`` rotation's
+user) is never listed or removed; only a new key of it can be. ``remove`` deletes exactly what
+a hunt found, each deletion an ``incident.remove`` audit entry (references only): a user's
+policies detached or deleted, its keys, its login profile and group memberships, then the
+user.
 """
 
 from __future__ import annotations
@@ -133,11 +134,12 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
                 users += page["Users"]
             for user in users:
                 name = user["UserName"]
-                if (source, name) in declared:
-                    continue
                 keys = _aws_call(source, f"keys of {name}", iam.list_access_keys,
                                  UserName=name)["AccessKeyMetadata"]
-                why = _why(_when(user.get("CreateDate")), since, name in known_users, synced)
+                # a declared user is never a finding itself, but a key added to it is the
+                # first thing a stolen key with IAM rights leaves behind
+                why = None if (source, name) in declared else _why(
+                    _when(user.get("CreateDate")), since, name in known_users, synced)
                 if why:
                     result.findings.append(_user_finding(source, iam, user, keys, why))
                     continue
@@ -215,7 +217,7 @@ def remove(
         return entry["outcome"] != "failed"
 
     for f in findings:
-        if (f.source, f.user) in declared:
+        if f.what == "user" and (f.source, f.user) in declared:
             entry = {"source": f.source, "what": f.what, "user": f.user, "name": f.name,
                      "incident": incident, "outcome": "failed",
                      "error": f"{f.label} is declared in the inventory: not removed"}
@@ -272,3 +274,87 @@ def still_there(clients: Clients, removed: list[dict[str, Any]]) -> list[str]:
         except botocore.exceptions.ClientError:
             continue  # NoSuchEntity: gone, as it should be
     return left
+
+
+# --- a Vault token's requests since a time -----------------------------------------------------
+
+
+def vault_audit_path(loaded: LoadedInventory, source: str) -> Any:
+    """Where the source's file audit device writes (the source's ``audit_log``, or the
+    sandbox's own), or None when keyshift does not read it."""
+    from pathlib import Path
+
+    cfg = loaded.source(source)
+    configured = getattr(cfg, "audit_log", None)
+    if configured:
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() else Path(loaded.base_dir, path)
+    if getattr(cfg, "sandbox", False):
+        from console.sandbox import load_state
+
+        state = load_state()
+        return state.audit_log_path if state else None
+    return None
+
+
+def token_use(clients: Clients, loaded: LoadedInventory, source: str, accessors: list[str],
+              since: datetime) -> dict[str, Any]:
+    """The requests each token (by accessor) made since ``since``, from the file audit log.
+    The device HMACs accessors, so each is hashed by the server (``sys/audit-hash``) and the
+    log searched for the hash: no token value is needed. Returns {"accessors": {accessor:
+    [{"at", "path", "operation", "error"}]}, "kv_reads": [credential ids], "errors": [...]}."""
+    import json
+
+    from console.model import credential_id
+    from console.sources.vault_audit import parse_vault_time
+
+    out: dict[str, Any] = {"accessors": {a: [] for a in accessors}, "kv_reads": [],
+                           "errors": []}
+    path = vault_audit_path(loaded, source)
+    if not accessors:
+        return out
+    if path is None or not path.is_file():
+        out["errors"].append(f"{source}: no audit log keyshift reads; token use not checked")
+        return out
+    client = clients.vault(source)
+    try:
+        devices = client.adapter.get("/v1/sys/audit") or {}
+        devices = devices.get("data") or devices
+        hashes: dict[str, str] = {}
+        for device in [d for d, v in devices.items() if isinstance(v, dict)]:
+            for accessor in accessors:
+                got = client.adapter.post(f"/v1/sys/audit-hash/{device.strip('/')}",
+                                          json={"input": accessor})
+                hashed = ((got or {}).get("data") or got or {}).get("hash")
+                if hashed:
+                    hashes[hashed] = accessor
+    except Exception as exc:  # hvac's, requests': named by type, never by text
+        out["errors"].append(f"{source}: sys/audit-hash failed ({type(exc).__name__})")
+        return out
+    needles = [h.encode() for h in hashes]
+    kv = set()
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not any(n in raw for n in needles):
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if entry.get("type") != "response":
+                continue
+            accessor = hashes.get(str((entry.get("auth") or {}).get("accessor")))
+            at = parse_vault_time(entry.get("time"))
+            if accessor is None or at is None or at < since:
+                continue
+            request = entry.get("request") or {}
+            req_path = str(request.get("path") or "")
+            failed = bool(entry.get("error"))
+            out["accessors"][accessor].append({
+                "at": _iso(at), "path": req_path, "operation": request.get("operation"),
+                "error": failed})
+            mount, sep, rest = req_path.partition("/data/")
+            if sep and not failed and request.get("operation") == "read":
+                kv.add(credential_id(source, "kv", f"{mount}/{rest}"))
+    out["kv_reads"] = sorted(kv)
+    return out

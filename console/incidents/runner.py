@@ -168,17 +168,52 @@ class _Run:
             else hunting.HuntResult()
         for f in found.findings:
             self.emit("progress", finding=f.label, status="found", message=f.reason)
+        tokens = self._token_use(since)
+        for accessor, requests in tokens["accessors"].items():
+            if requests:
+                self.emit("progress", credential=f"token {accessor[:8]}", status="used",
+                          message=f"{len(requests)} request(s) since {self.inc['since']}")
         used = sorted({u["credential_id"] for u in usage})
         note = (f"{len(usage)} usage event(s) since {self.inc['since']} on {len(used)} "
                 f"credential(s); hunt in {', '.join(sources) or 'no AWS source in scope'}: "
                 f"{len(found.findings)} finding(s)")
         if found.findings:
             note += " (" + "; ".join(f.label for f in found.findings[:10]) + ")"
-        if found.errors:
-            note = "; ".join(found.errors) + "; " + note
+        made = sum(len(r) for r in tokens["accessors"].values())
+        if tokens["accessors"]:
+            note += (f"; {len(tokens['accessors'])} token(s) made {made} request(s) since, "
+                     f"reading {len(tokens['kv_reads'])} KV secret(s)")
+        problems = found.errors + tokens["errors"]
+        if problems:
+            note = "; ".join(problems) + "; " + note
         evidence = [{"kind": "usage", "ref": str(u["id"])} for u in usage[:200]]
-        return TaskOutcome("failed" if found.errors else "done", note, evidence,
-                           detail={"usage": len(usage), "used": used, "hunt": found.as_dict()})
+        return TaskOutcome("failed" if problems else "done", note, evidence,
+                           detail={"usage": len(usage), "used": used, "hunt": found.as_dict(),
+                                   "token_use": tokens})
+
+    def _token_use(self, since: datetime) -> dict[str, Any]:
+        """The requests of the scope's tokens (and those contain revoked) since ``since``."""
+        by_source: dict[str, list[str]] = {}
+        for o in self.auto.get("contain", {}).get("outcomes", []):
+            if o["kind"] == act.TOKEN:
+                source, _, accessor = o["credential"].split(":", 2)
+                by_source.setdefault(source, []).append(accessor)
+        for cid in self.credential_ids():
+            source, kind, accessor = [*cid.split(":", 2), "", ""][:3]
+            if kind == act.TOKEN:
+                by_source.setdefault(source, []).append(accessor)
+        out: dict[str, Any] = {"accessors": {}, "kv_reads": [], "errors": []}
+        for source, accessors in by_source.items():
+            try:
+                got = hunting.token_use(self.clients, self.loaded, source,
+                                        list(dict.fromkeys(accessors)), since)
+            except KeyshiftError as exc:
+                out["errors"].append(exc.one_line())
+                continue
+            out["accessors"] |= got["accessors"]
+            out["kv_reads"] += got["kv_reads"]
+            out["errors"] += got["errors"]
+        return out
 
     def _eradicate_steps(self) -> tuple[list[Any], list[str]]:
         """What eradicate rotates: the agents' reach (rotate-agent's own selection) and the
@@ -193,6 +228,8 @@ class _Run:
             chosen += select(get_playbook("rotate-agent"), {"agent": agent},
                              store=self.store, loaded=self.loaded, now=now)
         extra = [] if self.scope.get("kind") == "agent" else self.credential_ids()
+        # what a scope token read since ``since`` (the Vault audit log) is rotated too
+        extra += self.auto.get("review", {}).get("token_use", {}).get("kv_reads", [])
         for cid in [*(s.credential_id for s in chosen if s.credential_id), *extra]:
             extra += self.store.same_value_elsewhere(cid)
         seen = {s.credential_id for s in chosen}
