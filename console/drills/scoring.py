@@ -9,7 +9,8 @@
 - A rating per capability (detect, contain, eradicate, verify, recover, communicate) on the
   four-level scale: performed without challenges (3) when its task is done within the target,
   with some challenges (2) within twice the target, with major challenges (1) later or when
-  one of its checks failed, unable to perform (0) when its task is not done.
+  one of its checks failed, unable to perform (0) when its task is not done; "not exercised"
+  (no level, left out of the mean) when the incident's template has no task for it.
 - An overall score 0-100: half the checks passed, a fifth checklist completion, the rest the
   mean rating. A drill passes when every check passed.
 """
@@ -24,8 +25,9 @@ LEVELS = ("unable to perform", "performed with major challenges",
 CAPABILITIES = ("detect", "contain", "eradicate", "verify", "recover", "communicate")
 # the incident step whose task is each capability's, and the target (scenario.targets) it
 # is timed against
-CAPABILITY_STEP = {"detect": "declare", "contain": "contain", "eradicate": "eradicate",
-                   "verify": "verify", "recover": "recover", "communicate": "notify"}
+CAPABILITY_STEP = {"detect": ("declare",), "contain": ("contain", "reassign"),
+                   "eradicate": ("eradicate",), "verify": ("verify",), "recover": ("recover",),
+                   "communicate": ("notify",)}
 CAPABILITY_TIME = {"detect": "ttd", "contain": "ttc", "eradicate": "ttr", "verify": "ttv"}
 
 
@@ -42,15 +44,16 @@ def _since(start: datetime | None, end: str | datetime | None) -> float | None:
     return round((end_at - start).total_seconds(), 3)
 
 
-def _task(incident: dict[str, Any] | None, step: str) -> dict[str, Any] | None:
+def _task(incident: dict[str, Any] | None, step: str | tuple[str, ...]) -> dict[str, Any] | None:
     if not incident:
         return None
-    return next((t for t in incident["tasks"] if t["step"] == step), None)
+    steps = (step,) if isinstance(step, str) else step
+    return next((t for t in incident["tasks"] if t["step"] in steps), None)
 
 
 def times(injected_at: datetime | None, incident: dict[str, Any] | None) -> dict[str, Any]:
     def done_at(step: str) -> float | None:
-        task = _task(incident, step)
+        task = _task(incident, CAPABILITY_STEP[step])
         return _since(injected_at, task["done_at"]) if task and task["status"] == "done" \
             else None
 
@@ -88,12 +91,17 @@ def score(
     for c in checks:
         if not c["ok"]:
             failed_by_cap.setdefault(c.get("capability") or "verify", []).append(c["check"])
-    ratings = {}
+    ratings: dict[str, dict[str, Any]] = {}
     for cap in CAPABILITIES:
         if cap == "detect":
             is_done = incident is not None
         else:
             task = _task(incident, CAPABILITY_STEP[cap])
+            if incident is not None and task is None:
+                # this incident's template has no task for it: nothing to rate
+                ratings[cap] = {"level": None, "rating": "not exercised",
+                                "why": "no task of the incident's template"}
+                continue
             is_done = bool(task and task["status"] == "done")
         key = CAPABILITY_TIME.get(cap)
         seconds = t[key] if key else None
@@ -112,7 +120,8 @@ def score(
     with_evidence = [x for x in acted if x["status"] == "done" and x.get("evidence")]
     passed = sum(1 for c in checks if c["ok"])
     completion = len(done) / len(tasks) if tasks else 0.0
-    mean_level = sum(r["level"] for r in ratings.values()) / len(ratings)
+    rated = [r["level"] for r in ratings.values() if r["level"] is not None]
+    mean_level = sum(rated) / len(rated) if rated else 0.0
     overall = 100 * (0.5 * (passed / len(checks) if checks else 0.0) + 0.2 * completion
                      + 0.3 * mean_level / 3)
     return {
@@ -139,12 +148,13 @@ def improvement_plan(checks: list[dict[str, Any]], scores: dict[str, Any],
     plan = [f"{c['check']}: {advice.get(c['check'], 'see why it failed')} ({c['why']})"
             for c in checks if not c["ok"]]
     for cap, r in scores["ratings"].items():
-        if r["level"] == 3:
+        if r["level"] in (3, None):
             continue
         key = CAPABILITY_TIME.get(cap)
         seconds = scores["times"].get(key) if key else None
         if r["level"] == 0:
-            plan.append(f"{cap}: {r['rating']}: its task ({CAPABILITY_STEP[cap]}) was not done")
+            plan.append(f"{cap}: {r['rating']}: its task ({'/'.join(CAPABILITY_STEP[cap])}) "
+                        "was not done")
         elif key and seconds is not None and seconds > targets[key]:
             plan.append(f"{cap}: took {seconds:g} s against a target of {targets[key]:g} s: "
                         "automate or rehearse this step")
