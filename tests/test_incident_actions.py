@@ -417,3 +417,60 @@ def test_revoke_cli_one_credential(world: World, tmp_path: Path) -> None:
     assert w.cli("revoke", "no-such-credential", "--yes", home=home).returncode == 3
     for value in w.canaries():
         assert value not in ks_out.stderr + done.stdout + again.stdout
+
+
+def test_leaked_credential_and_departed_owner(world: World) -> None:
+    w = world
+    # a leaked access key: contain deactivates it, eradicate rotates it (grace 0), verify
+    key_cid = f"aws:iam-key:{w.stolen.key_id}"
+    leaked = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test",
+                                     credential=key_cid, kind="leaked-credential",
+                                     since=w.since.isoformat())
+    got = run_incident(w.store, w.audit, w.loaded, leaked["id"], actor="ia-test",
+                       engine=w.engine(), skip=["review"])
+    assert got["ok"], got["tasks"]
+    assert [t["step"] for t in got["tasks"]] == ["contain", "eradicate", "verify"]
+    assert not w.key_works()
+    keys = w.iam.list_access_keys(UserName=w.user)["AccessKeyMetadata"]
+    assert [k["AccessKeyId"] for k in keys] != [w.stolen.key_id] and len(keys) == 1
+    review = next(t for t in got["incident"]["tasks"] if t["step"] == "review")
+    assert review["status"] == "todo"  # skipped steps are left undone
+    # a leaked KV secret cannot be revoked: contain says so, eradicate rotates it
+    kv = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test",
+                                 credential=f"{w.mount}/app/b")
+    before = w.kv("app/b")
+    done = run_incident(w.store, w.audit, w.loaded, kv["id"], actor="ia-test",
+                        engine=w.engine(), only=["contain", "eradicate"])
+    assert [(t["step"], t["status"]) for t in done["tasks"]] == [
+        ("contain", "skipped"), ("eradicate", "done")]
+    assert "cannot be revoked" in done["tasks"][0]["note"]
+    assert w.kv("app/b") != before
+    w.values.append(w.kv("app/b"))
+
+    # a departed owner: their agent's reach and their credentials, rotated; reassign manual
+    with pytest.raises(incidents.UsageError, match="does not fit"):
+        incidents.open_incident(w.store, w.audit, w.loaded, actor="t", owner="team-ia",
+                                kind="compromised-agent")
+    with pytest.raises(incidents.NotFoundError, match="nobody named"):
+        incidents.open_incident(w.store, w.audit, w.loaded, actor="t", owner="nobody-here")
+    run_sync(w.loaded, w.store, w.audit, actor="ia-test")
+    gone = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test",
+                                   owner="TEAM-IA")
+    assert gone["kind"] == "departed-owner"
+    assert [a["name"] for a in gone["scope"]["agents"]] == [w.agent]
+    cids = {c["credential"] for c in gone["scope"]["credentials"]}
+    assert {f"v:kv:{w.mount}/app/a", f"v:kv:{w.mount}/app/b"} <= cids
+    steps = {t["step"]: t for t in gone["tasks"]}
+    assert steps["reassign"]["mode"] == "manual" and str(w.inventory) in steps["reassign"][
+        "title"]
+    a_before = w.kv("app/a")
+    ran = run_incident(w.store, w.audit, w.loaded, gone["id"], actor="ia-test",
+                       engine=w.engine(), skip=["review"])
+    assert ran["ok"], ran["tasks"]
+    assert [t["step"] for t in ran["tasks"]] == ["eradicate", "verify"]
+    assert w.kv("app/a") != a_before
+    w.values.append(w.kv("app/a"))
+    md = incidents.export_markdown(incidents.export(w.store, w.audit, gone["id"]))
+    assert f"Owner team-ia owns 1 agent(s) ({w.agent})" in md
+    for value in w.canaries():
+        assert value not in md

@@ -146,6 +146,9 @@ def owner_scope(store: Store, loaded: LoadedInventory | None, owner: str,
         raise NotFoundError(f"nobody named {owner!r} owns an agent or a credential",
                             hint="owners are in keyshift agent ls and keyshift ls")
     rows = store.incident_credentials(ids)
+    # the owner as the inventory or the store spells it, whatever case was typed
+    spelled = [a.owner for a in owned] + [r.get("owner") for r in rows.values()]
+    name = next((o for o in spelled if o and o.lower() == name.lower()), name)
     return {
         "kind": "owner",
         "owner": name,
@@ -519,6 +522,11 @@ def export_markdown(data: dict[str, Any]) -> str:
         out += [f"- {g['credential']}  owner {owners.get(g['credential']) or '-'}  "
                 f"via {' -> '.join(g['chain']) or '-'}  {', '.join(g['capabilities'])}"
                 for g in scope["grants"]]
+    elif scope.get("kind") == "owner":
+        out.append(f"Owner {scope['owner']} owns {len(scope['agents'])} agent(s) "
+                   f"({', '.join(a['name'] for a in scope['agents']) or '-'}); "
+                   f"{len(scope['credentials'])} credential(s) in scope:")
+        out += [f"- {c['credential']}  owner {c['owner'] or '-'}" for c in scope["credentials"]]
     elif scope.get("kind") == "credential":
         c = scope["credential"]
         out.append(f"Credential {c['credential']} (owner {c['owner'] or '-'}), held by "
