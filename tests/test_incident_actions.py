@@ -283,9 +283,27 @@ def test_contain_revokes_by_reference_and_a_skipped_contain_leaves_them_valid(
     assert "\n" not in (mixed[0].error or "") and mixed[1].ok
 
 
-def test_hunt_finds_what_the_stolen_key_made_and_removes_exactly_that(world: World) -> None:
+def test_hunt_finds_what_the_stolen_key_made_and_removes_exactly_that(
+        world: World, tmp_path: Path) -> None:
     w = world
     left = leave_persistence(w)
+    # through the CLI: the incident's since and AWS sources; --remove asks first
+    home = tmp_path / "home"
+    home.mkdir()
+    iid = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test", agent=w.agent,
+                                  since=w.since.isoformat())["id"]
+    listed = w.cli("incident", "hunt", iid, "--format", "json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert {(f["what"], f["name"]) for f in json.loads(listed.stdout)["findings"]
+            if f["user"].startswith(f"ia-{w.tag}")} == {("user", left["user"]),
+                                                       ("access-key", left["extra"])}
+    unasked = w.cli("incident", "hunt", iid, "--remove", home=home)
+    assert unasked.returncode == 1 and "needs confirmation" in unasked.stderr
+    assert w.cli("--read-only", "incident", "hunt", iid, "--remove", "--yes",
+                 home=home).returncode == 4
+    assert w.iam.get_user(UserName=left["user"])["User"]["UserName"] == left["user"]
+    for value in w.canaries():
+        assert value not in listed.stdout + unasked.stdout + unasked.stderr
     clients = Clients(w.loaded)
     found = hunting.hunt(w.store, w.loaded, clients, ["aws"], w.since)
     assert not found.errors
