@@ -608,6 +608,13 @@ def _default_cadence() -> dict[Sensitivity, timedelta]:
     }
 
 
+class DrillJob(_Model):
+    """A drill the schedule runs --auto (console/drills) against the sandbox."""
+
+    every: Duration = timedelta(days=91)
+    scenario: str = Field(min_length=1, max_length=64)
+
+
 class Schedule(_Model):
     """What `keyshift schedule run` does, and how often."""
 
@@ -630,6 +637,8 @@ class Schedule(_Model):
     # rotations and revokes only inside these windows (none: any time); syncs, checks and
     # alerts run any time
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+    # off unless set: a scheduled drill alerts on a failed check or a lower score
+    drill: DrillJob | None = None
 
     @field_validator("rotate_due", mode="after")
     @classmethod
@@ -646,6 +655,8 @@ AlertEvent = Literal[
     "audit-broken",
     "high-finding",
     "audit-anchor",
+    "drill-failed",
+    "drill-regression",
 ]
 ALERT_EVENTS: tuple[str, ...] = get_args(AlertEvent)
 

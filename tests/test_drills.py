@@ -331,3 +331,45 @@ def test_scoring_all_passed_and_no_incident() -> None:
     none = scoring.score(injected_at=T0, incident=None, checks=ok, targets=TARGETS)
     assert none["times"]["ttd"] is None and none["ratings"]["detect"]["level"] == 0
     assert not scoring.score(injected_at=T0, incident=inc, checks=[], targets=TARGETS)["passed"]
+
+
+# --- the schedule's drill job -----------------------------------------------------------------
+
+
+def test_schedule_drill_job_alerts_a_failed_check_and_a_regression(
+        main: Main, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from console.alerts import Alerter
+    from console.config import loads_inventory
+    from console.schedule.jobs import JobContext, drill_job, job_specs
+
+    def ctx_for(scenario: str) -> JobContext:
+        loaded = loads_inventory(
+            f"version: 1\nschedule:\n  drill: {{every: quarterly, scenario: {scenario}}}\n"
+            "alerts:\n  command: [/bin/true]\n", base_dir=main.tmp)
+        return JobContext(main.store, loaded, main.audit, "schedule",
+                          Alerter(loaded.inventory.alerts, main.store),
+                          lambda: datetime.now(UTC), threading.Event())
+
+    ctx = ctx_for("provider-key-leaked")
+    assert [s.name for s in job_specs(ctx.schedule)][-1] == "drill"
+    assert job_specs(ctx_for("x").schedule)[-1].every == timedelta(days=91)
+    ok = drill_job(ctx)
+    assert ok.status == "ok" and not main.store.alerts()
+    # the same scenario answered with a wrong response: a failed check and a lower score
+    from console.drills import runner
+
+    real = runner.run_drill
+
+    def skipping(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return real(*args, **{**kwargs, "skip": ["revoke"]})
+
+    # the real drill, answered with a wrong response (the person never revokes)
+    monkeypatch.setattr(drills, "run_drill", skipping)
+    bad = drill_job(ctx)
+    assert bad.status == "failed" and "stolen-refused" in (bad.error or "")
+    events = sorted(a["event"] for a in main.store.alerts())
+    assert events == ["drill-failed", "drill-regression"]
+    no_job = loads_inventory("version: 1\n", base_dir=main.tmp)
+    assert "drill" not in [s.name for s in job_specs(no_job.inventory.schedule)]

@@ -111,7 +111,47 @@ def job_specs(schedule: Schedule) -> list[JobSpec]:
                 sensitivity=sens,
             )
         )
+    if schedule.drill is not None:
+        specs.append(JobSpec("drill", schedule.drill.every, False, drill_job))
     return specs
+
+
+def drill_job(ctx: JobContext) -> JobOutcome:
+    """The inventory's scheduled drill, --auto, against the sandbox (console/drills): alerted
+    as ``drill-failed`` when a check failed (or the drill could not run) and as
+    ``drill-regression`` when it scored below the scenario's previous run."""
+    from console import drills
+    from console.errors import KeyshiftError
+
+    spec = ctx.schedule.drill
+    assert spec is not None
+    try:
+        scenario = drills.get_scenario(spec.scenario)
+        row = drills.run_drill(ctx.store, ctx.audit, scenario, actor=ctx.actor, auto=True)
+    except KeyshiftError as exc:
+        ctx.alert("drill-failed", spec.scenario, dedupe_key=f"drill-failed:{spec.scenario}:"
+                  f"{ctx.clock().date().isoformat()}", summary=f"drill {spec.scenario} could "
+                  f"not run: {exc.one_line()}", fields={"scenario": spec.scenario})
+        return JobOutcome("failed", exc.one_line())
+    detail = {"run": row["id"], "status": row["status"], "score": row["score"]}
+    failed = [c["check"] for c in row["detail"].get("checks", []) if not c["ok"]]
+    if failed:
+        ctx.alert("drill-failed", spec.scenario, dedupe_key=f"drill-failed:{row['id']}",
+                  summary=f"drill {spec.scenario} ({row['id']}): check(s) failed: "
+                          f"{', '.join(failed)}",
+                  fields={"run": row["id"], "scenario": spec.scenario, "failed": failed,
+                          "score": row["score"]})
+    before = ctx.store.previous_drill_run(spec.scenario, row["started_at"])
+    if before is not None and row["score"] is not None and before["score"] is not None \
+            and row["score"] < before["score"]:
+        ctx.alert("drill-regression", spec.scenario, dedupe_key=f"drill-regression:{row['id']}",
+                  summary=f"drill {spec.scenario} scored {row['score']:g}, below "
+                          f"{before['score']:g} ({before['id']})",
+                  fields={"run": row["id"], "previous": before["id"], "score": row["score"],
+                          "previous_score": before["score"]})
+        detail["regressed_from"] = before["score"]
+    return JobOutcome("failed" if failed else "ok",
+                      f"check(s) failed: {', '.join(failed)}" if failed else None, detail)
 
 
 # --- sync, findings, expiry, audit --------------------------------------------------------
