@@ -49,6 +49,7 @@ def other_screens() -> list[type]:
     from screens.columns import ColumnChooser
     from screens.command_bar import CommandBar
     from screens.detail import DetailScreen
+    from screens.drills import DrillRunScreen
     from screens.help import HelpScreen
     from screens.incidents import IncidentScreen, TaskPrompt
     from screens.playbooks import (
@@ -66,7 +67,7 @@ def other_screens() -> list[type]:
         DetailScreen, ReachScreen, RunScreen, RotateScreen, BulkRotateScreen, ColumnChooser,
         CommandBar, HelpScreen, ConfirmPrompt, SecretPrompt, EntryScreen,
         PlaybookScreen, PlaybookRunScreen, ParamsPrompt, PlaybookConfirm,
-        IncidentScreen, TaskPrompt,
+        IncidentScreen, TaskPrompt, DrillRunScreen,
     ]  # fmt: skip
 
 

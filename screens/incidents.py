@@ -290,10 +290,12 @@ class IncidentScreen(KeyshiftScreen):
     """
 
     def __init__(self, incident_id: str, *, store: Any = None, audit: Any = None,
-                 loaded: Any = None, where: str | None = None) -> None:
+                 loaded: Any = None, where: str | None = None,
+                 owns_store: bool = False) -> None:
         super().__init__()
         self.incident_id = incident_id
         self._store, self._audit, self._loaded = store, audit, loaded
+        self._owns_store = owns_store  # a drill's store, opened for this screen alone
         self.where = where  # "drill <tag>": whose store this is, when not the app's
         self.incident: dict[str, Any] | None = None
         self.read_error: str | None = None
@@ -343,6 +345,10 @@ class IncidentScreen(KeyshiftScreen):
     def on_screen_suspend(self) -> None:
         if self._timer is not None:
             self._timer.pause()  # not shown: no reads
+
+    def on_unmount(self) -> None:
+        if self._owns_store and self._store is not None:
+            self._store.close()
 
     def on_screen_resume(self) -> None:
         if self._timer is not None:

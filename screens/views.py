@@ -110,5 +110,12 @@ for _view in (
         "incident checklists by phase, live, with the clock and the evidence; work the tasks",
         "screens.incidents:IncidentsScreen",
     ),
+    View(
+        "drills",
+        ("drill", "dr"),
+        "rehearsed incidents: scenarios, last scores and ratings, runs; run one --auto or "
+        "with you",
+        "screens.drills:DrillsScreen",
+    ),
 ):
     register(_view)

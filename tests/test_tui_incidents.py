@@ -465,3 +465,163 @@ def test_snapshot_incident_checklist(snap_compare, store: Store, theme: str) -> 
         await settled(pilot)
 
     assert snap_compare(_snap_app(store, theme), terminal_size=(150, 28), run_before=run_before)
+
+
+# --- :drills ------------------------------------------------------------------------------------
+
+
+async def drill_settled(pilot: Any) -> None:
+    await settle(pilot)
+    await until(pilot, lambda: not any(
+        w.is_running and w.group in ("list-load", "drill-read", "drill-open")
+        for w in pilot.app.workers), "drill reads")
+
+
+async def open_drills(pilot: Any, scenario: str) -> Any:
+    """`:dr`, the cursor on ``scenario`` (filtered), the table focused."""
+    from screens.drills import DrillsScreen
+
+    await pilot.press("colon", *"dr", "enter")
+    await drill_settled(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, DrillsScreen)
+    await type_filter(pilot, f"name:{scenario}")
+    assert [r["name"] for r in screen.shown] == [scenario]
+    await pilot.press("enter")  # leave the box
+    return screen
+
+
+@sync_test
+async def test_drills_lists_scenarios_and_read_only_strips_running(
+    tmp_path: Path, keyshift_home: Path
+) -> None:
+    from console.drills.loader import builtin_scenarios
+    from screens.drills import DrillsScreen
+    from screens.palette import commands
+
+    folder = keyshift_home / "drills"
+    folder.mkdir()
+    (folder / "broken.yaml").write_text("name: broken\ntitel: x\n")
+    store = Store(tmp_path / "k.db")
+    app = make_app(store, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"drills", "enter")
+        await drill_settled(pilot)
+        screen = app.screen
+        assert isinstance(screen, DrillsScreen)
+        assert [r["name"] for r in screen.rows] == list(builtin_scenarios())
+        assert all(r["last_score"] is None and r["runs"] == 0 for r in screen.rows)
+        status = screen_text(app).splitlines()[-1]
+        assert "broken.yaml:" in status and "read-only: running and verifying" in status
+        header = header_keys(app)
+        assert "Report" in header and "Run --auto" not in header and "Verify" not in header
+        names = {c.name for c in commands(app)}
+        assert "drills: Report" in names and "drills: Run --auto" not in names
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.screen is screen  # stripped: no confirmation
+    assert store.drill_runs() == []
+
+
+@sync_test
+async def test_a_drill_runs_auto_from_the_console_and_its_scores_show(
+    sandbox: Any, tmp_path: Path,
+) -> None:
+    from console import drills
+    from screens.drills import DrillRunScreen, DrillsScreen
+
+    store = Store(tmp_path / "main.db")
+    audit = AuditLog(store)
+    # a response that never revokes: the attacker's copy still works, the drill says so
+    bad = drills.run_drill(store, audit, drills.get_scenario("provider-key-leaked"),
+                           actor="drill-test", skip=["revoke"])
+    assert bad["status"] == "failed"
+    app = make_app(store, now=lambda: datetime.now(UTC))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_drills(pilot, "provider-key-leaked")
+        assert isinstance(screen, DrillsScreen)
+        assert [r["id"] for r in screen.runs] == [bad["id"]]
+        assert "stolen-refused(llm-key)" in screen_text(app)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmPrompt), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: len(screen.runs) == 2
+                    and screen.runs[0]["status"] not in ("running",)
+                    and any("drill DRL-" in m for m in notes(app)), "the run", tries=2400)
+        await drill_settled(pilot)
+        good = store.drill_runs("provider-key-leaked")[0]
+        assert good["status"] == "passed" and good["id"] != bad["id"]
+        assert any(f"drill {good['id']} (provider-key-leaked): passed" in m for m in notes(app))
+        row = next(r for r in screen.rows if r["name"] == "provider-key-leaked")
+        assert row["last_score"] == good["score"] and row["runs"] == 2
+        text = screen_text(app)
+        assert f"{good['score']:g} (passed)" in text
+        # enter on the failed run: its ratings, the failed check and the plan
+        await pilot.press("tab")
+        runs = screen.query_one("#runs")
+        assert app.focused is runs
+        runs.move_cursor(row=1, animate=False)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DrillRunScreen)
+                    and app.screen.run is not None, "the run's scores")
+        text = screen_text(app)
+        lines = {line.split("  ")[0].strip(): line for line in text.splitlines()}
+        assert f"{bad['score']:g} / 100" in lines["score"], (bad["score"], lines["score"])
+        assert lines["still valid"].split()[-1] == "llm-key"
+        assert "FAILED" in text and "stolen-refused" in text and "improvement plan" in text
+        for cap, r in bad["detail"]["scores"]["ratings"].items():
+            assert cap in text and r["rating"] in text
+        await pilot.press("e")
+        await until(pilot, lambda: any("report written to" in m for m in notes(app)),
+                    "the report")
+    report = Path(os.environ["KEYSHIFT_HOME"]) / "exports" / f"{bad['id']}.md"
+    assert stat.S_IMODE(os.stat(report).st_mode) == 0o600
+    assert "## What went wrong" in report.read_text()
+
+
+@sync_test
+async def test_a_drill_with_a_person_opens_its_incident_over_the_drill_store(
+    sandbox: Any, tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "main.db")
+    app = make_app(store, now=lambda: datetime.now(UTC))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_drills(pilot, "provider-key-leaked")
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmPrompt), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, IncidentScreen)
+                    and app.screen.incident is not None, "the drill's incident", tries=2400)
+        inc = app.screen
+        assert isinstance(inc, IncidentScreen)
+        (run,) = store.drill_runs()
+        assert run["status"] == "awaiting-response"
+        assert inc.incident_id == run["detail"]["incident"]
+        assert inc.store.path == Path(run["detail"]["drill_db"])
+        assert f"(drill {run['id']})" in screen_text(app).splitlines()[0]
+        assert store.incidents() == []  # the user's store has no incident: the drill's has
+        move_to(inc, 1)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, TaskPrompt), "the prompt")
+        await pilot.press(*"saw the alert", "enter", "enter")
+        await until(pilot, lambda: inc.incident is not None
+                    and inc.incident["tasks"][0]["status"] == "done", "task 1 done")
+        assert inc.store.incident_tasks(inc.incident_id)[0]["note"] == "saw the alert"
+        await pilot.press("escape")
+        await drill_settled(pilot)
+        assert app.screen is screen
+        assert "waits for you" in screen_text(app)
+        await pilot.press("tab", "v")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmPrompt), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: store.drill_runs()[0]["status"] != "awaiting-response"
+                    and any("drill DRL-" in m for m in notes(app)), "the verify", tries=2400)
+        await drill_settled(pilot)
+    done = store.drill_runs()[0]
+    # a person who only declared it: the stolen key still works, and the drill says so
+    assert done["status"] == "failed"
+    assert {c["check"]: c["ok"] for c in done["detail"]["checks"]}["stolen-refused"] is False
+    assert done["detail"]["scores"]["checklist"]["done"] >= 1
