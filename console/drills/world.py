@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from console.sandbox import SandboxState
 
 PARTS = Vocabulary("world part")
+# how cleanup removes a resource kind a world part of another module notes (kind -> remover);
+# a kind with none is only listed as removed
+CLEANERS: dict[str, Callable[[SandboxState, dict[str, Any]], None]] = {}
 WORLD_FILE = "world.json"
 VAULT_SOURCE = "v"
 AWS_SOURCE = "aws"
@@ -449,6 +452,8 @@ def cleanup(run_dir: Path, state: SandboxState) -> dict[str, Any]:
                     for p in iam.list_user_policies(UserName=res["name"])["PolicyNames"]:
                         iam.delete_user_policy(UserName=res["name"], PolicyName=p)
                     iam.delete_user(UserName=res["name"])
+            elif kind in CLEANERS:
+                CLEANERS[kind](state, res)
             elif kind == "dir":
                 # the agents' env files hold (sandbox) values: they go; the store stays
                 shutil.rmtree(run_dir / res["path"], ignore_errors=True)
