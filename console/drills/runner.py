@@ -256,6 +256,10 @@ def _open_incident(drill: Drill, emit: Event) -> None:
                                    if a.owner == spec.owner)
     if spec.kind and "kind" in params:
         kwargs["kind"] = spec.kind
+    if drill.injected_at is not None:
+        # the compromise began at injection: the review and the hunt look no further back
+        # (a default week would take every sandbox user made since for the attacker's)
+        kwargs["since"] = drill.injected_at.isoformat()
     inc = incidents.open_incident(drill.store, drill.audit, drill.loaded, actor=ACTOR,
                                   title=f"[drill {drill.world.run_id}] {drill.scenario.title}",
                                   **kwargs)
