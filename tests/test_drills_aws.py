@@ -1,0 +1,108 @@
+"""AWS drills against the real sandbox (moto with IAM auth enforced, OpenBao): the ``iam-key``
+world part and its STS-based checks, and the built-in scenarios aws-key-in-public-repo,
+compromised-agent and shared-key-split, each passing --auto and each failing the check its key
+response step exists for when that step is skipped.
+
+Canaries as in test_drills.py: every value the world holds is read while the drill runs and
+searched for in every output; an access key's id is not secret (it names the key in the store
+and in credential ids), so only its secret half is a canary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_drills import Main, checks_of
+from test_drills import main as main  # the fixture, re-exported
+
+from console.drills import aws_words
+from console.drills.loader import loads_scenario
+from console.sandbox import SandboxState, aws_client
+
+
+class AwsMain(Main):
+    def no_canary(self, *texts: str) -> None:
+        self.canaries = {c for c in self.canaries if not c.startswith("AKIA")}
+        super().no_canary(*texts)
+
+
+@pytest.fixture
+def aws_main(main: Main) -> AwsMain:
+    main.__class__ = AwsMain
+    return main  # type: ignore[return-value]
+
+
+KEY_LEAK = """\
+title: an IAM key leaked
+world:
+  agents: [{name: ingest, owner: team-data}]
+  parts:
+    - {part: iam-key, name: ingest-key, agent: ingest}
+inject:
+  - {step: steal, credential: ingest-key}
+respond:
+  incident: {credential: ingest-key}
+  steps:
+    eradicate:
+      - {action: rotate, credential: ingest-key}
+checks:
+  - {check: stolen-refused, credential: ingest-key}
+  - {check: consumer-healthy, credential: ingest-key}
+"""
+
+
+def test_iam_key_part_is_rotated_and_the_stolen_key_refused_by_sts(
+        aws_main: AwsMain, sandbox: SandboxState) -> None:
+    scenario = loads_scenario(KEY_LEAK, "iam.yaml", default_name="iam-leak")
+    seen: dict[str, Any] = {}
+
+    def spy(event: dict[str, Any]) -> None:
+        if event["event"] == "start":
+            aws_main.current = event["run"]
+        if event["event"] == "incident":
+            run_dir = Path(aws_main.store.get_drill_run(aws_main.current)["detail"]["dir"])
+            seen.update(json.loads((run_dir / "world.json").read_text()))
+        aws_main.watch(event)
+
+    from console import drills
+
+    row = drills.run_drill(aws_main.store, aws_main.audit, scenario, actor="t", on_event=spy)
+    assert row["status"] == "passed", row["detail"]["checks"]
+    rec = seen["records"]["ingest-key"]
+    assert rec["user"].startswith("drill-") and rec["holders"] == ["ingest"]
+    # cleaned up: the user and the data bucket are gone from moto
+    iam = aws_client(sandbox, "iam")
+    users = {u["UserName"] for u in iam.list_users()["Users"]}
+    assert rec["user"] not in users
+    buckets = {b["Name"] for b in aws_client(sandbox, "s3").list_buckets()["Buckets"]}
+    assert rec["bucket"] not in buckets
+    assert row["detail"]["cleanup"]["errors"] == []
+
+    # the same leak with the rotation skipped: the stolen key still answers at STS
+    bad = drills.run_drill(aws_main.store, aws_main.audit, scenario, actor="t",
+                           skip=["rotate"], on_event=spy)
+    assert bad["status"] == "failed"
+    assert checks_of(bad) == {"stolen-refused": False, "consumer-healthy": True}
+    assert bad["detail"]["scores"]["still_valid"] == ["ingest-key"]
+    aws_main.no_canary(json.dumps(row), json.dumps(bad),
+                       aws_main.db.read_bytes().decode("latin-1"))
+
+
+def test_sts_refuses_a_made_up_key_and_answers_for_a_real_one(sandbox: SandboxState) -> None:
+    iam = aws_client(sandbox, "iam")
+    user = "drill-sts-probe"
+    iam.create_user(UserName=user)
+    try:
+        made = iam.create_access_key(UserName=user)["AccessKey"]
+        good = {"access_key_id": made["AccessKeyId"],
+                "secret_access_key": made["SecretAccessKey"]}
+        assert str(aws_words.sts_caller(sandbox, good)).endswith(f":user/{user}")
+        iam.update_access_key(UserName=user, AccessKeyId=made["AccessKeyId"], Status="Inactive")
+        assert aws_words.sts_caller(sandbox, good) is None
+        assert aws_words.sts_caller(sandbox, {"access_key_id": "AKIAXXXXXXXXXXXXXXXX",
+                                              "secret_access_key": "x" * 40}) is None
+        iam.delete_access_key(UserName=user, AccessKeyId=made["AccessKeyId"])
+    finally:
+        iam.delete_user(UserName=user)
