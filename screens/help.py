@@ -62,8 +62,8 @@ class HelpScreen(ModalScreen[None]):
         caption = f"remap keys in {default_path()} (id: key)"
         if getattr(self.app, "read_only", False):
             caption = (
-                "read-only: rotate, resume, roll back, finish and playbook runs are off "
-                "(dry runs and sync still work)\n"
+                "read-only: rotate, resume, roll back, finish, playbook runs, incident "
+                "changes and drill runs are off (dry runs, sync and exports still work)\n"
                 + caption
             )
         table.caption = caption

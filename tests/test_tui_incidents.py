@@ -248,6 +248,7 @@ async def test_read_only_strips_every_change_and_keeps_export(
         await pilot.pause()
         help_text = screen_text(app)
         assert "incident.export" in help_text
+        assert "incident changes" in " ".join(help_text.split())  # the caption says so
         assert not any(ident in help_text for ident in MUTATING_IDS)
         names = {c.name for c in commands(app)}
         assert "incidents: Export" in names and "Go to incidents" in names
