@@ -173,6 +173,9 @@ def _meaning_problems(sc: Scenario, doc: yamlsafe.Document, display: str,
         for n, act in enumerate(actions):
             word(RESPONDERS, act.action, ("respond", "steps", step, n, "action"), act.options)
             refs(act, ("respond", "steps", step, n))
+    for n, act in enumerate(sc.respond.detect):
+        word(RESPONDERS, act.action, ("respond", "detect", n, "action"), act.options)
+        refs(act, ("respond", "detect", n))
     for n, step in enumerate(sc.respond.automated):
         if step not in INCIDENT_STEPS:
             add(("respond", "automated", n), f"unknown incident step {step!r}",

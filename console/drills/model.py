@@ -87,6 +87,10 @@ class Respond(_Model):
     automated: list[str] = Field(default_factory=list)
     # credentials whose consumers are probed in a loop while the responder works
     probes: list[str] = Field(default_factory=list)
+    # how the responder finds out: actions run after the injection and before the incident
+    # opens (a scan that finds the leak), so TTD runs through them; the declare task carries
+    # their note and evidence
+    detect: list[Action] = Field(default_factory=list)
 
 
 class Targets(_Model):

@@ -147,6 +147,7 @@ def run_drill(
     try:
         drill = _set_up(scenario, run_id, run_dir, state, set(skip), emit)
         _inject(drill, emit)
+        _detect(drill, emit)
         _open_incident(drill, emit)
         _record(store, run_id, incident=drill.incident_id, drill_db=str(drill.world.db_path),
                 injected_at=_iso(drill.injected_at) if drill.injected_at else None,
@@ -236,6 +237,21 @@ def _refs(drill: Drill, name: str) -> dict[str, Any]:
     return {}
 
 
+def _detect(drill: Drill, emit: Event) -> None:
+    """The scenario's detection actions (``respond.detect``), before the incident opens; what
+    they found is in ``drill.notes["detect"]`` for the declare task and the checks."""
+    acts = drill.scenario.respond.detect
+    if not acts:
+        return
+    results = [RESPONDERS.get(a.action).fn(drill, a) for a in acts]
+    drill.notes["detect"] = {
+        "ok": all(r["ok"] for r in results), "note": "; ".join(r["note"] for r in results),
+        "evidence": list(dict.fromkeys(e for r in results for e in r["evidence"])),
+        "found": list(dict.fromkeys(c for r in results for c in r.get("found", []))),
+        "at": _iso(_now())}
+    emit({"event": "detect", "ok": drill.notes["detect"]["ok"]})
+
+
 def _open_incident(drill: Drill, emit: Event) -> None:
     from console import incidents
 
@@ -292,6 +308,14 @@ def _respond(drill: Drill, emit: Event) -> None:
             update("skip", "skipped by the drill (--skip): rehearsing a response that leaves "
                            "this step undone")
             emit({"event": "task", "step": step, "status": "skipped"})
+            continue
+        if step == "declare" and "detect" in drill.notes:
+            found = drill.notes["detect"]
+            update("done" if found["ok"] else "skip",
+                   found["note"] if found["ok"] else f"not detected: {found['note']}",
+                   found["evidence"])
+            emit({"event": "task", "step": step, "status": "done" if found["ok"] else
+                  "skipped"})
             continue
         if step == "verify":
             checks = run_checks(drill)
