@@ -733,7 +733,7 @@ def main(argv: list[str] | None = None) -> None:
 
     _load_command_plugins()
     try:
-        cli.main(args=argv, prog_name="keyshift", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="keyshift", standalone_mode=False)
     except KeyshiftError as exc:
         _err(f"keyshift: {exc.one_line()}")
         sys.exit(exc.exit_code)
@@ -759,6 +759,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             _err("keyshift: run with -v for detail")
         sys.exit(INTERNAL_ERROR_EXIT)
+    # outside standalone mode click returns a command's ``ctx.exit(N)`` / ``Exit(N)`` instead of
+    # raising it: the exit code must still reach the shell
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -327,3 +327,27 @@ def test_read_only_never_creates_a_store(tmp_path, env):
     run(tmp_path, env, "sync")
     listed = run(tmp_path, env, "--read-only", "ls", "--format", "json")
     assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 2
+
+
+def test_an_exit_code_a_command_sets_reaches_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside click's standalone mode a command's ``ctx.exit(N)`` is returned, not raised: main
+    must still exit with N (a drill or an incident run that failed said 1 and exited 0)."""
+    import click
+
+    from console import cli as cli_module
+
+    @click.command("exits-three")
+    @click.pass_context
+    def exits_three(ctx: click.Context) -> None:
+        ctx.exit(3)
+
+    @click.command("exits-zero")
+    def exits_zero() -> None:
+        click.echo("fine")
+
+    monkeypatch.setitem(cli_module.cli.commands, "exits-three", exits_three)
+    monkeypatch.setitem(cli_module.cli.commands, "exits-zero", exits_zero)
+    with pytest.raises(SystemExit) as got:
+        cli_module.main(["exits-three"])
+    assert got.value.code == 3
+    cli_module.main(["exits-zero"])  # returns: no SystemExit for a clean 0
