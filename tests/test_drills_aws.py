@@ -106,3 +106,73 @@ def test_sts_refuses_a_made_up_key_and_answers_for_a_real_one(sandbox: SandboxSt
         iam.delete_access_key(UserName=user, AccessKeyId=made["AccessKeyId"])
     finally:
         iam.delete_user(UserName=user)
+
+
+def _run(m: AwsMain, name: str, also: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """Main.run with one more spy on the events (``also(event, run_dir)``)."""
+    from console import drills
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "start":
+            m.current = event["run"]
+        m.watch(event)
+        if also is not None and event["event"] not in ("start", "finish"):
+            also(event, Path(m.store.get_drill_run(m.current)["detail"]["dir"]))
+
+    return drills.run_drill(m.store, m.audit, drills.get_scenario(name), actor="drill-test",
+                            on_event=on_event, **kwargs)
+
+
+def test_aws_key_in_public_repo_passes_and_skipping_the_response_leaves_the_key_valid(
+        aws_main: AwsMain, sandbox: SandboxState) -> None:
+    pushed: dict[str, Any] = {}
+
+    def at_incident(event: dict[str, Any], run_dir: Path) -> None:
+        if event["event"] == "incident":
+            (file,) = (run_dir / "workspace" / "repo").rglob("*.py")
+            pushed["file"], pushed["mode"] = file, file.stat().st_mode & 0o777
+            pushed["world"] = json.loads((run_dir / "world.json").read_text())
+
+    row = _run(aws_main, "aws-key-in-public-repo", at_incident)
+    assert row["status"] == "passed", row["detail"]["checks"]
+    assert checks_of(row) == {"detected": True, "stolen-refused": True,
+                              "consumer-healthy": True, "rotated": True,
+                              "key-activity-reviewed": True}
+    assert pushed["mode"] == 0o600 and not pushed["file"].exists()  # removed at cleanup
+    scores = row["detail"]["scores"]
+    assert scores["times"]["ttd"] is not None and scores["times"]["ttr"] is not None
+    assert scores["ratings"]["detect"]["level"] == 3
+    # the declare task carries the scan's finding, review the key's last use (no CloudTrail)
+    from console.audit import AuditLog
+    from console.incidents import load
+    from console.store import Store
+
+    dstore = Store(Path(row["detail"]["drill_db"]))
+    try:
+        inc = load(dstore, row["detail"]["incident"])
+        tasks = {t["step"]: t for t in inc["tasks"]}
+        finding = tasks["declare"]["evidence"][0]
+        assert finding["kind"] == "finding"
+        assert dstore.get_finding(finding["ref"])["rule"] == "exposure.unknown"
+        assert tasks["declare"]["status"] == "done"
+        review = tasks["review"]
+        assert review["status"] == "done" and "CloudTrail" in review["note"]
+        assert "used after the leak" in review["note"]
+        assert tasks["contain"]["status"] == "done" and tasks["eradicate"]["status"] == "done"
+        assert inc["scope"]["credential"]["credential"] == \
+            pushed["world"]["records"]["ingest-aws"]["credential_id"]
+        assert AuditLog(dstore).verify().ok
+    finally:
+        dstore.close()
+
+    # no contain and no rotation: the pushed key still answers at STS
+    bad = _run(aws_main, "aws-key-in-public-repo", skip=["contain", "eradicate"])
+    assert bad["status"] == "failed"
+    assert checks_of(bad) == {"detected": True, "stolen-refused": False,
+                              "consumer-healthy": True, "rotated": False,
+                              "key-activity-reviewed": True}
+    assert bad["detail"]["scores"]["still_valid"] == ["ingest-aws"]
+    assert bad["detail"]["scores"]["ratings"]["contain"]["rating"] == "unable to perform"
+    aws_main.no_canary(json.dumps(row), json.dumps(bad),
+                       aws_main.db.read_bytes().decode("latin-1"),
+                       Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"))

@@ -21,10 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console import paths
+from console.drills.checks import CHECKS
+from console.drills.context import ACTOR, Drill
+from console.drills.injections import INJECTIONS
+from console.drills.model import Action, Check, Injection
+from console.drills.responders import RESPONDERS
 from console.drills.world import (
     AWS_SOURCE,
     CLEANERS,
@@ -35,6 +44,7 @@ from console.drills.world import (
     _write_env,
 )
 from console.errors import SandboxError
+from console.incidents.templates import NO_CLOUDTRAIL
 
 if TYPE_CHECKING:
     from console.drills.model import PartSpec
@@ -176,11 +186,12 @@ def env_target(world: DrillWorld, agent: str) -> dict[str, Any]:
     return {"type": "env-file", "path": world.rel(world.env_file(agent)), "vars": KEY_VARS}
 
 
-@PARTS.word("iam-key", options=("actions", "reads", "resources", "shared_with"),
+@PARTS.word("iam-key", options=("actions", "reads", "resources", "shared_with", "repo"),
             help="an IAM user for the agent with an inline policy (actions: default "
                  "s3:GetObject; reads: the agents whose data it may read, default its own, * "
                  "for all; or resources: ARNs), its access key in the env files of the agent "
-                 "and of shared_with, rotated by keyshift's aws-iam issuer")
+                 "and of shared_with, rotated by keyshift's aws-iam issuer; repo: true gives "
+                 "the agent a repo/ checkout declared as its workspace")
 def _iam_key(world: DrillWorld, spec: PartSpec, owner: str | None) -> dict[str, Any]:
     if not spec.agent:
         raise SandboxError(f"world part {spec.name}: iam-key needs an agent")
@@ -205,6 +216,8 @@ def _iam_key(world: DrillWorld, spec: PartSpec, owner: str | None) -> dict[str, 
     for holder in holders:
         _write_env(world.env_file(holder), values)
         add_identity(world, holder, user)
+    if spec.options.get("repo"):
+        add_repo(world, spec.agent)
     environment = world.agents[spec.agent]["environment"]
     world.inventory["rotations"].append({
         "name": spec.name,
@@ -269,3 +282,177 @@ def key_status(world: DrillWorld, user: str, key_id: str) -> str | None:
             if key["AccessKeyId"] == key_id:
                 return str(key["Status"])
     return None
+
+
+# --- scenario: an access key pushed to a public repo --------------------------------------------
+
+REPO = "repo"
+KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
+
+
+def repo_dir(world: DrillWorld) -> Path:
+    return world.workspace / REPO
+
+
+def add_repo(world: DrillWorld, agent: str) -> None:
+    """The agent's checkout of the repository it pushes to, declared as its workspace: the
+    sync's workspace scan reads it (a public repo is where a scanner finds a pushed key)."""
+    paths.private_dir(repo_dir(world))
+    for entry in world.inventory["agents"]:
+        if entry["name"] == agent:
+            ident = {"type": "workspace", "path": world.rel(repo_dir(world))}
+            if ident not in entry["identities"]:
+                entry["identities"].append(ident)
+
+
+@INJECTIONS.word("push-to-repo", options=("file",),
+                 help="the agent commits its access key in a file of its public repo (a file "
+                      "in the world's repo/ folder, 0600); the attacker scraping public repos "
+                      "copies it and tries it at STS at once")
+def push_to_repo(drill: Drill, step: Injection) -> dict[str, Any]:
+    (item,) = drill.items_for(step)
+    if item.part != "iam-key":
+        raise SandboxError(f"push-to-repo leaks an iam-key, not a {item.part}")
+    rel = str(step.options.get("file", "deploy/settings.py"))
+    target = (repo_dir(drill.world) / rel).resolve()
+    if not target.is_relative_to(repo_dir(drill.world).resolve()):
+        raise SandboxError(f"push-to-repo: {rel!r} is outside the repo", hint="a relative path")
+    paths.private_dir(target.parent)
+    values = item.read()
+    fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# deploy settings\nREGION = \"us-east-1\"\n"
+                 f"AWS_ACCESS_KEY_ID = \"{values['access_key_id']}\"\n"
+                 f"AWS_SECRET_ACCESS_KEY = \"{values['secret_access_key']}\"\n")
+    drill.attacker.stolen[item.name] = values
+    # what a scraper does with a fresh key: ask who it is (IAM records the key's last use)
+    tried = sts_caller(drill.world.state, values) is not None
+    drill.notes.setdefault("pushed", []).append(drill.world.rel(target))
+    return {"stolen": [item.name], "file": drill.world.rel(target), "attacker_tried": tried}
+
+
+def _finding_place(finding: dict[str, Any]) -> tuple[str, int] | None:
+    """(file, line) of an exposure finding: its title ends ``at FILE:LINE``."""
+    where = str(finding.get("title", "")).rpartition(" at ")[2]
+    file, _, line = where.rpartition(":")
+    return (file, int(line)) if file and line.isdigit() else None
+
+
+def _key_ids_at(file: str, line: int) -> list[str]:
+    """The access key ids on a line (an id is not secret: it names the key); the rest of
+    the line is not kept."""
+    try:
+        with open(file, encoding="utf-8", errors="replace") as fh:
+            for number, text in enumerate(fh, start=1):
+                if number == line:
+                    return KEY_ID.findall(text)
+    except OSError:
+        return []
+    return []
+
+
+def exposed_credentials(drill: Drill, finding: dict[str, Any]) -> list[str]:
+    """The store's credentials an exposure finding shows: its own credential (a known value)
+    or the IAM keys whose ids are on its line."""
+    if finding.get("credential_id"):
+        return [str(finding["credential_id"])]
+    place = _finding_place(finding)
+    if place is None:
+        return []
+    aws = [s.name for s in drill.loaded.inventory.sources if s.type == "aws"]
+    from console.model import credential_id
+
+    return [cid for kid in _key_ids_at(*place) for src in aws
+            if drill.store.get_credential(cid := credential_id(src, "iam-key", kid))]
+
+
+@RESPONDERS.word("scan-workspaces",
+                 help="sync the drill's inventory: the sync scans the agents' workspaces and "
+                      "refreshes the exposure findings; each names a place, and the credential "
+                      "is the known value there or the access key whose id is on that line")
+def scan_workspaces(drill: Drill, action: Action) -> dict[str, Any]:
+    from console.sync import run_sync
+
+    summary = run_sync(drill.loaded, drill.store, drill.audit, actor=ACTOR)
+    found: list[str] = []
+    evidence: list[str] = []
+    for finding in drill.store.findings():
+        if not str(finding["rule"]).startswith("exposure.") or finding["status"] != "open":
+            continue
+        shows = exposed_credentials(drill, finding)
+        if shows:
+            found += shows
+            evidence.append(f"finding:{finding['id']}")
+    found = list(dict.fromkeys(found))
+    names = [i.name for i in drill.world.items.values() if i.credential_id in found]
+    note = (f"workspace scan (sync {summary.sync_id}): {len(evidence)} exposure finding(s) "
+            f"showing {', '.join(names) or ', '.join(found) or 'no known credential'}")
+    return {"ok": bool(found), "note": note, "evidence": evidence, "found": found}
+
+
+@RESPONDERS.word("key-activity",
+                 help="review an access key's activity: IAM's GetAccessKeyLastUsed (when, "
+                      "which service, which region) by its id; its calls are not listed "
+                      "(keyshift does not read CloudTrail and moto has no CloudTrail lookup)")
+def key_activity(drill: Drill, action: Action) -> dict[str, Any]:
+    parts = []
+    for item in drill.items_for(action):
+        if item.part != "iam-key":
+            continue
+        key_id = item.record["key_id"]
+        got = drill.world.aws("iam").get_access_key_last_used(AccessKeyId=key_id)
+        used = got.get("AccessKeyLastUsed") or {}
+        when = used.get("LastUsedDate")
+        since = drill.injected_at
+        after = bool(when and since and when >= since.replace(microsecond=0))
+        seen = (f"last used {when.isoformat()} ({used.get('ServiceName')}, "
+                f"{used.get('Region')})" if when else "no use recorded by IAM")
+        entry = drill.audit.append(ACTOR, "drill.review", item.credential_id, {
+            "key_id": key_id, "last_used": when.isoformat() if when else None,
+            "service": used.get("ServiceName"), "after_leak": after})
+        drill.notes.setdefault("activity", {})[item.name] = {
+            "last_used": when.isoformat() if when else None, "after_leak": after}
+        parts.append({"evidence": [f"audit:{entry.seq}"], "ok": True,
+                      "note": f"{item.name} ({key_id}): {seen}"
+                              + ("; used after the leak" if after else "")
+                              + "; its calls are not listed: " + NO_CLOUDTRAIL})
+    if not parts:
+        return {"evidence": [], "ok": False, "note": "no access key to review"}
+    return {"evidence": [e for p in parts for e in p["evidence"]], "ok": True,
+            "note": "; ".join(p["note"] for p in parts)}
+
+
+@CHECKS.word("detected", capability="detect",
+             advice="scan the agents' workspaces and repos (keyshift sync with workspace "
+                    "identities, keyshift scan) so a pushed key is found before anyone else "
+                    "finds it",
+             help="the detection found the leaked credential the incident is about, with a "
+                  "finding as evidence")
+def detected(drill: Drill, check: Check) -> dict[str, Any]:
+    found = drill.notes.get("detect")
+    want = [i.credential_id for i in drill.items_for(check)]
+    if not found:
+        return {"ok": False, "why": "no detection ran", "detail": {}}
+    missed = [i.name for i in drill.items_for(check) if i.credential_id not in found["found"]]
+    ok = found["ok"] and not missed
+    return {"ok": ok,
+            "why": (f"found by the scan: {', '.join(i.name for i in drill.items_for(check))}"
+                    if ok else f"not found by the scan: {', '.join(missed) or ', '.join(want)}"),
+            "detail": {"evidence": found["evidence"], "missed": missed}}
+
+
+@CHECKS.word("key-activity-reviewed", capability="detect",
+             advice="review a leaked key's use (IAM last used, CloudTrail) before closing: the "
+                    "attacker's calls tell what else to look for",
+             help="the review recorded each key's last use, and saw the attacker's use after "
+                  "the leak")
+def key_activity_reviewed(drill: Drill, check: Check) -> dict[str, Any]:
+    seen = drill.notes.get("activity", {})
+    keys = [i.name for i in drill.items_for(check) if i.part == "iam-key"]
+    missing = [n for n in keys if n not in seen]
+    unseen = [n for n in keys if n in seen and not seen[n]["after_leak"]]
+    ok = bool(keys) and not missing and not unseen
+    why = ("not reviewed: " + ", ".join(missing) if missing else
+           "the attacker's use after the leak not seen: " + ", ".join(unseen) if unseen else
+           f"reviewed: {', '.join(keys)} (used after the leak)")
+    return {"ok": ok, "why": why, "detail": {"reviewed": sorted(seen), "missing": missing}}
