@@ -615,7 +615,7 @@ class IncidentScreen(KeyshiftScreen):
         self.app.call_from_thread(self._updated, inc, position, status)
 
     def _updated(self, inc: dict[str, Any], position: int, status: str) -> None:
-        self.notify(f"{self.incident_id} task {position}: {status}")
+        self.app.notify(f"{self.incident_id} task {position}: {status}")  # even if closed since
         self._show(inc)
 
     # --- the automated tasks ------------------------------------------------------------------
@@ -738,7 +738,7 @@ class IncidentScreen(KeyshiftScreen):
         self.ks.run_uninterruptible("incident-task", work_)
 
     def _closed(self, inc: dict[str, Any]) -> None:
-        self.notify(f"{self.incident_id} closed")
+        self.app.notify(f"{self.incident_id} closed")
         self._show(inc)
 
     def action_export(self) -> None:
