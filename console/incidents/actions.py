@@ -378,6 +378,11 @@ def agent_targets(store: Store, loaded: LoadedInventory | None, clients: Clients
     for g in reach.agent_grants(store, agent):
         cred = store.get_credential(g["credential"])
         if cred is not None and cred.kind in REVOCABLE and not cred.gone_at:
+            if cred.kind in (TOKEN, SECRET_ID) and (cred.tags or {}).get("rotation") == \
+                    cred.native_id:
+                # a declared rotation's row names the value in an env file, not an accessor:
+                # the agent's identity listing below revokes what its role issued
+                continue
             found.refs.append(Ref(cred.source, cred.kind, cred.native_id,
                                   user=(cred.tags or {}).get("user"), name=cred.name))
     declared = None
