@@ -176,3 +176,29 @@ def test_aws_key_in_public_repo_passes_and_skipping_the_response_leaves_the_key_
     aws_main.no_canary(json.dumps(row), json.dumps(bad),
                        aws_main.db.read_bytes().decode("latin-1"),
                        Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"))
+
+
+def test_compromised_agent_everything_it_reached_is_refused_and_the_other_agent_untouched(
+        aws_main: AwsMain) -> None:
+    row = _run(aws_main, "compromised-agent")
+    assert row["status"] == "passed", row["detail"]["checks"]
+    assert checks_of(row) == {"stolen-refused": True, "attacker-tokens-refused": True,
+                              "rotated": True, "consumer-healthy": True, "unaffected": True}
+    got = {c["check"]: c for c in row["detail"]["checks"]}
+    assert sorted(got["stolen-refused"]["detail"]["tried"]) == [
+        "assistant-aws", "assistant-db", "assistant-login", "assistant-webhook"]
+    assert got["attacker-tokens-refused"]["detail"]["tokens"] == 1
+    assert sorted(got["unaffected"]["detail"]["checked"]) == ["billing-aws", "billing-db",
+                                                              "billing-login"]
+    assert row["detail"]["cleanup"]["errors"] == []
+
+    # no contain: the attacker's token (and, until eradicate, the login) stay valid; eradicate
+    # still rotates, so the stolen values other than the token are refused
+    bad = _run(aws_main, "compromised-agent", skip=["contain"])
+    assert bad["status"] == "failed"
+    assert checks_of(bad)["attacker-tokens-refused"] is False
+    assert checks_of(bad)["unaffected"] is True
+    assert bad["detail"]["scores"]["ratings"]["contain"]["rating"] == "unable to perform"
+    aws_main.no_canary(json.dumps(row), json.dumps(bad),
+                       aws_main.db.read_bytes().decode("latin-1"),
+                       Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"))

@@ -456,3 +456,102 @@ def key_activity_reviewed(drill: Drill, check: Check) -> dict[str, Any]:
            "the attacker's use after the leak not seen: " + ", ".join(unseen) if unseen else
            f"reviewed: {', '.join(keys)} (used after the leak)")
     return {"ok": ok, "why": why, "detail": {"reviewed": sorted(seen), "missing": missing}}
+
+
+# --- scenario: a compromised agent -----------------------------------------------------------
+
+
+def _digest(values: dict[str, str]) -> str:
+    """A value's digest to tell later whether it changed: kept in memory only, like the
+    attacker's copies."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+@INJECTIONS.word("prompt-injection",
+                 help="a prompt injection makes the agent print its environment: the attacker "
+                      "copies everything the agent holds (its env file, the KV secrets its "
+                      "login reads) and logs in with its AppRole login, keeping the token; the "
+                      "other agents' values are noted (in memory) to show they stay untouched")
+def prompt_injection(drill: Drill, step: Injection) -> dict[str, Any]:
+    if not step.agent:
+        raise SandboxError("prompt-injection needs agent:")
+    mine = drill.items_for(step)
+    for item in mine:
+        drill.attacker.stolen[item.name] = item.read()
+    tokens = []
+    for item in mine:
+        if item.part == "approle-secret-id":
+            token = _approle_token(drill, drill.attacker.stolen[item.name])
+            if token:
+                tokens.append(token)
+    drill.attacker.stolen[f"{step.agent}:tokens"] = {str(n): t for n, t in enumerate(tokens)}
+    drill.notes["untouched"] = {i.name: _digest(i.read()) for i in drill.world.items.values()
+                                if i.agent != step.agent}
+    drill.notes["compromised"] = step.agent
+    return {"stolen": [i.name for i in mine], "tokens": len(tokens)}
+
+
+def _approle_token(drill: Drill, login: dict[str, str]) -> str | None:
+    import hvac
+
+    from console.drills.world import _session
+
+    client = hvac.Client(url=drill.world.state.vault.address, timeout=10, session=_session())
+    got = client.auth.approle.login(login["role_id"], login["secret_id"])
+    return str(got["auth"]["client_token"]) if got.get("auth") else None
+
+
+def _token_works(drill: Drill, token: str) -> bool:
+    import hvac
+    import hvac.exceptions
+
+    from console.drills.world import _session
+
+    client = hvac.Client(url=drill.world.state.vault.address, token=token, timeout=10,
+                         session=_session())
+    try:
+        client.auth.token.lookup_self()
+        return True
+    except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
+        return False
+
+
+@CHECKS.word("attacker-tokens-refused", capability="contain",
+             advice="revoke the agent's Vault tokens (keyshift incident run: contain revokes "
+                    "what its AppRole issued), not only its secret-ids: a token the attacker "
+                    "already holds outlives the secret-id it came from",
+             help="the Vault tokens the attacker made with the agent's stolen login are "
+                  "refused (lookup-self 403)")
+def attacker_tokens_refused(drill: Drill, check: Check) -> dict[str, Any]:
+    agent = check.agent or drill.notes.get("compromised")
+    tokens = drill.attacker.stolen.get(f"{agent}:tokens")
+    if tokens is None:
+        return {"ok": False, "why": "the attacker holds no token (was it injected?)",
+                "detail": {}}
+    valid = sum(1 for t in tokens.values() if _token_works(drill, t))
+    return {"ok": bool(tokens) and not valid,
+            "why": (f"{valid} of {len(tokens)} stolen token(s) still valid" if valid
+                    else f"{len(tokens)} stolen token(s) refused by OpenBao"),
+            "detail": {"tokens": len(tokens), "still_valid": valid}}
+
+
+@CHECKS.word("unaffected", capability="recover",
+             advice="scope the response to what the compromised agent could reach: rotating "
+                    "or revoking another agent's credentials breaks it for nothing",
+             help="the other agents' credentials hold the values they held at injection and "
+                  "still work where those agents read them")
+def unaffected(drill: Drill, check: Check) -> dict[str, Any]:
+    before = drill.notes.get("untouched")
+    if before is None:
+        return {"ok": False, "why": "nothing was noted at injection", "detail": {}}
+    items = [i for i in drill.items_for(check) if i.name in before]
+    changed = [i.name for i in items if _digest(i.read()) != before[i.name]]
+    broken = [i.name for i in items if not i.consumer()]
+    ok = bool(items) and not changed and not broken
+    why = ("changed: " + ", ".join(changed) if changed else
+           "broken: " + ", ".join(broken) if broken else
+           f"{len(items)} credential(s) unchanged and working")
+    return {"ok": ok, "why": why, "detail": {"checked": [i.name for i in items],
+                                             "changed": changed, "broken": broken}}
