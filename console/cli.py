@@ -729,6 +729,7 @@ def main(argv: list[str] | None = None) -> None:
         cli_rotation,
         cli_scan,
         cli_schedule,
+        cli_split,
     )
 
     _load_command_plugins()

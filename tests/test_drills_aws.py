@@ -202,3 +202,33 @@ def test_compromised_agent_everything_it_reached_is_refused_and_the_other_agent_
     aws_main.no_canary(json.dumps(row), json.dumps(bad),
                        aws_main.db.read_bytes().decode("latin-1"),
                        Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"))
+
+
+def test_shared_key_split_gives_each_agent_its_own_least_privilege_key(
+        aws_main: AwsMain, sandbox: SandboxState) -> None:
+    worlds: list[dict[str, Any]] = []
+
+    def keep_world(event: dict[str, Any], run_dir: Path) -> None:
+        if event["event"] == "incident":
+            worlds.append(json.loads((run_dir / "world.json").read_text()))
+
+    row = _run(aws_main, "shared-key-split", keep_world)
+    assert row["status"] == "passed", row["detail"]["checks"]
+    assert checks_of(row) == {"least-privilege": True, "stolen-refused": True,
+                              "consumer-healthy": True}
+    user = worlds[0]["records"]["shared-key"]["user"]
+    # the split's users were noted for cleanup, and cleanup removed them
+    listed = {u["UserName"] for u in aws_client(sandbox, "iam").list_users()["Users"]}
+    assert not {user, f"{user}-indexer", f"{user}-reporter"} & listed
+    assert row["detail"]["cleanup"]["errors"] == []
+
+    # no split: the shared key still answers at STS and still reads both agents' data
+    bad = _run(aws_main, "shared-key-split", keep_world, skip=["split-key"])
+    assert bad["status"] == "failed"
+    assert checks_of(bad) == {"least-privilege": False, "stolen-refused": False,
+                              "consumer-healthy": True}
+    why = {c["check"]: c["why"] for c in bad["detail"]["checks"]}["least-privilege"]
+    assert "reads reporter's data" in why and "shared by" in why
+    aws_main.no_canary(json.dumps(row), json.dumps(bad),
+                       aws_main.db.read_bytes().decode("latin-1"),
+                       Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"))

@@ -555,3 +555,79 @@ def unaffected(drill: Drill, check: Check) -> dict[str, Any]:
            f"{len(items)} credential(s) unchanged and working")
     return {"ok": ok, "why": why, "detail": {"checked": [i.name for i in items],
                                              "changed": changed, "broken": broken}}
+
+
+# --- scenario: one over-privileged key shared by two agents --------------------------------------
+
+
+@INJECTIONS.word("shared-key-found",
+                 help="an access review finds one over-privileged access key in several "
+                      "agents' env files; the drill keeps a copy (in memory) to show at the "
+                      "end that the shared key is refused")
+def shared_key_found(drill: Drill, step: Injection) -> dict[str, Any]:
+    (item,) = drill.items_for(step)
+    if item.part != "iam-key" or len(item.record["holders"]) < 2:
+        raise SandboxError(f"shared-key-found needs an iam-key shared by agents: {item.name}")
+    drill.attacker.stolen[item.name] = item.read()
+    return {"stolen": [item.name]}
+
+
+@RESPONDERS.word("split-key", options=("actions",),
+                 help="split the shared access key into one least-privilege key per agent "
+                      "(keyshift incident split): each agent allowed the actions (default "
+                      "s3:GetObject) on its own data only, as the scenario declares it needs")
+def split_key_action(drill: Drill, action: Action) -> dict[str, Any]:
+    from console.errors import KeyshiftError
+    from console.incidents.split import Grant, plan_split, split_key
+
+    (item,) = drill.items_for(action)
+    bucket = item.record["bucket"]
+    grants = [Grant(agent, [f"arn:aws:s3:::{bucket}/{agent}/*"])
+              for agent in item.record["holders"]]
+    actions = _strings(action.options.get("actions"), ["s3:GetObject"])
+
+    def note_user(name: str) -> None:
+        drill.world.created("iam-user", name=name)
+
+    try:
+        plan = plan_split(drill.store, drill.loaded, item.credential_id, grants, actions)
+        result = split_key(drill.store, drill.audit, drill.loaded, plan, actor=ACTOR,
+                           incident=drill.incident_id, before_user=note_user)
+    except KeyshiftError as exc:
+        return {"evidence": [], "ok": False, "note": f"{item.name}: {exc.one_line()}"}
+    evidence = [f"audit:{a['seq']}" for a in result["agents"]] + \
+        [f"audit:{result['shared']['seq']}"]
+    return {"evidence": evidence, "ok": result["ok"],
+            "note": f"{item.name} split into " + ", ".join(a["user"] for a in result["agents"])
+                    + f"; shared key {result['shared']['deleted']}"}
+
+
+@CHECKS.word("least-privilege", capability="eradicate",
+             advice="give each agent its own key allowed only what it needs (keyshift incident "
+                    "split): a shared, broad key makes one agent's compromise everyone's",
+             help="each agent holding the key now holds a key of its own that reads its own "
+                  "data and is refused every other agent's (AccessDenied from IAM)")
+def least_privilege(drill: Drill, check: Check) -> dict[str, Any]:
+    problems: list[str] = []
+    key_ids: dict[str, str] = {}
+    for item in drill.items_for(check):
+        if item.part != "iam-key":
+            continue
+        bucket = item.record["bucket"]
+        for agent in item.record["holders"]:
+            values = key_of(drill.world, agent)
+            key_ids[agent] = values["access_key_id"]
+            if not can_read(drill.world.state, values, bucket, data_key(agent)):
+                problems.append(f"{agent} cannot read its own data")
+            others = [a for a in drill.world.agents if a != agent]
+            allowed = [a for a in others
+                       if can_read(drill.world.state, values, bucket, data_key(a))]
+            if allowed:
+                problems.append(f"{agent}'s key reads {', '.join(allowed)}'s data")
+    shared = [a for a, k in key_ids.items() if list(key_ids.values()).count(k) > 1]
+    if shared:
+        problems.append(f"one key still shared by {', '.join(shared)}")
+    return {"ok": bool(key_ids) and not problems,
+            "why": "; ".join(problems) if problems else
+            f"{len(key_ids)} agent(s), each with its own key reading only its own data",
+            "detail": {"agents": sorted(key_ids), "problems": problems}}
