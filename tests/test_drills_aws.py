@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_drills import Main, checks_of
+from test_drills import KEYSHIFT, Main, checks_of
 from test_drills import main as main  # the fixture, re-exported
 
 from console.drills import aws_words
@@ -232,3 +232,75 @@ def test_shared_key_split_gives_each_agent_its_own_least_privilege_key(
     aws_main.no_canary(json.dumps(row), json.dumps(bad),
                        aws_main.db.read_bytes().decode("latin-1"),
                        Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"))
+
+
+def test_incident_split_cli_asks_refuses_read_only_and_audits(
+        aws_main: AwsMain, sandbox: SandboxState) -> None:
+    import subprocess
+
+    from console import drills
+    from console.audit import AuditLog
+    from console.store import Store
+
+    row = drills.run_drill(aws_main.store, aws_main.audit,
+                           drills.get_scenario("shared-key-split"), actor="t", auto=False)
+    assert row["status"] == "awaiting-response"
+    run_dir = Path(row["detail"]["dir"])
+    world = json.loads((run_dir / "world.json").read_text())
+    rec = world["records"]["shared-key"]
+    bucket, user = rec["bucket"], rec["user"]
+    base = [KEYSHIFT, "--inventory", str(run_dir / "inventory.yaml"), "--db",
+            row["detail"]["drill_db"]]
+    split = ["incident", "split", row["detail"]["incident"], "--credential",
+             rec["credential_id"], "--agent", f"indexer=arn:aws:s3:::{bucket}/indexer/*",
+             "--agent", f"reporter=arn:aws:s3:::{bucket}/reporter/*",
+             "--action", "s3:GetObject"]
+
+    def ks(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, input=stdin,
+                              timeout=120)
+
+    iam = aws_client(sandbox, "iam")
+    try:
+        ro = ks("--read-only", *split, "--yes")
+        assert ro.returncode == 4, ro.stderr
+        bad = ks(*split[:-4], "--agent", "reporter", "--action", "s3:GetObject", "--yes")
+        assert bad.returncode == 2 and "NAME=RESOURCE" in bad.stderr
+        no = ks(*split, stdin="n\n")
+        assert no.returncode == 1 and "then deactivate and delete" in no.stdout
+        users = {u["UserName"] for u in iam.list_users()["Users"]}
+        assert f"{user}-indexer" not in users  # declined: nothing made
+        done = ks(*split, "--yes", "--format", "json")
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert [a["user"] for a in result["agents"]] == [f"{user}-indexer", f"{user}-reporter"]
+        assert result["shared"]["deleted"] == "deleted" and result["ok"]
+        # each agent's env file now holds its own key: its data yes, the other's no
+        from console.drills.world import load_world
+
+        w = load_world(run_dir, sandbox)
+        for me, other in (("indexer", "reporter"), ("reporter", "indexer")):
+            values = aws_words.key_of(w, me)
+            assert aws_words.sts_caller(sandbox, values).endswith(f":user/{user}-{me}")
+            assert aws_words.can_read(sandbox, values, bucket, aws_words.data_key(me))
+            assert not aws_words.can_read(sandbox, values, bucket, aws_words.data_key(other))
+        assert iam.list_access_keys(UserName=user)["AccessKeyMetadata"] == []
+        dstore = Store(Path(row["detail"]["drill_db"]))
+        try:
+            entries = [e for e in AuditLog(dstore).tail(20) if e.action == "incident.split"]
+            assert len(entries) >= 3  # two users made, the shared key contained and deleted
+            assert AuditLog(dstore).verify().ok
+        finally:
+            dstore.close()
+        assert "Secret" not in done.stdout and "secret_access_key" not in done.stdout
+    finally:
+        for me in ("indexer", "reporter"):
+            name = f"{user}-{me}"
+            try:
+                for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+                    iam.delete_access_key(UserName=name, AccessKeyId=k["AccessKeyId"])
+                iam.delete_user_policy(UserName=name, PolicyName="keyshift-least-privilege")
+                iam.delete_user(UserName=name)
+            except iam.exceptions.NoSuchEntityException:
+                pass
+        drills.cleanup_drill(aws_main.store, aws_main.audit, row["id"], actor="t")
