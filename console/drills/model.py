@@ -17,7 +17,7 @@ NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
 Option = str | int | float | bool | list[str]
 # the incident's steps, as console/incidents/templates.py names them
 INCIDENT_STEPS = ("declare", "categorise", "contain", "reassign", "review", "magnitude",
-                  "eradicate", "verify", "notify", "recover", "lessons")
+                  "remove", "eradicate", "verify", "notify", "recover", "lessons")
 
 
 class _Model(BaseModel):
