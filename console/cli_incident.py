@@ -2,7 +2,8 @@
 incidents as records with a scope computed at open and a checklist whose automated tasks
 `incident run` does (console/incidents/).
 
-Exit codes: 0 done, 1 an automated task or a revoke failed (it says why) or a confirmation was
+Exit codes: 0 done, 1 an automated task or a revoke failed (it says why), the remove task waits
+for a person (run without --remove-found while the hunt found something), or a confirmation was
 declined, 2 bad usage (bad --since, a closed incident, a task in the wrong state, close with
 open tasks, a kind keyshift cannot revoke), 3 unknown agent, credential, incident, task or
 evidence, 4 refused under --read-only, 7 export refused because the audit chain does not
@@ -12,6 +13,7 @@ verify, 8 a server refused or could not be reached (revoke).
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -214,16 +216,20 @@ def _task_refs(values: tuple[str, ...]) -> list[int | str]:
               help="Only this task (a position or a step name); repeatable.")
 @click.option("--skip", multiple=True, metavar="STEP",
               help="Leave this step undone (repeatable).")
+@click.option("--remove-found", is_flag=True,
+              help="Delete the IAM users, keys and policies the hunt finds (you have checked "
+                   "what `incident hunt ID` lists). Without it the remove task waits.")
 @click.option("--yes", is_flag=True, help="Do not ask; run the plan as shown.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 def incident_run(ctx: Context, incident_id: str, tasks: tuple[str, ...], skip: tuple[str, ...],
-                 yes: bool, fmt: str) -> None:
+                 remove_found: bool, yes: bool, fmt: str) -> None:
     """Run the incident's automated tasks still open, in order: contain (revoke tokens and
     secret-ids by accessor, deactivate access keys), review (use since, the persistence hunt),
-    eradicate (rotate the scope with grace 0, remove what the hunt found), verify (the issuers
-    asked by reference). Shows the plan and asks first unless --yes. Exit 1 when a task
-    failed (its note says why)."""
+    remove (delete what the hunt found: only with --remove-found, since keyshift cannot tell
+    who made it; else the task waits, naming the command), eradicate (rotate the scope with
+    grace 0), verify (the issuers asked by reference). Shows the plan and asks first unless
+    --yes. Exit 1 when a task failed (its note says why) or the remove task waits."""
     from console import incidents
     from console.incidents import runner
 
@@ -241,7 +247,11 @@ def incident_run(ctx: Context, incident_id: str, tasks: tuple[str, ...], skip: t
     if fmt == "text":
         _out(f"{iid} will run:")
         for t in chosen:
-            _out(f"  {t['position']:>2}. {t['step']} ({t['action']}): {t['title']}")
+            extra = ""
+            if t["action"] == "remove":
+                extra = (" [deletes what the hunt finds: --remove-found]" if remove_found
+                         else " [waits: lists the hunt's findings, deletes nothing]")
+            _out(f"  {t['position']:>2}. {t['step']} ({t['action']}): {t['title']}{extra}")
     _confirm(f"run {len(chosen)} automated task(s) of {iid}?", yes)
 
     def show(event: dict) -> None:
@@ -259,16 +269,18 @@ def incident_run(ctx: Context, incident_id: str, tasks: tuple[str, ...], skip: t
 
     result = runner.run_incident(store, ctx.audit, ctx.loaded, iid, actor=ctx.actor(),
                                  only=_task_refs(tasks) or None, skip=list(skip),
-                                 on_event=show)
+                                 on_event=show, remove_found=remove_found)
     if fmt == "json":
-        _out(json.dumps({"incident": iid, "tasks": result["tasks"], "ok": result["ok"]},
-                        indent=2))
+        _out(json.dumps({"incident": iid, "tasks": result["tasks"], "ok": result["ok"],
+                         "waiting": result["waiting"]}, indent=2))
     else:
         failed = [t for t in result["tasks"] if t["status"] == "failed"]
-        _out(f"{iid}: {len(result['tasks']) - len(failed)} task(s) finished, "
-             f"{len(failed)} failed")
+        waiting = [t for t in result["tasks"] if t["status"] == "waiting"]
+        _out(f"{iid}: {len(result['tasks']) - len(failed) - len(waiting)} task(s) finished, "
+             f"{len(failed)} failed" + (f", {len(waiting)} waiting for a person"
+                                        if waiting else ""))
     if not result["ok"]:
-        raise click.exceptions.Exit(1)
+        sys.exit(1)  # click.exceptions.Exit is swallowed (0) outside standalone mode
 
 
 @incident_group.command("hunt")
@@ -280,10 +292,12 @@ def incident_run(ctx: Context, incident_id: str, tasks: tuple[str, ...], skip: t
 def incident_hunt(ctx: Context, incident_id: str, remove: bool, yes: bool, fmt: str) -> None:
     """The persistence hunt over the incident's AWS sources: IAM users and access keys that
     exist now and were created after the incident's since (or are unknown to the store), with
-    their policies. --remove deletes exactly those (never a user the inventory declares)."""
+    their policies. --remove deletes exactly those, after showing them (never a user the
+    inventory declares, nor the identity keyshift signs in as), and records the incident's
+    remove task."""
     from console import incidents
     from console.incidents import hunt as hunting
-    from console.incidents.runner import aws_sources, incident_since
+    from console.incidents.runner import aws_sources, incident_since, record_removal
     from console.rotation.context import Clients
 
     if remove:
@@ -310,19 +324,22 @@ def incident_hunt(ctx: Context, incident_id: str, remove: bool, yes: bool, fmt: 
                     _out(f"    {what} {item}")
     if not remove or not found.findings:
         if found.errors:
-            raise click.exceptions.Exit(1)
+            sys.exit(1)
         return
     _confirm(f"delete these {len(found.findings)} finding(s) and what they hold?", yes)
     removed = hunting.remove(clients, ctx.audit, loaded, found.findings, actor=ctx.actor(),
                              incident=iid)
+    position = record_removal(store, ctx.audit, iid, removed, actor=ctx.actor())
     if fmt == "json":
-        _out(json.dumps({**found.as_dict(), "removed": removed}, indent=2))
+        _out(json.dumps({**found.as_dict(), "removed": removed, "task": position}, indent=2))
     else:
         for r in removed:
             _out(f"{r['outcome']}: {r['what']} {r['name']}"
                  + (f" ({r['error']})" if r.get("error") else ""))
+        if position is not None:
+            _out(f"{iid} task {position} (remove): recorded")
     if any(r["outcome"] == "failed" for r in removed) or found.errors:
-        raise click.exceptions.Exit(1)
+        sys.exit(1)
 
 
 @cli.command("revoke")

@@ -2,9 +2,10 @@
 secret-id by accessor and deactivates an access key, and the stolen copies (held by the test,
 as an attacker would) are refused by their issuers afterwards; a skipped contain leaves them
 valid and verify says so; the hunt finds the user, key and policies an attacker made with the
-stolen key and removes exactly them (a declared user stays); `incident run` end to end through
-the CLI; `keyshift revoke`; no planted or stolen value in any output, log, export or audit
-entry.
+stolen key and removes exactly them (a declared user and the identity the source signs in as
+stay); `incident run` removes them only with --remove-found, else its remove task waits and
+names the command; `incident run` end to end through the CLI; `keyshift revoke`; no planted
+or stolen value in any output, log, export or audit entry.
 
 Each test builds its own world: a KV mount, an AppRole role and an IAM user (with IAM rights,
 so the stolen key can leave persistence) for one agent, declared with an aws-iam rotation
@@ -40,7 +41,7 @@ from console.incidents import hunt as hunting
 from console.incidents.runner import run_incident
 from console.rotation import RotationEngine
 from console.rotation.context import Clients
-from console.sandbox import SandboxState, aws_client, vault_client
+from console.sandbox import ADMIN_USER, SandboxState, aws_client, vault_client
 from console.store import Store
 from console.sync import run_sync
 
@@ -250,7 +251,7 @@ def test_contain_revokes_by_reference_and_a_skipped_contain_leaves_them_valid(
 
     events: list[dict] = []
     second = run_incident(w.store, w.audit, w.loaded, inc["id"], actor="ia-test",
-                          engine=w.engine(), only=["contain", 7], on_event=events.append)
+                          engine=w.engine(), only=["contain", 8], on_event=events.append)
     assert second["ok"], second["tasks"]
     assert [t["step"] for t in second["tasks"]] == ["contain", "verify"]
     assert not w.token_works() and not w.secret_id_works() and not w.key_works()
@@ -337,6 +338,82 @@ def test_hunt_finds_what_the_stolen_key_made_and_removes_exactly_that(
     assert not [f for f in again.findings if f.user.startswith(f"ia-{w.tag}")]
 
 
+def test_the_identity_the_source_signs_in_as_is_never_hunted_nor_removed(world: World) -> None:
+    w = world
+    left = leave_persistence(w)
+    clients = Clients(w.loaded)
+    me = hunting.signed_in(clients, "aws")
+    assert me.user == ADMIN_USER and me.key_id and me.arn.endswith(f":user/{ADMIN_USER}")
+    admin_keys = {k["AccessKeyId"] for k in
+                  w.iam.list_access_keys(UserName=ADMIN_USER)["AccessKeyMetadata"]}
+    assert me.key_id in admin_keys
+    policies = w.iam.list_attached_user_policies(UserName=ADMIN_USER)["AttachedPolicies"]
+    assert policies  # what the broken hunt's removal took away
+    # a since before the sandbox started: the admin user and its key were created after it
+    early = datetime(2000, 1, 1, tzinfo=UTC)
+    found = hunting.hunt(w.store, w.loaded, clients, ["aws"], early)
+    assert not found.errors, found.errors
+    names = {(f.what, f.name) for f in found.findings}
+    assert ("user", left["user"]) in names  # the hunt does list what was made
+    assert ("user", ADMIN_USER) not in names
+    assert not any(f.user == ADMIN_USER and f.name == me.key_id for f in found.findings)
+    # remove refuses it whatever a finding says: the user, and the key it signs with
+    forged = [hunting.Finding("aws", "user", ADMIN_USER, ADMIN_USER, None, "forged",
+                              keys=sorted(admin_keys),
+                              attached_policies=[p["PolicyArn"] for p in policies]),
+              hunting.Finding("aws", "access-key", ADMIN_USER, me.key_id, None, "forged")]
+    got = hunting.remove(clients, w.audit, w.loaded, forged, actor="ia-test")
+    assert [r["outcome"] for r in got] == ["failed", "failed"], got
+    assert "signs in as" in got[0]["error"] and "signs in with" in got[1]["error"]
+    assert w.iam.list_attached_user_policies(UserName=ADMIN_USER)["AttachedPolicies"] == policies
+    assert {k["AccessKeyId"] for k in w.iam.list_access_keys(
+        UserName=ADMIN_USER)["AccessKeyMetadata"]} == admin_keys
+    assert {e.action for e in w.audit.tail(2)} == {"incident.remove"}
+
+
+def test_remove_waits_for_a_person_unless_remove_found(world: World) -> None:
+    w = world
+    left = leave_persistence(w)
+    iid = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test", agent=w.agent,
+                                  since=w.since.isoformat())["id"]
+    steps = [t["step"] for t in incidents.load(w.store, iid)["tasks"]]
+    assert steps.index("review") < steps.index("remove") < steps.index("eradicate")
+    first = run_incident(w.store, w.audit, w.loaded, iid, actor="ia-test", engine=w.engine(),
+                         only=["review", "remove"])
+    assert [(t["step"], t["status"]) for t in first["tasks"]] == [("review", "done"),
+                                                                  ("remove", "waiting")]
+    assert not first["ok"] and first["waiting"] == [steps.index("remove") + 1]
+    note = first["tasks"][1]["note"]
+    mine = [f for f in w.store.get_incident(iid)["detail"]["auto"]["review"]["hunt"]["findings"]]
+    assert note.startswith("waiting: ") and f"{len(mine)} hunt finding(s) wait" in note
+    assert f"keyshift incident hunt {iid} --remove" in note and left["user"] in note
+    task = next(t for t in first["incident"]["tasks"] if t["step"] == "remove")
+    assert task["status"] == "doing"
+    # nothing was deleted
+    assert w.iam.get_user(UserName=left["user"])["User"]["UserName"] == left["user"]
+    assert left["extra"] in {k["AccessKeyId"] for k in w.iam.list_access_keys(
+        UserName=w.user)["AccessKeyMetadata"]}
+    # a person checked the list: remove deletes exactly it, and verify sees it gone
+    second = run_incident(w.store, w.audit, w.loaded, iid, actor="ia-test", engine=w.engine(),
+                          only=["remove"], remove_found=True)
+    assert second["ok"] and second["tasks"][0]["status"] == "done", second["tasks"]
+    with pytest.raises(botocore.exceptions.ClientError):
+        w.iam.get_user(UserName=left["user"])
+    assert left["extra"] not in {k["AccessKeyId"] for k in w.iam.list_access_keys(
+        UserName=w.user)["AccessKeyMetadata"]}
+    assert w.iam.get_user(UserName=w.other_user)["User"]["UserName"] == w.other_user
+    assert w.iam.get_user(UserName=ADMIN_USER)["User"]["UserName"] == ADMIN_USER
+    removed = w.store.get_incident(iid)["detail"]["auto"]["remove"]["removed"]
+    assert {r["outcome"] for r in removed} == {"deleted"}
+    # verify fails while what was removed is back (an attacker's re-creation), by reference
+    w.iam.create_user(UserName=left["user"])
+    check = run_incident(w.store, w.audit, w.loaded, iid, actor="ia-test", engine=w.engine(),
+                         only=["verify"])
+    assert not check["ok"] and f"iam user {left['user']} still exists" in check["tasks"][0][
+        "note"]
+    w.iam.delete_user(UserName=left["user"])
+
+
 def test_incident_run_end_to_end_through_the_cli(world: World, tmp_path: Path) -> None:
     w = world
     home = tmp_path / "home"
@@ -370,12 +447,31 @@ def test_incident_run_end_to_end_through_the_cli(world: World, tmp_path: Path) -
     assert unasked.returncode == 1 and "needs confirmation" in unasked.stderr
     assert ks("incident", "run", iid, "--skip", "nosuch", "--yes").returncode == 2
 
+    assert "[waits: lists the hunt's findings, deletes nothing]" in unasked.stdout
+    # without --remove-found nothing the hunt found is deleted: the remove task waits, the
+    # exit code says not everything was done, and the attacker's extra key on the agent's
+    # user makes the key's rotation fail (IAM allows two keys)
+    waits = ks("incident", "run", iid, "--yes", "--format", "json")
+    assert waits.returncode == 1, waits.stdout + waits.stderr
+    result = json.loads(waits.stdout)
+    got = {t["step"]: t for t in result["tasks"]}
+    assert not result["ok"] and got["remove"]["status"] == "waiting"
+    assert [got[s]["status"] for s in ("contain", "review")] == ["done", "done"]
+    assert f"keyshift incident hunt {iid} --remove" in got["remove"]["note"]
+    assert w.iam.get_user(UserName=left["user"])["User"]["UserName"] == left["user"]
+    assert got["eradicate"]["status"] == "failed" and "still wait" in got["eradicate"]["note"]
+    assert got["verify"]["status"] == "failed" and "was not rotated" in got["verify"]["note"]
+    # the person checks the list, then removes it: the remove task is recorded done
+    hunted = ks("incident", "hunt", iid, "--remove", "--yes")
+    assert hunted.returncode == 0, hunted.stdout + hunted.stderr
+    assert left["user"] in hunted.stdout and "(remove): recorded" in hunted.stdout
+    assert ADMIN_USER not in hunted.stdout
     done = ks("incident", "run", iid, "--yes", "--format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["ok"], json.dumps(result["tasks"], indent=1)
     assert [(t["step"], t["status"]) for t in result["tasks"]] == [
-        ("contain", "done"), ("review", "done"), ("eradicate", "done"), ("verify", "done")]
+        ("eradicate", "done"), ("verify", "done")]
     # the attacker's copies are refused; what it made is gone; the agent's secrets rotated
     assert not w.token_works() and not w.secret_id_works() and not w.key_works()
     with pytest.raises(botocore.exceptions.ClientError):
@@ -390,6 +486,7 @@ def test_incident_run_end_to_end_through_the_cli(world: World, tmp_path: Path) -
     assert tasks["eradicate"]["rotation_run_id"]
     runs_done = [e["ref"] for e in tasks["eradicate"]["evidence"] if e["kind"] == "run"]
     assert len(runs_done) >= 4  # the playbook run, app/a, app/b and the key
+    assert tasks["remove"]["status"] == "done"
     assert tasks["declare"]["status"] == "todo"  # manual tasks stay manual
     review = w.store.get_incident(iid)["detail"]["auto"]["review"]["token_use"]
     reads = [r for r in review["accessors"][accessor] if r["operation"] == "read"]
@@ -445,7 +542,7 @@ def test_leaked_credential_and_departed_owner(world: World) -> None:
                                      credential=key_cid, kind="leaked-credential",
                                      since=w.since.isoformat())
     got = run_incident(w.store, w.audit, w.loaded, leaked["id"], actor="ia-test",
-                       engine=w.engine(), skip=["review"])
+                       engine=w.engine(), skip=["review", "remove"])
     assert got["ok"], got["tasks"]
     assert [t["step"] for t in got["tasks"]] == ["contain", "eradicate", "verify"]
     assert not w.key_works()
@@ -483,7 +580,7 @@ def test_leaked_credential_and_departed_owner(world: World) -> None:
         "title"]
     a_before = w.kv("app/a")
     ran = run_incident(w.store, w.audit, w.loaded, gone["id"], actor="ia-test",
-                       engine=w.engine(), skip=["review"])
+                       engine=w.engine(), skip=["review", "remove"])
     assert ran["ok"], ran["tasks"]
     assert [t["step"] for t in ran["tasks"]] == ["eradicate", "verify"]
     assert w.kv("app/a") != a_before

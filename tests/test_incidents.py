@@ -57,8 +57,8 @@ def test_agent_scope_is_its_reach_with_use_since_and_stays_a_snapshot(world: Wor
     assert all(g["chain"] for g in scope["grants"])
     assert scope["usage"] == []
     assert [t["step"] for t in first["tasks"]] == [
-        "declare", "categorise", "contain", "review", "magnitude", "eradicate", "verify",
-        "notify", "recover", "lessons"]
+        "declare", "categorise", "contain", "review", "magnitude", "remove", "eradicate",
+        "verify", "notify", "recover", "lessons"]
     eradicate = next(t for t in first["tasks"] if t["step"] == "eradicate")
     assert eradicate["command"] == f"keyshift playbook run rotate-agent --agent {w.agent}"
     assert eradicate["csf"] == "RS.MI-02" and eradicate["mode"] == "auto"
@@ -174,12 +174,12 @@ def test_the_checklist_through_the_cli(world: World, tmp_path: Path) -> None:
 
     # close: refused with open tasks, forced records them as skipped
     refused = ks("incident", "close", iid)
-    assert refused.returncode == 2 and "8 open task(s)" in refused.stderr
+    assert refused.returncode == 2 and "9 open task(s)" in refused.stderr
     forced = ks("incident", "close", iid, "--force", "--note", "drill over")
     assert forced.returncode == 0, forced.stderr
     inc = incidents.load(w.store, iid)
     assert inc["status"] == "closed"
-    assert [t["status"] for t in inc["tasks"]].count("skipped") == 8
+    assert [t["status"] for t in inc["tasks"]].count("skipped") == 9
     actions = [e.action for e in w.audit.tail(6)]
     assert actions[-1] == "incident.close" and "incident.task" in actions
     assert ks("incident", "task", iid, "2", "done").returncode == 2

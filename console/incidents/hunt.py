@@ -10,10 +10,15 @@ keyshift does not read it), so the hunt reports what it can see and says why eac
   created after its last sync.
 
 A user the inventory declares (an agent's ``aws-iam-user`` identity, an ``aws-iam`` rotation's
-user) is never listed or removed; only a new key of it can be. ``remove`` deletes exactly what
-a hunt found, each deletion an ``incident.remove`` audit entry (references only): a user's
-policies detached or deleted, its keys, its login profile and group memberships, then the
-user.
+user) is never listed or removed; only a new key of it can be. Nor is the identity the source
+signs in as (STS GetCallerIdentity: the sandbox's ``keyshift-admin``, a real account's
+keyshift user): a hunt with an early ``--since`` would otherwise list it, and removing its
+policies locks keyshift (and the responder) out of the account mid-incident; the key it signs
+with is never listed either. When the source cannot say who it signs in as, its hunt is an
+error, not a guess. ``remove`` deletes exactly what a hunt found, each deletion an
+``incident.remove`` audit entry (references only): a user's policies detached or deleted, its
+keys, its login profile and group memberships, then the user; it refuses a declared user and
+the signed-in identity whatever a finding says.
 """
 
 from __future__ import annotations
@@ -84,6 +89,35 @@ def declared_users(loaded: LoadedInventory | None) -> set[tuple[str, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """Who a source signs in as: the IAM user name (None for an assumed role) and the access
+    key id it signs with (never the secret)."""
+
+    arn: str
+    user: str | None
+    key_id: str | None
+
+
+def signed_in(clients: Clients, source: str) -> SignedIn:
+    """The source's own identity, asked of STS (a SourceError when it cannot answer)."""
+    from console.connections import aws_connection
+
+    got = _aws_call(source, "who the source signs in as",
+                    clients.aws(source, "sts").get_caller_identity)
+    arn = str(got.get("Arn") or "")
+    # arn:aws:iam::<account>:user/<path/>name; an assumed role's ARN is no IAM user
+    user = arn.split(":user/", 1)[1].rsplit("/", 1)[-1] if ":user/" in arn else None
+    key_id = None
+    try:
+        cfg = clients.loaded.source(source)
+        creds = aws_connection(cfg).session.get_credentials()  # type: ignore[arg-type]
+        key_id = creds.access_key if creds is not None else None
+    except Exception:  # a profile that cannot be read: the user name still protects it
+        key_id = None
+    return SignedIn(arn, user, key_id)
+
+
 def _when(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -125,6 +159,7 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
     for source in sources:
         try:
             iam = clients.aws(source, "iam")
+            me = signed_in(clients, source)
             synced_text = store.last_source_sync(source)
             synced = parse_ts(synced_text) if synced_text else None
             known_users = store.known_iam_key_users(source)
@@ -138,13 +173,16 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
                                  UserName=name)["AccessKeyMetadata"]
                 # a declared user is never a finding itself, but a key added to it is the
                 # first thing a stolen key with IAM rights leaves behind
-                why = None if (source, name) in declared else _why(
+                mine = name == me.user
+                why = None if (source, name) in declared or mine else _why(
                     _when(user.get("CreateDate")), since, name in known_users, synced)
                 if why:
                     result.findings.append(_user_finding(source, iam, user, keys, why))
                     continue
                 for key in keys:
                     kid = key["AccessKeyId"]
+                    if kid == me.key_id:
+                        continue  # the key keyshift reads the account with
                     kwhy = _why(_when(key.get("CreateDate")), since, kid in known_keys, synced)
                     if kwhy:
                         result.findings.append(Finding(
@@ -196,6 +234,24 @@ def remove(
 
     declared = declared_users(loaded)
     out: list[dict[str, Any]] = []
+    me: dict[str, SignedIn | str] = {}
+
+    def refused(f: Finding) -> str | None:
+        if f.what == "user" and (f.source, f.user) in declared:
+            return f"{f.label} is declared in the inventory: not removed"
+        if f.source not in me:
+            try:
+                me[f.source] = signed_in(clients, f.source)
+            except KeyshiftError as exc:
+                me[f.source] = exc.one_line()
+        who = me[f.source]
+        if isinstance(who, str):  # unknown identity: removing might lock keyshift out
+            return f"{f.label}: not removed, {who}"
+        if f.what == "user" and f.user == who.user:
+            return f"{f.label} is the identity {f.source} signs in as: not removed"
+        if f.what == "access-key" and f.name == who.key_id:
+            return f"{f.label} is the key {f.source} signs in with: not removed"
+        return None
 
     def step(f: Finding, what: str, name: str, call: Any, **kw: Any) -> bool:
         entry: dict[str, Any] = {"source": f.source, "what": what, "user": f.user,
@@ -217,10 +273,10 @@ def remove(
         return entry["outcome"] != "failed"
 
     for f in findings:
-        if f.what == "user" and (f.source, f.user) in declared:
+        why = refused(f)
+        if why:
             entry = {"source": f.source, "what": f.what, "user": f.user, "name": f.name,
-                     "incident": incident, "outcome": "failed",
-                     "error": f"{f.label} is declared in the inventory: not removed"}
+                     "incident": incident, "outcome": "failed", "error": why}
             entry["audit_seq"] = audit.append(actor, "incident.remove",
                                               f"{f.source}:{f.what}:{f.name}", entry).seq
             out.append(entry)

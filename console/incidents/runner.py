@@ -1,18 +1,26 @@
 """``run_incident``: the automated tasks of an incident, in order.
 
 A task is automated when its template names an action (templates.py): ``contain-agent``,
-``contain-credential``, ``review``, ``eradicate``, ``verify``. Each open automated task (todo or
-doing) is started, run, and recorded: status, times, a note saying what happened, evidence
-references (``audit:SEQ`` for each action's audit entry, ``run:ID`` for each rotation and the
-eradicate playbook run, ``usage:ID`` for use since ``since``) and an ``incident.task`` audit
-entry with ``auto: true``. What an action found and did (outcomes by reference, the hunt's
-findings, what was removed) is kept in the incident's detail under ``auto.<step>``, which the
-later tasks read: eradicate removes what review's hunt found; verify checks what contain
-revoked and what eradicate rotated and removed.
+``contain-credential``, ``review``, ``remove``, ``eradicate``, ``verify``. Each open automated
+task (todo or doing) is started, run, and recorded: status, times, a note saying what
+happened, evidence references (``audit:SEQ`` for each action's audit entry, ``run:ID`` for
+each rotation and the eradicate playbook run, ``usage:ID`` for use since ``since``) and an
+``incident.task`` audit entry with ``auto: true``. What an action found and did (outcomes by
+reference, the hunt's findings, what was removed) is kept in the incident's detail under
+``auto.<step>``, which the later tasks read: remove deletes what review's hunt found; verify
+checks what contain revoked, what eradicate rotated and what remove deleted.
 
-A task that fails stays ``doing`` with a note that starts ``failed:`` (the schema's statuses
-are todo, doing, done and skipped); running the incident again retries it. ``skip`` leaves the
-named steps untouched (todo), which is how a drill rehearses a wrong response.
+Removing IAM users, keys and policies is not a rotation: keyshift cannot tell who made them
+(no CloudTrail), and a wrong finding deleted is an outage. So ``remove`` deletes only when the
+caller says a person checked the list (``remove_found=True``, ``incident run --remove-found``,
+or ``incident hunt ID --remove``, which records the task too); otherwise it is left
+``waiting``: open, its note saying how many findings wait and the command to remove them, and
+the run's ``ok`` false. eradicate and verify still run.
+
+A task that fails (or waits) stays ``doing`` with a note that starts ``failed:`` (``waiting:``)
+(the schema's statuses are todo, doing, done and skipped); running the incident again retries
+it. ``skip`` leaves the named steps untouched (todo), which is how a drill rehearses a wrong
+response.
 """
 
 from __future__ import annotations
@@ -31,13 +39,15 @@ if TYPE_CHECKING:
     from console.config import LoadedInventory
     from console.store import Store
 
-AUTO_ACTIONS = ("contain-agent", "contain-credential", "review", "eradicate", "verify")
+AUTO_ACTIONS = ("contain-agent", "contain-credential", "review", "remove", "eradicate",
+                "verify")
 FAILED = "failed: "
+WAITING = "waiting: "
 
 
 @dataclass
 class TaskOutcome:
-    status: str  # done | failed | skipped
+    status: str  # done | failed | skipped | waiting (for a person: left open, not a failure)
     note: str
     evidence: list[dict[str, str]] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
@@ -84,12 +94,13 @@ def incident_since(inc: dict[str, Any]) -> datetime:
 class _Run:
     def __init__(self, store: Store, audit: AuditLog, loaded: LoadedInventory,
                  inc: dict[str, Any], detail: dict[str, Any], *, actor: str, engine: Any,
-                 on_event: Callable[[dict], None] | None) -> None:
+                 on_event: Callable[[dict], None] | None, remove_found: bool = False) -> None:
         from console.rotation.context import Clients
 
         self.store, self.audit, self.loaded, self.inc = store, audit, loaded, inc
         self.detail, self.actor, self.on_event = detail, actor, on_event
         self.engine = engine
+        self.remove_found = remove_found
         self.clients = engine.clients if engine is not None and hasattr(
             engine, "clients") else Clients(loaded)
         self.scope = inc["scope"]
@@ -255,19 +266,9 @@ class _Run:
 
         steps, left = self._eradicate_steps()
         evidence: list[dict[str, str]] = []
-        detail: dict[str, Any] = {"rotations": [], "removed": [], "revoked_not_rotated": left}
+        detail: dict[str, Any] = {"rotations": [], "revoked_not_rotated": left}
         problems: list[str] = []
         first_run = None
-        # what the hunt found goes first: a second key an attacker added to a declared user
-        # would make IAM refuse the rotation's new key (two keys at most)
-        findings = [hunting.Finding.from_dict(f) for f in
-                    (self.auto.get("review", {}).get("hunt", {}).get("findings") or [])]
-        if findings:
-            removed = hunting.remove(self.clients, self.audit, self.loaded, findings,
-                                     actor=self.actor, incident=self.inc["id"])
-            detail["removed"] = removed
-            evidence += _audit_refs([r.get("audit_seq") for r in removed])
-            problems += [r["error"] for r in removed if r.get("outcome") == "failed"]
         if steps:
             pb = get_playbook("rotate-agent").model_copy(update={
                 "name": "incident-eradicate", "grace": timedelta(0),
@@ -300,13 +301,52 @@ class _Run:
                 counts += " (a person rotates: " + ", ".join(map(str, manual[:10])) + ")"
         else:
             counts = "nothing to rotate"
-        note = (f"rotated with grace 0: {counts}; removed {len(findings)} hunt finding(s)"
+        note = (f"rotated with grace 0: {counts}"
                 + (f"; {len(left)} token(s)/secret-id(s) revoked at contain, not rotated"
                    if left else ""))
         if problems:
-            note = "; ".join(problems) + "; " + note
+            waiting = self.auto.get("remove", {}).get("status") == "waiting"
+            note = "; ".join(problems) + "; " + note + (
+                "; hunt findings still wait for removal (a second key on a user makes IAM "
+                "refuse its rotation's new key)" if waiting else "")
         return TaskOutcome("failed" if problems else "done", note, evidence, detail,
                            rotation_run_id=first_run)
+
+    def remove(self) -> TaskOutcome:
+        """Delete exactly the findings review's hunt listed, only when a person checked the
+        list (``remove_found``); else leave them, saying how to."""
+        review = self.auto.get("review")
+        if not review or "hunt" not in review:
+            return TaskOutcome("waiting", "the review's hunt has not run: run review first, "
+                               "then this task", detail={"removed": []})
+        findings = [hunting.Finding.from_dict(f) for f in review["hunt"].get("findings") or []]
+        if not findings:
+            return TaskOutcome("done", "the hunt found nothing to remove",
+                               detail={"removed": []})
+        labels = "; ".join(f.label for f in findings[:10]) + (
+            f"; and {len(findings) - 10} more" if len(findings) > 10 else "")
+        iid = self.inc["id"]
+        if not self.remove_found:
+            return TaskOutcome(
+                "waiting",
+                f"{len(findings)} hunt finding(s) wait for a person ({labels}): keyshift cannot "
+                f"tell who made them; check them with `keyshift incident hunt {iid}`, then "
+                f"remove them with `keyshift incident hunt {iid} --remove` (or run again with "
+                "--remove-found)",
+                detail={"removed": [], "waiting": len(findings)})
+        removed = hunting.remove(self.clients, self.audit, self.loaded, findings,
+                                 actor=self.actor, incident=iid)
+        for r in removed:
+            self.emit("progress", finding=f"{r['what']} {r['name']}", status=r["outcome"],
+                      message=r.get("error"))
+        problems = [r["error"] for r in removed if r.get("outcome") == "failed"]
+        note = f"removed the {len(findings)} hunt finding(s) a person checked ({labels}): " + \
+            _count([r["outcome"] for r in removed])
+        if problems:
+            note = "; ".join(problems) + "; " + note
+        return TaskOutcome("failed" if problems else "done", note,
+                           _audit_refs([r.get("audit_seq") for r in removed]),
+                           detail={"removed": removed})
 
     def verify(self) -> TaskOutcome:
         """By reference, never by value: what contain revoked (and the scope's revocable
@@ -335,7 +375,15 @@ class _Run:
                 continue
             if state:
                 problems.append(f"{ref.label} is still valid at {ref.source} ({state})")
-        runs = [r for r in self.auto.get("eradicate", {}).get("rotations", []) if r.get("run")]
+        rotations = self.auto.get("eradicate", {}).get("rotations", [])
+        # a rotation refused before it claimed anything has no run to check: it is still a
+        # credential in scope with its old value
+        for r in rotations:
+            if not r.get("run") and r.get("status") in ("failed", "claimed-elsewhere"):
+                checked += 1
+                problems.append(f"{r['credential']} was not rotated (eradicate: "
+                                f"{r['status']})")
+        runs = [r for r in rotations if r.get("run")]
         for r in runs:
             checked += 1
             row = self.store.get_rotation_run(r["run"])
@@ -346,7 +394,7 @@ class _Run:
             elif steps.get("verify") != "done":
                 problems.append(f"rotation {r['run'][:12]} of {r['credential']}: its verify "
                                 "step did not pass")
-        removed = self.auto.get("eradicate", {}).get("removed", [])
+        removed = self.auto.get("remove", {}).get("removed", [])
         checked += sum(1 for r in removed if r.get("outcome") == "deleted")
         problems += hunting.still_there(self.clients, removed)
         note = f"{checked} check(s) by reference"
@@ -369,10 +417,13 @@ def run_incident(
     skip: list[str] | None = None,
     on_event: Callable[[dict], None] | None = None,
     now: datetime | None = None,
+    remove_found: bool = False,
 ) -> dict[str, Any]:
     """Run every automated task still open, in order (``only``: these positions or step
-    names; ``skip``: step names left undone). Returns {"incident", "tasks": [{position, step,
-    status, note, evidence}], "ok"}: ok when no task failed."""
+    names; ``skip``: step names left undone; ``remove_found``: a person checked the hunt's
+    list, so ``remove`` deletes it). Returns {"incident", "tasks": [{position, step, status,
+    note, evidence}], "ok", "waiting"}: ok when no task failed or waits for a person
+    (``waiting``: their positions)."""
     from console.incidents import load
 
     if store.read_only or getattr(engine, "read_only", False):
@@ -387,7 +438,7 @@ def run_incident(
         engine = RotationEngine(store, audit, loaded)
     detail = dict(store.get_incident(incident_id)["detail"])  # type: ignore[index]
     runner = _Run(store, audit, loaded, inc, detail, actor=actor, engine=engine,
-                  on_event=on_event)
+                  on_event=on_event, remove_found=remove_found)
     summary = []
     for task in chosen:
         step = task["step"]
@@ -410,9 +461,9 @@ def run_incident(
         store.update_incident_detail(incident_id, detail)
         finished = now or datetime.now(UTC)
         evidence = task["evidence"] + [e for e in result.evidence if e not in task["evidence"]]
+        prefix = {"failed": FAILED, "waiting": WAITING}.get(result.status, "")
         fields: dict[str, Any] = {"actor": actor, "evidence": evidence,
-                                  "note": (FAILED if result.status == "failed" else "")
-                                  + result.note}
+                                  "note": prefix + result.note}
         if result.status in ("done", "skipped"):
             fields |= {"status": result.status, "done_at": finished}
         if result.rotation_run_id and not task["rotation_run_id"]:
@@ -420,7 +471,7 @@ def run_incident(
         store.update_incident_task(incident_id, task["position"], **fields)
         audit.append(actor, "incident.task", incident_id, {
             "task": task["position"], "step": step, "action": "run", "auto": True,
-            "status": "doing" if result.status == "failed" else result.status,
+            "status": "doing" if result.status in ("failed", "waiting") else result.status,
             "outcome": result.status, "evidence": [f"{e['kind']}:{e['ref']}"
                                                    for e in result.evidence[:50]],
         })
@@ -428,8 +479,50 @@ def run_incident(
                     message=fields["note"])
         summary.append({"position": task["position"], "step": step, "status": result.status,
                         "note": fields["note"], "evidence": result.evidence})
-    return {"incident": load(store, incident_id), "tasks": summary,
-            "ok": all(t["status"] != "failed" for t in summary)}
+    waiting = [t["position"] for t in summary if t["status"] == "waiting"]
+    return {"incident": load(store, incident_id), "tasks": summary, "waiting": waiting,
+            "ok": not waiting and all(t["status"] != "failed" for t in summary)}
+
+
+def record_removal(store: Store, audit: AuditLog, incident_id: str,
+                   removed: list[dict[str, Any]], *, actor: str) -> int | None:
+    """``incident hunt ID --remove`` deleted a list a person saw: the incident's open remove
+    task records it (done, or failed with the errors) so verify checks it is gone. Returns the
+    task's position, or None when the incident has no open remove task."""
+    from console.incidents import load
+
+    inc = load(store, incident_id)
+    task = next((t for t in inc["tasks"] if t.get("action") == "remove"
+                 and t["status"] in ("todo", "doing")), None)
+    if task is None or inc["status"] != "open":
+        return None
+    detail = dict(store.get_incident(incident_id)["detail"])  # type: ignore[index]
+    auto = detail.setdefault("auto", {})
+    earlier = auto.get("remove", {}).get("removed", [])
+    auto["remove"] = {"removed": [*earlier, *removed], "status": "done",
+                      "position": task["position"]}
+    problems = [r["error"] for r in removed if r.get("outcome") == "failed"]
+    now = datetime.now(UTC)
+    evidence = task["evidence"] + [e for e in _audit_refs([r.get("audit_seq") for r in removed])
+                                   if e not in task["evidence"]]
+    note = (f"a person checked the hunt's list and removed it (incident hunt --remove): "
+            f"{_count([r['outcome'] for r in removed])}")
+    fields: dict[str, Any] = {"actor": actor, "evidence": evidence,
+                              "note": (FAILED + "; ".join(problems) + "; " if problems else "")
+                              + note}
+    if task["status"] == "todo":
+        fields["started_at"] = now
+    if not problems:
+        fields |= {"status": "done", "done_at": now}
+    if problems:
+        auto["remove"]["status"] = "failed"
+    store.update_incident_detail(incident_id, detail)
+    store.update_incident_task(incident_id, task["position"], **fields)
+    audit.append(actor, "incident.task", incident_id, {
+        "task": task["position"], "step": task["step"], "action": "run", "auto": False,
+        "status": "doing" if problems else "done", "outcome": "failed" if problems else "done",
+        "evidence": [f"{e['kind']}:{e['ref']}" for e in evidence[:50]]})
+    return int(task["position"])
 
 
 def plan(inc: dict[str, Any], *, only: list[int | str] | None = None,

@@ -11,12 +11,13 @@ assets verified, normal operation confirmed), ID.IM-03 (improvements identified)
 A task with ``auto`` names the action ``keyshift incident run`` does for it (runner.py):
 ``contain-agent`` / ``contain-credential`` (revoke at the issuer by reference), ``review`` (use
 since ``since``, the persistence hunt, a revoked token's requests in the Vault audit log),
-``eradicate`` (rotate the scope with grace 0, and remove what the hunt found) and ``verify``
-(the issuer checked by reference). Every other task is manual: a person does it and marks it
-done. ``command`` is the keyshift command that does the task (or its keyshift part) where one
-exists; ``note`` says what keyshift cannot do or prove, so no task claims evidence the tools do
-not produce. Texts may use ``{agent}``, ``{credential}``, ``{owner}``, ``{since}``,
-``{count}``, ``{owners}`` and ``{inventory}``, filled at open.
+``remove`` (delete what the hunt found, only once a person checked the list: ``incident run
+--remove-found`` or ``incident hunt ID --remove``), ``eradicate`` (rotate the scope with grace
+0) and ``verify`` (the issuer checked by reference). Every other task is manual: a person
+does it and marks it done. ``command`` is the keyshift command that does the task (or its
+keyshift part) where one exists; ``note`` says what keyshift cannot do or prove, so no task
+claims evidence the tools do not produce. Texts may use ``{agent}``, ``{credential}``,
+``{owner}``, ``{since}``, ``{count}``, ``{owners}`` and ``{inventory}``, filled at open.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ HUNT = (
     "; the hunt lists IAM users, keys and user policies that exist now and were created after "
     "{since} or are unknown to the store, not who made them"
 )
+
+
+def _remove(after: str) -> dict[str, Any]:
+    return {
+        "step": "remove", "phase": "respond", "csf": "RS.MI-02",
+        "title": "Remove what the attacker left " + after + ": the IAM users, access keys and "
+                 "policy attachments the hunt found, once a person has checked the list",
+        "auto": "remove",
+        "note": "keyshift cannot tell who made them (no CloudTrail): incident run deletes them "
+                "only with --remove-found; else check the list with keyshift incident hunt and "
+                "remove it with keyshift incident hunt --remove. A declared user and the "
+                "identity keyshift signs in as are never removed",
+    }
 
 TEMPLATES: dict[str, dict[str, Any]] = {
     "compromised-agent": {
@@ -54,9 +68,9 @@ TEMPLATES: dict[str, dict[str, Any]] = {
              "auto": "review", "note": NO_CLOUDTRAIL + HUNT},
             {"step": "magnitude", "phase": "respond", "csf": "RS.AN-08",
              "title": "Estimate the magnitude: which credentials in scope were used, by whom"},
+            _remove("with {agent}'s access"),
             {"step": "eradicate", "phase": "respond", "csf": "RS.MI-02",
-             "title": "Eradicate: rotate everything in the blast radius; remove what the "
-                      "attacker created",
+             "title": "Eradicate: rotate everything in the blast radius",
              "auto": "eradicate",
              "command": "keyshift playbook run rotate-agent --agent {agent}"},
             {"step": "verify", "phase": "respond", "csf": "RS.MI-02",
@@ -97,6 +111,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             {"step": "magnitude", "phase": "respond", "csf": "RS.AN-08",
              "title": "Estimate the magnitude: its holders and the other places its value "
                       "lives (in the scope)"},
+            _remove("with it"),
             {"step": "eradicate", "phase": "respond", "csf": "RS.MI-02",
              "title": "Eradicate: rotate it, and every other place that holds the same value",
              "auto": "eradicate",
@@ -128,6 +143,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             {"step": "review", "phase": "respond", "csf": "RS.AN-03",
              "title": "Review use of {owner}'s credentials since {since}",
              "auto": "review", "note": NO_CLOUDTRAIL + HUNT},
+            _remove("with {owner}'s credentials"),
             {"step": "eradicate", "phase": "respond", "csf": "RS.MI-02",
              "title": "Rotate what {owner} could read: every credential of their agents "
                       "(rotate-agent) and the credentials they own",
