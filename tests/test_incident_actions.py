@@ -36,6 +36,7 @@ from rotation_support import FAST
 from console import incidents
 from console.audit import AuditLog
 from console.config import load_inventory
+from console.errors import KeyshiftError
 from console.incidents import actions
 from console.incidents import hunt as hunting
 from console.incidents.runner import run_incident
@@ -589,3 +590,89 @@ def test_leaked_credential_and_departed_owner(world: World) -> None:
     assert f"Owner team-ia owns 1 agent(s) ({w.agent})" in md
     for value in w.canaries():
         assert value not in md
+
+
+def test_a_declared_token_rotation_still_rotates_after_contain_revoked_its_token(
+        sandbox: SandboxState, tmp_path: Path) -> None:
+    """contain revokes the agent's token by accessor; eradicate then rotates the declared
+    vault-token rotation: the old token is already refused, so the new one is minted from the
+    issuer's token role (the engine used to refuse: "the current token is not valid")."""
+    from rotators.targets.env_file import read_vars, write_vars
+
+    tag = uuid.uuid4().hex[:8]
+    vault = vault_client(sandbox)
+    policy, role = f"tok-{tag}", f"tok-{tag}"
+    vault.sys.create_or_update_policy(policy, f'path "secret/data/tok-{tag}/*" '
+                                      '{ capabilities = ["read"] }')
+    vault.adapter.post(f"/v1/auth/token/roles/{role}",
+                       json={"allowed_policies": [policy], "orphan": True})
+    old = vault.adapter.post(f"/v1/auth/token/create/{role}", json={"policies": [policy],
+                                                                     "ttl": "1h"})["auth"]
+    env = tmp_path / "agent" / ".env"
+    env.parent.mkdir()
+    write_vars(env, {"VAULT_TOKEN": old["client_token"]})
+    agent, norole = f"tok-{tag}", f"norole-{tag}"
+    plain = vault.auth.token.create(policies=[policy], ttl="1h")["auth"]
+    write_vars(tmp_path / "agent" / "plain.env", {"VAULT_TOKEN": plain["client_token"]})
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        version: 1
+        sources:
+          - {{name: v, type: openbao, sandbox: true, kv_mounts: [], leases: false}}
+          - {{name: declared, type: declared}}
+        agents:
+          - name: {agent}
+            owner: team-tok
+            environment: prod
+            identities: [{{type: vault-token-role, source: v, role: {role}}}]
+        rotations:
+          - name: token-{tag}
+            issuer: {{type: vault-token, source: v, role: {role}}}
+            targets: [{{type: env-file, path: agent/.env, var: VAULT_TOKEN}}]
+            agents: [{agent}]
+            owner: team-tok
+          - name: {norole}
+            issuer: {{type: vault-token, source: v}}
+            targets: [{{type: env-file, path: agent/plain.env, var: VAULT_TOKEN}}]
+            owner: team-tok
+        """))
+    loaded = load_inventory(inventory)
+    store = Store(tmp_path / "ks.db")
+    audit = AuditLog(store)
+    try:
+        run_sync(loaded, store, audit, actor="ia-test")
+
+        def works(token: str) -> bool:
+            client = hvac.Client(url=vault.url, token=token, timeout=30)
+            try:
+                data = client.auth.token.lookup_self()["data"]
+            except hvac.exceptions.Forbidden:
+                return False
+            return policy in data["policies"]
+
+        assert works(old["client_token"])
+        inc = incidents.open_incident(store, audit, loaded, actor="ia-test", agent=agent)
+        engine = RotationEngine(store, audit, loaded, retry=FAST)
+        got = run_incident(store, audit, loaded, inc["id"], actor="ia-test", engine=engine,
+                           only=["contain", "eradicate", "verify"])
+        assert got["ok"], json.dumps(got["tasks"], indent=1)
+        contained = store.get_incident(inc["id"])["detail"]["auto"]["contain"]["outcomes"]
+        assert {o["credential"]: o["outcome"] for o in contained} == {
+            f"v:vault-token:{old['accessor']}": "revoked"}
+        new = str(read_vars(env)["VAULT_TOKEN"])
+        assert new != old["client_token"]
+        assert works(new) and not works(old["client_token"])
+        data = vault.auth.token.lookup(new)["data"]
+        assert data["role"] == role and data["orphan"] is True
+        rotation = store.get_incident(inc["id"])["detail"]["auto"]["eradicate"]["rotations"]
+        assert [(r["credential"], r["status"]) for r in rotation] == [
+            (f"declared:vault-token:token-{tag}", "done")]
+
+        # no token role to mint from: refused in one line that names the fix, nothing minted
+        vault.auth.token.revoke_accessor(plain["accessor"])
+        with pytest.raises(KeyshiftError, match="names no token role"):
+            engine.rotate(f"declared:vault-token:{norole}", actor="ia-test")
+        assert read_vars(tmp_path / "agent" / "plain.env")["VAULT_TOKEN"] == plain[
+            "client_token"]
+    finally:
+        store.close()

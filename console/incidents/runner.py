@@ -363,6 +363,9 @@ class _Run:
             refs.setdefault(o["credential"], ref)
         for cid in self.credential_ids():
             cred = self.store.get_credential(cid)
+            if cred is not None and (cred.tags or {}).get("rotation") == cred.native_id:
+                continue  # a declared rotation's row names an env file, not an accessor: its
+                # rotation run (below) says whether the old value is refused
             if cred is not None and cred.kind in act.REVOCABLE and (
                     self.scope.get("kind") != "owner"):
                 refs.setdefault(cid, act.ref_from_credential(self.store, cid))

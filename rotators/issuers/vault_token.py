@@ -4,6 +4,14 @@ identify looks the current token up (its accessor, policies, TTL, token role, or
 metadata); issue creates a new token with the same properties, tagged ``keyshift_run`` in its
 metadata; verify looks it up with itself (lookup-self) and checks its policies; revoke revokes
 the old token by accessor after the grace period.
+
+A current token that is no longer valid (an incident's contain revoked it by accessor, or it
+expired) is no reason to leave its consumers without one when the issuer names a token role:
+the new token is minted from the role's own settings (its allowed policies, orphan flag,
+renewable, period, TTLs) and there is nothing left to revoke (the handle has no accessor). The
+engine still asks the old value after revoke, so a token that was in fact valid fails the run
+loudly. Without a role keyshift cannot know what to copy and refuses, naming the fix. When
+keyshift's own token may not look the current one up, the current token looks itself up.
 """
 
 from __future__ import annotations
@@ -79,7 +87,9 @@ class VaultTokenIssuer:
                     "/v1/auth/token/lookup", json={"token": old["token"].reveal()}
                 )["data"]
             except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
-                raise Refused("the current token is not valid (expired or revoked)") from None
+                data = self._lookup_self(old["token"].reveal())
+        if data is None:
+            return self._from_role()
         policies = sorted(p for p in data.get("policies") or [] if p != "root")
         if "root" in (data.get("policies") or []):
             raise Refused("refusing to mint a root token")
@@ -94,6 +104,48 @@ class VaultTokenIssuer:
             "explicit_max_ttl": int(data.get("explicit_max_ttl") or 0),
             "display_name": str(data.get("display_name") or "").removeprefix("token-"),
             "meta": dict(data.get("meta") or {}),
+        }
+
+    def _lookup_self(self, token: str) -> dict[str, Any] | None:
+        """The token's own view of itself, or None when it is refused (revoked, expired)."""
+        agent = hvac.Client(url=self.client.url, timeout=30, session=self.client.adapter.session)
+        agent.token = token
+        try:
+            return dict(agent.auth.token.lookup_self()["data"])
+        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
+            return None
+
+    def _from_role(self) -> Handle:
+        """What to mint when the current token is gone: the declared token role's settings."""
+        if not self.token_role:
+            raise Refused(
+                "the current token is not valid (expired or revoked) and the issuer names no "
+                "token role to mint from: declare issuer.role, or put a valid token where "
+                "its consumers read it"
+            )
+        with self._errors("identify"):
+            try:
+                role = self.client.adapter.get(f"/v1/auth/token/roles/{self.token_role}")["data"]
+            except hvac.exceptions.InvalidPath:
+                raise Refused(f"the current token is not valid and token role "
+                              f"{self.token_role!r} does not exist") from None
+        allowed = sorted(p for p in role.get("allowed_policies") or [] if p != "root")
+        if "default" not in (role.get("disallowed_policies") or []):
+            # what Vault gives a role's token unless asked not to (lookup-self needs it)
+            allowed = sorted({*allowed, "default"})
+        return {
+            "accessor": None,  # nothing to revoke: the old token is already refused
+            "old_invalid": True,
+            "policies": allowed,
+            "ttl": int(role.get("token_ttl") or 0),
+            "role": self.token_role,
+            "orphan": bool(role.get("orphan")),
+            "renewable": bool(role.get("renewable", True)),
+            "period": int(role.get("token_period") or role.get("period") or 0),
+            "explicit_max_ttl": int(role.get("token_explicit_max_ttl")
+                                    or role.get("explicit_max_ttl") or 0),
+            "display_name": self.token_role,
+            "meta": {},
         }
 
     def issue(self, cred: CredentialInfo, old: Handle) -> Issued:
