@@ -15,7 +15,10 @@ from pydantic import ValidationError
 
 from console import paths, yamlsafe
 from console.config import InventoryError, _problem, _schema_problems, _secret_problems
-from console.drills import aws_words  # noqa: F401 - registers the AWS words
+from console.drills import (
+    aws_words,  # noqa: F401 - registers the AWS words
+    vault_words,  # noqa: F401 - registers the Vault words
+)
 from console.drills.checks import CHECKS
 from console.drills.injections import INJECTIONS
 from console.drills.model import INCIDENT_STEPS, Scenario
