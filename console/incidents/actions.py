@@ -423,6 +423,37 @@ def agent_targets(store: Store, loaded: LoadedInventory | None, clients: Clients
     return found
 
 
+def declared_token(store: Store, cid: str) -> bool:
+    """Whether the row is a declared vault-token rotation's (its native id is the rotation's
+    name, the value lives in a target): not an accessor keyshift can revoke."""
+    cred = store.get_credential(cid)
+    return cred is not None and cred.kind == TOKEN and (
+        cred.tags or {}).get("rotation") == cred.native_id
+
+
+def declared_token_targets(store: Store, loaded: LoadedInventory, clients: Clients,
+                           cid: str) -> Targets:
+    """The live tokens behind a declared vault-token rotation's row: every token its issuer's
+    token role issued (keyshift names a token by accessor and never reads the value to find
+    it). A rotation without a role cannot be contained this way: said in ``limits``."""
+    cred = store.get_credential(cid)
+    found = Targets()
+    name = cred.native_id if cred else cid
+    rot = next((r for r in loaded.inventory.rotations if r.name == name), None)
+    role = getattr(rot.issuer, "role", None) if rot is not None else None
+    if rot is None or rot.issuer.type != "vault-token" or not role:
+        found.limits.append(f"{name}: its issuer names no token role, so keyshift cannot find "
+                            "the token's accessor: eradicate rotates it (grace 0 revokes it)")
+        return found
+    source = rot.issuer.source  # type: ignore[union-attr]
+    try:
+        with _vault_errors(Ref(source, TOKEN, name, name=name), "list the tokens of"):
+            found.refs += _live_tokens(clients.vault(source), source, _token_role_token(role))
+    except KeyshiftError as exc:
+        found.errors.append(exc.one_line())
+    return found
+
+
 def _dedupe(refs: list[Ref]) -> list[Ref]:
     """One ref per credential id; the one that names the user (a store row) wins."""
     best: dict[str, Ref] = {}

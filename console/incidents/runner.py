@@ -146,6 +146,13 @@ class _Run:
     def contain_credential(self) -> TaskOutcome:
         cid = self.scope["credential"]["credential"]
         ref = act.ref_from_credential(self.store, cid)
+        if act.declared_token(self.store, cid):
+            found = act.declared_token_targets(self.store, self.loaded, self.clients, cid)
+            if not found.refs and not found.errors:
+                return TaskOutcome("skipped", "; ".join(found.limits) or "no live token of its "
+                                   "token role", detail={"outcomes": [],
+                                                         "limits": found.limits})
+            return self._contained(found.refs, found.errors, found.limits)
         if ref.kind not in act.REVOCABLE:
             return TaskOutcome("skipped", f"a {ref.kind} cannot be revoked at its issuer: "
                                "eradicate rotates it with grace 0",
@@ -211,7 +218,12 @@ class _Run:
                 by_source.setdefault(source, []).append(accessor)
         for cid in self.credential_ids():
             source, kind, accessor = [*cid.split(":", 2), "", ""][:3]
-            if kind == act.TOKEN:
+            if act.declared_token(self.store, cid):
+                # its live tokens (contain, when it ran, already listed those it revoked)
+                found = act.declared_token_targets(self.store, self.loaded, self.clients, cid)
+                for ref in found.refs:
+                    by_source.setdefault(ref.source, []).append(ref.native_id)
+            elif kind == act.TOKEN:
                 by_source.setdefault(source, []).append(accessor)
         out: dict[str, Any] = {"accessors": {}, "kv_reads": [], "errors": []}
         for source, accessors in by_source.items():
