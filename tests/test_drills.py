@@ -148,7 +148,9 @@ def test_a_rotation_killed_half_way_is_resumed_and_skipping_it_is_caught(main: M
     assert checks_of(bad) == {"no-unfinished-runs": False, "consumer-healthy": True}
     ratings = bad["detail"]["scores"]["ratings"]
     assert ratings["eradicate"]["rating"] == "unable to perform"
-    assert ratings["contain"]["level"] == 3
+    # nothing contained anything in this drill: the --auto responder only confirmed the task
+    assert ratings["contain"]["rating"] == "not exercised"
+    assert "only confirmed" in ratings["contain"]["why"]
 
 
 def test_a_departed_owner_is_replaced_and_her_copies_refused(main: Main) -> None:
@@ -163,6 +165,81 @@ def test_a_departed_owner_is_replaced_and_her_copies_refused(main: Main) -> None
     assert got["owner-gone"] is True and got["consumer-healthy"] is True
     assert sorted(bad["detail"]["scores"]["still_valid"]) == ["billing-api", "reports-token",
                                                                "triage-db"]
+
+
+def _tasks(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from console.incidents import load
+
+    dstore = Store(Path(row["detail"]["drill_db"]))
+    try:
+        return {t["step"]: t for t in load(dstore, row["detail"]["incident"])["tasks"]}
+    finally:
+        dstore.close()
+
+
+def test_a_rotate_that_matches_nothing_is_not_done(main: Main) -> None:
+    # without the reassign, `rotate owner: team-platform` names no credential: rotating
+    # nothing is no eradication, however fast
+    bad = main.run("owner-departs", skip=["reassign"])
+    assert bad["status"] == "failed"
+    eradicate = _tasks(bad)["eradicate"]
+    assert eradicate["status"] != "done"
+    assert "matched no credential" in eradicate["note"]
+    scores = bad["detail"]["scores"]
+    assert scores["times"]["ttr"] is None
+    assert scores["ratings"]["eradicate"]["rating"] == "unable to perform"
+    assert scores["ratings"]["verify"]["rating"] == "unable to perform"
+    assert sorted(scores["still_valid"]) == ["billing-api", "reports-token", "triage-db"]
+    assert any(p.startswith("eradicate: unable to perform") and "not done" in p
+               for p in bad["detail"]["plan"])
+
+
+def test_auto_confirmed_tasks_are_not_exercised_and_failed_checks_fail_verify(
+        main: Main) -> None:
+    row = main.run("provider-key-leaked")
+    assert row["status"] == "passed"
+    ratings = row["detail"]["scores"]["ratings"]
+    # the scenario contains nothing and notifies nobody: the responder only clicked through
+    assert ratings["contain"]["rating"] == "not exercised"
+    assert ratings["communicate"]["rating"] == "not exercised"
+    assert row["detail"]["scores"]["times"]["ttc"] is None
+    assert ratings["eradicate"]["level"] == 3 and ratings["verify"]["level"] == 3
+    assert "not exercised" in _tasks(row)["contain"]["note"]
+    # nothing eradicated: the key stays valid, and nothing may be rated as performed but
+    # the opening of the incident
+    bad = main.run("provider-key-leaked", skip=["eradicate"])
+    got = bad["detail"]["scores"]["ratings"]
+    assert checks_of(bad)["stolen-refused"] is False
+    performed = {cap for cap, r in got.items() if r["level"]}
+    assert performed == {"detect"}, got
+    assert got["contain"]["rating"] == "not exercised"
+    assert got["verify"]["rating"] == "unable to perform"
+    assert "stolen-refused" in got["verify"]["why"]
+
+
+def test_automated_steps_take_skips_of_other_words_and_record_their_outcome(
+        main: Main) -> None:
+    """A drill whose steps run through run_incident, skipping a sub-step (no incident step):
+    it runs; the KV secret cannot be revoked at its issuer, so the automated contain is
+    reported as the runner left it (skipped), not as done."""
+    folder = Path(os.environ["KEYSHIFT_HOME"]) / "drills"
+    folder.mkdir(exist_ok=True)
+    (folder / "kv-auto.yaml").write_text(
+        "title: kv auto\nworld:\n  agents: [{name: a, owner: o}]\n"
+        "  parts: [{part: kv-generated, name: k, agent: a}]\n"
+        "inject: [{step: steal, credential: k}]\n"
+        "respond: {incident: {credential: k}, automated: [contain, eradicate]}\n"
+        "checks: [{check: stolen-refused}, {check: rotated}]\n")
+    events: list[dict[str, Any]] = []
+    row = drills.run_drill(main.store, main.audit, drills.get_scenario("kv-auto"),
+                           actor="drill-test", skip=["revoke"], on_event=events.append)
+    assert row["status"] == "passed", row["detail"]["checks"]
+    status = {e["step"]: e["status"] for e in events if e["event"] == "task"}
+    tasks = _tasks(row)
+    assert status["contain"] == tasks["contain"]["status"] == "skipped"
+    assert status["eradicate"] == tasks["eradicate"]["status"] == "done"
+    ratings = row["detail"]["scores"]["ratings"]
+    assert ratings["contain"]["level"] == 0 and ratings["eradicate"]["level"] == 3
 
 
 # --- the CLI: run, anchor, report, exit codes --------------------------------------------------
@@ -279,15 +356,18 @@ def test_user_scenarios_load_from_the_config_dir_and_cli_says_where(keyshift_hom
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _inc(**done: tuple[str, int]) -> dict[str, Any]:
-    steps = ["declare", "contain", "eradicate", "verify", "notify", "recover"]
+def _inc(steps: tuple[str, ...] = ("declare", "contain", "eradicate", "verify", "notify",
+                                    "recover"),
+         bare: tuple[str, ...] = ("contain",), **done: tuple[str, int]) -> dict[str, Any]:
+    """A hand-made incident: ``done`` step -> (status, seconds after T0); every task carries
+    evidence but those in ``bare``."""
     tasks = []
     for n, step in enumerate(steps, 1):
         status, secs = done.get(step, ("todo", 0))
         tasks.append({"position": n, "step": step, "status": status,
                       "done_at": (T0 + timedelta(seconds=secs)).isoformat()
                       if status != "todo" else None,
-                      "evidence": [{"kind": "run", "ref": "x"}] if step == "eradicate" else []})
+                      "evidence": [] if step in bare else [{"kind": "run", "ref": "x"}]})
     return {"opened_at": (T0 + timedelta(seconds=5)).isoformat(), "tasks": tasks}
 
 
@@ -295,7 +375,7 @@ TARGETS = {"ttd": 10.0, "ttc": 30.0, "ttr": 60.0, "ttv": 90.0}
 
 
 def test_scoring_times_ratings_and_score() -> None:
-    inc = _inc(declare=("done", 6), contain=("done", 45), eradicate=("done", 200),
+    inc = _inc(bare=(), declare=("done", 6), contain=("done", 45), eradicate=("done", 200),
                verify=("done", 80), notify=("skipped", 90), recover=("done", 95))
     checks = [{"check": "stolen-refused", "capability": "eradicate", "ok": True, "why": "",
                "detail": {"still_valid": []}},
@@ -305,21 +385,74 @@ def test_scoring_times_ratings_and_score() -> None:
                         acted_steps=["eradicate", "contain"])
     assert got["times"] == {"ttd": 5.0, "ttc": 45.0, "ttr": 200.0, "ttv": 80.0}
     r = {k: v["level"] for k, v in got["ratings"].items()}
-    # detect within target; contain within twice; eradicate past twice; verify within;
-    # recover done but its check failed; notify skipped = not done
-    assert r == {"detect": 3, "contain": 2, "eradicate": 1, "verify": 3, "recover": 1,
+    # detect within target; contain within twice; eradicate past twice; verify done, but a
+    # check failed, so the outcome was not verified; recover done but its check failed;
+    # notify skipped = not done
+    assert r == {"detect": 3, "contain": 2, "eradicate": 1, "verify": 0, "recover": 1,
                  "communicate": 0}
+    assert got["ratings"]["verify"]["why"] == "1 check(s) failed: consumer-healthy"
+    # the same, every check passing: verify within its target
+    ok_checks = [dict(c, ok=True) for c in checks]
+    all_ok = scoring.score(injected_at=T0, incident=inc, checks=ok_checks, targets=TARGETS,
+                           acted_steps=["eradicate", "contain"])
+    assert all_ok["ratings"]["verify"]["level"] == 3
     assert got["consumers_broken"] == ["k"] and not got["passed"]
-    assert got["checklist"] == {"done": 5, "skipped": 1, "total": 6, "completion": 0.833}
-    # contain was acted on but carries no evidence; eradicate does
-    assert got["evidence"] == {"expected": 2, "with_evidence": 1, "completeness": 0.5}
-    expected = 100 * (0.5 * 1 / 2 + 0.2 * 5 / 6 + 0.3 * (3 + 2 + 1 + 3 + 1 + 0) / 18)
+    assert got["checklist"] == {"done": 5, "skipped": 1, "confirmed": 0, "total": 6,
+                                "completion": 0.833}
+    assert got["evidence"] == {"expected": 2, "with_evidence": 2, "completeness": 1.0}
+    expected = 100 * (0.5 * 1 / 2 + 0.2 * 5 / 6 + 0.3 * (3 + 2 + 1 + 0 + 1 + 0) / 18)
     assert got["score"] == round(expected, 1)
     plan = scoring.improvement_plan(checks, got, {"consumer-healthy": "deliver first"}, TARGETS)
     assert plan[0] == "consumer-healthy: deliver first (x)"
     assert any(p.startswith("eradicate: took 200 s") for p in plan)
     assert any(p.startswith("communicate: unable to perform") for p in plan)
-    assert not any(p.startswith("detect") or p.startswith("verify") for p in plan)
+    assert not any(p.startswith("detect") for p in plan)
+    # contain acted on with nothing behind it: evidence incomplete, and unable
+    bare = scoring.score(injected_at=T0, incident=_inc(
+        declare=("done", 6), contain=("done", 45), eradicate=("done", 200)),
+        checks=ok_checks, targets=TARGETS, acted_steps=["eradicate", "contain"])
+    assert bare["evidence"] == {"expected": 2, "with_evidence": 1, "completeness": 0.5}
+    assert bare["ratings"]["contain"]["level"] == 0
+
+
+def test_scoring_rates_only_what_was_done() -> None:
+    """A task the --auto responder merely confirmed proves nothing; an action that did nothing
+    (no evidence) is no performance; a failed check with no task of its own still fails
+    verify."""
+    inc = _inc(bare=("contain", "eradicate", "notify"), declare=("done", 1),
+               contain=("done", 2), eradicate=("done", 3), verify=("done", 4),
+               notify=("done", 5), recover=("done", 6))
+    passing = [{"check": "rotated", "capability": "eradicate", "ok": True, "why": "",
+                "detail": {}}]
+    got = scoring.score(injected_at=T0, incident=inc, checks=passing, targets=TARGETS,
+                        acted_steps=["eradicate"], confirmed_steps=["contain", "notify"])
+    ratings = got["ratings"]
+    assert ratings["contain"]["rating"] == "not exercised"
+    assert ratings["communicate"]["rating"] == "not exercised"
+    # its done_at is when the responder clicked through: no time to contain
+    assert got["times"]["ttc"] is None
+    # eradicate was acted on but has nothing behind it: unable, though its check passed
+    assert ratings["eradicate"]["level"] == 0 and "no evidence" in ratings["eradicate"]["why"]
+    assert got["checklist"]["confirmed"] == 2
+    # confirmed, and its check failed: the failure is rated, not hidden as "not exercised"
+    failing = [{"check": "attacker-tokens-refused", "capability": "contain", "ok": False,
+                "why": "still valid", "detail": {}}]
+    bad = scoring.score(injected_at=T0, incident=inc, checks=failing, targets=TARGETS,
+                        acted_steps=["eradicate"], confirmed_steps=["contain", "notify"])
+    assert bad["ratings"]["contain"]["level"] == 0
+    assert "attacker-tokens-refused" in bad["ratings"]["contain"]["why"]
+    # a template with no recover task: a broken consumer still fails verify, and says so
+    no_recover = _inc(steps=("declare", "contain", "eradicate", "verify"), bare=(),
+                      declare=("done", 1), contain=("done", 2), eradicate=("done", 3),
+                      verify=("done", 4))
+    broken = [{"check": "consumer-healthy", "capability": "recover", "ok": False,
+               "why": "broken", "detail": {"broken": ["k"]}}]
+    got = scoring.score(injected_at=T0, incident=no_recover, checks=broken, targets=TARGETS,
+                        acted_steps=["contain", "eradicate"])
+    assert got["ratings"]["recover"]["rating"] == "not exercised"
+    assert got["ratings"]["verify"]["level"] == 0
+    assert "consumer-healthy" in got["ratings"]["verify"]["why"]
+    assert got["ratings"]["contain"]["level"] == 3 and got["ratings"]["eradicate"]["level"] == 3
 
 
 def test_scoring_all_passed_and_no_incident() -> None:

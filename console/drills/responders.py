@@ -70,14 +70,32 @@ def _rotate(drill: Drill, item: Item) -> dict[str, Any]:
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    # all([]) is True: an action that did nothing must not read as one that succeeded
     return {"evidence": [e for p in parts for e in p["evidence"]],
-            "ok": all(p["ok"] for p in parts), "note": "; ".join(p["note"] for p in parts)}
+            "ok": bool(parts) and all(p["ok"] for p in parts),
+            "note": "; ".join(p["note"] for p in parts)}
+
+
+def _named(action: Action) -> str:
+    for key in ("credential", "agent", "owner"):
+        if getattr(action, key, None):
+            return f"{key}: {getattr(action, key)}"
+    return "all"
+
+
+def _nothing(action: Action) -> dict[str, Any]:
+    return {"evidence": [], "ok": False,
+            "note": f"{action.action} {_named(action)} matched no credential of the drill: "
+                    "nothing was done"}
 
 
 @RESPONDERS.word("rotate", help="rotate the named credentials (an agent's, an owner's, or "
                                 "one) through the engine, revoking the old value at once")
 def rotate(drill: Drill, action: Action) -> dict[str, Any]:
-    return _merge([_rotate(drill, item) for item in drill.items_for(action)])
+    items = drill.items_for(action)
+    if not items:
+        return _nothing(action)
+    return _merge([_rotate(drill, item) for item in items])
 
 
 @RESPONDERS.word("resume-or-rollback",
@@ -86,6 +104,8 @@ def rotate(drill: Drill, action: Action) -> dict[str, Any]:
 def resume_or_rollback(drill: Drill, action: Action) -> dict[str, Any]:
     engine = drill.engine()
     ids = {i.credential_id for i in drill.items_for(action)}
+    if not ids:
+        return _nothing(action)
     parts = []
     for row in drill.store.unfinished_rotation_runs():
         if row["credential_id"] not in ids:
@@ -115,12 +135,18 @@ def reassign_owner(drill: Drill, action: Action) -> dict[str, Any]:
         return {"evidence": [], "ok": False, "note": "reassign-owner needs owner: and to:"}
     world = drill.world
     inv = read_inventory(world)
+    moved = 0
     for agent in inv.get("agents", []):
         if agent.get("owner") == old:
             agent["owner"] = new
+            moved += 1
     for entry in (*inv.get("credentials", []), *inv.get("rotations", [])):
         if entry.get("owner") == old:
             entry["owner"] = new
+            moved += 1
+    if not moved and not any(i.owner == old for i in world.items.values()):
+        return {"evidence": [], "ok": False,
+                "note": f"reassign-owner: nothing is owned by {old}: nothing was done"}
     world.inventory = inv
     write_inventory(world)
     for rec in world.agents.values():
@@ -140,7 +166,7 @@ def reassign_owner(drill: Drill, action: Action) -> dict[str, Any]:
     drill.reload()
     seq = _sync(drill)
     return {"evidence": [f"audit:{seq}"] if seq else [], "ok": True,
-            "note": f"ownership moved from {old} to {new}; synced"}
+            "note": f"ownership of {moved} inventory entries moved from {old} to {new}; synced"}
 
 
 def _sync(drill: Drill) -> int | None:

@@ -326,6 +326,7 @@ def _respond(drill: Drill, emit: Event) -> None:
             emit({"event": "task", "step": step, "status": "done"})
             continue
         if step in sc.respond.steps:
+            drill.notes.setdefault("acted", []).append(step)
             update("start", "drill responder")
             results = []
             for act in sc.respond.steps[step]:
@@ -341,27 +342,45 @@ def _respond(drill: Drill, emit: Event) -> None:
             emit({"event": "task", "step": step, "status": "done" if ok else "skipped"})
             continue
         if step in sc.respond.automated:
-            _automated(drill, step)
-            emit({"event": "task", "step": step, "status": "automated"})
+            drill.notes.setdefault("acted", []).append(step)
+            status = _automated(drill, step)
+            emit({"event": "task", "step": step, "status": status})
             continue
-        update("done", "confirmed by the drill's responder (a manual task: nothing to check)")
+        # the --auto responder cannot do this task (nobody to notify, no lessons to write):
+        # it closes the checklist, and scoring rates the task's capability "not exercised"
+        drill.notes.setdefault("confirmed", []).append(step)
+        update("done", "confirmed by the drill's --auto responder without doing anything "
+                       "(not exercised: scored as such)")
     if drill.probe is not None:  # a scenario without a verify task still stops its probe
         drill.notes["probe"] = drill.probe.stop()
         drill.probe = None
 
 
-def _automated(drill: Drill, step: str) -> None:
-    """A task helper A's incident runner automates (console.incidents.runner.run_incident)."""
+def _automated(drill: Drill, step: str) -> str:
+    """A task helper A's incident runner automates (console.incidents.runner.run_incident).
+    Returns the run's status for the task (done, failed, waiting, skipped, or not-run)."""
+    from console import incidents
+
     try:
         from console.incidents.runner import run_incident  # type: ignore[import-not-found]
     except ImportError as exc:
         raise UsageError(f"drill {drill.scenario.name} needs automated incident tasks "
                          f"({step}), which this keyshift does not have") from exc
-    # the drill's responder plays the person who checked the hunt's list (remove_found); a
-    # skipped step never gets here (_respond skips it), and --skip may name actions, which
-    # are no steps of the incident
-    run_incident(drill.store, drill.audit, drill.loaded, drill.incident_id, actor=ACTOR,
-                 engine=drill.engine(), only=[step], remove_found=True)
+    inc = incidents.load(drill.store, drill.incident_id or "")
+    steps = {t["step"] for t in inc["tasks"]}
+    # run_incident refuses a skip that is no step of its incident: --skip may name actions
+    # and sub-steps (revoke), and another incident's steps; pass only this incident's
+    skip = sorted(s for s in drill.skip if s in steps and s != step)
+    # the drill's responder plays the person who checked the hunt's list (remove_found)
+    result = run_incident(drill.store, drill.audit, drill.loaded, drill.incident_id or "",
+                          actor=ACTOR, engine=drill.engine(), only=[step], skip=skip,
+                          remove_found=True)
+    ran = [t for t in result.get("tasks", []) if t["step"] == step]
+    if not ran:  # the template does not automate this step: nothing did it, it stays undone
+        return "not-run"
+    # a failed or waiting task stays as the runner recorded it (doing, its note saying why):
+    # not done, so scoring rates its capability unable
+    return str(ran[-1]["status"])
 
 
 def run_checks(drill: Drill) -> list[dict[str, Any]]:
@@ -402,8 +421,13 @@ def _finish(store: Store, audit: AuditLog, run_id: str, drill: Drill, actor: str
                                        note="drill finished", force=True)
     sc = drill.scenario
     targets = sc.targets.model_dump()
+    acted = drill.notes.get("acted")
+    if acted is None:  # a person worked it (drill verify): the steps they were to act on
+        acted = [*sc.respond.steps, *sc.respond.automated]
     scores = score(injected_at=drill.injected_at, incident=inc, checks=checks, targets=targets,
-                   acted_steps=[*sc.respond.steps, "verify"], probe=drill.notes.get("probe"))
+                   acted_steps=[*acted, "verify"],
+                   confirmed_steps=drill.notes.get("confirmed", []),
+                   probe=drill.notes.get("probe"))
     advice = {w: CHECKS.get(w).extra.get("advice", "") for w in CHECKS.names()}
     plan = improvement_plan(checks, scores, advice, targets)
     anchor = Chain(drill.store).anchor()

@@ -7,10 +7,15 @@
   and failed probes), evidence completeness (tasks the responder acted on that are done with
   evidence).
 - A rating per capability (detect, contain, eradicate, verify, recover, communicate) on the
-  four-level scale: performed without challenges (3) when its task is done within the target,
-  with some challenges (2) within twice the target, with major challenges (1) later or when
-  one of its checks failed, unable to perform (0) when its task is not done; "not exercised"
-  (no level, left out of the mean) when the incident's template has no task for it.
+  four-level scale, from real evidence only: a task the responder acted on (actions, or an
+  automated run) and that is done with evidence is performed without challenges (3) within
+  its target, with some challenges (2) within twice the target, with major challenges (1)
+  later or when one of its capability's checks failed; unable to perform (0) when its task is
+  not done, or is done with no evidence behind it (an action that resolved nothing). A task
+  the --auto responder merely confirmed (``confirmed_steps``) proves nothing: its capability
+  is "not exercised" (no level, left out of the mean), unless one of its checks failed (0).
+  "Not exercised" too when the template has no task for it; a failed check whose capability
+  has no task counts against verify. Verify is unable while any check failed.
 - An overall score 0-100: half the checks passed, a fifth checklist completion, the rest the
   mean rating. A drill passes when every check passed.
 """
@@ -51,11 +56,13 @@ def _task(incident: dict[str, Any] | None, step: str | tuple[str, ...]) -> dict[
     return next((t for t in incident["tasks"] if t["step"] in steps), None)
 
 
-def times(injected_at: datetime | None, incident: dict[str, Any] | None) -> dict[str, Any]:
+def times(injected_at: datetime | None, incident: dict[str, Any] | None,
+          confirmed_steps: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A task merely confirmed (nothing done) has no time: its done_at says nothing."""
     def done_at(step: str) -> float | None:
         task = _task(incident, CAPABILITY_STEP[step])
         return _since(injected_at, task["done_at"]) if task and task["status"] == "done" \
-            else None
+            and task["step"] not in confirmed_steps else None
 
     return {"ttd": _since(injected_at, incident["opened_at"]) if incident else None,
             "ttc": done_at("contain"), "ttr": done_at("eradicate"), "ttv": done_at("verify")}
@@ -73,45 +80,76 @@ def level(done: bool, seconds: float | None, target: float | None, failed: bool)
     return 2 if seconds <= 2 * target else 1
 
 
+def _rate(cap: str, task: dict[str, Any] | None, *, incident: dict[str, Any] | None,
+          failed: list[str], all_failed: list[str], seconds: float | None,
+          target: float | None, acted: set[str], confirmed: set[str]) -> dict[str, Any]:
+    def out(lvl: int | None, why: str) -> dict[str, Any]:
+        return {"level": lvl, "rating": "not exercised" if lvl is None else LEVELS[lvl],
+                "why": why}
+
+    checks_why = f"check failed: {', '.join(failed)}" if failed else ""
+    if cap == "detect":
+        is_done = incident is not None
+    elif incident is not None and task is None:
+        # this incident's template has no task for it: nothing to rate (its failed checks
+        # were counted against verify)
+        return out(None, "no task of the incident's template")
+    else:
+        is_done = bool(task and task["status"] == "done")
+    if cap == "verify" and all_failed:
+        # verifying means the outcome holds: it does not while a check fails
+        return out(0, f"{len(all_failed)} check(s) failed: {', '.join(all_failed)}")
+    if task is not None and task["step"] in confirmed:
+        if failed:
+            return out(0, f"{checks_why}; its task was only confirmed, nothing was done")
+        return out(None, "its task was only confirmed by the drill's responder: nothing done "
+                         "to rate")
+    if not is_done:
+        return out(0, "not done" + (f"; {checks_why}" if failed else ""))
+    if task is not None and task["step"] in acted and cap != "verify" \
+            and not task.get("evidence"):
+        return out(0, "done with no action or run behind it (no evidence)")
+    lvl = level(True, seconds, target, bool(failed))
+    why = (checks_why if failed else
+           f"{seconds:g} s against a target of {target:g} s" if target is not None
+           and seconds is not None else "done")
+    return out(lvl, why)
+
+
 def score(
     *,
     injected_at: datetime | None,
     incident: dict[str, Any] | None,
     checks: list[dict[str, Any]],
     targets: dict[str, float],
-    acted_steps: list[str] = (),  # type: ignore[assignment]
+    acted_steps: list[str] | tuple[str, ...] = (),
+    confirmed_steps: list[str] | tuple[str, ...] = (),
     probe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``checks``: [{check, capability, ok, why, detail}]. ``acted_steps``: incident steps the
-    responder acted on (expected to carry evidence)."""
-    t = times(injected_at, incident)
+    responder acted on (actions or an automated run: expected to carry evidence).
+    ``confirmed_steps``: steps the --auto responder only confirmed (nothing done)."""
+    t = times(injected_at, incident, confirmed_steps)
     tasks = incident["tasks"] if incident else []
     done = [x for x in tasks if x["status"] == "done"]
+    task_of = {cap: None if cap == "detect" else _task(incident, CAPABILITY_STEP[cap])
+               for cap in CAPABILITIES}
     failed_by_cap: dict[str, list[str]] = {}
     for c in checks:
         if not c["ok"]:
-            failed_by_cap.setdefault(c.get("capability") or "verify", []).append(c["check"])
-    ratings: dict[str, dict[str, Any]] = {}
+            cap = c.get("capability") or "verify"
+            if incident is not None and cap != "detect" and task_of.get(cap) is None:
+                cap = "verify"  # no task of the template to blame: the outcome still failed
+            failed_by_cap.setdefault(cap, []).append(c["check"])
+    all_failed = [c["check"] for c in checks if not c["ok"]]
+    ratings = {}
     for cap in CAPABILITIES:
-        if cap == "detect":
-            is_done = incident is not None
-        else:
-            task = _task(incident, CAPABILITY_STEP[cap])
-            if incident is not None and task is None:
-                # this incident's template has no task for it: nothing to rate
-                ratings[cap] = {"level": None, "rating": "not exercised",
-                                "why": "no task of the incident's template"}
-                continue
-            is_done = bool(task and task["status"] == "done")
         key = CAPABILITY_TIME.get(cap)
-        seconds = t[key] if key else None
-        lvl = level(is_done, seconds, targets.get(key) if key else None,
-                    bool(failed_by_cap.get(cap)))
-        why = ("not done" if not is_done else
-               f"check failed: {', '.join(failed_by_cap[cap])}" if failed_by_cap.get(cap) else
-               f"{seconds:g} s against a target of {targets[key]:g} s" if key and seconds
-               is not None else "done")
-        ratings[cap] = {"level": lvl, "rating": LEVELS[lvl], "why": why}
+        ratings[cap] = _rate(cap, task_of[cap], incident=incident,
+                             failed=failed_by_cap.get(cap, []), all_failed=all_failed,
+                             seconds=t[key] if key else None,
+                             target=targets.get(key) if key else None,
+                             acted=set(acted_steps), confirmed=set(confirmed_steps))
     still_valid = sorted({n for c in checks if c["check"] == "stolen-refused"
                           for n in (c.get("detail") or {}).get("still_valid", [])})
     broken = sorted({n for c in checks if c["check"] == "consumer-healthy"
@@ -127,6 +165,7 @@ def score(
     return {
         "times": t,
         "checklist": {"done": len(done), "skipped": sum(x["status"] == "skipped" for x in tasks),
+                      "confirmed": sum(x["step"] in set(confirmed_steps) for x in done),
                       "total": len(tasks), "completion": round(completion, 3)},
         "still_valid": still_valid,
         "consumers_broken": broken,
@@ -153,8 +192,8 @@ def improvement_plan(checks: list[dict[str, Any]], scores: dict[str, Any],
         key = CAPABILITY_TIME.get(cap)
         seconds = scores["times"].get(key) if key else None
         if r["level"] == 0:
-            plan.append(f"{cap}: {r['rating']}: its task ({'/'.join(CAPABILITY_STEP[cap])}) "
-                        "was not done")
+            plan.append(f"{cap}: {r['rating']}: its task ({'/'.join(CAPABILITY_STEP[cap])}): "
+                        f"{r['why']}")
         elif key and seconds is not None and seconds > targets[key]:
             plan.append(f"{cap}: took {seconds:g} s against a target of {targets[key]:g} s: "
                         "automate or rehearse this step")
