@@ -68,7 +68,9 @@ def seconds(value: float | None) -> str:
 
 def weakest(scores: dict[str, Any] | None) -> dict[str, Any] | None:
     """The lowest-rated capability of a scored run: what its rating column says."""
-    ratings = (scores or {}).get("ratings") or {}
+    # a "not exercised" capability has no level: it is neither weak nor strong
+    ratings = {c: r for c, r in ((scores or {}).get("ratings") or {}).items()
+               if r.get("level") is not None}
     if not ratings:
         return None
     cap, rating = min(ratings.items(), key=lambda item: item[1]["level"])
