@@ -2,17 +2,22 @@
 
 The file is rewritten through a temporary file in the same directory and renamed over it,
 so a reader sees the old file or the new one, never half of either; its mode (and owner) are
-kept, and every other line is left as it was. An env file keeps no history: consumers read
-the new value as soon as it is delivered, and the old one lives on only in the run's memory,
-for a rollback in the same process.
+kept, and every other line is left as it was. Rotations of different variables of one file
+(an agent's secret-id, token and key, rotated in parallel by a playbook) each read, change and
+rename the whole file, so each holds an exclusive lock on the file's directory while it does:
+without it, the last rename would drop the others' new values. An env file keeps no history:
+consumers read the new value as soon as it is delivered, and the old one lives on only in the
+run's memory, for a rollback in the same process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,9 +45,28 @@ def read_vars(path: Path) -> dict[str, str | None]:
     return dict(dotenv_values(path)) if path.is_file() else {}
 
 
+@contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the directory itself: the file is replaced by rename, so a lock on
+    the file would be on an inode the next writer no longer opens, and a lock file of its own
+    would leave litter in the agent's workspace."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_vars(path: Path, values: Mapping[str, str | None]) -> None:
     """Set (or, for None, remove) variables in ``path``, leaving every other line alone.
     A new file is created 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _directory_locked(path.parent):
+        _write_vars(path, values)
+
+
+def _write_vars(path: Path, values: Mapping[str, str | None]) -> None:
     try:
         lines = path.read_text().splitlines()
         st = path.stat()
@@ -59,7 +83,6 @@ def write_vars(path: Path, values: Mapping[str, str | None]) -> None:
             lines = [line for i, line in enumerate(lines) if i not in found[1:]]
         else:
             lines.append(f"{var}={quote(value)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
