@@ -305,6 +305,86 @@ def test_a_drill_killed_mid_way_is_reported_interrupted_and_cleaned_up(main: Mai
     assert "drill.interrupted" in actions and "drill.cleanup" in actions
 
 
+def test_ctrl_c_records_the_run_interrupted_and_removes_its_world(main: Main) -> None:
+    seen: dict[str, Any] = {}
+
+    def press_ctrl_c(event: dict[str, Any]) -> None:
+        if event["event"] == "start":
+            seen["run"] = event["run"]
+        if event["event"] == "incident":
+            run_dir = Path(os.environ["KEYSHIFT_HOME"]) / "drills" / seen["run"]
+            seen["mount"] = f"drill-{json.loads((run_dir / 'world.json').read_text())['tag']}"
+            signal.raise_signal(signal.SIGINT)  # as a person's Ctrl-C reaches the process
+
+    with pytest.raises(KeyboardInterrupt):
+        drills.run_drill(main.store, main.audit, drills.get_scenario("owner-departs"),
+                         actor="drill-test", on_event=press_ctrl_c)
+    row = main.store.get_drill_run(seen["run"])
+    assert row is not None and row["status"] == "interrupted"
+    assert row["detail"]["error"].startswith("interrupted (Ctrl-C)")
+    assert row["detail"]["cleanup"]["errors"] == [] and row["detail"]["cleanup"]["removed"]
+    assert f"{seen['mount']}/" not in vault_client().sys.list_mounted_secrets_engines()["data"]
+    assert "drill.interrupted" in [e.action for e in main.audit.tail(3)]
+
+
+def test_a_sandbox_that_dies_gives_a_typed_error_and_the_drill_job_alerts(
+        private_sandbox_env: Path, tmp_path: Path) -> None:
+    """The servers die mid-run (killed once the world is built): a typed error naming the
+    exception's type only, recorded; then, with the state file still there, a new drill is
+    refused up front (exit 9, the hint to start the sandbox) and the scheduled job alerts."""
+    import threading
+
+    from console import sandbox as sb
+    from console.alerts import Alerter
+    from console.config import loads_inventory
+    from console.errors import KeyshiftError
+    from console.schedule.jobs import JobContext, drill_job
+
+    state = sb.up()
+    db = tmp_path / "main.db"
+    store = Store(db)
+    audit = AuditLog(store)
+
+    def kill_servers(event: dict[str, Any]) -> None:
+        if event["event"] == "world":
+            for svc in (state.provider, state.moto, state.vault):
+                if svc is not None:
+                    os.kill(svc.pid, signal.SIGKILL)
+            for _ in range(200):  # SIGKILL lands asynchronously: until nothing answers
+                if not any(svc.healthy for svc in sb.status().services):
+                    break
+                threading.Event().wait(0.05)
+
+    try:
+        with pytest.raises(KeyshiftError) as err:
+            drills.run_drill(store, audit, drills.get_scenario("provider-key-leaked"),
+                             actor="drill-test", on_event=kill_servers)
+        assert err.value.exit_code == 9, err.value.one_line()
+        text = err.value.one_line()
+        assert "sandbox up" in text and "http" not in text and "127.0.0.1" not in text
+        (row,) = store.drill_runs("provider-key-leaked")
+        assert row["status"] == "error" and row["detail"]["error"] == text[:300]
+
+        got = subprocess.run([KEYSHIFT, "--db", str(db), "drill", "run", "provider-key-leaked",
+                              "--auto"], capture_output=True, text=True, env=dict(os.environ),
+                             timeout=120, stdin=subprocess.DEVNULL)
+        assert got.returncode == 9, got.stderr
+        assert "keyshift sandbox up" in got.stderr and "internal error" not in got.stderr
+        assert "Traceback" not in got.stderr
+
+        loaded = loads_inventory("version: 1\nschedule:\n  drill: {every: quarterly, "
+                                 "scenario: provider-key-leaked}\nalerts:\n  command: "
+                                 "[/bin/true]\n", base_dir=tmp_path)
+        ctx = JobContext(store, loaded, audit, "schedule",
+                         Alerter(loaded.inventory.alerts, store),
+                         lambda: datetime.now(UTC), threading.Event())
+        outcome = drill_job(ctx)
+        assert outcome.status == "failed" and "not answering" in (outcome.error or "")
+        assert [a["event"] for a in store.alerts()] == ["drill-failed"]
+    finally:
+        store.close()
+
+
 # --- scenario files ---------------------------------------------------------------------------
 
 

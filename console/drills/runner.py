@@ -31,7 +31,6 @@ from console.drills.responders import RESPONDERS
 from console.drills.scoring import improvement_plan, score
 from console.drills.world import build_world, cleanup, load_world
 from console.errors import KeyshiftError, NotFoundError, SandboxError, StoreError, UsageError
-from console.redaction import redact_active
 
 if TYPE_CHECKING:
     from console.audit import AuditLog
@@ -55,13 +54,38 @@ def _iso(value: datetime) -> str:
 
 
 def _sandbox() -> Any:
-    from console.sandbox import load_state
+    """The sandbox's state, once its servers answer: a state file left by servers that died
+    would otherwise fail half way into a world, with a library's connection error."""
+    from console.sandbox import status
 
-    state = load_state()
-    if state is None:
+    got = status()
+    if not got.recorded or got.state is None:
         raise SandboxError("drills run only against the keyshift sandbox, and it is not running",
                            hint="start it with: keyshift sandbox up")
-    return state
+    down = [f"{s.name} ({s.detail or 'no answer'})" for s in got.services
+            if not s.healthy and (s.name != "provider" or got.state.provider is not None)]
+    if down:
+        raise SandboxError(f"the sandbox is not answering: {', '.join(down)}",
+                           hint="restart it with: keyshift sandbox up")
+    return got.state
+
+
+def _typed(exc: Exception, run_id: str) -> KeyshiftError:
+    """An unexpected error mid-run, as a typed error naming its type only: a library's text can
+    quote URLs, headers or tokens."""
+    from console.sandbox import status
+
+    name = type(exc).__name__
+    hint = f"see keyshift drill report {run_id}; keyshift drill cleanup {run_id} removes " \
+           "what is left of its world"
+    try:
+        healthy = status().healthy
+    except Exception:  # the check itself failing says as much as an unhealthy answer
+        healthy = False
+    if not healthy:
+        return SandboxError(f"drill run {run_id} stopped: the sandbox stopped answering ({name})",
+                            hint="restart it with: keyshift sandbox up; then " + hint)
+    return KeyshiftError(f"drill run {run_id} stopped on an unexpected {name}", hint=hint)
 
 
 # ids and history ------------------------------------------------------------------------------
@@ -162,22 +186,45 @@ def run_drill(
             return store.get_drill_run(run_id) or {}
         _respond(drill, emit)
         return _finish(store, audit, run_id, drill, actor, emit)
-    except BaseException as exc:
-        message = (exc.one_line() if isinstance(exc, KeyshiftError)
-                   else f"{type(exc).__name__}: {redact_active(str(exc))}"[:300])
-        if drill is not None and drill.probe is not None:
-            drill.probe.stop()
+    except KeyboardInterrupt:
+        # Ctrl-C: the person stopped the drill; its world goes with it
+        _stop(drill)
         with contextlib.suppress(Exception):
-            detail = _detail(store, run_id) | {"error": message}
-            if not isinstance(exc, KeyboardInterrupt):
-                detail["cleanup"] = cleanup(run_dir, state)
+            done = cleanup(run_dir, state)
+            detail = _detail(store, run_id) | {"cleanup": done, "error": "interrupted (Ctrl-C)"
+                                               + (f"; clean up the rest with: keyshift drill "
+                                                  f"cleanup {run_id}" if done["errors"] else "")}
+            store.update_drill_run(run_id, status="interrupted", finished_at=_now(),
+                                   detail=detail)
+            audit.append(actor, "drill.interrupted", run_id,
+                         {"scenario": scenario.name, "by": "keyboard",
+                          "cleanup_errors": len(done["errors"])})
+        raise
+    except Exception as exc:
+        typed = exc if isinstance(exc, KeyshiftError) else _typed(exc, run_id)
+        _stop(drill)
+        with contextlib.suppress(Exception):
+            detail = _detail(store, run_id) | {"error": typed.one_line()[:300]}
+            detail["cleanup"] = cleanup(run_dir, state)
             store.update_drill_run(run_id, status="error", finished_at=_now(), detail=detail)
             audit.append(actor, "drill.run", run_id, {"scenario": scenario.name,
                                                       "status": "error"})
-        raise
+        if typed is exc:
+            raise
+        raise typed from None
     finally:
         if drill is not None:
             drill.store.close()
+
+
+def _stop(drill: Drill | None) -> None:
+    """Stop the probe and close the drill store before the world is removed."""
+    if drill is None:
+        return
+    if drill.probe is not None:
+        drill.probe.stop()
+        drill.probe = None
+    drill.store.close()
 
 
 def _detail(store: Store, run_id: str) -> dict[str, Any]:

@@ -128,11 +128,15 @@ def drill_job(ctx: JobContext) -> JobOutcome:
     try:
         scenario = drills.get_scenario(spec.scenario)
         row = drills.run_drill(ctx.store, ctx.audit, scenario, actor=ctx.actor, auto=True)
-    except KeyshiftError as exc:
+    except Exception as exc:
+        # any failure is a drill that could not run: alerted, never a silent job error (an
+        # unexpected one by its type only: its text can quote a URL or a token)
+        why = exc.one_line() if isinstance(exc, KeyshiftError) else \
+            f"unexpected {type(exc).__name__}"
         ctx.alert("drill-failed", spec.scenario, dedupe_key=f"drill-failed:{spec.scenario}:"
                   f"{ctx.clock().date().isoformat()}", summary=f"drill {spec.scenario} could "
-                  f"not run: {exc.one_line()}", fields={"scenario": spec.scenario})
-        return JobOutcome("failed", exc.one_line())
+                  f"not run: {why}", fields={"scenario": spec.scenario})
+        return JobOutcome("failed", why)
     detail = {"run": row["id"], "status": row["status"], "score": row["score"]}
     failed = [c["check"] for c in row["detail"].get("checks", []) if not c["ok"]]
     if failed:
