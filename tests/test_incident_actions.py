@@ -676,3 +676,58 @@ def test_a_declared_token_rotation_still_rotates_after_contain_revoked_its_token
             "client_token"]
     finally:
         store.close()
+
+
+def test_the_key_an_incident_rotated_in_is_no_hunt_finding_and_remove_leaves_it(
+        world: World, tmp_path: Path) -> None:
+    """The hunt used to list the key eradicate had just issued (created after since), and
+    `incident hunt --remove` deleted it: the agent was left with no working key. A key a
+    keyshift rotation issued (its journal names the key id) is not a finding, before or
+    after a sync has recorded it; a key someone else adds to the same user still is."""
+    w = world
+    key_cid = f"aws:iam-key:{w.stolen.key_id}"
+    iid = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test",
+                                  credential=key_cid, kind="leaked-credential",
+                                  since=w.since.isoformat())["id"]
+    got = run_incident(w.store, w.audit, w.loaded, iid, actor="ia-test", engine=w.engine(),
+                       skip=["review", "remove"])
+    assert got["ok"], got["tasks"]
+    [new] = w.iam.list_access_keys(UserName=w.user)["AccessKeyMetadata"]
+    assert new["AccessKeyId"] != w.stolen.key_id and new["Status"] == "Active"
+    assert new["AccessKeyId"] in w.store.issued_access_keys(w.since)
+    clients = Clients(w.loaded)
+
+    def mine(found: hunting.HuntResult) -> set[tuple[str, str]]:
+        assert not found.errors, found.errors
+        return {(f.what, f.name) for f in found.findings if f.user.startswith(f"ia-{w.tag}")}
+
+    assert mine(hunting.hunt(w.store, w.loaded, clients, ["aws"], w.since)) == set()
+    run_sync(w.loaded, w.store, w.audit, actor="ia-test")  # the store now knows the new key
+    assert mine(hunting.hunt(w.store, w.loaded, clients, ["aws"], w.since)) == set()
+    # the person's remove through the CLI deletes nothing of the agent's
+    home = tmp_path / "home"
+    home.mkdir()
+    listed = w.cli("incident", "hunt", iid, "--format", "json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert new["AccessKeyId"] not in listed.stdout
+    removed = w.cli("incident", "hunt", iid, "--remove", "--yes", home=home)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert new["AccessKeyId"] not in removed.stdout
+    assert [k["AccessKeyId"] for k in w.iam.list_access_keys(
+        UserName=w.user)["AccessKeyMetadata"]] == [new["AccessKeyId"]]
+    values = w.vault.secrets.kv.v2.read_secret_version(
+        "aws/key", mount_point=w.mount, raise_on_deleted_version=True)["data"]["data"]
+    sts = boto3.client("sts", endpoint_url=w.sandbox.moto_endpoint, region_name="us-east-1",
+                       aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"])
+    assert sts.get_caller_identity()["Arn"].endswith(f":user/{w.user}")
+    w.values.append(values["AWS_SECRET_ACCESS_KEY"])
+    # a second key someone else made on the same user is still found, known to the store
+    # or not: the exemption is the rotation's journal, not the user nor a sync
+    other = w.iam.create_access_key(UserName=w.user)["AccessKey"]
+    w.values.append(other["SecretAccessKey"])
+    run_sync(w.loaded, w.store, w.audit, actor="ia-test")
+    assert mine(hunting.hunt(w.store, w.loaded, clients, ["aws"], w.since)) == {
+        ("access-key", other["AccessKeyId"])}
+    for value in w.canaries():
+        assert value not in listed.stdout + removed.stdout + removed.stderr

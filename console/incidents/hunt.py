@@ -7,7 +7,11 @@ keyshift does not read it), so the hunt reports what it can see and says why eac
   never seen a key of and that was created after the source's last full sync; with its access
   keys, attached and inline policies and login profile (removed together with the user);
 - an access key of an existing user created at or after ``since`` or unknown to the store and
-  created after its last sync.
+  created after its last sync, unless a keyshift rotation issued it: the ``issue`` step of a
+  run that was not rolled back names the key id in its journal (``Store.issued_access_keys``).
+  Without that, the hunt after an incident's own eradicate listed the key it had just rotated
+  in, and ``--remove`` left the agent with no working key. A key the store merely knows from
+  a sync is still listed: a scheduled sync records an attacker's key as readily as any other.
 
 A user the inventory declares (an agent's ``aws-iam-user`` identity, an ``aws-iam`` rotation's
 user) is never listed or removed; only a new key of it can be. Nor is the identity the source
@@ -164,6 +168,8 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
             synced = parse_ts(synced_text) if synced_text else None
             known_users = store.known_iam_key_users(source)
             known_keys = store.known_iam_keys(source)
+            # a key listed for the "unknown, after the last sync" reason may predate since
+            ours = store.issued_access_keys(min(since, synced) if synced else since)
             users: list[dict] = []
             for page in iam.get_paginator("list_users").paginate():
                 users += page["Users"]
@@ -181,8 +187,8 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
                     continue
                 for key in keys:
                     kid = key["AccessKeyId"]
-                    if kid == me.key_id:
-                        continue  # the key keyshift reads the account with
+                    if kid == me.key_id or kid in ours:
+                        continue  # the key keyshift reads with, or one its rotation issued
                     kwhy = _why(_when(key.get("CreateDate")), since, kid in known_keys, synced)
                     if kwhy:
                         result.findings.append(Finding(

@@ -203,6 +203,22 @@ class IncidentRows(StoreBase):
             "SELECT native_id FROM credentials WHERE source = ? AND kind = 'iam-key'", (source,))
         return {r["native_id"] for r in rows}
 
+    def issued_access_keys(self, since: datetime) -> set[str]:
+        """Key ids keyshift's own rotations issued since ``since`` (the ``access_key_id`` of
+        a done ``issue`` step's handle) whose run was not rolled back or abandoned: a key the
+        hunt must not take for an attacker's."""
+        rows = self._read(
+            "SELECT s.detail FROM rotation_steps s JOIN rotation_runs r ON r.id = s.run_id "
+            "WHERE s.step = 'issue' AND s.status = 'done' AND s.finished_at >= ? "
+            "AND r.status IN ('running', 'awaiting-revoke', 'completed')", (ts(since),),
+        )
+        out: set[str] = set()
+        for row in rows:
+            handle = (from_json(row["detail"], None) or {}).get("handle") or {}
+            if isinstance(handle, dict) and handle.get("access_key_id"):
+                out.add(str(handle["access_key_id"]))
+        return out
+
     def last_source_sync(self, source: str) -> str | None:
         """When the source was last listed in full (the newest ok sync of it)."""
         rows = self._read("SELECT max(at) AS at FROM sync_source_results "
