@@ -22,7 +22,7 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import hvac
 import hvac.exceptions
 import pytest
 from rotation_support import FAST
+from test_drills import main as main  # the fixture, re-exported
 
 from console import incidents
 from console.audit import AuditLog
@@ -253,8 +254,15 @@ def test_contain_revokes_by_reference_and_a_skipped_contain_leaves_them_valid(
     events: list[dict] = []
     second = run_incident(w.store, w.audit, w.loaded, inc["id"], actor="ia-test",
                           engine=w.engine(), only=["contain", 8], on_event=events.append)
-    assert second["ok"], second["tasks"]
     assert [t["step"] for t in second["tasks"]] == ["contain", "verify"]
+    assert second["tasks"][0]["status"] == "done", second["tasks"]
+    # contained, but nothing rotated yet: verify names each credential still on its old
+    # value (eradicate has not run), and nothing as still valid at its issuer
+    check = second["tasks"][1]
+    assert not second["ok"] and check["status"] == "failed"
+    assert "still valid" not in check["note"]
+    for path in ("app/a", "app/b"):
+        assert f"v:kv:{w.mount}/{path} was not rotated (eradicate: not run)" in check["note"]
     assert not w.token_works() and not w.secret_id_works() and not w.key_works()
     contained = json.loads(json.dumps(w.store.get_incident(inc["id"])["detail"]["auto"]))
     outcomes = {o["credential"]: o for o in contained["contain"]["outcomes"]}
@@ -731,3 +739,123 @@ def test_the_key_an_incident_rotated_in_is_no_hunt_finding_and_remove_leaves_it(
         ("access-key", other["AccessKeyId"])}
     for value in w.canaries():
         assert value not in listed.stdout + removed.stdout + removed.stderr
+
+
+def test_still_there_counts_only_no_such_entity_as_gone(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify asked IAM whether what remove deleted is gone, and took any error for "gone":
+    a responder whose key may not read IAM (AccessDenied) verified a removal it never saw."""
+    w = world
+    peek = f"ia-{w.tag}-peek"
+    w.iam.create_user(UserName=peek)
+    w.iam.put_user_policy(UserName=peek, PolicyName="sts-only", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}))
+    key = w.iam.create_access_key(UserName=peek)["AccessKey"]
+    w.values.append(key["SecretAccessKey"])
+    monkeypatch.setenv("IA_PEEK_ID", key["AccessKeyId"])
+    monkeypatch.setenv("IA_PEEK_SECRET", key["SecretAccessKey"])
+    inventory = tmp_path / "peek.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        version: 1
+        sources:
+          - {{name: aws, type: aws, endpoint_url: "{w.sandbox.moto_endpoint}",
+             access_key_id: "env:IA_PEEK_ID", secret_access_key: "env:IA_PEEK_SECRET",
+             services: [iam]}}
+        """))
+    denied = Clients(load_inventory(inventory))
+    admin = Clients(w.loaded)
+    gone = f"ia-{w.tag}-gone"
+    removed = [{"source": "aws", "what": "user", "user": gone, "name": gone,
+                "outcome": "deleted"},
+               {"source": "aws", "what": "access-key", "user": w.user,
+                "name": w.stolen.key_id, "outcome": "deleted"},
+               {"source": "nowhere", "what": "user", "user": gone, "name": gone,
+                "outcome": "deleted"}]
+    got = hunting.still_there(denied, removed[:2])
+    assert got == [f"could not check that iam user {gone} is gone at aws (AccessDenied)",
+                   f"could not check that access key {w.stolen.key_id} of {w.user} is gone "
+                   "at aws (AccessDenied)"], got
+    # with rights: the user is gone (NoSuchEntity), the key is there; an unknown source is
+    # a failed check in one line, not an exception
+    got = hunting.still_there(admin, removed)
+    assert got[0] == f"access key {w.stolen.key_id} still exists"
+    assert len(got) == 2 and got[1].startswith(f"could not check that iam user {gone} is gone:")
+    assert "nowhere" in got[1] and "\n" not in got[1]
+    for text in got:
+        assert key["SecretAccessKey"] not in text
+
+
+def test_eradicate_waits_for_a_person_and_verify_until_the_provider_key_is_rotated(
+        main: Any, sandbox: SandboxState) -> None:
+    """A provider key is minted by a person: eradicate used to be done while its playbook step
+    ended `manual`, and verify passed. Now eradicate waits, naming the key and the command;
+    verify waits too; the run is not ok. Once the person has rotated it (keyshift rotate, the
+    provider's checklist), the next run carries on without rotating anything twice."""
+    from console import drills
+    from console.drills.loader import loads_scenario
+    from console.drills.responders import DrillPerson
+    from console.drills.world import load_world, standin_accepts
+
+    scenario = loads_scenario(textwrap.dedent("""\
+        title: a support agent compromised
+        world:
+          agents: [{name: support, owner: team-support}]
+          parts:
+            - {part: provider-key, name: llm-key, agent: support}
+            - {part: kv-generated, name: support-db, agent: support}
+        inject:
+          - {step: steal-agent, agent: support}
+        respond:
+          incident: {agent: support}
+        checks:
+          - {check: rotated, agent: support}
+        """), "manual.yaml", default_name="manual-wait")
+    row = drills.run_drill(main.store, main.audit, scenario, actor="t", auto=False)
+    assert row["status"] == "awaiting-response"
+    run_dir = Path(row["detail"]["dir"])
+    world = load_world(run_dir, sandbox)
+    loaded = load_inventory(run_dir / "inventory.yaml")
+    store = Store(Path(row["detail"]["drill_db"]))
+    audit = AuditLog(store)
+    iid = row["detail"]["incident"]
+    provider_cid = world.items["llm-key"].credential_id
+    kv_cid = world.items["support-db"].credential_id
+    old_key = world.items["llm-key"].read()["value"]
+    try:
+        engine = RotationEngine(store, audit, loaded, retry=FAST)
+        first = run_incident(store, audit, loaded, iid, actor="ia-test", engine=engine,
+                             only=["eradicate", "verify"])
+        got = {t["step"]: t for t in first["tasks"]}
+        assert not first["ok"] and got["eradicate"]["status"] == "waiting", first["tasks"]
+        note = got["eradicate"]["note"]
+        assert note.startswith("waiting: 1 credential(s) need a person")
+        assert f"keyshift rotate {provider_cid}" in note and "1 manual, 1 done" in note
+        assert got["verify"]["status"] == "waiting"
+        assert f"keyshift rotate {provider_cid}" in got["verify"]["note"]
+        tasks = {t["step"]: t for t in first["incident"]["tasks"]}
+        assert tasks["eradicate"]["status"] == "doing" and tasks["verify"]["status"] == "doing"
+        assert sorted(first["waiting"]) == sorted(
+            [tasks["eradicate"]["position"], tasks["verify"]["position"]])
+        [kv_run] = [r["id"] for r in store.rotation_runs(kv_cid, status="completed")]
+        assert standin_accepts(world.items["llm-key"].record["provider"], old_key)
+
+        # the person rotates the provider key through its checklist
+        person = DrillPerson(world.items["llm-key"].record["provider"])
+        done = engine.rotate(provider_cid, actor="ia-person", grace=timedelta(0),
+                             interaction=person)
+        assert done.status == "completed"
+        second = run_incident(store, audit, loaded, iid, actor="ia-test", engine=engine)
+        assert second["ok"], second["tasks"]
+        got = {t["step"]: t for t in second["tasks"]}
+        assert got["eradicate"]["status"] == "done"
+        assert "2 rotated already since the incident opened" in got["eradicate"]["note"]
+        assert got["verify"]["status"] == "done"
+        # nothing rotated twice: the KV secret still has its one eradicate run
+        assert [r["id"] for r in store.rotation_runs(kv_cid, status="completed")] == [kv_run]
+        assert not standin_accepts(world.items["llm-key"].record["provider"], old_key)
+        texts = json.dumps([first["tasks"], second["tasks"]], default=str)
+        assert old_key not in texts and world.items["llm-key"].read()["value"] not in texts
+    finally:
+        store.close()
+        drills.cleanup_drill(main.store, main.audit, row["id"], actor="t")

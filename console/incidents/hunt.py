@@ -317,15 +317,19 @@ def remove(
 
 
 def still_there(clients: Clients, removed: list[dict[str, Any]]) -> list[str]:
-    """What a removal deleted that the account still has (verify, by reference)."""
+    """What a removal deleted that the account still has, or could not be checked (verify,
+    by reference). Only IAM's NoSuchEntity says a thing is gone: a denial, throttling or a
+    server that does not answer says nothing about it, and is reported as a failed check."""
     import botocore.exceptions
 
     left: list[str] = []
     for entry in removed:
         if entry.get("outcome") != "deleted" or entry["what"] not in ("user", "access-key"):
             continue
-        iam = clients.aws(entry["source"], "iam")
+        label = (f"iam user {entry['user']}" if entry["what"] == "user"
+                 else f"access key {entry['name']} of {entry['user']}")
         try:
+            iam = clients.aws(entry["source"], "iam")
             if entry["what"] == "user":
                 iam.get_user(UserName=entry["user"])
                 left.append(f"iam user {entry['user']} still exists")
@@ -333,8 +337,16 @@ def still_there(clients: Clients, removed: list[dict[str, Any]]) -> list[str]:
                 keys = iam.list_access_keys(UserName=entry["user"])["AccessKeyMetadata"]
                 if any(k["AccessKeyId"] == entry["name"] for k in keys):
                     left.append(f"access key {entry['name']} still exists")
-        except botocore.exceptions.ClientError:
-            continue  # NoSuchEntity: gone, as it should be
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            if code != "NoSuchEntity":
+                left.append(f"could not check that {label} is gone at {entry['source']} "
+                            f"({code})")
+        except botocore.exceptions.BotoCoreError as exc:
+            left.append(f"could not check that {label} is gone at {entry['source']} "
+                        f"({type(exc).__name__})")
+        except KeyshiftError as exc:
+            left.append(f"could not check that {label} is gone: {exc.one_line()}")
     return left
 
 

@@ -65,6 +65,27 @@ def _count(words: list[str]) -> str:
     return ", ".join(f"{n} {w}" for w, n in counts.items()) or "nothing"
 
 
+def _needs_person(manual: list[dict[str, Any]], done_with: str) -> str:
+    """Which credentials wait for a person and how each is rotated: a provider key through
+    its checklist (``keyshift rotate``), an undeclared one where it is issued (keyshift
+    cannot: nobody declared its issuer), after which the person marks the task done."""
+    cids = [str(m["credential"]) for m in manual]
+    by_hand = [str(m["credential"]) for m in manual if "keyshift rotate" not in
+               str(m.get("detail") or "")]
+    how = [f"keyshift rotate {c}" for c in cids if c not in by_hand][:10]
+    text = f"{len(cids)} credential(s) need a person to rotate them"
+    if how:
+        text += ": " + "; ".join(how) + " (the provider's checklist), then run the incident " \
+                "again"
+    if by_hand:
+        text += (f"; {', '.join(by_hand[:10])}: nobody declared who issues "
+                 f"{'it' if len(by_hand) == 1 else 'them'}, so rotate by hand (or declare "
+                 f"the rotation in the inventory), then {done_with}")
+    if len(cids) > 10:
+        text += f" (and {len(cids) - 10} more)"
+    return text
+
+
 def scope_agents(scope: dict[str, Any]) -> list[str]:
     if scope.get("kind") == "agent":
         return [scope["agent"]["name"]]
@@ -273,14 +294,71 @@ class _Run:
             s.position = n
         return out, left
 
+    def _mark_done(self, action: str) -> str:
+        pos = next((t["position"] for t in self.inc["tasks"] if t.get("action") == action), "N")
+        return f"mark this task done: keyshift incident task {self.inc['id']} {pos} done"
+
+    def opened(self) -> datetime:
+        return datetime.fromisoformat(str(self.inc["opened_at"]).replace("Z", "+00:00"))
+
+    def _run_problem(self, run_id: str, cid: str) -> str | None:
+        """Why a rotation run does not show ``cid`` rotated (None: completed, verify passed)."""
+        row = self.store.get_rotation_run(run_id)
+        if row is None or row["status"] != "completed":
+            return (f"rotation {run_id[:12]} of {cid} is "
+                    f"{row['status'] if row else 'gone'}, not completed")
+        steps = {s["step"]: s["status"] for s in self.store.rotation_steps(run_id)}
+        if steps.get("verify") != "done":
+            return f"rotation {run_id[:12]} of {cid}: its verify step did not pass"
+        return None
+
+    def _rotated_since_open(self, cid: str) -> str | None:
+        """A completed rotation (verify passed) of ``cid``, or of the declared rotation it
+        belongs to, started after the incident opened: by this incident's eradicate, or by a
+        person (``keyshift rotate`` through a provider's checklist). Its run id, else None."""
+        from console.store import parse_ts
+
+        subject = cid
+        spec_for = getattr(self.engine, "spec_for", None)
+        if spec_for is not None:
+            try:
+                subject = spec_for(cid).subject
+            except KeyshiftError:
+                subject = cid
+        opened = self.opened()
+        for row in self.store.rotation_runs(subject=subject, status="completed", limit=20):
+            if parse_ts(row["created_at"]) < opened:
+                break  # newest first: the rest are older still
+            if self._run_problem(row["id"], cid) is None:
+                return str(row["id"])
+        return None
+
     def eradicate(self) -> TaskOutcome:
         from console.playbooks import get_playbook, run_playbook
 
         steps, left = self._eradicate_steps()
         evidence: list[dict[str, str]] = []
-        detail: dict[str, Any] = {"rotations": [], "revoked_not_rotated": left}
+        detail: dict[str, Any] = {"rotations": [], "revoked_not_rotated": left, "manual": []}
         problems: list[str] = []
         first_run = None
+        # run again (after a wait for a person, or a failure): what is already rotated since
+        # the incident opened is not rotated twice
+        todo = []
+        for s in steps:
+            done_run = self._rotated_since_open(s.credential_id or "")
+            if done_run is None:
+                todo.append(s)
+                continue
+            detail["rotations"].append({"credential": s.credential_id, "status": "done",
+                                        "run": done_run, "error": None,
+                                        "detail": "rotated since the incident opened"})
+            evidence.append({"kind": "run", "ref": done_run})
+            first_run = first_run or done_run
+        carried = len(steps) - len(todo)
+        for n, s in enumerate(todo, start=1):
+            s.position = n
+        steps = todo
+        manual: list[dict[str, Any]] = []
         if steps:
             pb = get_playbook("rotate-agent").model_copy(update={
                 "name": "incident-eradicate", "grace": timedelta(0),
@@ -307,12 +385,12 @@ class _Run:
                 if s.status in ("failed", "claimed-elsewhere"):
                     problems.append(f"{s.credential_id}: {s.error or s.detail or s.status}")
             counts = _count([s.status for s in result.steps])
-            manual = [s.credential_id for s in result.steps if s.status == "manual"]
-            detail["manual"] = manual
-            if manual:
-                counts += " (a person rotates: " + ", ".join(map(str, manual[:10])) + ")"
+            manual = [r for r in detail["rotations"] if r["status"] == "manual"]
+            detail["manual"] = [r["credential"] for r in manual]
         else:
-            counts = "nothing to rotate"
+            counts = "nothing to rotate" if not carried else "nothing left to rotate"
+        if carried:
+            counts += f"; {carried} rotated already since the incident opened"
         note = (f"rotated with grace 0: {counts}"
                 + (f"; {len(left)} token(s)/secret-id(s) revoked at contain, not rotated"
                    if left else ""))
@@ -321,8 +399,13 @@ class _Run:
             note = "; ".join(problems) + "; " + note + (
                 "; hunt findings still wait for removal (a second key on a user makes IAM "
                 "refuse its rotation's new key)" if waiting else "")
-        return TaskOutcome("failed" if problems else "done", note, evidence, detail,
-                           rotation_run_id=first_run)
+            return TaskOutcome("failed", note, evidence, detail, rotation_run_id=first_run)
+        if manual:
+            # a provider key or an undeclared credential: minted by a person, so eradicate
+            # is not done until they have rotated it (the next run sees their rotation)
+            return TaskOutcome("waiting", _needs_person(manual, self._mark_done("eradicate"))
+                               + "; " + note, evidence, detail, rotation_run_id=first_run)
+        return TaskOutcome("done", note, evidence, detail, rotation_run_id=first_run)
 
     def remove(self) -> TaskOutcome:
         """Delete exactly the findings review's hunt listed, only when a person checked the
@@ -390,34 +473,39 @@ class _Run:
                 continue
             if state:
                 problems.append(f"{ref.label} is still valid at {ref.source} ({state})")
-        rotations = self.auto.get("eradicate", {}).get("rotations", [])
-        # a rotation refused before it claimed anything has no run to check: it is still a
-        # credential in scope with its old value
+        # every credential eradicate had to rotate (what it recorded, or what it would
+        # select when it has not run) needs a completed rotation with its verify passed:
+        # eradicate's own run, else one since the incident opened (a person's)
+        if "eradicate" in self.auto:
+            rotations = self.auto["eradicate"].get("rotations", [])
+        else:
+            rotations = [{"credential": s.credential_id, "status": "not run", "run": None}
+                         for s in self._eradicate_steps()[0]]
+        manual: list[dict[str, Any]] = []
         for r in rotations:
-            if not r.get("run") and r.get("status") in ("failed", "claimed-elsewhere"):
-                checked += 1
-                problems.append(f"{r['credential']} was not rotated (eradicate: "
-                                f"{r['status']})")
-        runs = [r for r in rotations if r.get("run")]
-        for r in runs:
             checked += 1
-            row = self.store.get_rotation_run(r["run"])
-            steps = {s["step"]: s["status"] for s in self.store.rotation_steps(r["run"])}
-            if row is None or row["status"] != "completed":
-                problems.append(f"rotation {r['run'][:12]} of {r['credential']} is "
-                                f"{row['status'] if row else 'gone'}, not completed")
-            elif steps.get("verify") != "done":
-                problems.append(f"rotation {r['run'][:12]} of {r['credential']}: its verify "
-                                "step did not pass")
+            cid = str(r["credential"])
+            why = self._run_problem(r["run"], cid) if r.get("run") else None
+            if (why is None and r.get("run")) or self._rotated_since_open(cid):
+                continue
+            if r.get("status") == "manual":
+                manual.append(r)
+            else:
+                problems.append(why or f"{cid} was not rotated (eradicate: {r.get('status')})")
         removed = self.auto.get("remove", {}).get("removed", [])
         checked += sum(1 for r in removed if r.get("outcome") == "deleted")
         problems += hunting.still_there(self.clients, removed)
         note = f"{checked} check(s) by reference"
+        waits = [str(m["credential"]) for m in manual]
+        if manual:
+            note += "; " + _needs_person(manual, self._mark_done("verify"))
         if problems:
             return TaskOutcome("failed", "; ".join(problems) + "; " + note,
-                               detail={"problems": problems})
+                               detail={"problems": problems, "manual": waits})
+        if manual:
+            return TaskOutcome("waiting", note, detail={"problems": [], "manual": waits})
         return TaskOutcome("done", note + ": all refused, completed or gone",
-                           detail={"problems": []})
+                           detail={"problems": [], "manual": []})
 
 
 def run_incident(
