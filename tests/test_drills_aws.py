@@ -304,3 +304,90 @@ def test_incident_split_cli_asks_refuses_read_only_and_audits(
             except iam.exceptions.NoSuchEntityException:
                 pass
         drills.cleanup_drill(aws_main.store, aws_main.audit, row["id"], actor="t")
+
+
+def test_persistence_hunt_finds_and_removes_the_backdoor_and_skipping_remove_leaves_it(
+        aws_main: AwsMain, sandbox: SandboxState, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from console.drills.injections import INJECTIONS
+
+    # the backdoor key's secret lives only in the drill's attacker: the real injection runs,
+    # and a spy copies what it made into the canaries
+    real = INJECTIONS.get("leave-persistence")
+
+    def spy(drill: Any, step: Any) -> dict[str, Any]:
+        got = real.fn(drill, step)
+        aws_main.canaries.add(drill.attacker.stolen["backdoor"]["secret_access_key"])
+        return got
+
+    monkeypatch.setitem(INJECTIONS._words, real.name, dataclasses.replace(real, fn=spy))
+    worlds: list[dict[str, Any]] = []
+
+    def keep_world(event: dict[str, Any], run_dir: Path) -> None:
+        if event["event"] == "incident":
+            worlds.append(json.loads((run_dir / "world.json").read_text()))
+
+    iam = aws_client(sandbox, "iam")
+    from console.sandbox import ADMIN_USER
+
+    admin_policies = iam.list_attached_user_policies(UserName=ADMIN_USER)["AttachedPolicies"]
+    row = _run(aws_main, "persistence-hunt", keep_world)
+    assert row["status"] == "passed", row["detail"]["checks"]
+    assert checks_of(row) == {"persistence-removed": True, "stolen-refused": True,
+                              "consumer-healthy": True, "rotated": True}
+    world = worlds[0]
+    user = world["records"]["deployer-aws"]["user"]
+    backdoor = f"drill-{world['tag']}-backdoor"
+    # noted with the world before it was made, so cleanup would remove it whatever happened
+    assert {"kind": "iam-user", "name": backdoor} in world["resources"]
+    got = {c["check"]: c for c in row["detail"]["checks"]}
+    assert got["persistence-removed"]["detail"]["key_tried"] is True
+    assert got["persistence-removed"]["detail"]["left"] == []
+    assert set(got["persistence-removed"]["detail"]["kept"]) == {user, ADMIN_USER}
+    from console.incidents import load
+    from console.store import Store
+
+    dstore = Store(Path(row["detail"]["drill_db"]))
+    try:
+        inc = load(dstore, row["detail"]["incident"])
+        tasks = {t["step"]: t for t in inc["tasks"]}
+        assert [tasks[s]["status"] for s in ("contain", "review", "remove", "eradicate")] == [
+            "done"] * 4, {s: tasks[s]["note"] for s in tasks}
+        # the hunt listed exactly the backdoor (its key and attachment with it); remove
+        # deleted exactly those: the attachment, the key, then the user
+        auto = dstore.get_incident(inc["id"])["detail"]["auto"]
+        found = auto["review"]["hunt"]["findings"]
+        assert [(f["what"], f["name"]) for f in found] == [("user", backdoor)]
+        assert found[0]["attached_policies"] == [aws_words.ADMIN_POLICY]
+        assert len(found[0]["keys"]) == 1
+        removed = [(r["what"], r["outcome"]) for r in auto["remove"]["removed"]]
+        assert removed == [("attached-policy", "deleted"), ("access-key", "deleted"),
+                           ("user", "deleted")]
+    finally:
+        dstore.close()
+    listed = {u["UserName"] for u in iam.list_users()["Users"]}
+    assert backdoor not in listed and user not in listed  # cleaned up
+    assert iam.list_attached_user_policies(UserName=ADMIN_USER)["AttachedPolicies"] == \
+        admin_policies
+    assert row["detail"]["cleanup"]["errors"] == []
+
+    # no remove: the key is contained and rotated, but the backdoor stays, and the check
+    # names each piece of it
+    bad = _run(aws_main, "persistence-hunt", keep_world, skip=["remove"])
+    assert bad["status"] == "failed"
+    assert checks_of(bad) == {"persistence-removed": False, "stolen-refused": True,
+                              "consumer-healthy": True, "rotated": True}
+    why = {c["check"]: c["why"] for c in bad["detail"]["checks"]}["persistence-removed"]
+    backdoor = f"drill-{worlds[1]['tag']}-backdoor"
+    assert why.startswith(f"still there: iam user {backdoor}, its access key AKIA")
+    assert f"AdministratorAccess attached to {backdoor}" in why
+    assert "the backdoor key" in why and "still answers at STS" in why
+    assert bad["detail"]["scores"]["ratings"]["eradicate"]["level"] == 1
+    # cleanup removed the backdoor the response left (world.json noted it first)
+    assert backdoor not in {u["UserName"] for u in iam.list_users()["Users"]}
+    assert bad["detail"]["cleanup"]["errors"] == []
+    aws_main.no_canary(json.dumps(row), json.dumps(bad),
+                       aws_main.db.read_bytes().decode("latin-1"),
+                       Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"),
+                       Path(bad["detail"]["drill_db"]).read_bytes().decode("latin-1"))

@@ -13,6 +13,11 @@
   copy is tried that way (``stolen-refused``: ``InvalidClientTokenId`` for a deleted key, the
   sandbox's moto refuses an Inactive one too).
 
+- ``leave-persistence`` (injection) and ``persistence-removed`` (check), scenario 3: the
+  attacker's stolen key makes a backdoor user with a key and AdministratorAccess attached;
+  the check asks IAM (as the sandbox's admin) whether any of it is left, STS whether the
+  backdoor key answers, and whether the world's own users and the admin are still there.
+
 Values: the keys live in moto and in the agents' env files only; a record holds the user, the
 key id (not secret) and paths.
 """
@@ -631,3 +636,107 @@ def least_privilege(drill: Drill, check: Check) -> dict[str, Any]:
             "why": "; ".join(problems) if problems else
             f"{len(key_ids)} agent(s), each with its own key reading only its own data",
             "detail": {"agents": sorted(key_ids), "problems": problems}}
+
+
+# --- scenario: the persistence hunt -------------------------------------------------------------
+
+ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def backdoor_name(world: DrillWorld) -> str:
+    return world.name("backdoor")
+
+
+@INJECTIONS.word("leave-persistence",
+                 help="the attacker copies the IAM key from the agent's env file and, with it, "
+                      "creates a user drill-<tag>-backdoor, an access key for that user (its "
+                      "secret kept in memory only) and attaches AdministratorAccess to it: what "
+                      "a stolen key with IAM rights leaves so it survives the key's rotation")
+def leave_persistence(drill: Drill, step: Injection) -> dict[str, Any]:
+    (item,) = drill.items_for(step)
+    if item.part != "iam-key":
+        raise SandboxError(f"leave-persistence needs an iam-key: {item.name}")
+    stolen = item.read()
+    drill.attacker.stolen[item.name] = stolen
+    iam = client_as(drill.world.state, "iam", stolen)
+    user = backdoor_name(drill.world)
+    # noted before it exists, so cleanup removes it whatever happens next (a kill included)
+    drill.world.created("iam-user", name=user)
+    try:
+        iam.create_user(UserName=user)
+        made = iam.create_access_key(UserName=user)["AccessKey"]
+        drill.attacker.stolen["backdoor"] = {"access_key_id": made["AccessKeyId"],
+                                             "secret_access_key": made["SecretAccessKey"]}
+        iam.attach_user_policy(UserName=user, PolicyArn=ADMIN_POLICY)
+    finally:
+        iam.close()
+    drill.notes["persistence"] = {"user": user, "key_id": made["AccessKeyId"],
+                                  "policy": ADMIN_POLICY, "with": item.name}
+    return {"stolen": [item.name], "user": user}
+
+
+def _left_behind(drill: Drill) -> tuple[list[str], dict[str, Any]]:
+    """What of the backdoor moto still has: the user, its keys, the policy attachment (asked
+    by reference, as the sandbox's admin), and whether STS still answers its key."""
+    from botocore.exceptions import ClientError
+
+    found = drill.notes.get("persistence") or {}
+    user = str(found.get("user") or backdoor_name(drill.world))
+    iam = drill.world.aws("iam")
+    left: list[str] = []
+    try:
+        iam.get_user(UserName=user)
+        left.append(f"iam user {user}")
+        for key in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            left.append(f"its access key {key['AccessKeyId']}")
+    except ClientError as exc:
+        if _code(exc) != "NoSuchEntity":
+            raise
+    policy = str(found.get("policy") or ADMIN_POLICY)
+    attached = [u["UserName"] for page in iam.get_paginator("list_entities_for_policy")
+                .paginate(PolicyArn=policy, EntityFilter="User") for u in page["PolicyUsers"]]
+    if user in attached:
+        left.append(f"{policy.rsplit('/', 1)[-1]} attached to {user}")
+    backdoor = drill.attacker.stolen.get("backdoor")
+    answers = bool(backdoor) and sts_caller(drill.world.state, backdoor or {}) is not None
+    if answers:
+        left.append(f"the backdoor key {found.get('key_id')} still answers at STS")
+    return left, {"user": user, "key_tried": bool(backdoor), "key_answers": answers}
+
+
+@CHECKS.word("persistence-removed", capability="eradicate",
+             advice="hunt for what a stolen key with IAM rights made (keyshift incident hunt: "
+                    "new users, keys, attached policies) and remove it once checked (incident "
+                    "hunt --remove): rotating the stolen key leaves the backdoor open",
+             help="the backdoor user the attacker made, its access key and its policy "
+                  "attachment are gone at IAM, the backdoor key is refused by STS, and every "
+                  "user the world declares and the sandbox's own admin are still there")
+def persistence_removed(drill: Drill, check: Check) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    from console.sandbox import ADMIN_USER
+
+    if "persistence" not in drill.notes and not drill.notes.get("by_reference"):
+        return {"ok": False, "why": "no persistence was left (was it injected?)", "detail": {}}
+    left, detail = _left_behind(drill)
+    iam = drill.world.aws("iam")
+    keep = sorted({i.record["user"] for i in drill.world.items.values() if i.part == "iam-key"}
+                  | {ADMIN_USER})
+    lost = []
+    for user in keep:
+        try:
+            iam.get_user(UserName=user)
+        except ClientError as exc:
+            if _code(exc) != "NoSuchEntity":
+                raise
+            lost.append(user)
+    if not iam.list_attached_user_policies(UserName=ADMIN_USER)["AttachedPolicies"] \
+            and ADMIN_USER not in lost:
+        lost.append(f"{ADMIN_USER}'s policies")
+    ok = not left and not lost
+    why = "; ".join(([f"still there: {', '.join(left)}"] if left else [])
+                    + ([f"removed but should stay: {', '.join(lost)}"] if lost else [])) \
+        or f"backdoor {detail['user']}, its key and its policy attachment removed; " \
+           f"{len(keep)} user(s) that should stay are there"
+    return {"ok": ok, "why": why, "detail": {**detail, "left": left, "lost": lost,
+                                            "kept": keep}}
