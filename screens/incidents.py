@@ -62,6 +62,7 @@ MEANING = {
     "done": "done",
     "skipped": "warning",
     "failed": "failed",  # an automated task whose last run failed (still doing)
+    "waiting": "waiting",  # an automated task waiting for a person (still doing)
     "open": "waiting",
     "closed": "done",
 }
@@ -135,9 +136,14 @@ def open_automated(inc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def shown_status(task: dict[str, Any]) -> str:
     """The store's status, except that an automated task whose last run failed (it stays
-    ``doing`` with a note starting ``failed:``) reads ``failed``: r runs it again."""
-    if task["status"] == "doing" and (task["note"] or "").startswith("failed:"):
+    ``doing`` with a note starting ``failed:``) reads ``failed``, and one that waits for a
+    person (``waiting:``: a removal to confirm, a provider key to rotate) reads ``waiting``:
+    r runs it again."""
+    note = task["note"] or ""
+    if task["status"] == "doing" and note.startswith("failed:"):
         return "failed"
+    if task["status"] == "doing" and note.startswith("waiting:"):
+        return "waiting"
     return task["status"]
 
 

@@ -17,6 +17,15 @@ or ``incident hunt ID --remove``, which records the task too); otherwise it is l
 ``waiting``: open, its note saying how many findings wait and the command to remove them, and
 the run's ``ok`` false. eradicate and verify still run.
 
+eradicate waits too while a step needs a person (a provider key minted through its checklist,
+a credential nobody declared an issuer for): its note names each, with ``keyshift rotate REF``
+or how to mark the task done once rotated by hand. Run again, it does not rotate twice what was
+rotated since the incident opened (by it or by a person). verify checks every credential
+eradicate had to rotate (what it recorded, or what it would select when it has not run): a
+completed rotation since the incident opened with its verify step passed; it waits while only
+a person's rotations are missing, and fails otherwise. What remove deleted is gone only when
+IAM says NoSuchEntity; any other answer is a failed check.
+
 A task that fails (or waits) stays ``doing`` with a note that starts ``failed:`` (``waiting:``)
 (the schema's statuses are todo, doing, done and skipped); running the incident again retries
 it. ``skip`` leaves the named steps untouched (todo), which is how a drill rehearses a wrong

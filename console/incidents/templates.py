@@ -78,8 +78,9 @@ TEMPLATES: dict[str, dict[str, Any]] = {
                       "healthy",
              "auto": "verify",
              "note": "checked by reference: revoked accessors no longer found, keys gone or "
-                     "Inactive, each rotation run completed with its verify step ok; an old "
-                     "value keyshift never held cannot be tried against its issuer"},
+                     "Inactive, every credential in scope rotated (a completed run with its "
+                     "verify step ok), what remove deleted gone; an old value keyshift never "
+                     "held cannot be tried against its issuer"},
             {"step": "notify", "phase": "respond", "csf": "RS.CO-02",
              "title": "Notify the owners: {owners}"},
             {"step": "recover", "phase": "recover", "csf": "RC.RP-01",
