@@ -139,6 +139,40 @@ def test_provider_key_leak_passes_and_a_skipped_revoke_leaves_the_key_valid(main
                    main.db.read_bytes().decode("latin-1"))
 
 
+def test_the_probe_runs_at_each_rotation_step_and_catches_a_revoke_before_delivery(
+        main: Main) -> None:
+    row = main.run("provider-key-leaked")
+    probe = row["detail"]["probe"]
+    # a round after each step of the rotation, the revoke among them
+    assert {"issue", "verify", "revoke"} <= set(probe["after_steps"]), probe["after_steps"]
+    assert any(s.startswith("deliver") for s in probe["after_steps"])
+    assert probe["failed"] == 0 and checks_of(row)["probe-failures"] is True
+    got = {c["check"]: c for c in row["detail"]["checks"]}["probe-failures"]
+    assert f"{probe['rounds']} round(s)" in got["why"]
+
+    # the same rotation, the person revoking the leaked key before keyshift delivers the new
+    # one: the agent is refused for the few milliseconds in between, and the probe sees it
+    folder = Path(os.environ["KEYSHIFT_HOME"]) / "drills"
+    folder.mkdir(exist_ok=True)
+    (folder / "hasty.yaml").write_text(
+        "title: hasty revoke\nworld:\n  agents: [{name: support, owner: o}]\n"
+        "  parts: [{part: provider-key, name: llm-key, agent: support}]\n"
+        "inject: [{step: steal, credential: llm-key}]\n"
+        "respond:\n  incident: {credential: llm-key}\n"
+        "  steps: {eradicate: [{action: rotate, credential: llm-key, "
+        "options: {order: revoke-first}}]}\n"
+        "  probes: [llm-key]\n"
+        "checks: [{check: stolen-refused, credential: llm-key}, "
+        "{check: consumer-healthy, credential: llm-key}, {check: probe-failures}]\n")
+    bad = drills.run_drill(main.store, main.audit, drills.get_scenario("hasty"),
+                           actor="drill-test")
+    got = checks_of(bad)
+    assert got["stolen-refused"] is True and got["consumer-healthy"] is True
+    assert got["probe-failures"] is False
+    stats = bad["detail"]["probe"]
+    assert stats["failed"] >= 1 and "issue" in stats["failed_after"], stats
+
+
 def test_a_rotation_killed_half_way_is_resumed_and_skipping_it_is_caught(main: Main) -> None:
     row = main.run("rotation-failed-half-way")
     assert row["status"] == "passed", row["detail"]

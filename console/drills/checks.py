@@ -80,17 +80,25 @@ def consumer_healthy(drill: Drill, check: Check) -> dict[str, Any]:
 @CHECKS.word("probe-failures", options=("max",), capability="recover",
              advice="rotate with overlap (mint, deliver, verify, then revoke) so consumers "
                     "never see a refused value",
-             help="the consumer probe loop that ran through the response failed at most max "
-                  "times (default 0)")
+             help="the consumer probe that ran through the response (on a timer and after "
+                  "each rotation step) failed at most max times (default 0), and it ran "
+                  "after the old value was revoked")
 def probe_failures(drill: Drill, check: Check) -> dict[str, Any]:
     stats = drill.notes.get("probe")
     if not stats:
         return {"ok": False, "why": "no consumer probe ran", "detail": {}}
     limit = int(check.options.get("max", 0))
-    return {"ok": stats["failed"] <= limit and stats["rounds"] > 0,
-            "why": f"{stats['failed']} failed probe(s) in {stats['rounds']} round(s) "
-                   f"(allowed {limit})",
-            "detail": stats}
+    after = stats.get("after_steps") or []
+    # a round after the revoke is what shows consumers had the new value by then: rounds on
+    # a timer alone can all fall before the rotation or after it is over
+    revoked = any(s == "revoke" or s.startswith("revoke:") for s in after)
+    why = (f"{stats['failed']} failed probe(s) in {stats['rounds']} round(s), "
+           f"{len(after)} after a rotation step (allowed {limit})")
+    if stats["failed"] > limit and stats.get("failed_after"):
+        why += "; failed after: " + ", ".join(stats["failed_after"])
+    if not revoked:
+        why += "; no probe ran after a revoke step: the switch to the new value was not probed"
+    return {"ok": stats["failed"] <= limit and revoked, "why": why, "detail": stats}
 
 
 @CHECKS.word("no-unfinished-runs", capability="eradicate",

@@ -56,6 +56,11 @@ class Drill:
             return [i for i in items if i.owner == step.owner or i.agent in agents]
         return items
 
+    def progress(self, step: str, status: str, message: str = "") -> None:
+        """The rotation engine's progress callback: probes consumers after each step."""
+        if self.probe is not None:
+            self.probe.after_step(step, status)
+
     def engine(self) -> Any:
         from console.rotation import RotationEngine
 
@@ -68,14 +73,19 @@ class Drill:
 
 
 class Probe:
-    """Consumers probed in a loop on a thread while the responder works: each round reads
-    every probed credential where its agent reads it and calls its issuer."""
+    """Consumers probed while the responder works: each round reads every probed credential
+    where its agent reads it and calls its issuer. A thread probes every ``interval``; and the
+    rotation engine's progress calls ``after_step`` once each step of a rotation ends, so a
+    window between two steps (revoked before delivered) is probed however short it is."""
 
     def __init__(self, items: list[Item], interval: float = 0.05) -> None:
         self.items = items
         self.interval = interval
         self.rounds = 0
         self.failures: dict[str, int] = {i.name: 0 for i in items}
+        # the engine steps a round ran right after: (step, failed probes in that round)
+        self.steps: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drill-probe", daemon=True)
 
@@ -83,16 +93,31 @@ class Probe:
         self._thread.start()
         return self
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _round(self) -> int:
+        with self._lock:  # the thread's round and a step's round never interleave
+            failed = 0
             for item in self.items:
                 if not item.consumer():
                     self.failures[item.name] += 1
+                    failed += 1
             self.rounds += 1
+            return failed
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._round()
             self._stop.wait(self.interval)
+
+    def after_step(self, step: str, status: str) -> None:
+        """A rotation step ended (done, failed, waiting): probe before the next one starts."""
+        if self._stop.is_set() or status not in ("done", "failed", "waiting"):
+            return
+        self.steps.append((step if status == "done" else f"{step} ({status})", self._round()))
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()
         self._thread.join(timeout=30)
         return {"rounds": self.rounds, "failures": dict(self.failures),
-                "failed": sum(self.failures.values())}
+                "failed": sum(self.failures.values()),
+                "after_steps": [s for s, _ in self.steps],
+                "failed_after": {s: n for s, n in self.steps if n}}

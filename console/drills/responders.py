@@ -29,6 +29,9 @@ class DrillPerson:
 
     provider: str
     revoke: bool = True
+    # a hasty person revokes the leaked key the moment the new one is minted, before keyshift
+    # has delivered it: the rehearsal of a response that breaks its consumers
+    revoke_first: bool = False
     shown: list[str] = field(default_factory=list)
     _old_ids: set[str] = field(default_factory=set)
 
@@ -40,24 +43,32 @@ class DrillPerson:
         self.shown.append(text.split("\n")[0][:200])
 
     def ask_secret(self, prompt: str) -> str | None:
-        return str(standin(self.provider, "keys", name="rotated")["key"])
+        key = str(standin(self.provider, "keys", name="rotated")["key"])
+        if self.revoke_first and self.revoke:
+            self._revoke_old()
+        return key
 
     def confirm(self, prompt: str) -> bool:
         if "Revoke the old key" not in prompt or not self.revoke:
             return False
-        for key_id in self._old_ids:
-            standin(self.provider, "revoke", id=key_id)
+        if not self.revoke_first:
+            self._revoke_old()
         return True
 
+    def _revoke_old(self) -> None:
+        for key_id in self._old_ids:
+            standin(self.provider, "revoke", id=key_id)
 
-def _rotate(drill: Drill, item: Item) -> dict[str, Any]:
+
+def _rotate(drill: Drill, item: Item, order: str = "") -> dict[str, Any]:
     person = None
     if item.part == "provider-key":
-        person = DrillPerson(item.record["provider"], revoke="revoke" not in drill.skip)
+        person = DrillPerson(item.record["provider"], revoke="revoke" not in drill.skip,
+                             revoke_first=order == "revoke-first")
     engine = drill.engine()
     try:
         result = engine.rotate(item.credential_id, actor=ACTOR, grace=timedelta(0),
-                               interaction=person)
+                               interaction=person, progress=drill.progress)
     except KeyshiftError as exc:
         run = getattr(getattr(exc, "result", None), "run_id", None)
         return {"evidence": [f"run:{run}"] if run else [], "ok": False,
@@ -89,13 +100,20 @@ def _nothing(action: Action) -> dict[str, Any]:
                     "nothing was done"}
 
 
-@RESPONDERS.word("rotate", help="rotate the named credentials (an agent's, an owner's, or "
-                                "one) through the engine, revoking the old value at once")
+@RESPONDERS.word("rotate", options=("order",),
+                 help="rotate the named credentials (an agent's, an owner's, or one) through "
+                      "the engine, revoking the old value at once; order: revoke-first has the "
+                      "person revoke a provider key before the new one is delivered (a wrong "
+                      "response to rehearse)")
 def rotate(drill: Drill, action: Action) -> dict[str, Any]:
     items = drill.items_for(action)
     if not items:
         return _nothing(action)
-    return _merge([_rotate(drill, item) for item in items])
+    order = str(action.options.get("order", ""))
+    if order not in ("", "overlap", "revoke-first"):
+        return {"evidence": [], "ok": False,
+                "note": f"rotate: unknown order {order!r} (overlap or revoke-first)"}
+    return _merge([_rotate(drill, item, order) for item in items])
 
 
 @RESPONDERS.word("resume-or-rollback",
@@ -111,12 +129,12 @@ def resume_or_rollback(drill: Drill, action: Action) -> dict[str, Any]:
         if row["credential_id"] not in ids:
             continue
         try:
-            result = engine.resume(row["id"], actor=ACTOR)
+            result = engine.resume(row["id"], actor=ACTOR, progress=drill.progress)
             parts.append({"evidence": [f"run:{row['id']}"], "ok": True,
                           "note": f"run {row['id'][:12]} resumed: {result.status}"})
         except KeyshiftError as exc:
             try:
-                engine.roll_back(row["id"], actor=ACTOR)
+                engine.roll_back(row["id"], actor=ACTOR, progress=drill.progress)
                 parts.append({"evidence": [f"run:{row['id']}"], "ok": True,
                               "note": f"run {row['id'][:12]} rolled back ({exc.one_line()})"})
             except KeyshiftError as again:

@@ -421,13 +421,23 @@ def _automated(drill: Drill, step: str) -> str:
     # the drill's responder plays the person who checked the hunt's list (remove_found)
     result = run_incident(drill.store, drill.audit, drill.loaded, drill.incident_id or "",
                           actor=ACTOR, engine=drill.engine(), only=[step], skip=skip,
-                          remove_found=True)
+                          remove_found=True, on_event=_probe_steps(drill))
     ran = [t for t in result.get("tasks", []) if t["step"] == step]
     if not ran:  # the template does not automate this step: nothing did it, it stays undone
         return "not-run"
     # a failed or waiting task stays as the runner recorded it (doing, its note saying why):
     # not done, so scoring rates its capability unable
     return str(ran[-1]["status"])
+
+
+def _probe_steps(drill: Drill) -> Callable[[dict[str, Any]], None]:
+    """run_incident's progress events, each a rotation step's end ("<step> <status> ..."):
+    the probe runs a round after each, as it does for the drill's own rotations."""
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "progress" and event.get("message"):
+            drill.progress(str(event["message"]).split(" ")[0], str(event.get("status")))
+
+    return on_event
 
 
 def run_checks(drill: Drill) -> list[dict[str, Any]]:
