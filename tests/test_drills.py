@@ -135,6 +135,10 @@ def test_provider_key_leak_passes_and_a_skipped_revoke_leaves_the_key_valid(main
     assert data["status"] == "failed" and data["trend"][-1]["run"] == bad["id"]
     assert [t["score"] for t in data["trend"]] == [first_score, bad["score"]]
     assert "## What went wrong" in md.stdout and "stolen-refused" in md.stdout
+    # one UTC spelling throughout (the store says +00:00, the timeline Z)
+    assert data["started_at"].endswith("Z") and data["finished_at"].endswith("Z")
+    assert "+00:00" not in md.stdout and "+00:00" not in js.stdout
+    assert f"in {bad['detail']['probe']['rounds']} round(s)" in md.stdout
     main.no_canary(md.stdout, js.stdout, json.dumps(row), json.dumps(bad),
                    main.db.read_bytes().decode("latin-1"))
 

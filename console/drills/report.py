@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 TREND_RUNS = 20
 
 
+def _z(value: str | None) -> str | None:
+    """The store spells UTC +00:00, the timeline Z: a report says Z throughout."""
+    return value[:-6] + "Z" if value and value.endswith("+00:00") else value
+
+
 def build(store: Store, row: dict[str, Any]) -> dict[str, Any]:
     d = row["detail"]
     runs = [r for r in store.drill_runs(row["scenario"], limit=TREND_RUNS)
@@ -24,7 +29,7 @@ def build(store: Store, row: dict[str, Any]) -> dict[str, Any]:
     return {
         "run": row["id"], "scenario": row["scenario"], "title": d.get("title"),
         "status": row["status"], "score": row["score"], "actor": row["actor"],
-        "started_at": row["started_at"], "finished_at": row["finished_at"],
+        "started_at": _z(row["started_at"]), "finished_at": _z(row["finished_at"]),
         "auto": d.get("auto"), "skip": d.get("skip", []), "incident": d.get("incident"),
         "drill_db": d.get("drill_db"), "timeline": d.get("timeline", []),
         "scores": d.get("scores"), "checks": d.get("checks", []),
@@ -34,7 +39,7 @@ def build(store: Store, row: dict[str, Any]) -> dict[str, Any]:
         "anchor": anchor,
         "verify_with": (f"keyshift --db {d.get('drill_db')} audit verify --anchor "
                         f"{anchor['seq']}:{anchor['hash']}") if anchor else None,
-        "trend": [{"run": r["id"], "at": r["started_at"], "status": r["status"],
+        "trend": [{"run": r["id"], "at": _z(r["started_at"]), "status": r["status"],
                    "score": r["score"]} for r in reversed(runs)],
     }
 
@@ -67,7 +72,10 @@ def markdown(data: dict[str, Any]) -> str:
                 f"- checks passed {s['checks']['passed']}/{s['checks']['total']}",
                 "- still valid that should not be: " + (", ".join(s["still_valid"]) or "none"),
                 "- consumers broken: " + (", ".join(s["consumers_broken"]) or "none")
-                + (f"; failed probes {s['probe_failures']}"
+                + (f"; failed probes {s['probe_failures']}" + (
+                    f" in {data['probe']['rounds']} round(s), "
+                    f"{len(data['probe'].get('after_steps') or [])} of them after a rotation "
+                    "step" if data.get("probe") else "")
                    if s.get("probe_failures") is not None else ""),
                 f"- evidence: {s['evidence']['with_evidence']}/{s['evidence']['expected']} "
                 "acted-on tasks done with evidence",
