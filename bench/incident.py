@@ -22,14 +22,21 @@ credential names, the token's and the secret-id's accessors, the key's id) for f
   secret-id, token and access key written into the ``.env`` file and the old key deleted;
   then look up each revoked accessor and list the user's keys to verify.
 
-A consumer (its own read access) reads all 47 secrets in a loop while a side runs; a failed
-read is a consumer error. Afterwards the bench checks, the same way for both sides, that every
-one of the 50 credentials holds a new value, that the attacker's copies (taken at setup, kept
-in memory) are refused by their issuers (the token and the secret-id by OpenBao, the key by
-STS) or are no longer any secret's value, and that the agent's new values in ``.env`` work.
-Both sides must answer (50 rotated, 50 old refused, 0 consumer errors).
+A consumer reads all 47 secrets in a loop while a side runs; a failed read is a consumer
+error. It is another service that uses the same secrets with access of its own (here the
+sandbox's admin credentials), not the compromised agent: the agent is cut off on purpose
+between contain and the delivery of its new values, on both sides alike.
+
+Afterwards the bench checks, the same way for both sides, that every one of the 50 credentials
+holds a new value, that the attacker's copies (taken at setup, kept in memory) are refused by
+their issuers (the token and the secret-id by OpenBao, the key by STS) or are no longer any
+secret's value, and that the agent's new values in ``.env`` work. Both sides must answer (50
+rotated, 50 old refused, 0 consumer errors).
 
     .venv/bin/python bench/incident.py [--rounds 1]
+
+The baseline pays a Python start-up for each of its 20 ``aws`` calls and runs everything one
+after another, as a person's script does; keyshift rotates on the playbook's worker threads.
 
 Runs inside the private keyring session (``make bench``); starts a sandbox of its own. The
 aws command-line tool is installed into a venv of the bench's own on first use
