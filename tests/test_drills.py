@@ -46,6 +46,10 @@ class Main:
             return
         (run_dir,) = [p for p in (Path(os.environ["KEYSHIFT_HOME"]) / "drills").iterdir()
                       if (p / "world.json").is_file() and p.name == self.current]
+        self.read_values(run_dir)
+
+    def read_values(self, run_dir: Path) -> None:
+        """Every value the world in ``run_dir`` holds now: the agents' env files, its KV."""
         world = json.loads((run_dir / "world.json").read_text())
         for env in (run_dir / "workspace").rglob(".env"):
             for line in env.read_text().splitlines():
@@ -75,6 +79,28 @@ class Main:
         return subprocess.run(
             [KEYSHIFT, "--db", str(self.db), *args], env=dict(os.environ),
             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+    def start(self, name: str) -> tuple[str, list[str], dict[str, Any]]:
+        """``keyshift drill run NAME`` without --auto, as a person starts one: returns the run
+        id, the ``keyshift --inventory ... --db ...`` prefix to work its incident with, and
+        what the run printed (json)."""
+        got = self.cli("drill", "run", name, "--format", "json")
+        assert got.returncode == 0, got.stderr
+        info = json.loads(got.stdout.strip().splitlines()[-1])
+        assert info["status"] == "awaiting-response", info
+        self.read_values(Path(info["inventory"]).parent)
+        return info["run"], [KEYSHIFT, "--inventory", info["inventory"], "--db",
+                             info["drill_db"]], info
+
+    def work(self, base: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+        """One command of the person working the drill's incident (a process of its own)."""
+        return subprocess.run([*base, *args], env=dict(os.environ), capture_output=True,
+                              text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+    def verify(self, run_id: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        """``keyshift drill verify RUN`` in a later process; the run's row after it."""
+        got = self.cli("drill", "verify", run_id, "--format", "json")
+        return got, self.store.get_drill_run(run_id) or {}
 
     def no_canary(self, *texts: str) -> None:
         assert self.canaries, "the test read no values: it would prove nothing"

@@ -391,3 +391,138 @@ def test_persistence_hunt_finds_and_removes_the_backdoor_and_skipping_remove_lea
                        aws_main.db.read_bytes().decode("latin-1"),
                        Path(row["detail"]["drill_db"]).read_bytes().decode("latin-1"),
                        Path(bad["detail"]["drill_db"]).read_bytes().decode("latin-1"))
+
+
+# --- worked by a person (no --auto), verified by reference in a later process ------------------
+
+
+def _failed(row: dict[str, Any]) -> set[str]:
+    return {c["check"] for c in row["detail"]["checks"] if not c["ok"]}
+
+
+def test_public_repo_key_worked_by_a_person_is_verified_by_reference(aws_main: AwsMain) -> None:
+    run_id, base, info = aws_main.start("aws-key-in-public-repo")
+    worked = aws_main.work(base, "incident", "run", info["incident"], "--yes")
+    assert worked.returncode == 0, worked.stdout + worked.stderr
+    got, row = aws_main.verify(run_id)
+    assert got.returncode == 0, got.stdout + got.stderr + json.dumps(row["detail"]["checks"])
+    assert checks_of(row) == {"detected": True, "stolen-refused": True,
+                              "consumer-healthy": True, "rotated": True,
+                              "key-activity-reviewed": True}
+    why = {c["check"]: c["why"] for c in row["detail"]["checks"]}
+    assert "by reference" in why["stolen-refused"]
+    assert "review's evidence" in why["key-activity-reviewed"]
+    assert set(row["detail"]["refs"]["ingest-aws"]) == {"key_id", "user"}
+
+    # worked wrongly: contain and eradicate skipped, the pushed key stays Active at IAM
+    run_id, base, info = aws_main.start("aws-key-in-public-repo")
+    worked = aws_main.work(base, "incident", "run", info["incident"], "--yes",
+                           "--skip", "contain", "--skip", "eradicate")
+    got, bad = aws_main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert _failed(bad) == {"stolen-refused", "rotated"}, bad["detail"]["checks"]
+    assert bad["detail"]["scores"]["still_valid"] == ["ingest-aws"]
+    aws_main.no_canary(got.stdout, got.stderr, worked.stdout, worked.stderr, json.dumps(row),
+                       json.dumps(bad), aws_main.db.read_bytes().decode("latin-1"),
+                       Path(info["drill_db"]).read_bytes().decode("latin-1"))
+
+
+def test_compromised_agent_worked_by_a_person_is_verified_by_reference(
+        aws_main: AwsMain) -> None:
+    run_id, base, info = aws_main.start("compromised-agent")
+    worked = aws_main.work(base, "incident", "run", info["incident"], "--yes")
+    assert worked.returncode == 0, worked.stdout + worked.stderr
+    got, row = aws_main.verify(run_id)
+    assert got.returncode == 0, got.stdout + got.stderr + json.dumps(row["detail"]["checks"])
+    assert checks_of(row) == {"stolen-refused": True, "attacker-tokens-refused": True,
+                              "rotated": True, "consumer-healthy": True, "unaffected": True}
+    checks = {c["check"]: c for c in row["detail"]["checks"]}
+    assert checks["attacker-tokens-refused"]["detail"]["tokens"] == 1
+    assert sorted(checks["unaffected"]["detail"]["checked"]) == ["billing-aws", "billing-db",
+                                                                 "billing-login"]
+    refs = row["detail"]["refs"]
+    assert set(refs["assistant-login"]) == {"accessor"} and set(refs["billing-db"]) == {
+        "version"}
+    assert len(row["detail"]["notes"]["attacker_tokens"]["assistant"]) == 1
+
+    # worked wrongly: contain skipped, so the token the attacker logged in for stays valid
+    run_id, base, info = aws_main.start("compromised-agent")
+    worked = aws_main.work(base, "incident", "run", info["incident"], "--yes",
+                           "--skip", "contain")
+    got, bad = aws_main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert _failed(bad) == {"attacker-tokens-refused"}, bad["detail"]["checks"]
+    aws_main.no_canary(got.stdout, got.stderr, worked.stdout, worked.stderr, json.dumps(row),
+                       json.dumps(bad), aws_main.db.read_bytes().decode("latin-1"),
+                       Path(info["drill_db"]).read_bytes().decode("latin-1"))
+
+
+def test_persistence_hunt_worked_by_a_person_is_verified_by_reference(
+        aws_main: AwsMain) -> None:
+    run_id, base, info = aws_main.start("persistence-hunt")
+    worked = aws_main.work(base, "incident", "run", info["incident"], "--yes", "--remove-found")
+    assert worked.returncode == 0, worked.stdout + worked.stderr
+    got, row = aws_main.verify(run_id)
+    assert got.returncode == 0, got.stdout + got.stderr + json.dumps(row["detail"]["checks"])
+    assert checks_of(row) == {"persistence-removed": True, "stolen-refused": True,
+                              "consumer-healthy": True, "rotated": True}
+    persisted = row["detail"]["notes"]["persistence"]
+    assert persisted["user"].endswith("-backdoor") and persisted["key_id"].startswith("AKIA")
+    removed = {c["check"]: c for c in row["detail"]["checks"]}["persistence-removed"]
+    assert removed["detail"]["by_reference"] is True and removed["detail"]["left"] == []
+
+    # worked wrongly: the person runs the incident but never removes what the hunt found
+    run_id, base, info = aws_main.start("persistence-hunt")
+    worked = aws_main.work(base, "incident", "run", info["incident"], "--yes")
+    assert worked.returncode == 1  # remove waits for a person
+    got, bad = aws_main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert _failed(bad) == {"persistence-removed"}, bad["detail"]["checks"]
+    why = {c["check"]: c["why"] for c in bad["detail"]["checks"]}["persistence-removed"]
+    backdoor = bad["detail"]["notes"]["persistence"]["user"]
+    assert why.startswith(f"still there: iam user {backdoor}, its access key AKIA")
+    assert "still Active at IAM" in why
+    assert bad["detail"]["cleanup"]["errors"] == []
+    aws_main.no_canary(got.stdout, got.stderr, worked.stdout, worked.stderr, json.dumps(row),
+                       json.dumps(bad), aws_main.db.read_bytes().decode("latin-1"),
+                       Path(info["drill_db"]).read_bytes().decode("latin-1"))
+
+
+def test_shared_key_split_worked_by_a_person_is_verified_by_reference(
+        aws_main: AwsMain, sandbox: SandboxState) -> None:
+    run_id, base, info = aws_main.start("shared-key-split")
+    world = json.loads((Path(info["inventory"]).parent / "world.json").read_text())
+    rec = world["records"]["shared-key"]
+    bucket = rec["bucket"]
+    worked = aws_main.work(base, "incident", "split", info["incident"], "--credential",
+                           rec["credential_id"],
+                           "--agent", f"indexer=arn:aws:s3:::{bucket}/indexer/*",
+                           "--agent", f"reporter=arn:aws:s3:::{bucket}/reporter/*",
+                           "--action", "s3:GetObject", "--yes")
+    assert worked.returncode == 0, worked.stdout + worked.stderr
+    got, row = aws_main.verify(run_id)
+    assert got.returncode == 0, got.stdout + got.stderr + json.dumps(row["detail"]["checks"])
+    assert checks_of(row) == {"least-privilege": True, "stolen-refused": True,
+                              "consumer-healthy": True}
+    # the split's users were made by the person's process (world.json never heard of them):
+    # cleanup still removed them, by the world's tag
+    made = {f"{rec['user']}-indexer", f"{rec['user']}-reporter"}
+    assert made <= {r.removeprefix("iam-user:") for r in row["detail"]["cleanup"]["removed"]}
+    assert row["detail"]["cleanup"]["errors"] == []
+    listed = {u["UserName"] for u in aws_client(sandbox, "iam").list_users()["Users"]}
+    assert not made & listed and rec["user"] not in listed
+
+    # worked wrongly: the checklist marked done without splitting anything
+    run_id, base, info = aws_main.start("shared-key-split")
+    shown = json.loads(aws_main.work(base, "incident", "show", info["incident"], "--format",
+                                     "json").stdout)
+    eradicate = next(t["position"] for t in shown["tasks"] if t["step"] == "eradicate")
+    worked = aws_main.work(base, "incident", "task", info["incident"], str(eradicate), "done",
+                           "--note", "looked fine")
+    assert worked.returncode == 0, worked.stderr
+    got, bad = aws_main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert _failed(bad) == {"least-privilege", "stolen-refused"}, bad["detail"]["checks"]
+    aws_main.no_canary(got.stdout, got.stderr, worked.stdout, worked.stderr, json.dumps(row),
+                       json.dumps(bad), aws_main.db.read_bytes().decode("latin-1"),
+                       Path(info["drill_db"]).read_bytes().decode("latin-1"))

@@ -69,3 +69,36 @@ def test_vault_token_leaked_into_a_log(main: Main) -> None:
     main.no_canary(report.stdout, json.dumps(row), json.dumps(blind), json.dumps(open_door),
                    main.db.read_bytes().decode("latin-1"))
     assert os.environ["KEYSHIFT_HOME"]
+
+
+def test_vault_token_leaked_worked_by_a_person_is_verified_by_reference(main: Main) -> None:
+    """Without --auto: the person works the incident through the CLI in processes of their
+    own, and `drill verify` (another process, no stolen copy) checks the token by its
+    accessor, the reads from the run's record, the KV secrets by version."""
+    run_id, base, info = main.start("vault-token-leaked")
+    worked = main.work(base, "incident", "run", info["incident"], "--yes")
+    assert worked.returncode == 0, worked.stdout + worked.stderr
+    got, row = main.verify(run_id)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert row["status"] == "passed" and all(results(row).values()) and len(results(row)) == 8
+    refused = next(c for c in row["detail"]["checks"]
+                   if c["check"] == "stolen-refused" and c["target"] == "assistant-token")
+    assert "by reference" in refused["why"]
+    refs = row["detail"]["refs"]
+    assert set(refs["assistant-token"]) == {"accessor"}
+    assert row["detail"]["notes"]["token_reads"] == {"assistant-token": ["db-password",
+                                                                         "search-key"]}
+
+    # worked wrongly: no review, so what the token read is neither found nor rotated
+    run_id, base, info = main.start("vault-token-leaked")
+    worked = main.work(base, "incident", "run", info["incident"], "--yes", "--skip", "review")
+    got, bad = main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    failed = {k for k, ok in results(bad).items() if not ok}
+    assert failed == {("token-reads-found", "all"), ("stolen-refused", "db-password"),
+                      ("stolen-refused", "search-key"), ("rotated", "db-password"),
+                      ("rotated", "search-key")}, failed
+    assert bad["detail"]["cleanup"]["errors"] == []
+    main.no_canary(got.stdout, got.stderr, worked.stdout, worked.stderr, json.dumps(row),
+                   json.dumps(bad), main.db.read_bytes().decode("latin-1"),
+                   Path(info["drill_db"]).read_bytes().decode("latin-1"))

@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -289,6 +290,20 @@ def key_status(world: DrillWorld, user: str, key_id: str) -> str | None:
     return None
 
 
+def _iam_ref(world: DrillWorld, item: Item) -> dict[str, Any]:
+    # the key id the agent's env file holds now (an id names the key; it is not secret)
+    key_id = key_of(world, str(item.record["holders"][0]))["access_key_id"]
+    return {"key_id": key_id, "user": item.record["user"]} if key_id else {}
+
+
+def _iam_refused(world: DrillWorld, item: Item, ref: dict[str, Any]) -> bool:
+    # the sandbox's moto refuses an Inactive key at STS, as AWS does; a deleted key is gone
+    return key_status(world, str(ref["user"]), str(ref["key_id"])) != "Active"
+
+
+PARTS.get("iam-key").extra.update(ref=_iam_ref, refused=_iam_refused)
+
+
 # --- scenario: an access key pushed to a public repo --------------------------------------------
 
 REPO = "repo"
@@ -452,6 +467,8 @@ def detected(drill: Drill, check: Check) -> dict[str, Any]:
              help="the review recorded each key's last use, and saw the attacker's use after "
                   "the leak")
 def key_activity_reviewed(drill: Drill, check: Check) -> dict[str, Any]:
+    if "activity" not in drill.notes and drill.notes.get("by_reference"):
+        return _activity_reviewed_by_reference(drill, check)
     seen = drill.notes.get("activity", {})
     keys = [i.name for i in drill.items_for(check) if i.part == "iam-key"]
     missing = [n for n in keys if n not in seen]
@@ -461,6 +478,36 @@ def key_activity_reviewed(drill: Drill, check: Check) -> dict[str, Any]:
            "the attacker's use after the leak not seen: " + ", ".join(unseen) if unseen else
            f"reviewed: {', '.join(keys)} (used after the leak)")
     return {"ok": ok, "why": why, "detail": {"reviewed": sorted(seen), "missing": missing}}
+
+
+def _activity_reviewed_by_reference(drill: Drill, check: Check) -> dict[str, Any]:
+    """A person worked the review (incident run's review, or incident task ... --evidence
+    usage:ID): it saw the attacker's use when the review task is done and its evidence names
+    a usage event of the key from the injection on (IAM's last use, which a sync records;
+    whole seconds, as IAM gives it)."""
+    from console import incidents
+
+    keys = [i for i in drill.items_for(check) if i.part == "iam-key"]
+    inc = incidents.load(drill.store, drill.incident_id or "")
+    review = next((t for t in inc["tasks"] if t["step"] == "review"), None)
+    cited = {str(e["ref"]) for e in (review or {}).get("evidence", []) if e["kind"] == "usage"}
+    since = (drill.injected_at or datetime.now(UTC)).replace(microsecond=0)
+    missing, unseen = [], []
+    for item in keys:
+        after = {str(u["id"]) for u in drill.store.usage_since([item.credential_id], since)}
+        if review is None or review["status"] != "done":
+            missing.append(item.name)
+        elif not after & cited:
+            unseen.append(item.name)
+    ok = bool(keys) and not missing and not unseen
+    why = ("not reviewed (the review task is not done): " + ", ".join(missing) if missing else
+           "the review's evidence names no use after the leak of: " + ", ".join(unseen)
+           if unseen else
+           f"reviewed: {', '.join(i.name for i in keys)} (its use after the leak is in the "
+           "review's evidence)")
+    return {"ok": ok, "why": why, "detail": {"reviewed": [i.name for i in keys
+                                                          if i.name not in missing],
+                                             "missing": missing, "by_reference": True}}
 
 
 # --- scenario: a compromised agent -----------------------------------------------------------
@@ -485,27 +532,33 @@ def prompt_injection(drill: Drill, step: Injection) -> dict[str, Any]:
     mine = drill.items_for(step)
     for item in mine:
         drill.attacker.stolen[item.name] = item.read()
-    tokens = []
+    tokens, accessors = [], []
     for item in mine:
         if item.part == "approle-secret-id":
-            token = _approle_token(drill, drill.attacker.stolen[item.name])
-            if token:
-                tokens.append(token)
+            got = _approle_token(drill, drill.attacker.stolen[item.name])
+            if got:
+                tokens.append(got[0])
+                accessors.append(got[1])
     drill.attacker.stolen[f"{step.agent}:tokens"] = {str(n): t for n, t in enumerate(tokens)}
+    # the tokens' accessors name them for a later process (drill verify): not secret, and
+    # how contain revokes a token anyway
+    drill.notes.setdefault("attacker_tokens", {})[step.agent] = accessors
     drill.notes["untouched"] = {i.name: _digest(i.read()) for i in drill.world.items.values()
                                 if i.agent != step.agent}
     drill.notes["compromised"] = step.agent
     return {"stolen": [i.name for i in mine], "tokens": len(tokens)}
 
 
-def _approle_token(drill: Drill, login: dict[str, str]) -> str | None:
+def _approle_token(drill: Drill, login: dict[str, str]) -> tuple[str, str] | None:
+    """The token (and its accessor) an AppRole login gives."""
     import hvac
 
     from console.drills.world import _session
 
     client = hvac.Client(url=drill.world.state.vault.address, timeout=10, session=_session())
     got = client.auth.approle.login(login["role_id"], login["secret_id"])
-    return str(got["auth"]["client_token"]) if got.get("auth") else None
+    auth = got.get("auth") or {}
+    return (str(auth["client_token"]), str(auth["accessor"])) if auth else None
 
 
 def _token_works(drill: Drill, token: str) -> bool:
@@ -532,6 +585,8 @@ def _token_works(drill: Drill, token: str) -> bool:
 def attacker_tokens_refused(drill: Drill, check: Check) -> dict[str, Any]:
     agent = check.agent or drill.notes.get("compromised")
     tokens = drill.attacker.stolen.get(f"{agent}:tokens")
+    if tokens is None and drill.notes.get("by_reference"):
+        return _tokens_refused_by_reference(drill, str(agent))
     if tokens is None:
         return {"ok": False, "why": "the attacker holds no token (was it injected?)",
                 "detail": {}}
@@ -542,6 +597,24 @@ def attacker_tokens_refused(drill: Drill, check: Check) -> dict[str, Any]:
             "detail": {"tokens": len(tokens), "still_valid": valid}}
 
 
+def _tokens_refused_by_reference(drill: Drill, agent: str) -> dict[str, Any]:
+    """A later process holds no token: it asks OpenBao about each token the attacker made,
+    by the accessor noted at injection; one OpenBao no longer knows is refused."""
+    from console.drills.vault_words import accessor_gone
+
+    accessors = (drill.notes.get("attacker_tokens") or {}).get(agent)
+    if accessors is None:
+        return {"ok": False, "why": "no token accessor was recorded at injection: cannot be "
+                                    "checked by reference", "detail": {}}
+    valid = sum(1 for a in accessors if not accessor_gone(drill.world, a))
+    return {"ok": bool(accessors) and not valid,
+            "why": (f"{valid} of {len(accessors)} stolen token(s) still valid (by accessor)"
+                    if valid else f"{len(accessors)} stolen token(s) refused by OpenBao (by "
+                                  "accessor)") if accessors
+            else "the attacker made no token to check",
+            "detail": {"tokens": len(accessors), "still_valid": valid, "by_reference": True}}
+
+
 @CHECKS.word("unaffected", capability="recover",
              advice="scope the response to what the compromised agent could reach: rotating "
                     "or revoking another agent's credentials breaks it for nothing",
@@ -549,6 +622,8 @@ def attacker_tokens_refused(drill: Drill, check: Check) -> dict[str, Any]:
                   "still work where those agents read them")
 def unaffected(drill: Drill, check: Check) -> dict[str, Any]:
     before = drill.notes.get("untouched")
+    if before is None and drill.notes.get("by_reference"):
+        return _unaffected_by_reference(drill, check)
     if before is None:
         return {"ok": False, "why": "nothing was noted at injection", "detail": {}}
     items = [i for i in drill.items_for(check) if i.name in before]
@@ -560,6 +635,29 @@ def unaffected(drill: Drill, check: Check) -> dict[str, Any]:
            f"{len(items)} credential(s) unchanged and working")
     return {"ok": ok, "why": why, "detail": {"checked": [i.name for i in items],
                                              "changed": changed, "broken": broken}}
+
+
+def _unaffected_by_reference(drill: Drill, check: Check) -> dict[str, Any]:
+    """A later process has no digest of the values: each credential's reference now (the key
+    id, secret-id accessor, KV version its agent's values name) against the one recorded at
+    injection, and each consumer working on what its env file holds now."""
+    from console.drills.world import ref_of
+
+    refs = drill.notes.get("refs") or {}
+    items = drill.items_for(check)
+    unknown = [i.name for i in items if not refs.get(i.name)]
+    changed = [i.name for i in items if refs.get(i.name) and
+               ref_of(drill.world, i) != refs[i.name]]
+    broken = [i.name for i in items if not i.consumer()]
+    ok = bool(items) and not unknown and not changed and not broken
+    why = "; ".join(([f"cannot be checked by reference (none recorded): {', '.join(unknown)}"]
+                     if unknown else [])
+                    + (["changed: " + ", ".join(changed)] if changed else [])
+                    + (["broken: " + ", ".join(broken)] if broken else [])) \
+        or f"{len(items)} credential(s) unchanged (by reference) and working"
+    return {"ok": ok, "why": why, "detail": {"checked": [i.name for i in items],
+                                             "changed": changed, "broken": broken,
+                                             "unchecked": unknown}}
 
 
 # --- scenario: one over-privileged key shared by two agents --------------------------------------
@@ -698,10 +796,19 @@ def _left_behind(drill: Drill) -> tuple[list[str], dict[str, Any]]:
     if user in attached:
         left.append(f"{policy.rsplit('/', 1)[-1]} attached to {user}")
     backdoor = drill.attacker.stolen.get("backdoor")
-    answers = bool(backdoor) and sts_caller(drill.world.state, backdoor or {}) is not None
-    if answers:
-        left.append(f"the backdoor key {found.get('key_id')} still answers at STS")
-    return left, {"user": user, "key_tried": bool(backdoor), "key_answers": answers}
+    if backdoor:
+        answers = sts_caller(drill.world.state, backdoor) is not None
+        if answers:
+            left.append(f"the backdoor key {found.get('key_id')} still answers at STS")
+    else:
+        # a later process (drill verify) has no copy of the key: its id at IAM decides (the
+        # sandbox's moto, like AWS, refuses a key that is Inactive or gone)
+        answers = bool(found.get("key_id")) and \
+            key_status(drill.world, user, str(found["key_id"])) == "Active"
+        if answers:
+            left.append(f"the backdoor key {found.get('key_id')} is still Active at IAM")
+    return left, {"user": user, "key_tried": bool(backdoor), "key_answers": answers,
+                  "by_reference": not backdoor}
 
 
 @CHECKS.word("persistence-removed", capability="eradicate",
@@ -716,8 +823,9 @@ def persistence_removed(drill: Drill, check: Check) -> dict[str, Any]:
 
     from console.sandbox import ADMIN_USER
 
-    if "persistence" not in drill.notes and not drill.notes.get("by_reference"):
-        return {"ok": False, "why": "no persistence was left (was it injected?)", "detail": {}}
+    if "persistence" not in drill.notes:
+        return {"ok": False, "why": "no persistence was recorded (was it injected?)",
+                "detail": {}}
     left, detail = _left_behind(drill)
     iam = drill.world.aws("iam")
     keep = sorted({i.record["user"] for i in drill.world.items.values() if i.part == "iam-key"}

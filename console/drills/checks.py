@@ -38,28 +38,24 @@ def stolen_refused(drill: Drill, check: Check) -> dict[str, Any]:
 
 def _refused_by_reference(drill: Drill, check: Check) -> dict[str, Any]:
     """A later process (``drill verify``) has no stolen copy: it asks the issuer about the
-    values in use at injection by reference (their key ids, their KV version)."""
-    from console.drills.world import standin_keys
+    values in use at injection by reference (a key id's status, an accessor, a KV version,
+    the stand-in's key ids). One with no reference is said so and not counted as refused."""
+    from console.drills.world import refused_by_ref
 
     valid, unknown, tried = [], [], []
     for item in drill.items_for(check):
         ref = drill.notes.get("refs", {}).get(item.name) or {}
         tried.append(item.name)
-        if "key_ids" in ref:
-            live = {k["id"] for k in standin_keys(item.record["provider"]) if not k["revoked"]}
-            if live & set(ref["key_ids"]):
-                valid.append(item.name)
-        elif "version" in ref:
-            meta = drill.world.vault().secrets.kv.v2.read_secret_metadata(
-                item.record["path"], mount_point=drill.world.mount)
-            if int(meta["data"]["current_version"]) <= ref["version"]:
-                valid.append(item.name)
-        else:
+        got = refused_by_ref(drill.world, item, ref)
+        if got is None:
             unknown.append(item.name)
-    ok = not valid and not unknown
-    why = (f"still valid at the issuer: {', '.join(valid)}" if valid else
-           f"cannot be checked by reference: {', '.join(unknown)}" if unknown else
-           f"refused by the issuer (by reference): {', '.join(tried)}")
+        elif not got:
+            valid.append(item.name)
+    ok = bool(tried) and not valid and not unknown
+    why = "; ".join(([f"still valid at the issuer: {', '.join(valid)}"] if valid else [])
+                    + ([f"cannot be checked by reference (none recorded at injection): "
+                        f"{', '.join(unknown)}"] if unknown else [])) \
+        or f"refused by the issuer (by reference): {', '.join(tried)}"
     return {"ok": ok, "why": why, "detail": {"tried": tried, "still_valid": valid,
                                             "unchecked": unknown}}
 

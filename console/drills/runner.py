@@ -29,7 +29,7 @@ from console.drills.injections import INJECTIONS
 from console.drills.loader import skippable
 from console.drills.responders import RESPONDERS
 from console.drills.scoring import improvement_plan, score
-from console.drills.world import build_world, cleanup, load_world
+from console.drills.world import build_world, cleanup, load_world, ref_of
 from console.errors import KeyshiftError, NotFoundError, SandboxError, StoreError, UsageError
 
 if TYPE_CHECKING:
@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 
 Event = Callable[[dict[str, Any]], None]
 MAX_LISTED = 10
+# what injections and detection note that names things by reference only (credential names
+# and ids, paths, user names, key ids, accessors): kept in the run's detail for drill verify,
+# which runs in a later process. What holds values or their digests (the attacker's copies,
+# ``untouched``) stays in memory.
+REF_NOTES = ("detect", "token_reads", "persistence", "compromised", "attacker_tokens",
+             "pushed", "crashed_runs", "departed")
 
 
 def drills_dir() -> Path:
@@ -175,7 +181,8 @@ def run_drill(
         _open_incident(drill, emit)
         _record(store, run_id, incident=drill.incident_id, drill_db=str(drill.world.db_path),
                 injected_at=_iso(drill.injected_at) if drill.injected_at else None,
-                refs=drill.notes.get("refs", {}))
+                refs=drill.notes.get("refs", {}),
+                notes={k: drill.notes[k] for k in REF_NOTES if k in drill.notes})
         if not auto:
             store.update_drill_run(run_id, status="awaiting-response",
                                    detail=_detail(store, run_id))
@@ -259,29 +266,15 @@ def _set_up(scenario: Scenario, run_id: str, run_dir: Path, state: Any, skip: se
 
 def _inject(drill: Drill, emit: Event) -> None:
     drill.injected_at = _now()
-    drill.notes["refs"] = {name: _refs(drill, name) for name in drill.world.items}
+    # before the attacker acts: what names each value in use at injection (never the value)
+    drill.notes["refs"] = {name: ref_of(drill.world, item)
+                           for name, item in drill.world.items.items()}
     for inj in drill.scenario.inject:
         result = INJECTIONS.get(inj.step).fn(drill, inj)
         drill.audit.append(ATTACKER, "drill.inject", drill.world.run_id,
                            {"step": inj.step, **{k: v for k, v in result.items()
                                                  if k in ("stolen", "crashed_at", "departed")}})
         emit({"event": "inject", "step": inj.step})
-
-
-def _refs(drill: Drill, name: str) -> dict[str, Any]:
-    """What identifies the value in use at injection, by reference (never the value): what a
-    later process checks the issuer with when the attacker's copies are gone."""
-    from console.drills.world import standin_keys
-
-    item = drill.world.items[name]
-    if item.part == "provider-key":
-        return {"key_ids": [k["id"] for k in standin_keys(item.record["provider"])
-                            if not k["revoked"]]}
-    if item.part == "kv-generated":
-        meta = drill.world.vault().secrets.kv.v2.read_secret_metadata(
-            item.record["path"], mount_point=drill.world.mount)
-        return {"version": int(meta["data"]["current_version"])}
-    return {}
 
 
 def _detect(drill: Drill, emit: Event) -> None:
@@ -542,6 +535,8 @@ def verify_drill(store: Store, audit: AuditLog, scenario: Scenario, run_id: str,
     injected = row["detail"].get("injected_at")
     drill.injected_at = datetime.fromisoformat(injected.replace("Z", "+00:00")) if injected \
         else None
+    drill.notes |= {k: v for k, v in (row["detail"].get("notes") or {}).items()
+                    if k in REF_NOTES}
     drill.notes["refs"] = row["detail"].get("refs", {})
     drill.notes["by_reference"] = True
     try:

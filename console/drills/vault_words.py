@@ -113,6 +113,41 @@ def _bind_token(world: DrillWorld, rec: dict[str, Any]) -> Item:
 PARTS.get("vault-token").extra["bind"] = _bind_token
 
 
+def accessor_of(world: DrillWorld, token: str) -> str | None:
+    """The accessor of ``token`` (asked by the sandbox's admin), or None when it is not
+    valid: the accessor names the token from then on without holding it."""
+    import hvac.exceptions
+
+    try:
+        got = world.vault().auth.token.lookup(token)
+    except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath):
+        return None
+    return str(got["data"]["accessor"]) if got.get("data", {}).get("accessor") else None
+
+
+def accessor_gone(world: DrillWorld, accessor: str) -> bool:
+    """Whether OpenBao no longer knows the token an accessor names (revoked or expired)."""
+    import hvac.exceptions
+
+    try:
+        world.vault().auth.token.lookup_accessor(accessor)
+    except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath):
+        return True  # a denial is no answer about the token: it raises
+    return False
+
+
+def _token_ref(world: DrillWorld, item: Item) -> dict[str, Any]:
+    accessor = accessor_of(world, item.read()["token"])
+    return {"accessor": accessor} if accessor else {}
+
+
+def _token_refused(world: DrillWorld, item: Item, ref: dict[str, Any]) -> bool:
+    return accessor_gone(world, str(ref["accessor"]))
+
+
+PARTS.get("vault-token").extra.update(ref=_token_ref, refused=_token_refused)
+
+
 def _remove_token_role(state: SandboxState, res: dict[str, Any]) -> None:
     import hvac.exceptions
 

@@ -416,6 +416,86 @@ def _bind_approle(world: DrillWorld, rec: dict[str, Any]) -> Item:
 PARTS.get("approle-secret-id").extra["bind"] = _bind_approle
 
 
+# --- references: what identifies a value without holding it ---------------------------------
+#
+# A part may register ``ref(world, item) -> dict`` (what names the value in use now: a key id,
+# an accessor, a KV version; never the value) and ``refused(world, item, ref) -> bool`` (whether
+# the issuer now refuses the value that reference named). ``drill verify`` runs in a later
+# process than the injection, so the attacker's copies are gone: it checks these instead.
+
+
+def ref_of(world: DrillWorld, item: Item) -> dict[str, Any]:
+    """The reference of the value ``item`` holds now ({} when its part has none)."""
+    fn = PARTS.get(item.part).extra.get("ref")
+    return dict(fn(world, item)) if fn else {}
+
+
+def refused_by_ref(world: DrillWorld, item: Item, ref: dict[str, Any]) -> bool | None:
+    """Whether the issuer refuses the value ``ref`` named; None when it cannot be told by
+    reference (no reference was recorded, or the part has no way to ask)."""
+    fn = PARTS.get(item.part).extra.get("refused")
+    if not ref or fn is None:
+        return None
+    return bool(fn(world, item, ref))
+
+
+def _kv_ref(world: DrillWorld, item: Item) -> dict[str, Any]:
+    meta = world.vault().secrets.kv.v2.read_secret_metadata(item.record["path"],
+                                                            mount_point=world.mount)
+    return {"version": int(meta["data"]["current_version"])}
+
+
+def _kv_refused(world: DrillWorld, item: Item, ref: dict[str, Any]) -> bool:
+    # a shared secret is valid while it is the current one: a version no longer current, or
+    # destroyed or deleted, is one the other side no longer accepts
+    import hvac.exceptions
+
+    try:
+        meta = world.vault().secrets.kv.v2.read_secret_metadata(item.record["path"],
+                                                                mount_point=world.mount)
+    except hvac.exceptions.InvalidPath:
+        return True
+    data = meta["data"]
+    version = (data.get("versions") or {}).get(str(ref["version"])) or {}
+    return (int(data["current_version"]) != int(ref["version"]) or bool(version.get("destroyed"))
+            or bool(version.get("deletion_time")))
+
+
+def _provider_ref(world: DrillWorld, item: Item) -> dict[str, Any]:
+    return {"key_ids": sorted(k["id"] for k in standin_keys(item.record["provider"])
+                              if not k["revoked"])}
+
+
+def _provider_refused(world: DrillWorld, item: Item, ref: dict[str, Any]) -> bool:
+    live = {k["id"] for k in standin_keys(item.record["provider"]) if not k["revoked"]}
+    return not live & set(ref["key_ids"])
+
+
+def _approle_ref(world: DrillWorld, item: Item) -> dict[str, Any]:
+    # the accessor of the secret-id the agent's env file holds, asked of the role by value
+    # (in memory, as the consumer would present it); the accessor names it from then on
+    got = world.vault().auth.approle.read_secret_id(item.record["role"], item.read()["secret_id"])
+    data = (got or {}).get("data") or {}
+    return {"accessor": data["secret_id_accessor"]} if data.get("secret_id_accessor") else {}
+
+
+def _approle_refused(world: DrillWorld, item: Item, ref: dict[str, Any]) -> bool:
+    import hvac.exceptions
+
+    try:
+        got = world.vault().auth.approle.read_secret_id_accessor(item.record["role"],
+                                                                 ref["accessor"])
+    except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath):
+        return True  # no such accessor (destroyed, expired, or its role deleted)
+    return not ((got or {}).get("data") or {})
+
+
+for _part, _ref, _refused in (("kv-generated", _kv_ref, _kv_refused),
+                              ("provider-key", _provider_ref, _provider_refused),
+                              ("approle-secret-id", _approle_ref, _approle_refused)):
+    PARTS.get(_part).extra.update(ref=_ref, refused=_refused)
+
+
 # --- cleanup ----------------------------------------------------------------------------------
 
 
@@ -445,16 +525,7 @@ def cleanup(run_dir: Path, state: SandboxState) -> dict[str, Any]:
                     if not key["revoked"]:
                         standin(res["name"], "revoke", id=key["id"])
             elif kind == "iam-user":
-                iam = aws_client(state, "iam")
-                with contextlib.suppress(iam.exceptions.NoSuchEntityException):
-                    for k in iam.list_access_keys(UserName=res["name"])["AccessKeyMetadata"]:
-                        iam.delete_access_key(UserName=res["name"], AccessKeyId=k["AccessKeyId"])
-                    for p in iam.list_attached_user_policies(
-                            UserName=res["name"])["AttachedPolicies"]:
-                        iam.detach_user_policy(UserName=res["name"], PolicyArn=p["PolicyArn"])
-                    for p in iam.list_user_policies(UserName=res["name"])["PolicyNames"]:
-                        iam.delete_user_policy(UserName=res["name"], PolicyName=p)
-                    iam.delete_user(UserName=res["name"])
+                _remove_iam_user(aws_client(state, "iam"), res["name"])
             elif kind in CLEANERS:
                 CLEANERS[kind](state, res)
             elif kind == "dir":
@@ -463,4 +534,34 @@ def cleanup(run_dir: Path, state: SandboxState) -> dict[str, Any]:
             removed.append(label)
         except Exception as exc:  # keep going: one stuck resource must not keep the rest
             errors.append(f"{label}: {type(exc).__name__}")
+    if any(r["kind"] == "iam-user" for r in data.get("resources", [])):
+        # users a person made for the world in a process of their own (keyshift incident
+        # split names them after the shared key's user): world.json never heard of them, but
+        # they carry the world's tag
+        prefix = f"drill-{data['tag']}-"
+        try:
+            iam = aws_client(state, "iam")
+            names = [u["UserName"] for page in iam.get_paginator("list_users").paginate()
+                     for u in page["Users"] if u["UserName"].startswith(prefix)]
+        except Exception as exc:
+            names = []
+            errors.append(f"iam-user:{prefix}*: {type(exc).__name__}")
+        for name in names:
+            try:
+                _remove_iam_user(iam, name)
+                removed.append(f"iam-user:{name}")
+            except Exception as exc:
+                errors.append(f"iam-user:{name}: {type(exc).__name__}")
     return {"removed": removed, "errors": errors}
+
+
+def _remove_iam_user(iam: Any, name: str) -> None:
+    """The user with its keys, attached and inline policies; gone already is fine."""
+    with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+        for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=name, AccessKeyId=k["AccessKeyId"])
+        for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]:
+            iam.detach_user_policy(UserName=name, PolicyArn=p["PolicyArn"])
+        for p in iam.list_user_policies(UserName=name)["PolicyNames"]:
+            iam.delete_user_policy(UserName=name, PolicyName=p)
+        iam.delete_user(UserName=name)
