@@ -1,9 +1,10 @@
 """`keyshift drill ls|show|run|verify|report|cleanup`: incidents rehearsed against the sandbox,
 verified against the real servers and scored (console/drills/).
 
-Exit codes: 0 done (a run verified and every check passed), 1 a check failed, 2 bad usage or
-a bad scenario file, 3 unknown scenario or run, 4 refused under --read-only, 9 the sandbox is
-not running.
+Exit codes: 0 done (a run verified and every check passed), 1 a check failed or the run stopped
+on an unexpected error mid-run (recorded on the run by the error's type; its world removed),
+2 bad usage or a bad scenario file, 3 unknown scenario or run, 4 refused under --read-only,
+9 the sandbox is not running (or stopped answering mid-run).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ def drill_group() -> None:
     """Drills: a scenario (built-in, or YAML in <config dir>/drills) builds its own small world
     in the sandbox, injects a leak or a fault, opens the incident, and --auto works it;
     the outcome is verified against the real servers (the attacker tries its stolen copies),
-    scored and kept in the store's history."""
+    scored and kept in the store's history.
+
+    Exit codes: 0 passed; 1 a check failed, or an unexpected error stopped the run mid-way;
+    2 usage or a bad scenario file; 3 unknown scenario or run; 4 refused under --read-only;
+    9 the sandbox is not running or stopped answering."""
 
 
 def _scenarios() -> dict[str, Any]:
@@ -137,7 +142,8 @@ def _result(row: dict[str, Any], fmt: str) -> None:
 @pass_ctx
 def drill_run(ctx: Context, name: str, auto: bool, skip: tuple[str, ...], fmt: str) -> None:
     """Run a scenario in the sandbox. Without --auto: set up, inject, open the incident and
-    say how to work it; `keyshift drill verify RUN` finishes."""
+    say how to work it; `keyshift drill verify RUN` finishes. Exit 1 when a check failed or an
+    unexpected error stopped the run mid-way; 9 when the sandbox is down."""
     from console import drills
 
     ctx.require_writable("drill run")
@@ -164,7 +170,10 @@ def drill_run(ctx: Context, name: str, auto: bool, skip: tuple[str, ...], fmt: s
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 def drill_verify(ctx: Context, run_ref: str, fmt: str) -> None:
-    """Verify, score and clean up a run a person worked (set up without --auto)."""
+    """Verify, score and clean up a run a person worked (set up without --auto): in this
+    later process the attacker's copies are gone, so each stolen value is checked by the
+    reference recorded at injection (key id, accessor, KV version). Exit 1 when a check
+    failed or an unexpected error stopped it."""
     from console import drills
 
     ctx.require_writable("drill verify")

@@ -306,6 +306,121 @@ def test_automated_steps_take_skips_of_other_words_and_record_their_outcome(
     assert ratings["contain"]["level"] == 0 and ratings["eradicate"]["level"] == 3
 
 
+# --- worked by a person (no --auto), verified by reference in a later process ------------------
+
+
+def _at_terminal(argv: list[str], script: list[tuple[str, Any]], timeout: float = 120) -> str:
+    """Run ``argv`` on a real pseudo-terminal, as a person at it: when the output shows a
+    prompt, call its answer (the person acts when asked, not before) and type what it
+    returns. Returns what the terminal showed and the exit code."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(argv[0], argv)
+    seen, steps = "", list(script)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096).decode(errors="replace")
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if steps and steps[0][0] in seen:
+                prompt, answer = steps.pop(0)
+                seen = seen.replace(prompt, f"<{prompt}>", 1)
+                os.write(fd, (answer() + "\r").encode())
+    finally:
+        _, status = os.waitpid(pid, 0)
+    return seen + f"\n<exit {os.waitstatus_to_exitcode(status)}>"
+
+
+def test_provider_key_leak_worked_by_a_person_is_verified_by_reference(main: Main) -> None:
+    """The person rotates the leaked key with `keyshift rotate` at a terminal (minting and
+    revoking at the stand-in's console when asked); `drill verify`, in a later process with
+    no probe, judges the switch from the revoke time against the delivery: revoked after is
+    a pass, revoked before the new key was delivered (a hasty person) fails probe-failures."""
+    from console.drills.world import standin
+
+    def work(hasty: bool) -> tuple[dict[str, Any], str]:
+        run_id, base, info = main.start("provider-key-leaked")
+        world = json.loads((Path(info["inventory"]).parent / "world.json").read_text())
+        rec = world["records"]["llm-key"]
+        old_ids = main.store.get_drill_run(run_id)["detail"]["refs"]["llm-key"]["key_ids"]
+        assert old_ids
+
+        def revoke() -> None:
+            for key_id in old_ids:
+                standin(rec["provider"], "revoke", id=key_id)
+
+        def mint() -> str:
+            key = str(standin(rec["provider"], "keys", name="rotated")["key"])
+            main.canaries.add(key)
+            if hasty:
+                revoke()
+            return key
+
+        def done() -> str:
+            if not hasty:
+                revoke()
+            return "y"
+
+        shown = _at_terminal([*base, "rotate", rec["credential_id"], "--grace", "0"], [
+            (f"Rotate {rec['credential_id']}? [y/N]:", lambda: "y"),
+            ("new key for llm-key: ", mint),
+            ("now. Done? [y/N]:", done)])
+        assert "<exit 0>" in shown, shown[-2000:]
+        closed = main.work(base, "incident", "run", info["incident"], "--yes")
+        got, row = main.verify(run_id)
+        return row, shown + got.stdout + got.stderr + closed.stdout + closed.stderr + \
+            f"<verify exit {got.returncode}>"
+
+    row, text = work(hasty=False)
+    assert "<verify exit 0>" in text, text[-3000:]
+    assert checks_of(row) == {"stolen-refused": True, "consumer-healthy": True,
+                              "probe-failures": True, "rotated": True}
+    why = {c["check"]: c["why"] for c in row["detail"]["checks"]}["probe-failures"]
+    assert "no probe ran in this process" in why and "after the new one" in why
+
+    bad, bad_text = work(hasty=True)
+    assert "<verify exit 1>" in bad_text, bad_text[-3000:]
+    assert checks_of(bad) == {"stolen-refused": True, "consumer-healthy": True,
+                              "probe-failures": False, "rotated": True}
+    why = {c["check"]: c["why"] for c in bad["detail"]["checks"]}["probe-failures"]
+    assert "before the new one was delivered" in why
+    main.no_canary(text, bad_text, json.dumps(row), json.dumps(bad),
+                   main.db.read_bytes().decode("latin-1"))
+
+
+def test_drill_verify_of_a_world_gone_missing_is_one_typed_line(main: Main) -> None:
+    """An unexpected error in drill verify (its world.json moved away) exits 1 naming the
+    error's type, with no traceback; the run still waits, and cleanup removes its world."""
+    folder = Path(os.environ["KEYSHIFT_HOME"]) / "drills"
+    folder.mkdir(exist_ok=True)
+    (folder / "tiny.yaml").write_text(
+        "title: tiny\nworld:\n  agents: [{name: a, owner: o}]\n"
+        "  parts: [{part: kv-generated, name: k, agent: a}]\n"
+        "inject: [{step: steal, credential: k}]\n"
+        "respond: {incident: {credential: k}, steps: {eradicate: [{action: rotate}]}}\n"
+        "checks: [{check: stolen-refused}]\n")
+    run_id, _, info = main.start("tiny")
+    world = Path(info["inventory"]).parent / "world.json"
+    world.rename(world.with_suffix(".away"))
+    got, row = main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "unexpected FileNotFoundError" in got.stderr and "Traceback" not in got.stderr
+    assert len(got.stderr.strip().splitlines()) <= 2 and row["status"] == "awaiting-response"
+    world.with_suffix(".away").rename(world)
+    done = main.cli("drill", "cleanup", run_id)
+    assert done.returncode == 0, done.stderr
+
+
 # --- the CLI: run, anchor, report, exit codes --------------------------------------------------
 
 

@@ -9,6 +9,7 @@ a shared secret no longer current).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from console.drills.context import Drill
@@ -81,6 +82,8 @@ def consumer_healthy(drill: Drill, check: Check) -> dict[str, Any]:
                   "after the old value was revoked")
 def probe_failures(drill: Drill, check: Check) -> dict[str, Any]:
     stats = drill.notes.get("probe")
+    if not stats and drill.notes.get("by_reference"):
+        return _switch_by_reference(drill)
     if not stats:
         return {"ok": False, "why": "no consumer probe ran", "detail": {}}
     limit = int(check.options.get("max", 0))
@@ -95,6 +98,62 @@ def probe_failures(drill: Drill, check: Check) -> dict[str, Any]:
     if not revoked:
         why += "; no probe ran after a revoke step: the switch to the new value was not probed"
     return {"ok": stats["failed"] <= limit and revoked, "why": why, "detail": stats}
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    got = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return got if got.tzinfo else got.replace(tzinfo=UTC)
+
+
+def _switch_by_reference(drill: Drill) -> dict[str, Any]:
+    """No probe ran while a person worked the drill (its process was gone): what the probe
+    would have seen is decided from the record instead. A consumer reads its env file on each
+    call, so it was refused exactly when the old key was revoked before the new one reached
+    the env file: each probed provider key's old keys (the stand-in's key ids at injection,
+    their revoke times) against the delivery steps of its rotation runs since the injection.
+    A key rotated without keyshift, or never revoked, cannot be judged: not verified."""
+    from console.drills.world import standin_keys
+    from console.store import ts
+
+    since = ts(drill.injected_at) if drill.injected_at else ""
+    names = drill.scenario.respond.probes
+    problems, ok_notes, judged = [], [], []
+    for name in names:
+        item = drill.world.items[name]
+        ref = (drill.notes.get("refs") or {}).get(name) or {}
+        if item.part != "provider-key" or "key_ids" not in ref:
+            problems.append(f"{name}: cannot be decided by reference (no probe ran, and only a "
+                            "provider key's revoke times are recorded)")
+            continue
+        revoked = [_when(k["revoked"]) for k in standin_keys(item.record["provider"])
+                   if k["id"] in ref["key_ids"]]
+        delivered = [_when(s["finished_at"]) for r in drill.store.rotation_runs(
+            item.credential_id, limit=50) if (r.get("created_at") or "") >= since
+            for s in drill.store.rotation_steps(r["id"])
+            if s["step"].startswith("deliver") and s["status"] == "done"]
+        delivered = [d for d in delivered if d is not None]
+        if not revoked or any(r is None for r in revoked):
+            problems.append(f"{name}: its old key was never revoked: the switch cannot be "
+                            "judged")
+        elif not delivered:
+            problems.append(f"{name}: no keyshift rotation delivered a new key: when consumers "
+                            "got it cannot be told by reference")
+        else:
+            first = min(delivered)
+            early = [r for r in revoked if r is not None and r < first]
+            judged.append(name)
+            if early:
+                problems.append(f"{name}: the old key was revoked at {min(early).isoformat()}, "
+                                f"before the new one was delivered at {first.isoformat()}: "
+                                "its consumers were refused in between")
+            else:
+                ok_notes.append(f"{name}: old key revoked after the new one was delivered")
+    why = "; ".join(problems) if problems else \
+        "no probe ran in this process; by reference: " + "; ".join(ok_notes)
+    return {"ok": bool(names) and not problems, "why": why,
+            "detail": {"by_reference": True, "judged": judged, "problems": problems}}
 
 
 @CHECKS.word("no-unfinished-runs", capability="eradicate",

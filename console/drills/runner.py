@@ -528,9 +528,15 @@ def verify_drill(store: Store, audit: AuditLog, scenario: Scenario, run_id: str,
         raise UsageError(f"drill run {run_id} is {row['status']}",
                          hint="only a run set up without --auto waits for verify")
     state = _sandbox()
-    world = load_world(Path(row["detail"]["dir"]), state)
-    dstore = DrillStore(world.db_path)
-    drill = Drill(scenario, world, dstore, Chain(dstore), load_inventory(world.inventory_path))
+    try:
+        world = load_world(Path(row["detail"]["dir"]), state)
+        dstore = DrillStore(world.db_path)
+        drill = Drill(scenario, world, dstore, Chain(dstore),
+                      load_inventory(world.inventory_path))
+    except KeyshiftError:
+        raise
+    except Exception as exc:  # a world.json removed by hand, a store that will not open
+        raise _typed(exc, run_id) from None
     drill.incident_id = row["detail"].get("incident")
     injected = row["detail"].get("injected_at")
     drill.injected_at = datetime.fromisoformat(injected.replace("Z", "+00:00")) if injected \
@@ -542,6 +548,10 @@ def verify_drill(store: Store, audit: AuditLog, scenario: Scenario, run_id: str,
     try:
         run_checks(drill)
         return _finish(store, audit, run_id, drill, actor, on_event or (lambda e: None))
+    except KeyshiftError:
+        raise
+    except Exception as exc:  # named by its type only, as a run's: exit 1, or 9 sandbox down
+        raise _typed(exc, run_id) from None
     finally:
         drill.store.close()
 

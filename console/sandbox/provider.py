@@ -80,8 +80,9 @@ class Keys:
             keys = self.data.get(provider, {})
             for digest, entry in keys.items():
                 if (key is not None and digest == _digest(key)) or entry["id"] == key_id:
+                    # microseconds: a drill verified later orders it against a delivery
                     entry["revoked"] = entry["revoked"] or datetime.now(UTC).isoformat(
-                        timespec="seconds"
+                        timespec="microseconds"
                     )
                     self._save()
                     return True
