@@ -398,6 +398,27 @@ def test_provider_key_leak_worked_by_a_person_is_verified_by_reference(main: Mai
                    main.db.read_bytes().decode("latin-1"))
 
 
+def test_a_crashed_rotation_resumed_by_a_person_is_verified_and_one_left_is_caught(
+        main: Main) -> None:
+    run_id, base, _ = main.start("rotation-failed-half-way")
+    resumed = main.work(base, "rotate", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    got, row = main.verify(run_id)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert checks_of(row) == {"no-unfinished-runs": True, "consumer-healthy": True}
+    assert row["detail"]["notes"]["crashed_runs"]  # the run the fault left, by id
+
+    # the person looks at the incident and does nothing: the half-done run still holds it
+    run_id, base, info = main.start("rotation-failed-half-way")
+    looked = main.work(base, "incident", "show", info["incident"])
+    assert looked.returncode == 0, looked.stderr
+    got, bad = main.verify(run_id)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert checks_of(bad) == {"no-unfinished-runs": False, "consumer-healthy": True}
+    main.no_canary(resumed.stdout, resumed.stderr, looked.stdout, got.stdout, json.dumps(row),
+                   json.dumps(bad), main.db.read_bytes().decode("latin-1"))
+
+
 def test_drill_verify_of_a_world_gone_missing_is_one_typed_line(main: Main) -> None:
     """An unexpected error in drill verify (its world.json moved away) exits 1 naming the
     error's type, with no traceback; the run still waits, and cleanup removes its world."""
