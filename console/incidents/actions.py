@@ -14,6 +14,12 @@ and what its inventory identities hold at the server now (the AppRole role's sec
 tokens that role or its token role issued, the IAM user's keys), so a token minted after the
 last sync is revoked too. An ``aws-iam-role`` identity has no long-lived key: its sessions
 cannot be revoked by keyshift (said in the result's ``limits``).
+
+A role may be shared (two agents' identities, or rotations of other agents minting from one
+token role): then only what can be attributed to the scope is revoked: a token keyshift minted
+names its run in its metadata (``keyshift_run``), and the run names its rotation; a token of a
+role the scope alone uses is the scope's. Everything else of a shared role is left alone and
+said so in ``limits`` (eradicate rotates the scope's own with grace 0).
 """
 
 from __future__ import annotations
@@ -321,6 +327,8 @@ def contain(
 
 # what an agent holds -----------------------------------------------------------------------
 
+RUN_META = "keyshift_run"  # what keyshift's issuers put in the metadata of what they mint
+
 
 def _live_secret_ids(client: Any, source: str, mount: str, role: str) -> list[Ref]:
     import hvac.exceptions
@@ -333,8 +341,10 @@ def _live_secret_ids(client: Any, source: str, mount: str, role: str) -> list[Re
             for a in ((keys or {}).get("data") or {}).get("keys") or []]
 
 
-def _live_tokens(client: Any, source: str, match: Callable[[dict], bool]) -> list[Ref]:
-    """Tokens whose lookup ``match`` accepts (listing them needs sudo on the accessors)."""
+def _live_tokens(client: Any, source: str, match: Callable[[dict], bool]
+                 ) -> list[tuple[Ref, dict]]:
+    """Tokens whose lookup ``match`` accepts, with that lookup (listing them needs sudo on
+    the accessors)."""
     import hvac.exceptions
 
     accessors = (client.adapter.request("LIST", "/v1/auth/token/accessors")
@@ -350,7 +360,7 @@ def _live_tokens(client: Any, source: str, match: Callable[[dict], bool]) -> lis
 
     with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
         found = list(pool.map(look, accessors))
-    return [Ref(source, TOKEN, a, name=f"token/{d.get('display_name') or 'token'}/{a[:8]}")
+    return [(Ref(source, TOKEN, a, name=f"token/{d.get('display_name') or 'token'}/{a[:8]}"), d)
             for a, d in found if d is not None and match(d)]
 
 
@@ -368,54 +378,140 @@ def _token_role_token(role: str) -> Callable[[dict], bool]:
     return match
 
 
+@dataclass(frozen=True)
+class RoleUse:
+    """Who the inventory says uses one role at one source: agents that declare it as an
+    identity, and rotations whose issuer mints from it (with their agents)."""
+
+    agents: frozenset[str]
+    rotations: dict[str, frozenset[str]]
+
+    def only(self, agents: set[str]) -> bool:
+        """Whether everything the role issues can only be these agents': each user of it is
+        one of them, and each rotation minting from it serves only them (a rotation that
+        names no agent belongs to nobody keyshift knows, so it shares the role)."""
+        return self.agents <= agents and all(a and a <= agents for a in self.rotations.values())
+
+    def others(self, agents: set[str]) -> list[str]:
+        out = {*self.agents, *(a for r in self.rotations.values() for a in r)} - agents
+        return sorted(out) or [f"rotation {r}" for r, a in self.rotations.items() if not a]
+
+
+def role_use(loaded: LoadedInventory, source: str, role: str, kind: str) -> RoleUse:
+    """``kind``: ``vault-token-role`` (issuer vault-token) or ``vault-approle``."""
+    issuer = "vault-token" if kind == "vault-token-role" else "vault-approle"
+    inv = loaded.inventory
+    agents = frozenset(a.name for a in inv.agents for i in a.identities
+                       if i.type == kind and getattr(i, "source", None) == source
+                       and getattr(i, "role", None) == role)
+    rotations = {r.name: frozenset(r.agents) for r in inv.rotations
+                 if r.issuer.type == issuer and getattr(r.issuer, "source", None) == source
+                 and getattr(r.issuer, "role", None) == role}
+    return RoleUse(agents, rotations)
+
+
+def _minted_for(store: Store, data: dict) -> str | None:
+    """The rotation a token keyshift minted belongs to (its metadata names the run), or
+    None for a token keyshift did not mint or whose run this store does not hold."""
+    run_id = (data.get("meta") or {}).get(RUN_META)
+    run = store.get_rotation_run(str(run_id)) if run_id else None
+    subject = str((run or {}).get("subject") or "")
+    return subject.removeprefix("rotation:") if subject.startswith("rotation:") else None
+
+
+def _attribute(store: Store, loaded: LoadedInventory, found: list[tuple[Ref, dict]],
+               use: RoleUse, *, agents: set[str], rotation: str | None, role: str,
+               whose: str, found_in: Targets) -> None:
+    """Keep the tokens of a role that belong to the scope (``agents``; ``rotation``: the one
+    declared rotation in scope): those keyshift minted for a rotation of the scope, and, when
+    the role is the scope's alone, every other token of it. The rest is left, and said so."""
+    left = 0
+    for ref, data in found:
+        minted = _minted_for(store, data)
+        if minted is not None:
+            ours = minted == rotation if rotation else bool(use.rotations.get(minted, frozenset())
+                                                           & agents)
+        else:
+            ours = use.only(agents) and (rotation is None or set(use.rotations) <= {rotation})
+        if ours:
+            found_in.refs.append(ref)
+        else:
+            left += 1
+    if left:
+        found_in.limits.append(
+            f"token role {role} is shared with {', '.join(use.others(agents)) or 'others'}: "
+            f"{left} of its token(s) cannot be attributed to {whose} and were left alone "
+            "(eradicate rotates the scope's own with grace 0)")
+
+
 def agent_targets(store: Store, loaded: LoadedInventory | None, clients: Clients | None,
                   agent: str) -> Targets:
     """Every token, secret-id and access key that belongs to the agent's identities: its
-    revocable grants in the store, and (with ``clients``) what the servers hold now."""
+    revocable grants in the store, and (with ``clients``) what the servers hold now. A role
+    other agents share gives only what can be attributed to this one (``_attribute``)."""
     from console import reach
 
     found = Targets()
-    for g in reach.agent_grants(store, agent):
-        cred = store.get_credential(g["credential"])
-        if cred is not None and cred.kind in REVOCABLE and not cred.gone_at:
-            if cred.kind in (TOKEN, SECRET_ID) and (cred.tags or {}).get("rotation") == \
-                    cred.native_id:
-                # a declared rotation's row names the value in an env file, not an accessor:
-                # the agent's identity listing below revokes what its role issued
-                continue
-            found.refs.append(Ref(cred.source, cred.kind, cred.native_id,
-                                  user=(cred.tags or {}).get("user"), name=cred.name))
     declared = None
     if loaded is not None:
         declared = next((a for a in loaded.inventory.agents if a.name.lower() == agent.lower()),
                         None)
-    for ident in (declared.identities if declared and clients else []):
-        kind = ident.type
+    name = declared.name if declared else agent
+    for g in reach.agent_grants(store, agent):
+        cred = store.get_credential(g["credential"])
+        if cred is not None and cred.kind in REVOCABLE and not cred.gone_at:
+            tags = cred.tags or {}
+            if cred.kind in (TOKEN, SECRET_ID) and tags.get("rotation") == cred.native_id:
+                # a declared rotation's row names the value in an env file, not an accessor:
+                # the listing of its role below revokes what its role issued
+                continue
+            if cred.kind == TOKEN and tags.get("role") and loaded is not None and clients:
+                # a role's token: the sync grants it to every user of the role; the live
+                # listing below keeps only what can be attributed to this agent
+                continue
+            found.refs.append(Ref(cred.source, cred.kind, cred.native_id,
+                                  user=tags.get("user"), name=cred.name))
+    idents: list[tuple[str, str, str]] = [(i.type, getattr(i, "source", ""), i.role
+                                           if hasattr(i, "role") else getattr(i, "name", ""))
+                                          for i in (declared.identities if declared else [])]
+    for rot in (loaded.inventory.rotations if loaded is not None and clients else []):
+        role = getattr(rot.issuer, "role", None)
+        if rot.issuer.type == "vault-token" and role and name in rot.agents:
+            idents.append(("vault-token-role", str(getattr(rot.issuer, "source", "")), role))
+    for kind, source, role in dict.fromkeys(idents if clients else []):
         try:
             if kind in ("vault-approle", "vault-token-role"):
-                cfg = loaded.source(ident.source)  # type: ignore[union-attr]
-                client = clients.vault(ident.source)  # type: ignore[union-attr]
-                with _vault_errors(Ref(ident.source, kind, ident.role), "list"):
+                use = role_use(loaded, source, role, kind)  # type: ignore[arg-type]
+                cfg = loaded.source(source)  # type: ignore[union-attr]
+                client = clients.vault(source)  # type: ignore[union-attr]
+                with _vault_errors(Ref(source, kind, role), "list"):
                     if kind == "vault-approle":
+                        if not use.only({name}):
+                            found.limits.append(
+                                f"AppRole role {role} is shared with "
+                                f"{', '.join(use.others({name}))}: its secret-ids and tokens "
+                                f"were left alone (keyshift cannot tell which are {name}'s)")
+                            continue
                         mount = getattr(cfg, "approle_mount", "approle").strip("/")
-                        found.refs += _live_secret_ids(client, ident.source, mount, ident.role)
-                        found.refs += _live_tokens(client, ident.source,
-                                                   _approle_token(mount, ident.role))
+                        found.refs += _live_secret_ids(client, source, mount, role)
+                        found.refs += [r for r, _ in _live_tokens(
+                            client, source, _approle_token(mount, role))]
                     else:
-                        found.refs += _live_tokens(client, ident.source,
-                                                   _token_role_token(ident.role))
+                        _attribute(store, loaded, _live_tokens(  # type: ignore[arg-type]
+                            client, source, _token_role_token(role)), use, agents={name},
+                            rotation=None, role=role, whose=name, found_in=found)
             elif kind == "aws-iam-user":
-                iam = clients.aws(ident.source, "iam")  # type: ignore[union-attr]
-                ref = Ref(ident.source, kind, ident.name, name=f"iam user {ident.name}")
+                iam = clients.aws(source, "iam")  # type: ignore[union-attr]
+                ref = Ref(source, kind, role, name=f"iam user {role}")
                 with _aws_errors(ref, "list keys of"):
-                    keys = iam.list_access_keys(UserName=ident.name)["AccessKeyMetadata"]
-                found.refs += [Ref(ident.source, IAM_KEY, k["AccessKeyId"], user=ident.name,
-                                   name=f"{ident.name}/{k['AccessKeyId']}") for k in keys]
+                    keys = iam.list_access_keys(UserName=role)["AccessKeyMetadata"]
+                found.refs += [Ref(source, IAM_KEY, k["AccessKeyId"], user=role,
+                                   name=f"{role}/{k['AccessKeyId']}") for k in keys]
             elif kind == "aws-iam-role":
-                found.limits.append(f"role {ident.name}: its sessions cannot be revoked by "
+                found.limits.append(f"role {role}: its sessions cannot be revoked by "
                                     "keyshift (an AWS deny on aws:TokenIssueTime does it)")
             elif kind == "vault-entity":
-                found.limits.append(f"entity {ident.role}: tokens of its other login methods "
+                found.limits.append(f"entity {role}: tokens of its other login methods "
                                     "are revoked only where the store lists them")
         except KeyshiftError as exc:
             found.errors.append(exc.one_line())
@@ -433,9 +529,11 @@ def declared_token(store: Store, cid: str) -> bool:
 
 def declared_token_targets(store: Store, loaded: LoadedInventory, clients: Clients,
                            cid: str) -> Targets:
-    """The live tokens behind a declared vault-token rotation's row: every token its issuer's
-    token role issued (keyshift names a token by accessor and never reads the value to find
-    it). A rotation without a role cannot be contained this way: said in ``limits``."""
+    """The live tokens behind a declared vault-token rotation's row, found through its
+    issuer's token role (keyshift names a token by accessor and never reads the value to find
+    it): those keyshift minted for this rotation, and every token of the role when the role
+    is this rotation's alone. A shared role's other tokens are left (said in ``limits``); a
+    rotation without a role cannot be contained this way (said too)."""
     cred = store.get_credential(cid)
     found = Targets()
     name = cred.native_id if cred else cid
@@ -445,10 +543,13 @@ def declared_token_targets(store: Store, loaded: LoadedInventory, clients: Clien
         found.limits.append(f"{name}: its issuer names no token role, so keyshift cannot find "
                             "the token's accessor: eradicate rotates it (grace 0 revokes it)")
         return found
-    source = rot.issuer.source  # type: ignore[union-attr]
+    source = str(rot.issuer.source)  # type: ignore[union-attr]
+    use = role_use(loaded, source, role, "vault-token-role")
     try:
         with _vault_errors(Ref(source, TOKEN, name, name=name), "list the tokens of"):
-            found.refs += _live_tokens(clients.vault(source), source, _token_role_token(role))
+            live = _live_tokens(clients.vault(source), source, _token_role_token(role))
+        _attribute(store, loaded, live, use, agents=set(rot.agents), rotation=name, role=role,
+                   whose=f"rotation {name}", found_in=found)
     except KeyshiftError as exc:
         found.errors.append(exc.one_line())
     return found

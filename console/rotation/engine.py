@@ -629,7 +629,13 @@ class RotationEngine(JournalSteps, Recovery, Finishing):
             raise RotationError(str(exc), hint="install the plug-in's package") from None
         if spec.issuer.get("type") == "provider" and spec.issuer.get("provider") == "unknown":
             pass  # the manual checklist with no provider: still the provider issuer
-        return issuer_cls(spec.issuer, ctx), targets
+        issuer = spec.issuer
+        if issuer.get("type") == "vault-token":
+            # a token Vault has revoked cannot be looked up: what keyshift last saw of it
+            from console.rotation.remembered import remembered_token
+
+            issuer = {**issuer, "remembered": remembered_token(self.store, self.loaded, spec)}
+        return issuer_cls(issuer, ctx), targets
 
     def _spec_of(self, row: dict, cred: Credential) -> Spec:
         """The declaration the run was planned with; refused if the inventory changed it (a

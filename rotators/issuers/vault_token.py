@@ -1,22 +1,27 @@
 """``vault-token``: a replacement Vault token with the old one's policies, TTL and role.
 
-identify looks the current token up (its accessor, policies, TTL, token role, orphan flag,
-metadata); issue creates a new token with the same properties, tagged ``keyshift_run`` in its
-metadata; verify looks it up with itself (lookup-self) and checks its policies; revoke revokes
-the old token by accessor after the grace period.
+identify looks the current token up with keyshift's own token (``auth/token/lookup``: its
+accessor, policies, TTL, period, token role, orphan flag, uses, metadata); issue creates a new
+token with exactly those properties, asking for the policy list explicitly (an empty list makes
+Vault copy the caller's policies: keyshift's root) and tagged ``keyshift_run`` in its metadata;
+verify looks it up and compares its policies; revoke revokes the old token by accessor after the
+grace period.
 
-A current token that is no longer valid (an incident's contain revoked it by accessor, or it
-expired) is no reason to leave its consumers without one when the issuer names a token role:
-the new token is minted from the role's own settings (its allowed policies, orphan flag,
-renewable, period, TTLs) and there is nothing left to revoke (the handle has no accessor). The
-engine still asks the old value after revoke, so a token that was in fact valid fails the run
-loudly. Without a role keyshift cannot know what to copy and refuses, naming the fix. When
-keyshift's own token may not look the current one up, the current token looks itself up.
+A current token that Vault says is gone (``bad token``: an incident's contain revoked it by
+accessor, or it expired) is no reason to leave its consumers without one when the issuer names
+a token role. The new token gets what the old one had when keyshift last saw it (the engine
+passes ``remembered``: the handles of earlier runs of this rotation, by the fingerprint of the
+token each describes, or the one token of the role the last sync listed for the rotation's
+agents); the role only limits it (its allowed policies). Nothing remembered, a root policy or
+an empty policy list is refused, never guessed from the role. When keyshift may not look the
+token up, the token looks itself up; when that is refused too keyshift cannot tell a revoked
+token from one without the default policy, and refuses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -29,6 +34,7 @@ from rotators.base import (
     Issued,
     PartPlan,
     Refused,
+    RotatorError,
     RunContext,
     Value,
     VerifyFailed,
@@ -36,6 +42,11 @@ from rotators.base import (
 from rotators.vault_common import vault_errors
 
 RUN_META = "keyshift_run"
+GONE = "bad token"  # what auth/token/lookup answers for a token Vault no longer has
+
+
+def _errors_of(exc: Exception) -> list[str]:
+    return [str(e) for e in (getattr(exc, "errors", None) or [])]
 
 
 class VaultTokenIssuer:
@@ -50,6 +61,8 @@ class VaultTokenIssuer:
         self.source = str(spec["source"])
         self.token_role = spec.get("role")
         self.ttl = spec.get("ttl")
+        # what keyshift last saw of this rotation's tokens (the engine reads it from the store)
+        self.remembered: Mapping[str, Any] = spec.get("remembered") or {}
 
     @property
     def client(self) -> Any:
@@ -63,7 +76,7 @@ class VaultTokenIssuer:
             steps=[
                 "issue: create a token with the current one's policies, TTL, token role and "
                 "orphan flag (tagged with the run id)",
-                "verify: look the new token up with itself and compare its policies",
+                "verify: look the new token up and compare its policies",
                 "revoke: revoke the old token by its accessor after the grace period",
             ],
             needs=[
@@ -82,32 +95,54 @@ class VaultTokenIssuer:
                 "from the one it replaces"
             )
         with self._errors("identify"):
-            try:
-                data = self.client.adapter.post(
-                    "/v1/auth/token/lookup", json={"token": old["token"].reveal()}
-                )["data"]
-            except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
-                data = self._lookup_self(old["token"].reveal())
+            data = self._lookup(old["token"].reveal(), "identify")
         if data is None:
-            return self._from_role()
-        policies = sorted(p for p in data.get("policies") or [] if p != "root")
-        if "root" in (data.get("policies") or []):
+            return self._from_memory(old["token"])
+        return self._handle(data, accessor=data["accessor"])
+
+    def _handle(self, data: Mapping[str, Any], *, accessor: str | None) -> Handle:
+        """What issue asks for: the token's own properties, with an explicit policy list."""
+        given = [str(p) for p in data.get("policies") or []]
+        if "root" in given:
             raise Refused("refusing to mint a root token")
+        if not given:
+            # an empty list makes Vault give the new token keyshift's own policies
+            raise Refused("the token has no policies to copy: keyshift never mints a token "
+                          "without an explicit policy list")
         return {
-            "accessor": data["accessor"],
-            "policies": policies,
-            "ttl": int(data.get("creation_ttl") or 0),
+            "accessor": accessor,
+            "policies": sorted(set(given)),
+            "ttl": int(data.get("creation_ttl") or data.get("ttl") or 0),
             "role": self.token_role or data.get("role") or None,
             "orphan": bool(data.get("orphan")),
-            "renewable": bool(data.get("renewable")),
+            "renewable": bool(data.get("renewable", True)),
             "period": int(data.get("period") or 0),
             "explicit_max_ttl": int(data.get("explicit_max_ttl") or 0),
+            "num_uses": int(data.get("num_uses") or 0),
             "display_name": str(data.get("display_name") or "").removeprefix("token-"),
-            "meta": dict(data.get("meta") or {}),
+            "meta": {k: v for k, v in dict(data.get("meta") or {}).items() if k != RUN_META},
         }
 
+    def _lookup(self, token: str, step: str) -> dict[str, Any] | None:
+        """The token's properties; None only when keyshift's own lookup says Vault no longer
+        has it. A 403 from lookup-self alone means "revoked" or "no default policy": keyshift
+        cannot tell which, so it refuses rather than take a valid token for a revoked one."""
+        try:
+            return dict(self.client.adapter.post("/v1/auth/token/lookup",
+                                                 json={"token": token})["data"])
+        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest) as exc:
+            if GONE in _errors_of(exc):
+                return None
+        data = self._lookup_self(token)
+        if data is None:
+            raise Refused(
+                f"{step}: keyshift's token may not look tokens up (auth/token/lookup) and the "
+                "current token cannot look itself up, so keyshift cannot tell whether it was "
+                "revoked: grant keyshift's policy update on auth/token/lookup"
+            )
+        return data
+
     def _lookup_self(self, token: str) -> dict[str, Any] | None:
-        """The token's own view of itself, or None when it is refused (revoked, expired)."""
         agent = hvac.Client(url=self.client.url, timeout=30, session=self.client.adapter.session)
         agent.token = token
         try:
@@ -115,43 +150,80 @@ class VaultTokenIssuer:
         except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
             return None
 
-    def _from_role(self) -> Handle:
-        """What to mint when the current token is gone: the declared token role's settings."""
+    def _from_memory(self, token: Any) -> Handle:
+        """What to mint when Vault no longer has the current token: what it had when keyshift
+        last saw it, within what the declared token role allows."""
         if not self.token_role:
             raise Refused(
                 "the current token is not valid (expired or revoked) and the issuer names no "
                 "token role to mint from: declare issuer.role, or put a valid token where "
                 "its consumers read it"
             )
+        seen = self._seen(token)
         with self._errors("identify"):
             try:
                 role = self.client.adapter.get(f"/v1/auth/token/roles/{self.token_role}")["data"]
             except hvac.exceptions.InvalidPath:
                 raise Refused(f"the current token is not valid and token role "
                               f"{self.token_role!r} does not exist") from None
-        allowed = sorted(p for p in role.get("allowed_policies") or [] if p != "root")
-        if "default" not in (role.get("disallowed_policies") or []):
-            # what Vault gives a role's token unless asked not to (lookup-self needs it)
-            allowed = sorted({*allowed, "default"})
-        return {
-            "accessor": None,  # nothing to revoke: the old token is already refused
-            "old_invalid": True,
-            "policies": allowed,
-            "ttl": int(role.get("token_ttl") or 0),
-            "role": self.token_role,
-            "orphan": bool(role.get("orphan")),
-            "renewable": bool(role.get("renewable", True)),
-            "period": int(role.get("token_period") or role.get("period") or 0),
-            "explicit_max_ttl": int(role.get("token_explicit_max_ttl")
-                                    or role.get("explicit_max_ttl") or 0),
-            "display_name": self.token_role,
-            "meta": {},
-        }
+        handle = self._handle(seen, accessor=None)  # nothing to revoke: Vault refuses it already
+        self._within(role, handle["policies"])
+        return {**handle, "old_invalid": True, "role": self.token_role,
+                "display_name": handle["display_name"] or self.token_role,
+                "remembered_from": str(seen.get("from") or "")}
+
+    def _seen(self, token: Any) -> Mapping[str, Any]:
+        fp = self.ctx.fingerprint(token)
+        for run in self.remembered.get("runs") or []:
+            if fp in (run.get("fingerprints") or []):
+                return run
+        synced = self.remembered.get("synced")
+        if synced and synced.get("accessor"):
+            with self._errors("identify"):
+                try:
+                    self.client.adapter.post("/v1/auth/token/lookup-accessor",
+                                             json={"accessor": synced["accessor"]})
+                except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath):
+                    return synced  # the token the sync saw is gone too: the one consumers read
+            raise Refused(
+                f"the current token is not valid, and the token of role {self.token_role!r} "
+                f"the last sync saw for this rotation ({str(synced['accessor'])[:8]}) still "
+                "is: keyshift cannot tell which policies the current one had; put a valid "
+                "token where consumers read it"
+            )
+        raise Refused(
+            "the current token is not valid (expired or revoked) and keyshift has no record of "
+            "its policies and TTL (no earlier run of this rotation minted it, and the last sync "
+            f"saw no single token of role {self.token_role!r} for its agents): keyshift will "
+            "not guess them from the role; mint one by hand and put it where consumers read it"
+        )
+
+    def _within(self, role: Mapping[str, Any], policies: list[str]) -> None:
+        """The role is a limit, never a source of policies: every policy asked for must be one
+        it allows (Vault checks too; this says which in one line)."""
+        wanted = [p for p in policies if p != "default"]
+        allowed = list(role.get("allowed_policies") or [])
+        globs = list(role.get("allowed_policies_glob") or [])
+        if allowed or globs:
+            outside = [p for p in wanted if p not in allowed
+                       and not any(fnmatch.fnmatchcase(p, g) for g in globs)]
+        else:
+            outside = []
+        denied = [p for p in policies if p in (role.get("disallowed_policies") or [])
+                  or any(fnmatch.fnmatchcase(p, g)
+                         for g in role.get("disallowed_policies_glob") or [])]
+        if outside or denied:
+            raise Refused(f"token role {self.token_role!r} does not allow "
+                          f"{', '.join(sorted({*outside, *denied}))}, which the old token had")
 
     def issue(self, cred: CredentialInfo, old: Handle) -> Issued:
+        policies = [str(p) for p in old.get("policies") or []]
+        if not policies or "root" in policies:
+            raise Refused("refusing to mint a token without an explicit, non-root policy list")
         body: dict[str, Any] = {
-            "policies": [p for p in old["policies"] if p != "default"],
-            "no_default_policy": "default" not in old["policies"],
+            # default goes in the list itself: an empty list would copy keyshift's policies
+            "policies": policies,
+            "no_default_policy": "default" not in policies,
             "meta": {**old.get("meta", {}), RUN_META: self.ctx.run_id},
             "renewable": old.get("renewable", True),
             "display_name": old.get("display_name") or "keyshift",
@@ -163,6 +235,8 @@ class VaultTokenIssuer:
             body["period"] = f"{old['period']}s"
         if old.get("explicit_max_ttl"):
             body["explicit_max_ttl"] = f"{old['explicit_max_ttl']}s"
+        if old.get("num_uses"):
+            body["num_uses"] = int(old["num_uses"])
         if old.get("role"):
             path = f"/v1/auth/token/create/{old['role']}"
         elif old.get("orphan"):
@@ -171,20 +245,27 @@ class VaultTokenIssuer:
             path = "/v1/auth/token/create"
         with self._errors("issue"):
             auth = self.client.adapter.post(path, json=body)["auth"]
+        got = sorted(set(auth.get("policies") or []))
+        if got != sorted(set(policies)):
+            # never hand consumers a token broader (or narrower) than the one it replaces
+            with self._errors("issue"):
+                self._revoke(auth["accessor"])
+            raise RotatorError(f"Vault minted a token with policies {', '.join(got)} instead "
+                               f"of {', '.join(sorted(set(policies)))}: revoked it")
         value = self.ctx.keep(auth["client_token"])
         self.ctx.checkpoint("vault-token:minted")
-        return Issued({"token": value}, {"accessor": auth["accessor"]})
+        return Issued({"token": value}, {"accessor": auth["accessor"], "policies": got})
 
     def verify(self, cred: CredentialInfo, issued: Issued) -> None:
-        agent = hvac.Client(url=self.client.url, timeout=30, session=self.client.adapter.session)
-        agent.token = issued.value["token"].reveal()
         with self._errors("verify"):
-            try:
-                data = agent.auth.token.lookup_self()["data"]
-            except hvac.exceptions.Forbidden:
-                raise VerifyFailed("the new token is refused by lookup-self") from None
+            data = self._lookup(issued.value["token"].reveal(), "verify")
+        if data is None:
+            raise VerifyFailed("Vault does not know the new token")
         if RUN_META not in (data.get("meta") or {}):
             raise VerifyFailed("the new token is not the one this run created")
+        expected = issued.handle.get("policies")
+        if expected is not None and sorted(set(data.get("policies") or [])) != expected:
+            raise VerifyFailed("the new token's policies are not the old one's")
 
     def discard(self, cred: CredentialInfo, handle: Handle | None, old: Handle) -> None:
         with self._errors("rollback"):
@@ -200,14 +281,13 @@ class VaultTokenIssuer:
                 self._revoke(old["accessor"])
 
     def still_valid(self, cred: CredentialInfo, old_value: Value) -> bool | None:
-        agent = hvac.Client(url=self.client.url, timeout=30, session=self.client.adapter.session)
-        agent.token = old_value["token"].reveal()
+        """Asked with keyshift's own lookup: a 403 on lookup-self is also what a valid token
+        without the default policy gets, so it alone proves nothing (None: cannot tell)."""
         with self._errors("check"):
             try:
-                agent.auth.token.lookup_self()
-            except hvac.exceptions.Forbidden:
-                return False
-        return True
+                return self._lookup(old_value["token"].reveal(), "check") is not None
+            except Refused:
+                return None
 
     def _revoke(self, accessor: str) -> None:
         # an accessor already revoked or expired is fine: revoking is idempotent
