@@ -359,6 +359,9 @@ def revoke(ctx: Context, ref: str, yes: bool, fmt: str) -> None:
     ctx.require_writable("revoke")
     store = ctx.store
     cred = resolve_credential(store, ref)
+    if actions.declared_token(store, cred.id):
+        _revoke_declared_token(ctx, cred.id, yes, fmt)
+        return
     target = actions.ref_from_credential(store, cred.id)
     actions.refuse_unrevocable(target)
     _confirm(f"{actions.REVOCABLE[target.kind]} {target.label} at {target.source}?", yes)
@@ -371,3 +374,35 @@ def revoke(ctx: Context, ref: str, yes: bool, fmt: str) -> None:
     if not done.ok:
         raise SourceError(done.error or f"revoke {target.label} failed")
 
+
+
+def _revoke_declared_token(ctx: Context, cid: str, yes: bool, fmt: str) -> None:
+    """A declared vault-token rotation's row names a value in a target, not an accessor: its
+    tokens are found through the issuer's token role, only those attributable to the rotation
+    (a shared role's other tokens are left, and said so)."""
+    from console.errors import SourceError
+    from console.incidents import actions
+    from console.rotation.context import Clients
+
+    clients = Clients(ctx.loaded)
+    found = actions.declared_token_targets(ctx.store, ctx.loaded, clients, cid)
+    if found.errors:
+        raise SourceError(found.errors[0])
+    if not found.refs:
+        raise UsageError(f"{cid}: no token keyshift can attribute to it: "
+                         + "; ".join(found.limits or ["its token role issued none"]),
+                         hint=f"rotate it instead: keyshift rotate {cid} --grace 0")
+    _confirm(f"revoke-accessor {len(found.refs)} token(s) of {cid}?", yes)
+    done = actions.contain(clients, ctx.audit, found.refs, actor=ctx.actor(),
+                           action="credential.revoke")
+    if fmt == "json":
+        _out(json.dumps({"outcomes": [d.as_dict() for d in done], "limits": found.limits},
+                        indent=2))
+    else:
+        for d in done:
+            _out(f"{d.outcome}: {d.credential}" + (f" ({d.error})" if d.error else ""))
+        for limit in found.limits:
+            _out(f"left: {limit}")
+    failed = [d for d in done if not d.ok]
+    if failed:
+        raise SourceError(failed[0].error or f"revoke {failed[0].credential} failed")

@@ -143,7 +143,7 @@ def test_a_revoked_token_is_replaced_by_exactly_what_keyshift_last_saw_not_the_r
     """The old code asked the role for all its allowed policies (p1 and p2) and its 7h TTL;
     the token a had p1 and 1h. keyshift's own earlier run remembers that, by fingerprint."""
     w, made = shared
-    w.rotate("a", grace=timedelta(0))  # keyshift sees the valid token and mints its replacement (journaled)
+    w.rotate("a", grace=timedelta(0))  # keyshift sees the valid token: its run journals it
     second = w.env("a")
     assert second != made["a"]["client_token"]
     w.vault.auth.token.revoke_accessor(_lookup(w.vault, second)["accessor"])  # contain did it
@@ -213,7 +213,7 @@ def test_a_token_swapped_in_by_hand_is_not_taken_for_the_one_keyshift_minted(
         shared: Any) -> None:
     """The remembered run describes the token it minted (by fingerprint); a token a person put
     in the file since, then revoked, is another token: refused, not given run 1's policies."""
-    w, made = shared
+    w, _ = shared
     w.rotate("a", grace=timedelta(0))
     by_hand = w.vault.adapter.post(f"/v1/auth/token/create/{w.role}",
                                    json={"policies": [w.p2], "ttl": "1h"})["auth"]
@@ -305,3 +305,40 @@ def test_contain_revokes_only_the_tokens_of_a_shared_role_it_can_attribute(
     assert _lookup(w.vault, a3) is None and _lookup(w.vault, b2) is not None
     assert [o["outcome"] for o in done["contain"]["outcomes"]] == ["revoked"]
 
+
+
+def test_keyshift_revoke_of_a_declared_token_rotation_revokes_only_its_own_token(
+        shared: Any) -> None:
+    """`keyshift revoke declared:vault-token:<rotation>` used to fail (exit 8: "source
+    'declared' is declared"). Now: nothing attributable is one line with the hint to rotate;
+    after keyshift minted a's token, only that one is revoked."""
+    w, made = shared
+    cid = f"declared:vault-token:tok-a-{w.tag}"
+
+    def revoke() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "keyshift"), "--inventory",
+             str(w.tmp / "inventory.yaml"), "--db", str(w.tmp / "ks.db"), "revoke", cid, "--yes"],
+            env=dict(os.environ, KEYSHIFT_ACTOR="lt"), capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=120)
+
+    w.store.close()
+    refused = revoke()
+    assert refused.returncode not in (0, 1) and "Traceback" not in refused.stderr
+    assert "cannot be attributed" in refused.stderr and f"keyshift rotate {cid}" in \
+        refused.stderr
+    assert _lookup(w.vault, made["a"]["client_token"]) is not None
+
+    w.store = Store(w.tmp / "ks.db")
+    w.audit = AuditLog(w.store)
+    w.rotate("a", grace=timedelta(0))
+    w.store.close()
+    a2 = w.env("a")
+    ok = revoke()
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("revoked: v:vault-token:")
+    assert _lookup(w.vault, a2) is None
+    assert _lookup(w.vault, made["b"]["client_token"]) is not None
+    for value in (a2, made["b"]["client_token"]):
+        assert value not in ok.stdout + ok.stderr + refused.stdout + refused.stderr
+    w.store = Store(w.tmp / "ks.db")
