@@ -859,3 +859,277 @@ def test_eradicate_waits_for_a_person_and_verify_until_the_provider_key_is_rotat
     finally:
         store.close()
         drills.cleanup_drill(main.store, main.audit, row["id"], actor="t")
+
+
+# --- incident split: one shared key into one per agent -----------------------------------------
+
+SHARED_RIGHTS = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]})
+
+
+@dataclass
+class SplitWorld:
+    tmp: Path
+    user: str
+    key: dict[str, str]
+    inventory: Path
+    db: Path
+    store: Store
+    audit: AuditLog
+    loaded: Any
+    incident: str
+    sandbox: SandboxState
+    iam: Any
+
+    @property
+    def cid(self) -> str:
+        return f"aws:iam-key:{self.key['AccessKeyId']}"
+
+    def env(self, agent: str) -> Path:
+        return self.tmp / agent / ".env"
+
+    def key_id_of(self, agent: str) -> str:
+        from rotators.targets.env_file import read_vars
+
+        return str(read_vars(self.env(agent))["AWS_ACCESS_KEY_ID"])
+
+    def answers_as(self, agent: str) -> str | None:
+        """Who STS says the agent's env file's key is (None: refused), as the agent would."""
+        from rotators.targets.env_file import read_vars
+
+        values = read_vars(self.env(agent))
+        sts = boto3.client("sts", endpoint_url=self.sandbox.moto_endpoint,
+                           region_name="us-east-1",
+                           aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"])
+        try:
+            return str(sts.get_caller_identity()["Arn"]).rsplit("/", 1)[-1]
+        except botocore.exceptions.ClientError:
+            return None
+
+    def keys_of(self, user: str) -> list[str]:
+        return [k["AccessKeyId"] for k in
+                self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+
+    def users(self) -> set[str]:
+        return {u["UserName"] for u in self.iam.list_users()["Users"]
+                if u["UserName"].startswith(self.user)}
+
+    def split_entries(self) -> list[dict[str, Any]]:
+        return [{"target": e.target, **e.detail} for e in self.audit.tail(200)
+                if e.action == "incident.split"]
+
+
+def _split_inventory(tmp: Path, user: str, tag: str, source: str) -> str:
+    """Agents a, b and c each read the shared key from their own env file; agent d's
+    workspace is a's folder (so it resolves to a's env file) and it reads nothing."""
+    agents = "".join(f"""
+  - name: {a}
+    owner: team-split
+    environment: prod
+    identities: [{{type: workspace, path: {"a" if a == "d" else a}}}]""" for a in "abcd")
+    targets = "".join(f"""
+      - {{type: env-file, path: {a}/.env,
+         vars: {{access_key_id: AWS_ACCESS_KEY_ID, secret_access_key: AWS_SECRET_ACCESS_KEY}}}}"""
+                      for a in "abc")
+    return f"""version: 1
+sources:
+  - {source}
+agents:{agents}
+rotations:
+  - name: key-{tag}
+    issuer: {{type: aws-iam, source: aws, user: {user}}}
+    targets:{targets}
+    agents: [a, b, c]
+    owner: team-split
+    environment: prod
+"""
+
+
+@pytest.fixture
+def split_world(sandbox: SandboxState, tmp_path: Path) -> Iterator[SplitWorld]:
+    from rotators.targets.env_file import write_vars
+
+    tag = uuid.uuid4().hex[:8]
+    iam = aws_client(sandbox, "iam")
+    user = f"sp-{tag}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="broad", PolicyDocument=SHARED_RIGHTS)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    for agent in "abc":
+        write_vars(tmp_path / agent / ".env", {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                                               "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]})
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(_split_inventory(
+        tmp_path, user, tag, "{name: aws, type: aws, sandbox: true, services: [iam]}"))
+    loaded = load_inventory(inventory)
+    store = Store(tmp_path / "ks.db")
+    audit = AuditLog(store)
+    run_sync(loaded, store, audit, actor="sp-test")
+    inc = incidents.open_incident(store, audit, loaded, actor="sp-test",
+                                  credential=f"aws:iam-key:{key['AccessKeyId']}", since="1h")
+    w = SplitWorld(tmp_path, user, {"AccessKeyId": key["AccessKeyId"],
+                                    "SecretAccessKey": key["SecretAccessKey"]},
+                   inventory, tmp_path / "ks.db", store, audit, loaded, inc["id"], sandbox, iam)
+    try:
+        yield w
+    finally:
+        store.close()
+        for name in w.users():
+            for kid in w.keys_of(name):
+                iam.delete_access_key(UserName=name, AccessKeyId=kid)
+            for pol in iam.list_user_policies(UserName=name)["PolicyNames"]:
+                iam.delete_user_policy(UserName=name, PolicyName=pol)
+            iam.delete_user(UserName=name)
+
+
+def _grants(*agents: str) -> list[Any]:
+    from console.incidents.split import parse_agents
+
+    return parse_agents([f"{a}=arn:aws:s3:::data-sp/{a}/*" for a in agents])
+
+
+def test_split_refuses_a_plan_that_leaves_a_reader_of_the_shared_key_behind(
+        split_world: SplitWorld) -> None:
+    """The split deleted the shared key while agent c, which nobody named, still read it (and
+    said ok); and two agents resolving to one env file had the second write overwrite the
+    first's key. The plan now refuses both, before anything is made."""
+    from console.incidents.split import plan_split
+
+    w = split_world
+    with pytest.raises(KeyshiftError) as got:
+        plan_split(w.store, w.loaded, w.cid, _grants("a", "b"), ["s3:GetObject"])
+    assert got.value.exit_code == 2
+    line = got.value.one_line()
+    assert "c reads it" in line and "no named agent reads c/.env" in line, line
+    # d's workspace is a's folder: a and d would share a/.env
+    with pytest.raises(KeyshiftError, match="d and a both read the key from a/.env"):
+        plan_split(w.store, w.loaded, w.cid, _grants("a", "b", "c", "d"), ["s3:GetObject"])
+    assert w.users() == {w.user} and w.keys_of(w.user) == [w.key["AccessKeyId"]]
+    assert all(w.answers_as(a) == w.user for a in "abc")
+    plan = plan_split(w.store, w.loaded, w.cid, _grants("c", "a", "b"), ["s3:GetObject"])
+    assert [(a["agent"], a["place"]) for a in plan.agents] == [
+        ("c", "c/.env"), ("a", "a/.env"), ("b", "b/.env")]
+
+
+def test_the_hunt_after_a_split_leaves_the_agents_keys_but_finds_a_key_added_to_them(
+        split_world: SplitWorld) -> None:
+    """The hunt after a split listed the new per-agent users (new, undeclared) and --remove
+    deleted them: the agents were left with no working key, the shared one being gone. What
+    the split made (its audit entries name each user and key id) is no finding and cannot be
+    removed; a second key someone else adds to such a user still is, and only it goes."""
+    from console.incidents.runner import aws_sources, incident_since
+    from console.incidents.split import plan_split, split_key
+
+    w = split_world
+    plan = plan_split(w.store, w.loaded, w.cid, _grants("a", "b", "c"), ["s3:GetObject"])
+    result = split_key(w.store, w.audit, w.loaded, plan, actor="sp-test", incident=w.incident)
+    assert result["ok"] and result["shared"]["deleted"] == "deleted"
+    assert {a: w.answers_as(a) for a in "abc"} == {a: f"{w.user}-{a}" for a in "abc"}
+    assert w.keys_of(w.user) == []
+    made = {m["user"]: m["key_id"] for m in result["agents"]}
+    assert {u: w.keys_of(u) for u in made} == {u: [k] for u, k in made.items()}
+    assert w.store.split_made("aws") == {u: {k} for u, k in made.items()}
+    inc = incidents.load(w.store, w.incident)
+    clients = Clients(w.loaded)
+
+    def hunted() -> set[tuple[str, str]]:
+        found = hunting.hunt(w.store, w.loaded, clients, aws_sources(w.loaded, inc["scope"]),
+                             incident_since(inc))
+        assert not found.errors, found.errors
+        return {(f.what, f.name) for f in found.findings if f.user.startswith(w.user)}
+
+    assert hunted() == set()
+    run_sync(w.loaded, w.store, w.audit, actor="sp-test")  # the store knows the new keys now
+    assert hunted() == set()
+    # someone adds a second key to a's new user: that key is a finding, a's own is not
+    extra = w.iam.create_access_key(UserName=f"{w.user}-a")["AccessKey"]["AccessKeyId"]
+    assert hunted() == {("access-key", extra)}
+    # remove refuses the split's user and key even when a finding names them
+    forged = [hunting.Finding("aws", "user", f"{w.user}-b", f"{w.user}-b", None, "forged",
+                              keys=[made[f"{w.user}-b"]]),
+              hunting.Finding("aws", "access-key", f"{w.user}-a", made[f"{w.user}-a"], None,
+                              "forged"),
+              hunting.Finding("aws", "access-key", f"{w.user}-a", extra, None, "found")]
+    removed = hunting.remove(clients, w.audit, w.loaded, forged, actor="sp-test",
+                             incident=w.incident)
+    assert [(r["name"], r["outcome"]) for r in removed] == [
+        (f"{w.user}-b", "failed"), (made[f"{w.user}-a"], "failed"), (extra, "deleted")]
+    assert "made by keyshift incident split" in removed[0]["error"]
+    assert {a: w.answers_as(a) for a in "abc"} == {a: f"{w.user}-{a}" for a in "abc"}
+    assert w.keys_of(f"{w.user}-a") == [made[f"{w.user}-a"]]
+
+
+def test_a_split_that_failed_part_way_runs_again_and_replaces_what_it_made(
+        split_world: SplitWorld) -> None:
+    """A split that failed part way could never run again (create_user: EntityAlreadyExists).
+    Now each step can: the user it made is reused (policy and key replaced, the old key
+    deleted once the new one is delivered), a user of that name nobody split is refused, and
+    every failure is an audit entry naming the step and the AWS error code; the shared key
+    keeps working until every agent has its own."""
+    from console.incidents.split import parse_agents, plan_split, split_key
+
+    w = split_world
+    bad = plan_split(w.store, w.loaded, w.cid, parse_agents(
+        ["a=arn:aws:s3:::data-sp/a/*", "b=not an arn", "c=arn:aws:s3:::data-sp/c/*"]),
+        ["s3:GetObject"])
+    with pytest.raises(KeyshiftError) as got:
+        split_key(w.store, w.audit, w.loaded, bad, actor="sp-test", incident=w.incident)
+    assert got.value.exit_code == 8
+    assert "setting the policy of" in got.value.one_line() and "MalformedPolicyDocument" in \
+        got.value.one_line() and "the shared key still works" in got.value.one_line()
+    first_a = w.key_id_of("a")
+    assert w.answers_as("a") == f"{w.user}-a"
+    assert w.answers_as("b") == w.user and w.answers_as("c") == w.user  # shared key intact
+    assert w.keys_of(w.user) == [w.key["AccessKeyId"]]
+    failed = [e for e in w.split_entries() if e["outcome"] == "failed"]
+    assert [(e["agent"], e["error"]) for e in failed] == [("b", "MalformedPolicyDocument")]
+
+    # c's user name is taken by a user no split made: refused, c keeps the shared key
+    w.iam.create_user(UserName=f"{w.user}-c")
+    good = plan_split(w.store, w.loaded, w.cid, _grants("a", "b", "c"), ["s3:GetObject"])
+    with pytest.raises(KeyshiftError, match=f"IAM user {w.user}-c exists and no split"):
+        split_key(w.store, w.audit, w.loaded, good, actor="sp-test", incident=w.incident)
+    assert w.answers_as("c") == w.user and w.keys_of(w.user) == [w.key["AccessKeyId"]]
+    second_a = w.key_id_of("a")
+    assert second_a != first_a and w.keys_of(f"{w.user}-a") == [second_a]
+    w.iam.delete_user(UserName=f"{w.user}-c")
+
+    result = split_key(w.store, w.audit, w.loaded, good, actor="sp-test", incident=w.incident)
+    assert result["ok"], result
+    assert {a: w.answers_as(a) for a in "abc"} == {a: f"{w.user}-{a}" for a in "abc"}
+    for agent in "abc":  # one key each: the one its env file holds
+        assert w.keys_of(f"{w.user}-{agent}") == [w.key_id_of(agent)]
+    assert w.key_id_of("a") not in (first_a, second_a)
+    policy = w.iam.get_user_policy(UserName=f"{w.user}-b", PolicyName="keyshift-least-privilege")
+    assert policy["PolicyDocument"]["Statement"][0]["Resource"] == ["arn:aws:s3:::data-sp/b/*"]
+    assert w.keys_of(w.user) == []
+    # every key the split issued is in the audit log, by id
+    issued = {e["key_id"] for e in w.split_entries() if e["outcome"] == "key issued"}
+    assert {first_a, second_a, *(w.key_id_of(a) for a in "abc")} <= issued
+    assert w.audit.verify().ok
+    text = json.dumps(w.split_entries()) + json.dumps(result)
+    assert w.key["SecretAccessKey"] not in text
+
+
+def test_split_reports_an_aws_it_cannot_reach_by_type_and_audits_it(
+        split_world: SplitWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's own errors (no answer from the endpoint) escaped as internal errors with no
+    audit entry; now one line naming the step and the error's type, and an audit entry."""
+    from console.incidents.split import plan_split, split_key
+
+    w = split_world
+    monkeypatch.setenv("SP_OFFLINE_ID", "AKIAOFFLINEEXAMPLE00")
+    monkeypatch.setenv("SP_OFFLINE_SECRET", "offline-example-not-a-key")
+    w.inventory.write_text(_split_inventory(
+        w.tmp, w.user, "x", '{name: aws, type: aws, endpoint_url: "http://127.0.0.1:9", '
+        'access_key_id: "env:SP_OFFLINE_ID", secret_access_key: "env:SP_OFFLINE_SECRET", '
+        'services: [iam]}'))
+    offline = load_inventory(w.inventory)
+    plan = plan_split(w.store, offline, w.cid, _grants("a", "b", "c"), ["s3:GetObject"])
+    with pytest.raises(KeyshiftError) as got:
+        split_key(w.store, w.audit, offline, plan, actor="sp-test", incident=w.incident)
+    assert got.value.exit_code == 8 and "EndpointConnectionError" in got.value.one_line()
+    [entry] = [e for e in w.split_entries() if e["outcome"] == "failed"]
+    assert (entry["agent"], entry["error"]) == ("a", "EndpointConnectionError")
+    assert all(w.answers_as(a) == w.user for a in "abc")

@@ -14,7 +14,11 @@ keyshift does not read it), so the hunt reports what it can see and says why eac
   a sync is still listed: a scheduled sync records an attacker's key as readily as any other.
 
 A user the inventory declares (an agent's ``aws-iam-user`` identity, an ``aws-iam`` rotation's
-user) is never listed or removed; only a new key of it can be. Nor is the identity the source
+user) is never listed or removed; only a new key of it can be. The same goes for a user
+``keyshift incident split`` made (``Store.split_made``, from its audit entries): the hunt after
+a split listed the new per-agent users, and ``--remove`` deleted the agents' only working keys
+(the shared key was already gone); a key on such a user that the split did not issue is still
+listed. Nor is the identity the source
 signs in as (STS GetCallerIdentity: the sandbox's ``keyshift-admin``, a real account's
 keyshift user): a hunt with an early ``--since`` would otherwise list it, and removing its
 policies locks keyshift (and the responder) out of the account mid-incident; the key it signs
@@ -170,6 +174,9 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
             known_keys = store.known_iam_keys(source)
             # a key listed for the "unknown, after the last sync" reason may predate since
             ours = store.issued_access_keys(min(since, synced) if synced else since)
+            # the users and keys `incident split` made: new, undeclared, yet the agents' own
+            split = store.split_made(source)
+            ours |= {kid for keys in split.values() for kid in keys}
             users: list[dict] = []
             for page in iam.get_paginator("list_users").paginate():
                 users += page["Users"]
@@ -179,7 +186,7 @@ def hunt(store: Store, loaded: LoadedInventory, clients: Clients, sources: list[
                                  UserName=name)["AccessKeyMetadata"]
                 # a declared user is never a finding itself, but a key added to it is the
                 # first thing a stolen key with IAM rights leaves behind
-                mine = name == me.user
+                mine = name == me.user or name in split
                 why = None if (source, name) in declared or mine else _why(
                     _when(user.get("CreateDate")), since, name in known_users, synced)
                 if why:
@@ -235,16 +242,23 @@ def remove(
     incident: str | None = None,
 ) -> list[dict[str, Any]]:
     """Delete exactly what the findings name; one outcome (and one audit entry) each. A
-    declared user is refused whatever the finding says."""
+    declared user, and a user or key a split made, is refused whatever the finding says."""
     import botocore.exceptions
 
     declared = declared_users(loaded)
     out: list[dict[str, Any]] = []
     me: dict[str, SignedIn | str] = {}
 
+    split: dict[str, dict[str, set[str]]] = {}
+
     def refused(f: Finding) -> str | None:
         if f.what == "user" and (f.source, f.user) in declared:
             return f"{f.label} is declared in the inventory: not removed"
+        if f.source not in split:
+            split[f.source] = audit.store.split_made(f.source)
+        made = split[f.source]
+        if (f.what == "user" and f.user in made) or f.name in made.get(f.user, set()):
+            return f"{f.label} was made by keyshift incident split (an agent's key): not removed"
         if f.source not in me:
             try:
                 me[f.source] = signed_in(clients, f.source)

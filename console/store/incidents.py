@@ -219,6 +219,26 @@ class IncidentRows(StoreBase):
                 out.add(str(handle["access_key_id"]))
         return out
 
+    def split_made(self, source: str) -> dict[str, set[str]]:
+        """IAM users of ``source`` that ``keyshift incident split`` made (its ``incident.split``
+        audit entries on ``<source>:iam-user:<name>``) -> the access key ids it issued them.
+        The audit log is keyed, so an attacker holding only an AWS key cannot add to it; a
+        key on such a user that no entry names is still someone else's."""
+        prefix = f"{source}:iam-user:"
+        rows = self._read(
+            "SELECT target, detail FROM audit_log WHERE action = 'incident.split' "
+            "AND substr(target, 1, ?) = ? ORDER BY seq", (len(prefix), prefix),
+        )
+        out: dict[str, set[str]] = {}
+        for row in rows:
+            detail = from_json(row["detail"], None) or {}
+            if not isinstance(detail, dict):
+                continue
+            keys = out.setdefault(row["target"][len(prefix):], set())
+            if detail.get("outcome") in ("key issued", "created") and detail.get("key_id"):
+                keys.add(str(detail["key_id"]))
+        return out
+
     def last_source_sync(self, source: str) -> str | None:
         """When the source was last listed in full (the newest ok sync of it)."""
         rows = self._read("SELECT max(at) AS at FROM sync_source_results "
