@@ -71,6 +71,11 @@ def _vault_token(world: DrillWorld, spec: PartSpec, owner: str | None) -> dict[s
         if agent["name"] == spec.agent:
             agent["identities"].append({"type": "vault-token-role", "source": VAULT_SOURCE,
                                         "role": role})
+    for source in world.inventory["sources"]:
+        if source["name"] == VAULT_SOURCE:
+            # the sync lists the role's token (by accessor, never its value): what the
+            # vault-token issuer remembers it by to mint a like one once contain revoked it
+            source["auth"] = True
     world.inventory["rotations"].append({
         "name": spec.name,
         "issuer": {"type": "vault-token", "source": VAULT_SOURCE, "role": role},
