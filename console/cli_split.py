@@ -5,7 +5,8 @@ one over-privileged IAM key shared by several agents becomes one least-privilege
 Exit codes: 0 split, 1 the confirmation was declined, 2 bad usage (not an IAM key, a closed
 incident, no aws-iam rotation for its user, an agent whose env file cannot be told), 3 unknown
 incident, credential or agent, 4 refused under --read-only, 8 AWS refused a step (the shared
-key still works when the failure came before it was touched).
+key still works when the failure came before it was touched) or the shared key was not
+deactivated and deleted (each agent has its own key by then; the same split can run again).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 
 from console.cli import Context, _confirm, _out, pass_ctx
 from console.cli_incident import incident_group
-from console.errors import UsageError
+from console.errors import SourceError, UsageError
 
 
 @incident_group.command("split")
@@ -51,11 +52,17 @@ def incident_split(ctx: Context, incident_id: str, ref: str, agents: tuple[str, 
             _out(line)
     _confirm(f"split {plan.key_id} into {len(plan.agents)} key(s)?", yes)
     result = split_key(store, ctx.audit, ctx.loaded, plan, actor=ctx.actor(), incident=iid)
+    shared = result["shared"]
     if fmt == "json":
         _out(json.dumps({"incident": iid, **result}, indent=2))
-        return
-    for a in result["agents"]:
-        _out(f"{a['agent']}: {a['user']} key {a['key_id']} delivered to {a['place']}")
-    shared = result["shared"]
-    _out(f"shared key {shared['key_id']}: {shared['deactivated']}, {shared['deleted']}")
-    _out("declare in the inventory: " + "; ".join(result["declare"]))
+    else:
+        for a in result["agents"]:
+            _out(f"{a['agent']}: {a['user']} key {a['key_id']} delivered to {a['place']}")
+        _out(f"shared key {shared['key_id']}: {shared['deactivated']}, {shared['deleted']}")
+        _out("declare in the inventory: " + "; ".join(result["declare"]))
+    if not result["ok"]:
+        # every agent has its own key, but the shared (stolen) one still works: not a success
+        why = shared.get("error") or f"{shared['deactivated']}, {shared['deleted']}"
+        raise SourceError(f"split {shared['key_id']}: each agent has its own key, but the shared "
+                          f"key was not deactivated and deleted ({why})",
+                          hint=f"keyshift revoke {plan.credential}, or run the same split again")

@@ -1003,7 +1003,7 @@ def test_split_refuses_a_plan_that_leaves_a_reader_of_the_shared_key_behind(
     line = got.value.one_line()
     assert "c reads it" in line and "no named agent reads c/.env" in line, line
     # d's workspace is a's folder: a and d would share a/.env
-    with pytest.raises(KeyshiftError, match="d and a both read the key from a/.env"):
+    with pytest.raises(KeyshiftError, match=r"d and a both read the key from a/\.env"):
         plan_split(w.store, w.loaded, w.cid, _grants("a", "b", "c", "d"), ["s3:GetObject"])
     assert w.users() == {w.user} and w.keys_of(w.user) == [w.key["AccessKeyId"]]
     assert all(w.answers_as(a) == w.user for a in "abc")
@@ -1133,3 +1133,49 @@ def test_split_reports_an_aws_it_cannot_reach_by_type_and_audits_it(
     [entry] = [e for e in w.split_entries() if e["outcome"] == "failed"]
     assert (entry["agent"], entry["error"]) == ("a", "EndpointConnectionError")
     assert all(w.answers_as(a) == w.user for a in "abc")
+
+
+def test_split_cli_exits_8_when_the_shared_key_is_not_deactivated(
+        split_world: SplitWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keyshift incident split` exited 0 when the shared key could not be deactivated (the
+    result's ok was ignored): the stolen key still worked and the split looked done. Here
+    keyshift signs in as a user IAM refuses UpdateAccessKey: every agent gets its own key, the
+    shared key still answers, and the command says so and exits 8."""
+    w = split_world
+    limited = f"{w.user}-responder"
+    w.iam.create_user(UserName=limited)
+    w.iam.put_user_policy(UserName=limited, PolicyName="no-deactivate", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iam:*", "sts:GetCallerIdentity"], "Resource": "*"},
+            {"Effect": "Deny", "Action": ["iam:UpdateAccessKey"], "Resource": "*"}]}))
+    key = w.iam.create_access_key(UserName=limited)["AccessKey"]
+    inventory = w.tmp / "responder.yaml"
+    inventory.write_text(_split_inventory(
+        w.tmp, w.user, "r", f'{{name: aws, type: aws, endpoint_url: "{w.sandbox.moto_endpoint}", '
+        'access_key_id: "env:SP_RESP_ID", secret_access_key: "env:SP_RESP_SECRET", '
+        'services: [iam]}'))
+    home = w.tmp / "home"
+    home.mkdir()
+    env = dict(os.environ, KEYSHIFT_ACTOR="sp-cli", KEYSHIFT_HOME=str(home),
+               SP_RESP_ID=key["AccessKeyId"], SP_RESP_SECRET=key["SecretAccessKey"])
+    args = [KEYSHIFT, "--inventory", str(inventory), "--db", str(w.db), "incident", "split",
+            w.incident, "--credential", w.cid, "--action", "s3:GetObject", "--yes"]
+    for agent in "abc":
+        args += ["--agent", f"{agent}=arn:aws:s3:::data-sp/{agent}/*"]
+    w.store.close()  # the CLI is another process on the same store
+    got = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert got.returncode == 8, got.stdout + got.stderr
+    assert {a: w.answers_as(a) for a in "abc"} == {a: f"{w.user}-{a}" for a in "abc"}
+    assert w.keys_of(w.user) == [w.key["AccessKeyId"]]
+    shared = boto3.client("sts", endpoint_url=w.sandbox.moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id=w.key["AccessKeyId"],
+                          aws_secret_access_key=w.key["SecretAccessKey"])
+    assert shared.get_caller_identity()["Arn"].endswith(f":user/{w.user}")
+    err = got.stderr.strip().splitlines()
+    assert len(err) == 1 and "the shared key was not deactivated and deleted" in err[0], err
+    assert "AccessDenied" in err[0] and "Traceback" not in got.stderr
+    assert f"shared key {w.key['AccessKeyId']}: failed, kept" in got.stdout
+    for value in (w.key["SecretAccessKey"], key["SecretAccessKey"]):
+        assert value not in got.stdout + got.stderr
+    w.store = Store(w.db)
