@@ -1179,3 +1179,39 @@ def test_split_cli_exits_8_when_the_shared_key_is_not_deactivated(
     for value in (w.key["SecretAccessKey"], key["SecretAccessKey"]):
         assert value not in got.stdout + got.stderr
     w.store = Store(w.db)
+
+
+def test_eradicate_is_not_done_while_a_rotation_in_its_grace_kept_the_stolen_key_valid(
+        world: World) -> None:
+    """eradicate reported done when its playbook step was skipped (the previous rotation still
+    in its grace period): the stolen key stayed valid and nothing retried it. A skipped step
+    now counts unless a completed rotation since the incident opened covers it: eradicate
+    waits, naming the run and how to revoke it now; once revoked, the next run rotates."""
+    w = world
+    key_cid = f"aws:iam-key:{w.stolen.key_id}"
+    engine = w.engine()
+    before = engine.rotate(key_cid, actor="ia-test", grace=timedelta(hours=4))
+    assert before.status == "awaiting-revoke"
+    iid = incidents.open_incident(w.store, w.audit, w.loaded, actor="ia-test",
+                                  credential=key_cid, kind="leaked-credential",
+                                  since=w.since.isoformat())["id"]
+    first = run_incident(w.store, w.audit, w.loaded, iid, actor="ia-test", engine=engine,
+                         only=["eradicate"])
+    [got] = first["tasks"]
+    assert not first["ok"] and got["status"] == "waiting", got
+    assert f"{key_cid}: not rotated: rotation {before.run_id[:12]} still waits out its grace" \
+        in got["note"]
+    assert f"keyshift runs finish {before.run_id} --now" in got["note"]
+    assert w.key_works()  # the stolen key: why eradicate is not done
+    task = next(t for t in first["incident"]["tasks"] if t["step"] == "eradicate")
+    assert task["status"] == "doing" and task["note"].startswith("waiting: ")
+
+    engine.finish_run(before.run_id, actor="ia-test", now_regardless=True)
+    assert not w.key_works()
+    second = run_incident(w.store, w.audit, w.loaded, iid, actor="ia-test", engine=engine,
+                          only=["eradicate", "verify"])
+    assert second["ok"], second["tasks"]
+    rotations = w.store.get_incident(iid)["detail"]["auto"]["eradicate"]["rotations"]
+    [(cid, status, run)] = [(r["credential"], r["status"], r["run"]) for r in rotations]
+    assert (cid, status) == (key_cid, "done") and run != before.run_id
+    assert w.store.get_rotation_run(run)["status"] == "completed"

@@ -20,7 +20,12 @@ the run's ``ok`` false. eradicate and verify still run.
 eradicate waits too while a step needs a person (a provider key minted through its checklist,
 a credential nobody declared an issuer for): its note names each, with ``keyshift rotate REF``
 or how to mark the task done once rotated by hand. Run again, it does not rotate twice what was
-rotated since the incident opened (by it or by a person). verify checks every credential
+rotated since the incident opened (by it or by a person). A step the playbook skipped is not
+rotated: it counts only when a completed rotation since the incident opened covers it (the step
+it shared a rotation with, another run meanwhile); behind a rotation still in its grace period
+(the value it replaced, perhaps the stolen one, is valid until then) eradicate waits, naming the
+run and ``keyshift runs finish RUN --now``; otherwise it fails and the next run retries it.
+verify checks every credential
 eradicate had to rotate (what it recorded, or what it would select when it has not run): a
 completed rotation since the incident opened with its verify step passed; it waits while only
 a person's rotations are missing, and fails otherwise. What remove deleted is gone only when
@@ -342,6 +347,20 @@ class _Run:
                 return str(row["id"])
         return None
 
+    def _skipped_problem(self, step: Any) -> str:
+        """Why a skipped eradicate step leaves its credential unrotated: ``waiting: ...`` when
+        the rotation holding it waits out its grace (the old value is valid until then), else
+        a failure (the run was stopped, an earlier step halted it)."""
+        cid = step.credential_id
+        row = self.store.get_rotation_run(step.rotation_run_id) if step.rotation_run_id \
+            else None
+        if row is not None and row["status"] == "awaiting-revoke":
+            return (f"{WAITING}{cid}: not rotated: rotation {str(row['id'])[:12]} still waits "
+                    f"out its grace (revoke after {row.get('revoke_after') or 'its grace'}), "
+                    "so the value it replaced stays valid; revoke it now with keyshift runs "
+                    f"finish {row['id']} --now, then run the incident again")
+        return f"{cid}: not rotated ({step.detail or 'skipped'}); run the incident again"
+
     def eradicate(self) -> TaskOutcome:
         from console.playbooks import get_playbook, run_playbook
 
@@ -349,6 +368,7 @@ class _Run:
         evidence: list[dict[str, str]] = []
         detail: dict[str, Any] = {"rotations": [], "revoked_not_rotated": left, "manual": []}
         problems: list[str] = []
+        waits: list[str] = []  # skipped behind a rotation still in its grace period
         first_run = None
         # run again (after a wait for a person, or a failure): what is already rotated since
         # the incident opened is not rotated twice
@@ -385,13 +405,25 @@ class _Run:
                                   selected=steps, selected_at=datetime.now(UTC))
             evidence.append({"kind": "run", "ref": result.run_id})
             for s in result.steps:
-                detail["rotations"].append({"credential": s.credential_id, "status": s.status,
-                                            "run": s.rotation_run_id, "error": s.error,
+                status, run = s.status, s.rotation_run_id
+                if status == "skipped":
+                    # skipped is not rotated: the stolen value may still be valid. Only a
+                    # completed rotation since the incident opened (the step that shared its
+                    # rotation, another run meanwhile) covers it
+                    covered = self._rotated_since_open(s.credential_id or "")
+                    if covered is not None:
+                        status, run = "done", covered
+                    else:
+                        why = self._skipped_problem(s)
+                        (waits if why.startswith(WAITING) else problems).append(
+                            why.removeprefix(WAITING))
+                detail["rotations"].append({"credential": s.credential_id, "status": status,
+                                            "run": run, "error": s.error,
                                             "detail": s.detail})
-                if s.rotation_run_id and s.status == "done":
-                    evidence.append({"kind": "run", "ref": s.rotation_run_id})
-                    first_run = first_run or s.rotation_run_id
-                if s.status in ("failed", "claimed-elsewhere"):
+                if run and status == "done":
+                    evidence.append({"kind": "run", "ref": run})
+                    first_run = first_run or run
+                if status in ("failed", "claimed-elsewhere"):
                     problems.append(f"{s.credential_id}: {s.error or s.detail or s.status}")
             counts = _count([s.status for s in result.steps])
             manual = [r for r in detail["rotations"] if r["status"] == "manual"]
@@ -409,11 +441,14 @@ class _Run:
                 "; hunt findings still wait for removal (a second key on a user makes IAM "
                 "refuse its rotation's new key)" if waiting else "")
             return TaskOutcome("failed", note, evidence, detail, rotation_run_id=first_run)
-        if manual:
+        if manual or waits:
             # a provider key or an undeclared credential: minted by a person, so eradicate
-            # is not done until they have rotated it (the next run sees their rotation)
-            return TaskOutcome("waiting", _needs_person(manual, self._mark_done("eradicate"))
-                               + "; " + note, evidence, detail, rotation_run_id=first_run)
+            # is not done until they have rotated it (the next run sees their rotation); a
+            # rotation in its grace period: the old value stays valid until it is revoked
+            text = "; ".join(([_needs_person(manual, self._mark_done("eradicate"))]
+                              if manual else []) + waits)
+            return TaskOutcome("waiting", text + "; " + note, evidence, detail,
+                               rotation_run_id=first_run)
         return TaskOutcome("done", note, evidence, detail, rotation_run_id=first_run)
 
     def remove(self) -> TaskOutcome:
