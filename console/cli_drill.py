@@ -193,9 +193,9 @@ def drill_report(ctx: Context, run_ref: str | None, fmt: str, out: Path | None) 
     """The after-action report of a run (default: the latest): timeline, scores, ratings,
     what went wrong, the improvement plan, the trend across runs of its scenario."""
     from console import drills
-    from console.cli_report import _write_private
     from console.drills import report
     from console.errors import NotFoundError
+    from console.paths import write_private
 
     store = ctx.reader
     if run_ref is None:
@@ -210,7 +210,7 @@ def drill_report(ctx: Context, run_ref: str | None, fmt: str, out: Path | None) 
     if out is None:
         click.echo(text, nl=False)
     else:
-        _write_private(out, text)
+        write_private(out, text)
         _out(f"wrote {out}")
 
 

@@ -13,7 +13,6 @@ and a directory it creates 0700 (invariant 7), each file replaced whole.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import click
 from console.cli import Context, _err, _out, cli, pass_ctx
 from console.errors import UsageError
 from console.findings.rules import SEVERITIES
+from console.paths import write_private
 from console.scorecard import (
     PROPERTIES,
     PROPERTY_HELP,
@@ -65,7 +65,7 @@ def report_cmd(ctx: Context, out: Path, formats: str) -> None:
     renderers: dict[str, Callable[[Scorecard], str]] = {"md": to_markdown, "html": to_html}
     for fmt in wanted:
         path = directory / FORMATS[fmt]
-        _write_private(path, renderers[fmt](card))
+        write_private(path, renderers[fmt](card))
         _out(f"wrote {path}")
 
 
@@ -87,20 +87,6 @@ def _out_dir(out: Path) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot create {out}: {exc.strerror}") from None
     return out
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` 0600, replacing it whole (a reader never sees half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
 # -- words shared by both formats ------------------------------------------------------

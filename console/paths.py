@@ -40,6 +40,23 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` 0600, replacing it whole (a reader never sees half, and a
+    link planted at the temporary name is never followed): reports and exports."""
+    from console.errors import UsageError
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def data_dir() -> Path:
     base = os.environ.get("KEYSHIFT_HOME")
     path = Path(base) if base else Path(platformdirs.user_data_dir("keyshift", appauthor=False))

@@ -8,7 +8,8 @@ nothing says so (exit 3).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from console.errors import NotFoundError, UsageError
 from console.model import Credential
@@ -36,3 +37,23 @@ def resolve_credential(store: Store, ref: str) -> Credential:
         f"no credential {ref!r}",
         hint=f"did you mean {', '.join(close)}?" if close else "list them with: keyshift ls",
     )
+
+
+def resolve_prefixed(ref: str, prefix: str, find: Callable[..., list[dict[str, Any]]],
+                     noun: str, listing: str) -> str:
+    """A record id like ``INC-1A2B3C`` from the full id or a unique prefix, with or without
+    ``prefix``, any case (incidents, drill runs). ``find(prefix, limit=N)`` lists the records
+    whose id starts with it; ``listing`` is the command that lists them."""
+    text = ref.strip().upper()
+    if not text:
+        raise UsageError(f"no {noun} id given")
+    wanted = text if text.startswith(prefix) else prefix + text
+    found = find(wanted, limit=MAX_LISTED + 1)
+    exact = [r for r in found if r["id"] == wanted]
+    if exact or len(found) == 1:
+        return str((exact or found)[0]["id"])
+    if found:
+        raise UsageError(f"{ref!r} matches {len(found)} {noun}s: "
+                         f"{', '.join(r['id'] for r in found[:MAX_LISTED])}",
+                         hint="give more of the id")
+    raise NotFoundError(f"no {noun} {ref!r}", hint=f"list them with: {listing}")

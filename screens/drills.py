@@ -30,8 +30,9 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
 from console.errors import KeyshiftError
+from console.paths import write_private
 from screens.base import KeyshiftScreen
-from screens.incidents import IncidentScreen, long_time, write_private
+from screens.incidents import IncidentScreen, long_time
 from screens.listview import ListScreen, Row, _size_columns, styled
 from screens.prompts import ConfirmPrompt
 from screens.theme import state_style

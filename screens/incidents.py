@@ -22,7 +22,6 @@ drill's incident opens over the drill's own store.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +37,8 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Static
 
-from console.errors import KeyshiftError, UsageError
+from console.errors import KeyshiftError
+from console.paths import write_private
 from screens.base import KeyshiftScreen
 from screens.format import aware
 from screens.listview import ListScreen, Row, styled
@@ -151,20 +151,6 @@ def export_path(incident_id: str) -> Path:
     from console.paths import data_dir, private_dir
 
     return private_dir(data_dir() / "exports") / f"{incident_id}.md"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` 0600, replacing the file whole (never through a link)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
 # --- the list ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ agent in the session sandbox, synced by the real sync)."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hvac
@@ -222,3 +222,25 @@ def test_the_checklist_through_the_cli(world: World, tmp_path: Path) -> None:
     for value in set(w.values):
         assert value not in outputs
         assert value.encode() not in db_bytes and value.encode() not in logs
+
+
+def test_an_incident_or_drill_run_by_prefix(tmp_path: Path) -> None:
+    """Ids are taken by a unique prefix, any case, with or without INC-/DRL-; an ambiguous one
+    lists the candidates, an unknown one names the command that lists them."""
+    from console.drills.runner import resolve_run
+    from console.incidents import resolve_id
+    from console.store import Store
+
+    store = Store(tmp_path / "ks.db")
+    now = datetime.now(UTC)
+    for iid in ("INC-AB1111", "INC-AB2222"):
+        store.create_incident(iid, title="t", kind="leaked-credential", severity="high",
+                              actor="t", opened_at=now, detail={}, tasks=[])
+    assert resolve_id(store, "ab11") == "INC-AB1111"
+    assert resolve_id(store, "inc-ab2222") == "INC-AB2222"
+    with pytest.raises(UsageError, match="INC-AB1111, INC-AB2222"):
+        resolve_id(store, "AB")
+    with pytest.raises(NotFoundError) as missing:
+        resolve_run(store, "DRL-FFFF")
+    assert missing.value.hint == "list them with: keyshift drill ls"
+    store.close()

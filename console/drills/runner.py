@@ -98,17 +98,10 @@ def _typed(exc: Exception, run_id: str) -> KeyshiftError:
 
 
 def resolve_run(store: Store, ref: str) -> str:
-    text = ref.strip().upper()
-    if not text:
-        raise UsageError("no drill run id given")
-    prefix = text if text.startswith("DRL-") else "DRL-" + text
-    found = store.find_drill_runs(prefix, limit=MAX_LISTED + 1)
-    exact = [r for r in found if r["id"] == prefix]
-    if exact or len(found) == 1:
-        return (exact or found)[0]["id"]
-    if found:
-        raise UsageError(f"{ref!r} matches {len(found)} drill runs", hint="give more of the id")
-    raise NotFoundError(f"no drill run {ref!r}", hint="list them with: keyshift drill runs")
+    """A full run id, or a unique prefix, with or without ``DRL-``, any case."""
+    from console.refs import resolve_prefixed
+
+    return resolve_prefixed(ref, "DRL-", store.find_drill_runs, "drill run", "keyshift drill ls")
 
 
 def mark_interrupted(store: Store, audit: AuditLog) -> list[str]:

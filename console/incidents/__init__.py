@@ -269,19 +269,10 @@ def open_incident(
 
 def resolve_id(store: Store, ref: str) -> str:
     """A full id, or a unique prefix, with or without ``INC-``, any case."""
-    text = ref.strip().upper()
-    if not text:
-        raise UsageError("no incident id given")
-    prefix = text if text.startswith("INC-") else "INC-" + text
-    found = store.find_incidents(prefix, limit=MAX_LISTED + 1)
-    exact = [i for i in found if i["id"] == prefix]
-    if exact or len(found) == 1:
-        return (exact or found)[0]["id"]
-    if found:
-        raise UsageError(f"{ref!r} matches {len(found)} incidents: "
-                         f"{', '.join(i['id'] for i in found[:MAX_LISTED])}",
-                         hint="give more of the id")
-    raise NotFoundError(f"no incident {ref!r}", hint="list them with: keyshift incident ls")
+    from console.refs import resolve_prefixed
+
+    return resolve_prefixed(ref, "INC-", store.find_incidents, "incident",
+                            "keyshift incident ls")
 
 
 def load(store: Store, incident_id: str) -> dict[str, Any]:
