@@ -141,7 +141,9 @@ def _show_text(inc: dict[str, Any]) -> None:
         if t["limits"]:
             _out(f"        limits: {t['limits']}")
         if t["owner"]:
-            _out(f"        by {t['owner']}, started {t['started_at'] or '-'}, "
+            _out(f"        owner {t['owner']}")
+        if t["actor"]:
+            _out(f"        by {t['actor']}, started {t['started_at'] or '-'}, "
                  f"finished {t['done_at'] or '-'}")
         if t["note"]:
             _out(f"        note: {t['note']}")
@@ -153,24 +155,28 @@ def _show_text(inc: dict[str, Any]) -> None:
 @incident_group.command("task")
 @click.argument("incident_id")
 @click.argument("position", type=int)
-@click.argument("action", type=click.Choice(["start", "done", "skip"]))
+@click.argument("action", type=click.Choice(["start", "done", "skip", "assign"]))
+@click.option("--owner", default=None,
+              help="Who the task is assigned to (with assign, or any action; a task started "
+                   "with no owner is owned by whoever starts it).")
 @click.option("--note", default=None, help="What was done (replaces the task's note).")
 @click.option("--evidence", multiple=True, metavar="KIND:REF",
               help="audit:SEQ, run:RUN_ID, finding:ID or usage:ID; checked to exist "
                    "(repeatable).")
 @pass_ctx
 def incident_task(ctx: Context, incident_id: str, position: int, action: str,
-                  note: str | None, evidence: tuple[str, ...]) -> None:
-    """Start, finish or skip task POSITION of an incident (a person confirms it)."""
+                  owner: str | None, note: str | None, evidence: tuple[str, ...]) -> None:
+    """Start, finish, skip or assign task POSITION of an incident (a person confirms it)."""
     from console import incidents
 
     ctx.require_writable("incident task")
     store = ctx.store
     iid = incidents.resolve_id(store, incident_id)
     inc = incidents.update_task(store, ctx.audit, iid, position, action, actor=ctx.actor(),
-                                note=note, evidence=evidence)
+                                note=note, evidence=evidence, owner=owner)
     task = next(t for t in inc["tasks"] if t["position"] == position)
-    _out(f"{iid} task {position}: {task['status']}")
+    _out(f"{iid} task {position}: {task['status']}"
+         + (f", owner {task['owner']}" if task["owner"] else ""))
 
 
 @incident_group.command("close")

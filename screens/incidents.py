@@ -272,7 +272,7 @@ class IncidentScreen(KeyshiftScreen):
     MUTATING: ClassVar[tuple[str, ...]] = (
         "start_task", "done_task", "skip_task", "run_auto", "close_incident")
     COLUMNS = (("position", "#"), ("phase", "PHASE"), ("csf", "CSF"), ("title", "TASK"),
-               ("mode", "MODE"), ("status", "STATUS"), ("owner", "BY"),
+               ("mode", "MODE"), ("status", "STATUS"), ("actor", "BY"),
                ("started", "STARTED"), ("done", "DONE"), ("note", "NOTE · EVIDENCE"))
     DEFAULT_CSS = """
     IncidentScreen #inc-head { height: auto; padding: 0 1; }
@@ -415,7 +415,7 @@ class IncidentScreen(KeyshiftScreen):
             styled("auto", app, "scheduled") if automated(task) else styled("manual", app,
                                                                             "muted"),
             status_text(app, shown_status(task)),
-            task["owner"] or "-",
+            task["actor"] or "-",
             short_time(task["started_at"]),
             short_time(task["done_at"]),
             both,
@@ -512,7 +512,9 @@ class IncidentScreen(KeyshiftScreen):
         if shown_status(task) != task["status"]:
             state.append(f" (still {task['status']}: r runs it again)", style="dim")
         if task["owner"]:
-            state.append(f"  by {task['owner']}", style="")
+            state.append(f"  owner {task['owner']}", style="")
+        if task["actor"]:
+            state.append(f"  by {task['actor']}", style="")
         if task["started_at"]:
             state.append(f"  started {long_time(task['started_at'])}", style="dim")
         if task["done_at"]:

@@ -163,8 +163,19 @@ def test_the_checklist_through_the_cli(world: World, tmp_path: Path) -> None:
     task1, task3 = (t for t in incidents.load(w.store, iid)["tasks"] if t["position"] in (1, 3))
     assert task1["status"] == "done" and task1["started_at"] < task1["done_at"]
     assert task1["evidence"] == [{"kind": "audit", "ref": str(head)}]
-    assert task1["note"] == "paged on-call" and task1["owner"] == "pb-cli"
-    assert task3["started_at"] == task3["done_at"]
+    # started with no owner: owned by whoever started it; done straight away: nobody's
+    assert task1["note"] == "paged on-call" and task1["owner"] == task1["actor"] == "pb-cli"
+    assert task3["started_at"] == task3["done_at"] and task3["owner"] is None
+
+    # assign: an open task's owner, its status unchanged; a closed task or no --owner refused
+    assigned = ks("incident", "task", iid, "4", "assign", "--owner", "alice")
+    assert assigned.returncode == 0 and "owner alice" in assigned.stdout, assigned.stderr
+    assert ks("incident", "task", iid, "4", "assign").returncode == 2
+    assert ks("incident", "task", iid, "1", "assign", "--owner", "bob").returncode == 2
+    task4 = next(t for t in incidents.load(w.store, iid)["tasks"] if t["position"] == 4)
+    assert task4["owner"] == "alice" and task4["status"] == "todo"
+    assert w.audit.tail(1)[0].detail["owner"] == "alice"
+    assert "owner alice" in ks("incident", "show", iid).stdout
 
     # read-only refuses every change, still shows
     for args in (("open", "--agent", w.agent), ("task", iid, "2", "start"), ("close", iid)):

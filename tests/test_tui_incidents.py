@@ -447,7 +447,7 @@ async def test_r_runs_the_automated_tasks_live_against_the_sandbox(
         assert ends == [f"task {p} ({s}): {outcome[s]}" for p, s in planned], screen.run_events
         eradicate = next(t for t in after["tasks"] if t["step"] == "eradicate")
         runs = [e["ref"] for e in eradicate["evidence"] if e["kind"] == "run"]
-        assert runs and eradicate["owner"] == "tester"
+        assert runs and eradicate["actor"] == "tester"
         move_to(screen, eradicate["position"])
         await settle(pilot)
         assert f"run:{runs[0]}" in screen_text(app)  # the evidence, whole, in the panel

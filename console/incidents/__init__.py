@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from console.store import Store
 
 DEFAULT_SINCE = timedelta(days=7)
-TASK_ACTIONS = ("start", "done", "skip")
+TASK_ACTIONS = ("start", "done", "skip", "assign")
 EVIDENCE_KINDS = ("audit", "run", "finding", "usage")
 MAX_LISTED = 10
 _DURATION = re.compile(r"(\d+)\s*([mhdw])")
@@ -289,7 +289,7 @@ def load(store: Store, incident_id: str) -> dict[str, Any]:
             "csf": extra.get("csf"), "title": row["title"], "mode": extra.get("mode", "manual"),
             "action": extra.get("action"),
             "command": extra.get("command"), "limits": extra.get("note"),
-            "status": row["status"], "owner": row["actor"],
+            "status": row["status"], "owner": row.get("owner"), "actor": row["actor"],
             "started_at": _utc(row["started_at"]), "done_at": _utc(row["done_at"]),
             "note": row["note"], "evidence": row["evidence"],
             "rotation_run_id": row["rotation_run_id"],
@@ -348,12 +348,20 @@ def update_task(
     actor: str,
     note: str | None = None,
     evidence: tuple[str, ...] | list[str] = (),
+    owner: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """``start`` (todo -> doing), ``done`` or ``skip`` (todo/doing -> done/skipped). A note
-    replaces the task's note; evidence references are added, each checked to exist."""
+    """``start`` (todo -> doing), ``done`` or ``skip`` (todo/doing -> done/skipped), ``assign``
+    (an open task's owner, status unchanged). A note replaces the task's note; evidence
+    references are added, each checked to exist. ``owner`` assigns the task with any action;
+    a task started with no owner yet is owned by whoever starts it."""
     if action not in TASK_ACTIONS:
-        raise UsageError(f"unknown task action {action!r}", hint="start, done or skip")
+        raise UsageError(f"unknown task action {action!r}", hint="start, done, skip or assign")
+    if owner is not None and not owner.strip():
+        raise UsageError("--owner is empty", hint="give the person or team, e.g. --owner alice")
+    if action == "assign" and owner is None:
+        raise UsageError("assign needs --owner", hint="e.g. keyshift incident task ID N assign "
+                                                      "--owner alice")
     inc = load(store, incident_id)
     if inc["status"] != "open":
         raise UsageError(f"incident {incident_id} is closed", hint="its tasks no longer change")
@@ -361,7 +369,8 @@ def update_task(
     if task is None:
         raise NotFoundError(f"incident {incident_id} has no task {position}",
                             hint=f"tasks are 1..{len(inc['tasks'])}")
-    allowed = {"start": ("todo",), "done": ("todo", "doing"), "skip": ("todo", "doing")}
+    allowed = {"start": ("todo",), "done": ("todo", "doing"), "skip": ("todo", "doing"),
+               "assign": ("todo", "doing")}
     if task["status"] not in allowed[action]:
         raise UsageError(f"task {position} is {task['status']}; cannot {action} it",
                          hint=f"{action} applies to a task that is "
@@ -372,7 +381,13 @@ def update_task(
     fields: dict[str, Any] = {"actor": actor, "evidence": merged}
     if note is not None:
         fields["note"] = note
-    if action == "start":
+    if owner is not None:
+        fields["owner"] = owner.strip()
+    elif action == "start" and not task.get("owner"):
+        fields["owner"] = actor
+    if action == "assign":
+        fields["status"] = task["status"]
+    elif action == "start":
         fields |= {"status": "doing", "started_at": now}
     else:
         fields |= {"status": "done" if action == "done" else "skipped", "done_at": now}
@@ -386,7 +401,7 @@ def update_task(
     audit.append(actor, "incident.task", incident_id, {
         "task": position, "step": task["step"], "action": action,
         "status": fields["status"], "evidence": [f"{e['kind']}:{e['ref']}" for e in checked],
-        "noted": note is not None,
+        "noted": note is not None, "owner": fields.get("owner"),
     })
     return load(store, incident_id)
 
@@ -533,7 +548,9 @@ def export_markdown(data: dict[str, Any]) -> str:
     for t in data["tasks"]:
         out.append(f"{t['position']}. [{t['status']}] {t['phase']} / {t['csf']}: {t['title']}")
         if t["owner"]:
-            out.append(f"   - by {t['owner']}; started {t['started_at'] or '-'}; "
+            out.append(f"   - owner {t['owner']}")
+        if t["actor"]:
+            out.append(f"   - by {t['actor']}; started {t['started_at'] or '-'}; "
                        f"finished {t['done_at'] or '-'}")
         if t["note"]:
             out.append(f"   - note: {t['note']}")

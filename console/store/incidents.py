@@ -17,7 +17,7 @@ from console.errors import StoreError
 from console.store.base import StoreBase
 from console.store.rows import chunks, from_json, to_json, ts
 
-INCIDENT_TASK_FIELDS = ("status", "actor", "started_at", "done_at", "note", "evidence",
+INCIDENT_TASK_FIELDS = ("status", "actor", "owner", "started_at", "done_at", "note", "evidence",
                         "rotation_run_id")
 
 

@@ -465,12 +465,18 @@ def _m005_unattended(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ix_alerts_pending ON alerts(delivered_at, id)")
 
 
+def _m006_task_owner(db: sqlite_utils.Database) -> None:
+    """Who an incident task is assigned to (``actor`` is who last changed it)."""
+    db.execute("ALTER TABLE incident_tasks ADD COLUMN owner TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_core,
     _m002_search,
     _m003_claims,
     _m004_read_positions,
     _m005_unattended,
+    _m006_task_owner,
 ]
 
 
