@@ -977,3 +977,75 @@ def _has_cycle(start: str, step: Any) -> bool:
         seen.add(cur)
         cur = step(cur)
     return False
+
+
+# --- other YAML documents validated like the inventory (playbooks, drill scenarios) ---------
+
+
+def raise_problems(problems: list[ConfigError]) -> None:
+    """All of a document's problems at once, in file order; nothing when there are none."""
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise InventoryError(problems)
+
+
+def validate_document(doc: yamlsafe.Document, display: str, model: type[Any], *, what: str,
+                      default_name: str | None = None) -> Any:
+    """A YAML mapping as ``model``: no literal secret in it, its schema problems with
+    file:line:col and the model's own fields as hints; ``name`` from the file name when the
+    document gives none."""
+    raise_problems(_secret_problems(doc, display))
+    data: dict[str, Any] = dict(doc.data)
+    if "name" not in data and default_name is not None:
+        data["name"] = default_name
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_rehint(p, doc, model) for p in _schema_problems(doc, exc, display)]
+        raise_problems(problems or [ConfigError(f"invalid {what}", file=display, line=1,
+                                                column=1)])
+        raise  # unreachable: raise_problems raised
+
+
+def _rehint(problem: ConfigError, doc: yamlsafe.Document, root: type[BaseModel]) -> ConfigError:
+    """The schema messages suggest the inventory's fields for an unknown key; another
+    document's (a playbook, a drill scenario) come from its own model."""
+    if not problem.message.startswith("unknown field") or not problem.field:
+        return problem
+    key = problem.message.split("'")[1] if "'" in problem.message else ""
+    parent = _model_fields_at(root, doc.data, _field_parent(problem.field))
+    close = difflib.get_close_matches(key, parent, n=1)
+    problem.hint = (
+        f"did you mean '{close[0]}'?" if close
+        else ("allowed here: " + ", ".join(parent) if parent else None)
+    )
+    return problem
+
+
+def _field_parent(field: str) -> list[str]:
+    # "selection.agnet" -> ["selection"]; list indexes ("manual_steps[0].txt") keep their name
+    parts = [p.split("[")[0] for p in field.split(".")]
+    return parts[:-1]
+
+
+def _model_fields_at(root: type[BaseModel], data: Any, path: list[str]) -> list[str]:
+    import typing
+
+    tp: Any = root
+    for part in path:
+        info = tp.model_fields.get(part) if isinstance(tp, type) else None
+        if info is None:
+            return []
+        tp = info.annotation
+        for arg in (*typing.get_args(tp), tp):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                tp = arg
+                break
+            inner = [a for a in typing.get_args(arg) if isinstance(a, type)
+                     and issubclass(a, BaseModel)]
+            if inner:
+                tp = inner[0]
+                break
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return []

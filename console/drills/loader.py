@@ -11,10 +11,8 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from console import paths, yamlsafe
-from console.config import InventoryError, _problem, _schema_problems, _secret_problems
+from console.config import _problem, raise_problems, validate_document
 from console.drills import (
     aws_words,  # noqa: F401 - registers the AWS words
     vault_words,  # noqa: F401 - registers the Vault words
@@ -85,7 +83,6 @@ def load_file(file: Path, *, source: str, reserved: set[str] | None = None) -> S
 
 def loads_scenario(text: str, display: str, *, source: str = "built-in",
                    default_name: str | None = None, reserved: set[str] | None = None) -> Scenario:
-    from console.playbooks.loader import _rehint
 
     doc = yamlsafe.parse(text, display)
     if not isinstance(doc.data, dict):
@@ -93,26 +90,10 @@ def loads_scenario(text: str, display: str, *, source: str = "built-in",
         raise ConfigError("a drill scenario is a mapping (name:, world:, inject:, respond:, "
                           "checks:)", file=display, line=line, column=column,
                           hint="see `keyshift drill show provider-key-leaked`")
-    _raise(_secret_problems(doc, display))
-    data: dict[str, Any] = dict(doc.data)
-    if "name" not in data and default_name is not None:
-        data["name"] = default_name
-    sc: Scenario | None = None
-    try:
-        sc = Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems = [_rehint(p, doc, Scenario) for p in _schema_problems(doc, exc, display)]
-        _raise(problems or [ConfigError("invalid drill scenario", file=display, line=1,
-                                        column=1)])
-    assert sc is not None
-    _raise(_meaning_problems(sc, doc, display, reserved or set()))
+    sc: Scenario = validate_document(doc, display, Scenario, what="drill scenario",
+                                     default_name=default_name)
+    raise_problems(_meaning_problems(sc, doc, display, reserved or set()))
     return sc.model_copy(update={"source": source})
-
-
-def _raise(problems: list[ConfigError]) -> None:
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-        raise InventoryError(problems)
 
 
 def _meaning_problems(sc: Scenario, doc: yamlsafe.Document, display: str,

@@ -9,14 +9,10 @@ is one two files share.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
 
 from console import paths, yamlsafe
-from console.config import InventoryError, _problem, _schema_problems, _secret_problems
+from console.config import _problem, raise_problems, validate_document
 from console.errors import ConfigError
 from console.playbooks.builtins import BUILTIN_NAMES
 from console.playbooks.model import Playbook
@@ -69,17 +65,7 @@ def loads_playbook(text: str, display: str, *, default_name: str | None = None) 
             column=column,
             hint="see `keyshift playbook show rotate-agent` for the fields",
         )
-    _raise(_secret_problems(doc, display))
-    data: dict[str, Any] = dict(doc.data)
-    if "name" not in data and default_name is not None:
-        data["name"] = default_name
-    pb: Playbook | None = None
-    try:
-        pb = Playbook.model_validate(data)
-    except ValidationError as exc:
-        problems = [_rehint(p, doc, Playbook) for p in _schema_problems(doc, exc, display)]
-        _raise(problems or [ConfigError("invalid playbook", file=display, line=1, column=1)])
-    assert pb is not None
+    pb = validate_document(doc, display, Playbook, what="playbook", default_name=default_name)
     problems = []
     if pb.name in BUILTIN_NAMES:
         where: Path_ = ("name",)
@@ -95,55 +81,7 @@ def loads_playbook(text: str, display: str, *, default_name: str | None = None) 
             f"uses {{{name}}}, which is not one of the playbook's params",
             f"declare it: params: {{{name}: {{help: ...}}}}",
         ))
-    _raise(problems)
+    raise_problems(problems)
     return pb.placed(display)
 
 
-def _raise(problems: list[ConfigError]) -> None:
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-        raise InventoryError(problems)
-
-
-def _rehint(problem: ConfigError, doc: yamlsafe.Document, root: type[BaseModel]) -> ConfigError:
-    """config's schema messages suggest the inventory's fields for an unknown key; a
-    playbook's come from its own model."""
-    if not problem.message.startswith("unknown field") or not problem.field:
-        return problem
-    key = problem.message.split("'")[1] if "'" in problem.message else ""
-    parent = _fields_at(root, doc.data, _parent_path(problem.field))
-    close = difflib.get_close_matches(key, parent, n=1)
-    problem.hint = (
-        f"did you mean '{close[0]}'?" if close
-        else ("allowed here: " + ", ".join(parent) if parent else None)
-    )
-    return problem
-
-
-def _parent_path(field: str) -> list[str]:
-    # "selection.agnet" -> ["selection"]; list indexes ("manual_steps[0].txt") keep their name
-    parts = [p.split("[")[0] for p in field.split(".")]
-    return parts[:-1]
-
-
-def _fields_at(root: type[BaseModel], data: Any, path: list[str]) -> list[str]:
-    import typing
-
-    tp: Any = root
-    for part in path:
-        info = tp.model_fields.get(part) if isinstance(tp, type) else None
-        if info is None:
-            return []
-        tp = info.annotation
-        for arg in (*typing.get_args(tp), tp):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                tp = arg
-                break
-            inner = [a for a in typing.get_args(arg) if isinstance(a, type)
-                     and issubclass(a, BaseModel)]
-            if inner:
-                tp = inner[0]
-                break
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
-    return []
