@@ -19,11 +19,13 @@ from console.query import Query, parse
 from screens.base import KeyshiftScreen
 from screens.theme import state_style
 from screens.widgets.credential_table import CredentialTable, Window
+from screens.widgets.filter_input import FilterInput
 from screens.widgets.header import HeaderBar
 
 # How long a burst of keystrokes is gathered into one query. The first key of a burst is
 # applied at once (leading edge), so typing at a person's pace never waits on this.
 FILTER_SETTLE = 0.04
+STATUS_SETTLE = 0.002
 # How often a sync's per-item progress reaches the screen: more often only costs repaints.
 PROGRESS_EVERY = 0.1
 # How long the sync line stays after the sync ended (the notification keeps the summary).
@@ -64,7 +66,7 @@ class CredsScreen(KeyshiftScreen):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
-        yield Input(
+        yield FilterInput(
             placeholder="filter: words, field:value, !term  (enter keeps it, esc clears)",
             id="filter",
         )
@@ -93,8 +95,8 @@ class CredsScreen(KeyshiftScreen):
             descending=self.descending,
         )
 
-    def _show(self, query: Query) -> None:
-        self.table.show(query)
+    def _show(self, query: Query, *, typed: bool = False) -> None:
+        self.table.show(query, hold_paint=typed)
         self._update_status(self.table.window())
 
     def on_credential_table_window_changed(self, message: CredentialTable.WindowChanged) -> None:
@@ -214,11 +216,15 @@ class CredsScreen(KeyshiftScreen):
         except KeyshiftError as exc:
             # half-typed (``owner:``): keep showing the last good result and say why
             self.filter_error = exc.one_line()
+            # the status line's repaint reaches the screen a moment after the typed
+            # character's: hold the paint for it, or the echo paints alone and Textual's frame
+            # pacing holds the status line back for up to two frames
+            self.table.hold_paint(STATUS_SETTLE)
             self._update_status(self.table.window())
             return
         self.filter_text = text
         self.filter_error = None
-        self._show(query)
+        self._show(query, typed=True)
 
     def action_sort(self, column: str) -> None:
         if self.sort == column:

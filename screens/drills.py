@@ -27,7 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.timer import Timer
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from console.errors import KeyshiftError
 from console.paths import write_private
@@ -36,6 +36,7 @@ from screens.incidents import IncidentScreen, long_time
 from screens.listview import ListScreen, Row, _size_columns, styled
 from screens.prompts import ConfirmPrompt
 from screens.theme import state_style
+from screens.widgets.filter_input import FilterInput
 from screens.widgets.header import HeaderBar
 
 if TYPE_CHECKING:
@@ -287,7 +288,7 @@ class DrillsScreen(DrillActions, ListScreen):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
-        yield Input(placeholder=self.FILTER_PLACEHOLDER, id="filter")
+        yield FilterInput(placeholder=self.FILTER_PLACEHOLDER, id="filter")
         yield DataTable(id="list", cursor_type="row", zebra_stripes=True)
         yield Static(Text(" runs, newest first (enter opens one)", style="bold dim"),
                      id="runs-title")

@@ -22,6 +22,7 @@ from console.errors import KeyshiftError
 from console.listfilter import list_filter
 from screens.base import KeyshiftScreen
 from screens.theme import state_style
+from screens.widgets.filter_input import FilterInput
 from screens.widgets.header import HeaderBar
 
 Row = dict[str, Any]
@@ -73,7 +74,7 @@ class ListScreen(KeyshiftScreen):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
-        yield Input(placeholder=self.FILTER_PLACEHOLDER, id="filter")
+        yield FilterInput(placeholder=self.FILTER_PLACEHOLDER, id="filter")
         table: DataTable = DataTable(id="list", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="detail-line")

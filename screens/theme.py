@@ -104,11 +104,15 @@ def theme_color(app: App, variable: str) -> Color:
     return background + Color.parse(value)
 
 
-def state_style(app: App, meaning: str) -> Style:
-    """The Rich style of a state (see MEANINGS) in the theme in force; plain for ""."""
+_PLAIN = Style()
+
+
+def state_style(app: App, meaning: str, theme: str | None = None) -> Style:
+    """The Rich style of a state (see MEANINGS) in the theme in force (or ``theme``, the
+    one in force, when the caller has read it already); plain for ""."""
     if not meaning:
-        return Style()
-    key = (app.theme, meaning)
+        return _PLAIN
+    key = (theme or app.theme, meaning)
     style = _cache.get(key)
     if style is None:
         variable, text_style = MEANINGS[meaning]

@@ -677,3 +677,97 @@ def test_sparse_filters_skip_the_walk_and_capped_counts_agree(store: Store) -> N
             counts = {plan: store.count_credentials(query, cap=cap, plan=plan)
                       for plan in ("auto", "walk", "drive")}
             assert len(set(counts.values())) == 1, (text, cap, counts)
+
+
+# --- one-character terms and the name index ----------------------------------------------
+
+
+def _char_counts(store: Store) -> dict[str, int]:
+    """search_chars as kept by the triggers, next to the truth counted from the rows."""
+    from console.store.rows import SEARCH_CHARS, search_chars_column
+
+    with raw(store.path) as conn:
+        kept = conn.execute("SELECT * FROM search_chars").fetchone()
+        texts = [r[0] for r in conn.execute("SELECT search_text FROM credentials")]
+    truth = {"rows": len(texts)} | {
+        ch: sum(ch in t for t in texts) for ch in SEARCH_CHARS
+    }
+    counted = {"rows": kept["rows"]} | {
+        ch: kept[search_chars_column(ch)] for ch in SEARCH_CHARS
+    }
+    assert counted == truth
+    return counted
+
+
+def test_character_counts_follow_every_write(store: Store) -> None:
+    """Inserts, a rename, a new owner, a row gone and a bulk load each keep search_chars
+    equal to the rows: a wrong count would make a filter answer nothing when rows match."""
+    apply(store, [mk(i, name=f"alpha-{i}") for i in range(5)])
+    assert _char_counts(store)["q"] == 0
+    apply(store, [mk(0, name="quota-key"), *(mk(i, name=f"alpha-{i}") for i in range(1, 5))])
+    assert _char_counts(store)["q"] == 1
+    apply(store, [mk(0, name="quota-key", owner="zed"),
+                  *(mk(i, name=f"alpha-{i}") for i in range(1, 4))])  # app4 gone: kept, marked
+    counts = _char_counts(store)
+    assert counts["z"] >= 1 and counts["rows"] == 5
+    with raw(store.path) as conn:  # a row deleted outright (no keyshift path does it yet)
+        conn.execute("DELETE FROM credential_tags")
+        conn.execute("DELETE FROM credentials WHERE id = ?", (mk(0).id,))
+    assert _char_counts(store)["q"] == 0
+    bulk = Store(store.path.with_name("bulk.db"))
+    bulk.bulk_insert_credentials([mk(i, name=f"q{i}") for i in range(50)])
+    assert _char_counts(bulk)["q"] == 50 and _char_counts(bulk)["rows"] == 50
+    bulk.close()
+
+
+def test_a_one_character_term_no_row_can_satisfy_answers_nothing_at_once(store: Store) -> None:
+    """``!e`` when every credential has an e and ``q`` when none has a q match nothing; the
+    answer is the same as a full scan's (walk and drive), and so are the terms that do match."""
+    apply(store, [mk(i, name=f"service-{i:04d}") for i in range(400)])
+    stored = list(store.all_credentials())
+    cases = {"!e": 0, "q": 0, "!q": 400, "e": 400, "!e svc": 0, "q !e": 0, "!v": 0, "!x": 400}
+    for text, want in cases.items():
+        query = parse(text)
+        assert sum(query.matches(c) for c in stored) == want, text  # the Python semantics
+        assert store._unsatisfiable(query) is (want == 0), text
+        for plan in ("auto", "walk", "drive"):
+            assert store.count_credentials(query, plan=plan) == want, (text, plan)
+            assert len(store.page_credentials(query, 0, 500, plan=plan)) == want, (text, plan)
+
+
+def test_short_and_negated_words_read_the_name_index(store: Store) -> None:
+    """Free text the trigram index cannot narrow walks the name index, which holds the
+    search text: the same rows as the other plans, without reading every table row."""
+    apply(store, [mk(i, name=f"svc-{i:05d}-{'rare' if i % 97 == 0 else 'common'}")
+                  for i in range(1500)])
+    with raw(store.path) as conn:
+        columns = [r["name"] for r in conn.execute("PRAGMA index_xinfo(ix_cred_sort_name)")]
+    assert columns[:3] == ["name", "id", "search_text"]
+    for text in ("ra", "!co", "!common", "r", "!m !ra"):
+        query = parse(text)
+        pages = {plan: [c.id for c in store.page_credentials(query, 0, 60, plan=plan)]
+                 for plan in ("auto", "walk", "drive")}
+        assert pages["auto"] == pages["walk"] == pages["drive"], text
+        counts = {plan: store.count_credentials(query, plan=plan)
+                  for plan in ("auto", "walk", "drive")}
+        assert len(set(counts.values())) == 1, (text, counts)
+    plan = " | ".join(store.explain(parse("!co"), "walk"))
+    assert "ix_cred_sort_name" in plan and "TEMP B-TREE" not in plan
+
+
+def test_version_6_store_gets_the_character_counts(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    store_mod.migrate(conn, upto=6)
+    for i, name in enumerate(("quartz", "quince", "apple")):
+        conn.execute(
+            "INSERT INTO credentials(id, source, kind, native_id, name, first_seen_at, "
+            "last_seen_at) VALUES (?, 'v', 'kv', ?, ?, '2025-01-01', '2025-01-01')",
+            (f"v:kv:{i}", str(i), name),
+        )
+    conn.commit()
+    conn.close()
+    with Store(db_path) as store:
+        counts = _char_counts(store)
+        assert counts["rows"] == 3 and counts["q"] == 2
+        assert [c.name for c in store.page_credentials(parse("!q"))] == ["apple"]
+        assert store.count_credentials(parse("!a")) == 1  # quince

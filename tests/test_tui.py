@@ -277,6 +277,88 @@ async def test_first_page_paints_before_the_count_lands(store: Store, creds) -> 
         assert t.cursor == place and t.current.name == names[::-1][place]
 
 
+def painted_lines(t: CredentialTable) -> list[tuple[str, bool]]:
+    """Each body line as the table's paint cache holds it (the lines not repainted since a
+    change keep what they had): its text, and whether it has the cursor's background."""
+    from textual.geometry import Region
+
+    cursor = t.get_component_rich_style("credential-table--cursor").bgcolor
+    region = t.scrollable_content_region
+    strips = t.render_lines(Region(0, 0, region.width, t.body_height + 1))
+    out = []
+    for strip in strips[1:]:
+        text = "".join(seg.text for seg in strip)
+        out.append((text, any(seg.style and seg.style.bgcolor == cursor for seg in strip)))
+    return out
+
+
+@sync_test
+async def test_lines_kept_between_filters_and_cursor_moves_are_still_right(
+    store: Store, creds
+) -> None:
+    """Typing repaints only the lines whose row changed and a cursor move only the two lines
+    it touches: what stays painted must still be each row's line, and only one line has the
+    cursor."""
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app)
+        for text in ("svc-00", "svc-000", "svc-0001", "svc-000", "svc-00", "svc-0"):
+            box = app.screen.query_one("#filter")
+            if not box.has_focus:
+                await pilot.press("slash")
+            box.value = text
+            await pilot.pause(0.1)
+            await settle(pilot)
+            lines = painted_lines(t)
+            names = window_names(app)
+            assert names == expected(creds, text)[: len(names)], text
+            for (line, _), name in zip(lines, names, strict=False):
+                assert name[:20] in line, (text, line, name)
+            assert [has for _, has in lines[: len(names)]] == [
+                i == t.cursor - int(t.scroll_offset.y) for i in range(len(names))
+            ], text
+            for line, _ in lines[len(names):]:
+                assert not line.strip(), (text, line)  # no row left over from a longer list
+        t.focus()
+        for keys in (("down",), ("down", "down"), ("up",)):
+            await pilot.press(*keys)
+            await settle(pilot)
+            flags = [has for _, has in painted_lines(t)]
+            assert flags.count(True) == 1 and flags.index(True) == t.cursor, keys
+
+
+@sync_test
+async def test_a_filter_read_that_hangs_holds_the_paint_one_frame_at_most(store: Store) -> None:
+    """While a typed filter's first page is read the screen's repaint is held, so the typed
+    character and its rows paint together; a read that does not come back must not freeze
+    the screen: the character shows after HOLD_PAINT and the old rows stay."""
+    import threading
+
+    from screens.widgets.credential_table import HOLD_PAINT
+
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash")  # the box opens: fewer rows fit
+        await settle(pilot)
+        t = table(app)
+        before = window_names(app)
+        release = threading.Event()
+        t.pages.submit(lambda: release.wait(30), lambda _r, _e: None, priority=-1)
+        try:
+            await pilot.press("z")
+            await pilot.pause(HOLD_PAINT * 4)
+            assert not app._batch_count  # the hold ended on its own
+            assert t.pending is not None  # the read is still out
+            box = [line for line in screen_text(app).splitlines()[:5] if line.startswith("▊")]
+            assert box[1].split()[1] == "z", box  # the box's text line, as painted
+            assert window_names(app) == before
+        finally:
+            release.set()
+        await settle(pilot)
+        assert t.pending is None and t.result.query.text == "z"
+
+
 @sync_test
 async def test_last_row_is_read_from_the_end_before_the_count(store: Store, creds) -> None:
     """G on an uncounted result reads the reversed query's first page (no OFFSET walk to the
@@ -557,6 +639,8 @@ async def test_sync_adds_rows_and_no_secret_reaches_the_screen(store: Store, tmp
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("s")
+        await settle(pilot)
+        await app.workers.wait_for_complete()  # the sync, which settle does not wait for
         await settle(pilot)
         t = table(app)
         assert t.total == N + 2

@@ -12,20 +12,24 @@ from console.model import Credential
 from console.query import (
     Query,
     agents_text,
+    sort_column,
 )
 from console.store.base import StoreBase
-from console.store.plan import Plan, PlanBuilder
+from console.store.plan import NAME_INDEX, Plan, PlanBuilder
 from console.store.rows import (
     BOOKKEEPING_FIELDS,
     BULK_CACHE_KIB,
     FTS_FEW,
     PROBE_MIN,
     PROBE_ROWS,
+    SEARCH_CHARS,
     WALK_BUDGET_MS,
     WALK_TICK_STEPS,
     cred_row,
     iter_rows,
     row_to_cred,
+    search_chars_column,
+    search_chars_recount,
     ts,
     utcnow,
 )
@@ -115,6 +119,7 @@ class CredentialRows(StoreBase):
         "10,000+"): an exact count of a broad substring match over 1M rows is a full scan
         (seconds); a capped one stops as soon as it has found ``cap``. ``plan`` forces
         "walk" or "drive" (tests check both give the same answer)."""
+        text_only = plan == "auto" and self._text_only(query, PlanBuilder(query, "drive").build())
         if plan == "auto":
             # A count has no order to walk. Capped and dense, a scan in table order stops
             # after about cap/density rows, fewer than the FTS prefilter's density*total
@@ -130,13 +135,22 @@ class CredentialRows(StoreBase):
 
         def sql(built: Plan) -> tuple[str, list]:
             if cap is None:
-                return f"SELECT count(*) FROM credentials c WHERE {built.where}", built.params
+                return f"SELECT count(*) FROM {built.source} WHERE {built.where}", built.params
             return (
-                f"SELECT count(*) FROM (SELECT 1 FROM credentials c WHERE {built.where} LIMIT ?)",
+                f"SELECT count(*) FROM (SELECT 1 FROM {built.source} WHERE {built.where} "
+                "LIMIT ?)",
                 [*built.params, cap],
             )
 
-        rows = self._adaptive(query, sql, plan)
+        if self._unsatisfiable(query):
+            return 0
+        if text_only:
+            # the name index holds the search text: reading it is reading fewer pages
+            built = PlanBuilder(query, "walk").build()
+            built.source = f"credentials c INDEXED BY {NAME_INDEX}"
+            rows = self._read(*sql(built))
+        else:
+            rows = self._adaptive(query, sql, plan)
         return int(next(iter(rows[0].values())) if rows else 0)
 
     def page_credentials(
@@ -147,12 +161,37 @@ class CredentialRows(StoreBase):
 
         def sql(plan: Plan) -> tuple[str, list]:
             return (
-                f"SELECT c.* FROM credentials c WHERE {plan.where} ORDER BY {plan.order} "
+                f"SELECT c.* FROM {plan.source} WHERE {plan.where} ORDER BY {plan.order} "
                 "LIMIT ? OFFSET ?",
                 [*plan.params, limit, offset],
             )
 
+        if self._unsatisfiable(query):
+            return []
         return [row_to_cred(r) for r in self._adaptive(query, sql, plan)]
+
+    def _unsatisfiable(self, query: Query | None) -> bool:
+        """Whether a one-character text term of ``query`` holds for no credential at all
+        (``e`` when none has an e, ``!e`` when all do): then nothing matches, and a scan
+        that would only prove it is skipped. The trigram index cannot answer such a term;
+        the counts in search_chars can."""
+        if query is None:
+            return False
+        chars = [
+            t for t in query.terms
+            if t.op == "text" and isinstance(t.value, str) and len(t.value) == 1
+            and t.value in SEARCH_CHARS
+        ]
+        if not chars:
+            return False
+        columns = ", ".join(search_chars_column(t.value) for t in chars)
+        row = self._conn().execute(f"SELECT rows, {columns} FROM search_chars").fetchone()
+        if row is None:
+            return False
+        total, *having = row
+        return any(
+            (n == total) if t.negate else (n == 0) for t, n in zip(chars, having, strict=True)
+        )
 
     def _adaptive(
         self, query: Query | None, make: Callable[[Plan], tuple[str, list]], plan: str = "auto"
@@ -166,6 +205,13 @@ class CredentialRows(StoreBase):
             return self._read(sql, params)
         walk = PlanBuilder(query, "walk").build()
         drive = PlanBuilder(query, "drive").build()
+        on_name = query is not None and sort_column(query.sort) == "name"
+        if on_name and self._text_only(query, drive):
+            # the name index holds the search text (migration 7): walking it reads index
+            # entries and stops at the page; the drive plan would read every table row
+            walk.source = f"credentials c INDEXED BY {NAME_INDEX}"
+            sql, params = make(walk)
+            return self._read(sql, params)
         conn = self._conn()
         if not walk.selective and not self._few_fts_matches(drive) and self._dense(walk):
             sql, params = make(walk)
@@ -188,6 +234,18 @@ class CredentialRows(StoreBase):
                 self.restore_progress_handler(conn)
         sql, params = make(drive)
         return self._read(sql, params)
+
+    @staticmethod
+    def _text_only(query: Query | None, drive: Plan) -> bool:
+        """Only free-text terms the trigram index cannot narrow (shorter than three
+        characters, or negated): no index but the name index, which holds the search text,
+        helps."""
+        return bool(
+            query is not None
+            and query.terms
+            and drive.fts_match is None
+            and all(t.op == "text" for t in query.terms)
+        )
 
     def _dense(self, walk: Plan) -> bool:
         """Whether matches look dense enough for walking to find a page within its budget:
@@ -322,5 +380,7 @@ class CredentialRows(StoreBase):
                 conn.execute(sql)
             if saved:
                 conn.execute("INSERT INTO credentials_fts(credentials_fts) VALUES ('rebuild')")
+                for sql in search_chars_recount():
+                    conn.execute(sql)
         return total
 

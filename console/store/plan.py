@@ -23,6 +23,8 @@ from console.store.rows import (
 
 # --- query -> SQL ---------------------------------------------------------------------------
 
+# The name sort's index, which also holds the search text (schema migration 7).
+NAME_INDEX = "ix_cred_sort_name"
 TIME_SORT = {"expires": "expires_at", "used": "last_used_at", "age": "age"}
 TIME_COLUMNS = {
     "expires": "c.expires_at",
@@ -38,6 +40,7 @@ class Plan:
     order: str
     selective: bool = False  # a term that pins a few rows (id or fingerprint): drive at once
     fts_match: str | None = None  # the drive plan's FTS prefilter, if any
+    source: str = "credentials c"  # FROM: the table, or the table with an index to use
 
 
 class PlanBuilder:

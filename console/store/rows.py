@@ -31,6 +31,24 @@ PROBE_ROWS = 500
 PROBE_MIN = 1
 # Shortest substring the trigram index can answer; shorter terms always scan.
 FTS_MIN_CHARS = 3
+# The characters whose presence table search_chars counts (migration 7 made its columns):
+# a one-character term that no row can satisfy is answered without reading a row.
+SEARCH_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_./:=@"
+
+
+def search_chars_column(char: str) -> str:
+    return f"c{ord(char):02x}"
+
+
+def search_chars_recount() -> list[str]:
+    """The statements that count search_chars afresh (after a bulk load without triggers)."""
+    sums = ", ".join(
+        f"ifnull(sum(instr(c.search_text, '{ch}') > 0), 0)" for ch in SEARCH_CHARS
+    )
+    return [
+        "DELETE FROM search_chars",
+        f"INSERT INTO search_chars SELECT 1, count(*), {sums} FROM credentials c",
+    ]
 
 # Credential fields whose change counts as "changed" (everything but the store's bookkeeping).
 CONTENT_FIELDS = (

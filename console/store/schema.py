@@ -470,6 +470,58 @@ def _m006_task_owner(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE incident_tasks ADD COLUMN owner TEXT")
 
 
+# Frozen copy of the characters migration 7 counts (console.store.rows.SEARCH_CHARS).
+_M007_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_./:=@"
+
+
+def _m007_search_chars(db: sqlite_utils.Database) -> None:
+    """The name index carries the search text, and one row counts the credentials whose
+    search text holds each common character.
+
+    With the search text in the name index, a text filter over the default order reads
+    index entries instead of seeking every table row (a sparse or negated term walks the
+    index several times faster). The counts answer a one-character term no row can satisfy
+    (``!e`` when every credential has an e) without reading a row: the trigram index
+    cannot answer terms that short. Kept by triggers, so every writer keeps them true."""
+    columns = [f"c{ord(ch):02x}" for ch in _M007_CHARS]
+    db.execute("DROP INDEX ix_cred_sort_name")
+    db.execute(
+        "CREATE INDEX ix_cred_sort_name ON credentials(name COLLATE NOCASE, id, search_text)"
+    )
+    db.execute(
+        "CREATE TABLE search_chars (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "rows INTEGER NOT NULL, " + ", ".join(f"{c} INTEGER NOT NULL" for c in columns) + ")"
+    )
+
+    def has(alias: str) -> list[str]:
+        return [f"(instr({alias}.search_text, '{ch}') > 0)" for ch in _M007_CHARS]
+
+    sums = ", ".join(f"ifnull(sum({h}), 0)" for h in has("c"))
+    db.execute(f"INSERT INTO search_chars SELECT 1, count(*), {sums} FROM credentials c")
+
+    def change(sign: str, alias: str) -> str:
+        return ", ".join(
+            [f"rows = rows {sign} 1"]
+            + [f"{c} = {c} {sign} {h}" for c, h in zip(columns, has(alias), strict=True)]
+        )
+
+    cols = ", ".join(_M002_FTS_COLUMNS)
+    # named credentials_fts_* so that a bulk load drops and recreates them with the FTS ones
+    db.execute(
+        "CREATE TRIGGER credentials_fts_chars_ai AFTER INSERT ON credentials BEGIN "
+        f"UPDATE search_chars SET {change('+', 'new')} WHERE id = 1; END"
+    )
+    db.execute(
+        "CREATE TRIGGER credentials_fts_chars_ad AFTER DELETE ON credentials BEGIN "
+        f"UPDATE search_chars SET {change('-', 'old')} WHERE id = 1; END"
+    )
+    db.execute(
+        f"CREATE TRIGGER credentials_fts_chars_au AFTER UPDATE OF {cols} ON credentials BEGIN "
+        f"UPDATE search_chars SET {change('-', 'old')} WHERE id = 1; "
+        f"UPDATE search_chars SET {change('+', 'new')} WHERE id = 1; END"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_core,
     _m002_search,
@@ -477,6 +529,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m004_read_positions,
     _m005_unattended,
     _m006_task_owner,
+    _m007_search_chars,
 ]
 
 

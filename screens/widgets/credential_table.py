@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -30,7 +31,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -53,6 +54,14 @@ if TYPE_CHECKING:
 COUNT_CAP = 10_000
 # The capped count starts once the query has been left alone this long (typing paused).
 COUNT_AFTER = 0.025
+# How long a typed filter may hold the screen's repaint while its first page is read (one
+# frame at 60 Hz): the typed character and the rows it selects paint in one frame. Painting
+# the echo alone costs a frame, and Textual's frame pacing then holds the rows back for up
+# to two more frame intervals.
+HOLD_PAINT = 0.016
+# Relative times ("5m ago") are written against one clock per query; a new clock, which
+# re-formats every row, is taken when the last one is this old (or on a reload).
+CLOCK_KEEP = timedelta(seconds=30)
 CELL_PADDING = 1
 GUTTER = 2  # the mark column: "● " for a marked row
 MARK = "●"
@@ -125,9 +134,43 @@ class Window:
 def _fit(text: str, width: int) -> str:
     """``text`` in exactly ``width`` cells: padded, or cut with an ellipsis."""
     text = text.replace("\n", " ").replace("\r", " ")
+    if text.isascii() and text.isprintable():  # one cell per character: no width tables
+        return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
     if cell_len(text) > width:
         return set_cell_size(text, width - 1) + "…"
     return set_cell_size(text, width)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """A page's cell texts, made on the reader's thread for one layout and clock."""
+
+    layout: Layout
+    clock: datetime
+    texts: list[list[tuple[str, str]]]
+
+
+def _cells(cred: Credential, now: datetime, layout: Layout) -> list[tuple[str, str]]:
+    """Each shown column's text, fitted and padded, and its meaning (see screens.theme)."""
+    values = row_values(cred, now)
+    pad = " " * CELL_PADDING
+    out = []
+    for key, width in zip(layout.keys, layout.widths, strict=True):
+        text, meaning = values[_INDEX[key]]
+        out.append((f"{pad}{_fit(text, width)}{pad}", meaning))
+    return out
+
+
+def _merged(runs: list[tuple[str, Style]]) -> list[tuple[str, Style]]:
+    """Neighbouring runs of one style as one: most cells share the row's style, and every
+    segment costs on each paint of the line."""
+    out: list[tuple[str, Style]] = []
+    for text, style in runs:
+        if out and out[-1][1] == style:
+            out[-1] = (out[-1][0] + text, style)
+        else:
+            out.append((text, style))
+    return out
 
 
 def _strip(runs: list[tuple[str, Style]], base: Style, x: int, width: int, full: int) -> Strip:
@@ -203,7 +246,8 @@ class CredentialTable(ScrollView, can_focus=True):
     page_size = 60
     max_pages = 12
 
-    cursor: reactive[int] = reactive(0, always_update=True, init=False)
+    # watch_cursor repaints the lines the cursor left and reached, not the whole table
+    cursor: reactive[int] = reactive(0, always_update=True, init=False, repaint=False)
 
     class Selected(Message):
         """Enter (or a double click) on a credential."""
@@ -236,9 +280,15 @@ class CredentialTable(ScrollView, can_focus=True):
     class PageLoaded(Message, bubble=False):
         """From a reader thread (internal)."""
 
-        def __init__(self, generation: int, key: tuple[str, int], rows: list[Credential]) -> None:
+        def __init__(
+            self,
+            generation: int,
+            key: tuple[str, int],
+            rows: list[Credential],
+            cells: _Cells | None = None,
+        ) -> None:
             super().__init__()
-            self.generation, self.key, self.rows = generation, key, rows
+            self.generation, self.key, self.rows, self.cells = generation, key, rows, cells
 
     class Counted(Message, bubble=False):
         """From a reader thread (internal)."""
@@ -276,10 +326,16 @@ class CredentialTable(ScrollView, can_focus=True):
         self._keep_from_end: int | None = None
         self._keep_cursor: int | None = None
         self._pages: OrderedDict[tuple[str, int], list[Credential]] = OrderedDict()
-        self._pending_pages: dict[tuple[str, int], list[Credential]] = {}
+        self._pending_pages: dict[
+            tuple[str, int], tuple[list[Credential], _Cells | None]
+        ] = {}
+        # id -> (the credential, (layout, clock), its cells' texts), made by the reader
+        self._made_cells: dict[str, tuple[Credential, tuple[Layout, datetime], list]] = {}
         self._inflight: set[tuple[int, str, int]] = set()
         self._count_inflight: set[tuple[int, bool]] = set()
-        self._runs: dict[str, list[tuple[str, Style]]] = {}
+        # id -> (the credential the runs were made from, its runs at self._runs_clock)
+        self._runs: dict[str, tuple[Credential, list[tuple[str, Style]]]] = {}
+        self._runs_clock: datetime | None = None
         self._count_timer: Timer | None = None
         self._clock: datetime | None = None
         self._last_window: Window | None = None
@@ -287,11 +343,16 @@ class CredentialTable(ScrollView, can_focus=True):
         self.chosen: frozenset[str] | None = None
         self.columns_layout = plan_columns(0)
         self.marked: dict[str, str] = {}  # id -> name, in the order marked
+        self._hold: ExitStack | None = None
+        self._resize_after_paint = False
+        self._resize_queued = False
+        self._hold_timer: Timer | None = None
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._recolour())
 
     def on_unmount(self) -> None:
+        self._release_paint()
         self.app.theme_changed_signal.unsubscribe(self)
         self.pages.close()
         self.counts.close()
@@ -323,9 +384,12 @@ class CredentialTable(ScrollView, can_focus=True):
         """Reads still out for what is on screen (tests and the bench wait on this)."""
         return bool(self.pending or self._inflight or self.counting or self._missing_on_screen())
 
-    def show(self, query: Query, *, keep_position: bool = False) -> None:
+    def show(self, query: Query, *, keep_position: bool = False, hold_paint: bool = False) -> None:
         """Show ``query``: its first page is read at once, and replaces the rows on screen
-        when it lands (a reload lands at the cursor's place)."""
+        when it lands (a reload lands at the cursor's place). ``hold_paint``: the screen's
+        repaint waits for that page, HOLD_PAINT at most."""
+        if hold_paint:
+            self.hold_paint(HOLD_PAINT)
         old = self.result
         self._generation += 1
         self._floor = self._generation  # reads for older queries are no longer wanted
@@ -336,7 +400,9 @@ class CredentialTable(ScrollView, can_focus=True):
         self._pending_pages = {}
         self._keep_cursor = None
         self._keep_from_end = None
-        self._clock = self.now()
+        now = self.now()
+        if keep_position or self._clock is None or abs(now - self._clock) >= CLOCK_KEEP:
+            self._clock = now
         self._request(pending, ("head", 0), urgent=True)
         if keep_position and old is not None:
             if old.from_end or (old.exact and old.total > self.page_size
@@ -459,18 +525,33 @@ class CredentialTable(ScrollView, can_focus=True):
         if token in self._inflight:
             return
         self._inflight.add(token)
+        if urgent or not self.is_mounted:
+            self._submit_read(result, key, urgent)
+        else:
+            # a read-ahead waits for the paint: beside it, building its rows would compete
+            # with the paint for the interpreter
+            self.call_after_refresh(self._submit_read, result, key, urgent)
+
+    def _submit_read(self, result: _Result, key: tuple[str, int], urgent: bool) -> None:
+        if result.generation < self._floor:
+            return
         direction, number = key
         query = result.query
         if direction == "tail":
             query = replace(query, descending=not query.descending)
         offset, limit, generation = number * self.page_size, self.page_size, result.generation
+        layout, clock = self.columns_layout, self._clock or self.now()
 
-        def read() -> list[Credential]:
-            return self.store.page_credentials(query, offset=offset, limit=limit)
+        def read() -> tuple[list[Credential], _Cells]:
+            rows = self.store.page_credentials(query, offset=offset, limit=limit)
+            # the lines' texts are made here, beside the UI thread, for the layout and the
+            # clock in force when asked; the UI thread only styles them
+            return rows, _Cells(layout, clock, [_cells(c, clock, layout) for c in rows])
 
-        def deliver(rows: Any, error: BaseException | None) -> None:
+        def deliver(read: Any, error: BaseException | None) -> None:
             if error is None:
-                self.post_message(self.PageLoaded(generation, key, rows))
+                rows, cells = read
+                self.post_message(self.PageLoaded(generation, key, rows, cells))
             else:
                 self.post_message(self.ReadFailed(generation, key, _describe(error)))
 
@@ -513,31 +594,38 @@ class CredentialTable(ScrollView, can_focus=True):
         self._inflight.discard((message.generation, *message.key))
         pending = self.pending
         if pending is not None and message.generation == pending.generation:
-            self._pending_pages[message.key] = message.rows
+            self._pending_pages[message.key] = (message.rows, message.cells)
             if message.key == ("head", 0):
                 self._swap_in(pending)
             return
         result = self.result
         if result is None or message.generation != result.generation:
             return
-        self._keep_page(result, message.key, message.rows)
-        self.refresh()
+        before, top = self._lines(), self.scroll_offset.y
+        self._keep_page(result, message.key, message.rows, message.cells)
+        self._refresh_since(before, top)
         self._post_window()
 
     def _swap_in(self, result: _Result) -> None:
         """The new query's first page landed: it replaces what was on screen."""
         keep = self._keep_cursor
+        before, top = self._lines(), self.scroll_offset.y
         self.pending, self.result = None, result
         self._pages = OrderedDict()
-        self._runs.clear()
         if self._count_timer is not None:
             self._count_timer.stop()
         pages, self._pending_pages = self._pending_pages, {}
         back, self._keep_from_end = self._keep_from_end, None
         if back is not None:
             self._resize_virtual()
-        for key in sorted(pages, key=lambda k: k != ("head", 0)):
-            self._keep_page(result, key, pages[key])
+        # From the top, the new rows paint before the table's height follows them: a new
+        # height lays out the whole screen (a few milliseconds), which can wait a frame
+        self._resize_after_paint = back is None and keep is None
+        try:
+            for key in sorted(pages, key=lambda k: k != ("head", 0)):
+                self._keep_page(result, key, *pages[key])
+        finally:
+            self._resize_after_paint = False
         if back is not None:
             self.cursor = max(result.total - 1 - back, 0)
             if not result.exact:
@@ -553,10 +641,88 @@ class CredentialTable(ScrollView, can_focus=True):
             result.counting = True
             generation = result.generation
             self._count_timer = self.set_timer(COUNT_AFTER, lambda: self._count_now(generation))
-        self.refresh()
+        self._refresh_since(before, top, header=True)
         self._post_window()
+        self._release_paint()
 
-    def _keep_page(self, result: _Result, key: tuple[str, int], rows: list[Credential]) -> None:
+    def _lines(self) -> list[object]:
+        """What each line on screen shows, below the header: a credential, None for a row
+        whose page is on the way, or "" for a blank line. No read is asked for."""
+        result = self.result
+        total = result.total if result else 0
+        top = int(self.scroll_offset.y)
+        lines: list[object] = []
+        for index in range(top, top + self.body_height):
+            if result is None or index >= total:
+                lines.append("")
+                continue
+            key, position = self._locate(result, index)
+            page = self._pages.get(key)
+            if page is None:
+                other = self._other_key(result, index)
+                if other is not None:
+                    page = self._pages.get(other[0])
+                    position = other[1]
+            lines.append(page[position] if page is not None and position < len(page) else None)
+        return lines
+
+    def _refresh_since(self, before: list[object], top: float, header: bool = False) -> None:
+        """Repaint what changed since the screen showed ``before`` from row ``top``: the
+        lines whose row differs (typing a filter often keeps most rows on screen: those are
+        not rendered again) and the ``header``, or everything after a scroll."""
+        if self.scroll_offset.y != top:
+            self.refresh()
+            return
+        width = self.scrollable_content_region.width
+        if header:
+            self.refresh(Region(0, 0, width, 1))
+        after = self._lines()
+        for y, (old, new) in enumerate(zip(before, after, strict=True), start=1):
+            if old is None or new is None or not (old is new or old == new):
+                self.refresh(Region(0, y, width, 1))
+
+    def _refresh_rows(self, *indices: int) -> None:
+        top = int(self.scroll_offset.y)
+        width = self.scrollable_content_region.width
+        for index in indices:
+            y = index - top + 1
+            if 1 <= y <= self.body_height:
+                self.refresh(Region(0, y, width, 1))
+
+    def hold_paint(self, seconds: float) -> None:
+        """Hold the screen's repaint for ``seconds`` at most, or until the first page of
+        the query being read lands."""
+        if self._hold is not None or not self.is_mounted:
+            return  # the first deadline stands: a fast typist still sees the echo in time
+        hold = ExitStack()
+        hold.enter_context(self.app.batch_update())
+        self._hold = hold
+        self._hold_timer = self.set_timer(seconds, self._release_paint)
+
+    def _release_paint(self) -> None:
+        hold, self._hold = self._hold, None
+        if hold is None:
+            return
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+        hold.close()
+        # the screen may have gone idle while held: it resumes painting on its next idle
+        self.screen.check_idle()
+
+    def _keep_page(
+        self,
+        result: _Result,
+        key: tuple[str, int],
+        rows: list[Credential],
+        cells: _Cells | None = None,
+    ) -> None:
+        if cells is not None:
+            made = (cells.layout, cells.clock)
+            for cred, texts in zip(rows, cells.texts, strict=True):
+                self._made_cells[cred.id] = (cred, made, texts)
+            while len(self._made_cells) > self.page_size * self.max_pages:
+                self._made_cells.pop(next(iter(self._made_cells)))
         self._pages[key] = rows
         while len(self._pages) > self.max_pages:
             self._pages.popitem(last=False)
@@ -596,13 +762,14 @@ class CredentialTable(ScrollView, can_focus=True):
         result = self.result
         if result is None or message.generation != result.generation:
             return
+        before, top = self._lines(), self.scroll_offset.y
         if result.exact:  # a short page already said
             result.counting = False
         else:
             result.counting = False
             if message.exact or message.total > result.total:
                 self._set_total(result, message.total, exact=message.exact)
-        self.refresh()
+        self._refresh_since(before, top)
         self._post_window()
 
     def on_credential_table_read_failed(self, message: ReadFailed) -> None:
@@ -619,6 +786,7 @@ class CredentialTable(ScrollView, can_focus=True):
             return  # cancelled or replaced: nobody waits for it
         if self.pending is not None and self.pending.generation == message.generation:
             self.pending = None
+            self._release_paint()
             if self.result is not None:
                 # the rows on screen stay: their reads are wanted again
                 self._floor = self.result.generation
@@ -628,7 +796,21 @@ class CredentialTable(ScrollView, can_focus=True):
         self._post_window()
 
     def _resize_virtual(self) -> None:
-        self.virtual_size = Size(self.columns_layout.width, self.total + 1)  # + the header line
+        if self._resize_after_paint:
+            if not self._resize_queued:
+                self._resize_queued = True
+                self.call_after_refresh(self._resize_now)
+            return
+        size = Size(self.columns_layout.width, self.total + 1)  # + the header line
+        if size != self.virtual_size:
+            # a layout (the scrollbar) without repainting every line: the lines that change
+            # are repainted by whoever changed them
+            self.set_reactive(CredentialTable.virtual_size, size)
+            self.refresh(repaint=False, layout=True)
+
+    def _resize_now(self) -> None:
+        self._resize_queued = False
+        self._resize_virtual()
 
     def _missing_on_screen(self) -> bool:
         result = self.result
@@ -683,23 +865,34 @@ class CredentialTable(ScrollView, can_focus=True):
     # --- painting ------------------------------------------------------------------------
 
     def _row_runs(self, cred: Credential) -> list[tuple[str, Style]]:
-        runs = self._runs.get(cred.id)
-        if runs is None:
-            values = row_values(cred, self._clock or self.now())
-            pad = " " * CELL_PADDING
-            mark = self.marked.get(cred.id) is not None
-            runs = [(f"{MARK} " if mark else "  ", state_style(self.app, "marked"))]
-            for key, width in zip(
-                self.columns_layout.keys, self.columns_layout.widths, strict=True
-            ):
-                text, meaning = values[_INDEX[key]]
-                runs.append((f"{pad}{_fit(text, width)}{pad}", state_style(self.app, meaning)))
-            if mark:
-                bold = Style(bold=True)
-                runs = [(text, style + bold) for text, style in runs]
-            self._runs[cred.id] = runs
-            while len(self._runs) > self.page_size * self.max_pages:
-                self._runs.pop(next(iter(self._runs)))
+        if self._runs_clock != self._clock:
+            self._runs.clear()
+            self._runs_clock = self._clock
+        made = self._runs.get(cred.id)
+        if made is not None and (made[0] is cred or made[0] == cred):
+            return made[1]
+        clock = self._clock or self.now()
+        cells = self._made_cells.pop(cred.id, None)
+        if cells is None or cells[0] is not cred or cells[1] != (self.columns_layout, clock):
+            cells = (cred, (self.columns_layout, clock), _cells(cred, clock, self.columns_layout))
+        mark = self.marked.get(cred.id) is not None
+        theme = self.app.theme
+        styles: dict[str, Style] = {}
+
+        def style(meaning: str) -> Style:
+            if meaning not in styles:
+                styles[meaning] = state_style(self.app, meaning, theme)
+            return styles[meaning]
+
+        runs = [(f"{MARK} " if mark else "  ", style("marked"))]
+        runs += [(text, style(meaning)) for text, meaning in cells[2]]
+        if mark:
+            bold = Style(bold=True)
+            runs = [(text, style + bold) for text, style in runs]
+        runs = _merged(runs)
+        self._runs[cred.id] = (cred, runs)
+        while len(self._runs) > self.page_size * self.max_pages:
+            self._runs.pop(next(iter(self._runs)))
         return runs
 
     def _header_runs(self) -> list[tuple[str, Style]]:
@@ -774,7 +967,10 @@ class CredentialTable(ScrollView, can_focus=True):
             self.scroll_to(y=new, animate=False, immediate=True)
         elif new >= top + self.body_height:
             self.scroll_to(y=new - self.body_height + 1, animate=False, immediate=True)
-        self.refresh()
+        if self.scroll_offset.y == top:
+            self._refresh_rows(old, new)  # only the two lines the cursor left and reached
+        else:
+            self.refresh()
         self._post_window()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
