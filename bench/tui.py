@@ -13,8 +13,11 @@ Figures, the same for each side:
   of each typed word (where typing pauses); the same over every key is printed beside it;
 - G: ``G`` on the unfiltered list (the broadest) -> the cursor on the last row, painted.
 
-"Painted" is the screen's next compositor refresh after the change (``call_after_refresh``).
-Textual paces refreshes at 60 a second, so every side's figures include waiting for a frame.
+"Painted" is the end of the first compositor refresh (the screen composited and written to
+the terminal) that began with the change in the widget: the bench watches every refresh of
+every side the same way (``Frames``), so the figures do not depend on when the bench's own
+polling ran. Textual paces refreshes (TEXTUAL_FPS), so every side's figures include waiting
+for a frame.
 
 The workload is identical for every side: one store of N synthetic credentials
 (bench/store_page.py's generator), a 160x45 terminal, the same warm-up (``qz`` typed and
@@ -92,6 +95,7 @@ from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from console.audit import AuditLog
@@ -170,8 +174,49 @@ def build_store(path: Path, rows: int) -> Store:
 # --- driving any app ----------------------------------------------------------------------
 
 
-async def painted(app: App) -> None:
-    """Return once the screen has been refreshed (composited) after the changes so far."""
+class Frames:
+    """Every compositor refresh (the screen composited and written out) of every app in
+    this process, and the conditions waited on: each waiter learns when the first refresh
+    that began with its condition true ended. That is the moment the change it waits for
+    was on screen, however the bench's own polling happened to be scheduled."""
+
+    waiting: list[tuple[Callable[[], bool], asyncio.Future]] = []
+
+    @classmethod
+    def install(cls) -> None:
+        original = Screen._compositor_refresh
+
+        def compositor_refresh(screen: Screen) -> None:
+            shown = [(ready, done) for ready, done in cls.waiting if not done.done() and ready()]
+            original(screen)
+            end = time.perf_counter()
+            for _ready, done in shown:
+                done.set_result(end)
+
+        Screen._compositor_refresh = compositor_refresh  # type: ignore[method-assign]
+
+
+Frames.install()
+
+
+async def painted(ready: Callable[[], bool], what: str) -> float:
+    """When the first screen refresh that began with ``ready()`` true ended (perf_counter).
+    A refresh is a real one: while an app holds its repaint (``App.batch_update``, as
+    keyshift's table does while a typed filter's first page is read) none happens."""
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    entry = (ready, done)
+    Frames.waiting.append(entry)
+    try:
+        return await asyncio.wait_for(done, STUCK)
+    except TimeoutError:
+        raise SystemExit(f"stuck for {STUCK:.0f} s waiting for {what} to be painted") from None
+    finally:
+        Frames.waiting.remove(entry)
+
+
+async def settled(app: App) -> None:
+    """Untimed: the app has painted what it had to (or had nothing to paint)."""
+    await wait_until(lambda: not app._batch_count, "the app's repaint hold to end")
     done = asyncio.get_running_loop().create_future()
     app.call_after_refresh(lambda: done.done() or done.set_result(None))
     await done
@@ -236,14 +281,10 @@ async def type_keys(side: Side, keys: list[Key], run: Run | None) -> None:
     for key in keys:
         t0 = time.perf_counter()
         send_key(side.app, key.key)
-        await wait_until(lambda key=key: side.landed(key), f"{side.label}: key {key.text!r}")
-        await painted(side.app)
-        t1 = time.perf_counter()
+        t1 = await painted(lambda key=key: side.landed(key), f"{side.label}: key {key.text!r}")
         t2 = t1
         if not side.counted():
-            await wait_until(side.counted, f"{side.label}: the count of {key.text!r}")
-            await painted(side.app)
-            t2 = time.perf_counter()
+            t2 = await painted(side.counted, f"{side.label}: the count of {key.text!r}")
         if run is not None:
             run.keys.append((t1 - t0) * 1000)
             run.counts.append((t2 - t0) * 1000)
@@ -253,12 +294,13 @@ async def type_keys(side: Side, keys: list[Key], run: Run | None) -> None:
         await asyncio.sleep(PACE)
 
 
-async def press_last(side: Side, run: Run, at_last: Callable[[], bool]) -> None:
+async def press_last(side: Side, run: Run, at_last: Callable[[], bool]) -> float:
+    """``G``; returns when the last row was painted."""
     t0 = time.perf_counter()
     send_key(side.app, "G")
-    await wait_until(at_last, f"{side.label}: G")
-    await painted(side.app)
-    run.last_row = (time.perf_counter() - t0) * 1000
+    shown = await painted(at_last, f"{side.label}: G")
+    run.last_row = (shown - t0) * 1000
+    return shown
 
 
 # --- keyshift -----------------------------------------------------------------------------
@@ -328,9 +370,7 @@ async def keyshift_run(store: Store, keys: list[Key]) -> tuple[Run, Any]:
     app = KeyshiftApp(store, None, AuditLog(store), actor="bench", freeze_heap=True)  # as the CLI
     side = KeyshiftSide(app)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(side.first_page, "keyshift: the first page")
-        await painted(app)
-        run.first = time.perf_counter() - start
+        run.first = await painted(side.first_page, "keyshift: the first page") - start
         run.start = side.answer()
         layout = side.table.columns_layout
         await pilot.press("slash")
@@ -340,15 +380,15 @@ async def keyshift_run(store: Store, keys: list[Key]) -> tuple[Run, Any]:
         await pilot.press("escape")  # the filter cleared, the table focused
         table = side.table
         await wait_until(lambda: side.settled(""), "keyshift: the cleared filter")
-        await painted(app)
+        await settled(app)
         await asyncio.sleep(PACE)
         t0 = time.perf_counter()
-        await press_last(side, run, side.at_last)
+        shown = await press_last(side, run, side.at_last)
         last = table.current
         assert last is not None
-        await wait_until(lambda: table.exact, "keyshift: the exact count after G")
-        await painted(app)
-        run.notes.append(f"G -> exact count shown {(time.perf_counter() - t0) * 1000:.1f} ms")
+        if not table.exact:  # else it was painted with the last row
+            shown = await painted(lambda: table.exact, "keyshift: the exact count after G")
+        run.notes.append(f"G -> exact count shown {(shown - t0) * 1000:.1f} ms")
         run.last = Answer((last.name,), table.total)
         # the table holds a window of rows, never the whole result
         assert table.loaded_rows <= table.page_size * table.max_pages
@@ -673,9 +713,7 @@ async def baseline_run(side_class: type, make_app: Callable[[], App], keys: list
     side = side_class(app)
     run = Run(side.label)
     async with app.run_test(size=SIZE):
-        await wait_until(side.ready, f"{side.label}: the first page")
-        await painted(app)
-        run.first = time.perf_counter() - start
+        run.first = await painted(side.ready, f"{side.label}: the first page") - start
         run.start = side.answer()
         box = app.query_one("#filter", Input)
         app.set_focus(box)
@@ -688,7 +726,7 @@ async def baseline_run(side_class: type, make_app: Callable[[], App], keys: list
             f"{side.label}: the cleared filter",
         )
         app.set_focus(side.widget())
-        await painted(app)
+        await settled(app)
         await asyncio.sleep(PACE)
         await press_last(side, run, side.at_last)
         run.last = side.last_answer()
