@@ -145,9 +145,10 @@ def percentile(values: list[float], p: float) -> float:
 # --- the baseline: same rows, the same b-tree indexes, no FTS, LIKE over the searched columns --
 
 BASELINE_TABLE = "naive_credentials"
-# the sort/filter indexes keyshift's store has (console/store/schema.py, migration 2), minus FTS
-# and the tags table; bump the suffix when this list changes so a kept --db store rebuilds it
-BASELINE_MARK = "ix_naive_v2_id"
+# the sort/filter indexes keyshift's store has (console/store/schema.py, migrations 2 and 7),
+# minus FTS and the tags table; bump the suffix when this list changes so a kept --db store
+# rebuilds it
+BASELINE_MARK = "ix_naive_v3_id"
 NOCASE_INDEXED = (
     "agents", "environment", "kind", "location", "name", "owner", "rotator", "scope",
     "sensitivity", "source", "status",
@@ -180,8 +181,16 @@ def build_baseline(store: Store) -> None:
         f"CREATE INDEX ix_naive_sort_age ON {t}(coalesce(rotated_at, created_at), id)",
     ]
     statements += [
-        f"CREATE INDEX ix_naive_sort_{c} ON {t}({c} COLLATE NOCASE, id)" for c in NOCASE_INDEXED
+        f"CREATE INDEX ix_naive_sort_{c} ON {t}({c} COLLATE NOCASE, id)"
+        for c in NOCASE_INDEXED
+        if c != "name"
     ]
+    # keyshift's name index holds its search text (migration 7): this one, the searched
+    # columns, so free text over the name order reads the index here too
+    searched = ", ".join(c for c in TEXT_SEARCH_COLUMNS if c != "name")
+    statements.append(
+        f"CREATE INDEX ix_naive_sort_name ON {t}(name COLLATE NOCASE, id, {searched})"
+    )
     statements += [f"CREATE INDEX ix_naive_sort_{c} ON {t}({c}, id)" for c in TIME_INDEXED]
     for sql in statements:
         conn.execute(sql)

@@ -213,7 +213,12 @@ class CredentialRows(StoreBase):
             sql, params = make(walk)
             return self._read(sql, params)
         conn = self._conn()
-        if not walk.selective and not self._few_fts_matches(drive) and self._dense(walk):
+        few = None if walk.selective else self._fts_few(drive)
+        if few is not None:
+            # the prefilter's rows are in hand: the drive plan starts from them instead of
+            # asking the FTS index again
+            drive = PlanBuilder(query, "drive", fts_rows=few).build()
+        elif not walk.selective and self._dense(walk):
             sql, params = make(walk)
             deadline = time.perf_counter() + WALK_BUDGET_MS / 1000
             expired = False
@@ -263,18 +268,18 @@ class CredentialRows(StoreBase):
         )
         return int(found or 0)
 
-    def _few_fts_matches(self, drive: Plan) -> bool:
-        """Whether the FTS prefilter alone leaves at most FTS_FEW rows: then the drive plan is
-        cheap and walking would only burn its budget. FTS5 stops at the LIMIT, so this costs
-        well under a millisecond even for a term in every row."""
+    def _fts_few(self, drive: Plan) -> list[int] | None:
+        """The rows the FTS prefilter alone leaves when they are at most FTS_FEW (then the
+        drive plan is cheap and walking would only burn its budget); None when there are
+        more, or no prefilter. FTS5 stops at the LIMIT, so this costs well under a
+        millisecond even for a term in every row."""
         if drive.fts_match is None:
-            return False
-        found = self._scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM credentials_fts WHERE credentials_fts MATCH ? "
-            "LIMIT ?)",
+            return None
+        rows = self._read(
+            "SELECT rowid FROM credentials_fts WHERE credentials_fts MATCH ? LIMIT ?",
             (drive.fts_match, FTS_FEW + 1),
         )
-        return int(found or 0) <= FTS_FEW
+        return [r["rowid"] for r in rows] if len(rows) <= FTS_FEW else None
 
     def explain(self, query: Query | None = None, mode: str = "walk") -> list[str]:
         """EXPLAIN QUERY PLAN of a page in the given plan mode (tests and benchmarks)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,8 +64,16 @@ class PlanBuilder:
     Inverted terms are ``NOT ifnull(<term>, 0)`` so NULLs invert like Python's ``not``.
     """
 
-    def __init__(self, query: Query | None, mode: str, now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        query: Query | None,
+        mode: str,
+        now: datetime | None = None,
+        fts_rows: list[int] | None = None,
+    ) -> None:
         self.query = query
+        # the FTS prefilter's rows, when already read: the drive plan starts from them
+        self.fts_rows = fts_rows
         self.walk = mode == "walk"
         self.now = now or utcnow()
         self.params: list = []
@@ -90,10 +99,14 @@ class PlanBuilder:
                         exact.append(term)
             if parts:
                 self.fts_match = " AND ".join(parts)
-                clauses.append(
-                    "c.rid IN (SELECT rowid FROM credentials_fts WHERE credentials_fts MATCH "
-                    f"{self._p(self.fts_match)})"
-                )
+                if self.fts_rows is not None:
+                    rows = self._p(json.dumps(self.fts_rows))
+                    clauses.append(f"c.rid IN (SELECT value FROM json_each({rows}))")
+                else:
+                    clauses.append(
+                        "c.rid IN (SELECT rowid FROM credentials_fts WHERE credentials_fts "
+                        f"MATCH {self._p(self.fts_match)})"
+                    )
         clauses += [self._term(t) for t in query.terms if t not in exact]
         column = sort_column(query.sort)
         direction = " DESC" if query.descending else ""

@@ -19,6 +19,7 @@ runs made once per fetch, so a repaint is a crop and a style per visible line.
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -344,6 +345,7 @@ class CredentialTable(ScrollView, can_focus=True):
         self.columns_layout = plan_columns(0)
         self.marked: dict[str, str] = {}  # id -> name, in the order marked
         self._hold: ExitStack | None = None
+        self._gc_paused = False
         self._resize_after_paint = False
         self._resize_queued = False
         self._hold_timer: Timer | None = None
@@ -353,6 +355,7 @@ class CredentialTable(ScrollView, can_focus=True):
 
     def on_unmount(self) -> None:
         self._release_paint()
+        self._resume_gc()  # the paint the collector waits for may never come now
         self.app.theme_changed_signal.unsubscribe(self)
         self.pages.close()
         self.counts.close()
@@ -696,8 +699,19 @@ class CredentialTable(ScrollView, can_focus=True):
             return  # the first deadline stands: a fast typist still sees the echo in time
         hold = ExitStack()
         hold.enter_context(self.app.batch_update())
+        if gc.isenabled():
+            # nor does the collector run until the frame is out: a full collection in the
+            # middle of a keystroke costs a few milliseconds (seen: 3-4 ms)
+            gc.disable()
+            self._gc_paused = True
+            hold.callback(lambda: self.call_after_refresh(self._resume_gc))
         self._hold = hold
         self._hold_timer = self.set_timer(seconds, self._release_paint)
+
+    def _resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
 
     def _release_paint(self) -> None:
         hold, self._hold = self._hold, None
