@@ -771,3 +771,17 @@ def test_version_6_store_gets_the_character_counts(db_path: Path) -> None:
         assert counts["rows"] == 3 and counts["q"] == 2
         assert [c.name for c in store.page_credentials(parse("!q"))] == ["apple"]
         assert store.count_credentials(parse("!a")) == 1  # quince
+
+
+def test_words_with_letters_beyond_ascii_match_as_the_filter_language_says(store: Store) -> None:
+    """The trigram index folds É to é; the filter language folds ASCII only: a word with
+    other letters is checked row by row after the index narrowed it (both plans)."""
+    apply(store, [mk(0, name="café-ÉÉÉ"), mk(1, name="café-ééé"), mk(2, name="plain")])
+    stored = list(store.all_credentials())
+    for text in ("ééé", "ÉÉÉ", "café", "name~ééé"):
+        query = parse(text)
+        want = sorted(c.id for c in stored if query.matches(c))
+        for plan in ("auto", "walk", "drive"):
+            got = sorted(c.id for c in store.page_credentials(query, plan=plan))
+            assert got == want, (text, plan)
+            assert store.count_credentials(query, plan=plan) == len(want), (text, plan)

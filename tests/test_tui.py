@@ -329,6 +329,25 @@ async def test_lines_kept_between_filters_and_cursor_moves_are_still_right(
 
 
 @sync_test
+async def test_a_new_clock_repaints_the_rows_that_stay(store: Store) -> None:
+    """A reload (after a sync) reads the time afresh: rows that did not change still get
+    their relative times ("2d ago") and expiry colours against the new clock."""
+    from datetime import timedelta
+
+    clock = [FROZEN]
+    app = make_app(store, now=lambda: clock[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app)
+        clock[0] = FROZEN + timedelta(days=400)
+        t.reload()
+        await settle(pilot)
+        for (line, _), cred in zip(painted_lines(t), t.visible_rows(), strict=False):
+            want = "".join(text for text, _ in t._row_runs(cred))
+            assert line.rstrip() == want[: len(line)].rstrip(), cred.name
+
+
+@sync_test
 async def test_a_filter_read_that_hangs_holds_the_paint_one_frame_at_most(store: Store) -> None:
     """While a typed filter's first page is read the screen's repaint is held, so the typed
     character and its rows paint together; a read that does not come back must not freeze

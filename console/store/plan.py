@@ -95,7 +95,8 @@ class PlanBuilder:
                 expr, is_exact = fts_prefilter(term)
                 if expr:
                     parts.append(expr)
-                    if is_exact:
+                    # rows read ahead of this statement may have changed since: check them
+                    if is_exact and self.fts_rows is None:
                         exact.append(term)
             if parts:
                 self.fts_match = " AND ".join(parts)
@@ -196,17 +197,22 @@ def fts_phrase(text: str) -> str:
 
 def fts_prefilter(term: Term) -> tuple[str | None, bool]:
     """An FTS5 expression every row matching ``term`` also matches, and whether it is exact
-    (the same rows). Trigram MATCH is an ASCII-case-insensitive substring test per column."""
+    (the same rows). Trigram MATCH is a substring test per column that folds the case of
+    every letter; keyshift's filters fold ASCII only."""
     if term.negate:
         return None, False
     value = str(term.value or "")
     if term.op == "text":
-        return (fts_phrase(value), True) if len(value) >= FTS_MIN_CHARS else (None, False)
+        if len(value) < FTS_MIN_CHARS:
+            return None, False
+        # the trigram index folds the case of every letter, the search text only ASCII's:
+        # a term with other letters is narrowed by the index and checked row by row
+        return fts_phrase(value), value.isascii()
     column = {"agent": "agents", "tag": "tags_text"}.get(term.field, term.field)
     if column not in FTS_COLUMNS:
         return None, False
     if term.op == "contains":
-        needle, exact = value, term.field != "agent"
+        needle, exact = value, term.field != "agent" and value.isascii()
     elif term.op == "glob":
         needle, exact = max(value.split("*"), key=len), False
     else:

@@ -19,6 +19,7 @@ runs made once per fetch, so a repaint is a crop and a style per visible line.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.dom import NoScreen
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -60,6 +62,9 @@ COUNT_AFTER = 0.025
 # the echo alone costs a frame, and Textual's frame pacing then holds the rows back for up
 # to two more frame intervals.
 HOLD_PAINT = 0.016
+# After-paint work (a read-ahead, the table's height, the collector) runs after the next
+# paint, or after this long at the latest.
+AFTER_PAINT_BACKSTOP = 0.1
 # Relative times ("5m ago") are written against one clock per query; a new clock, which
 # re-formats every row, is taken when the last one is this old (or on a reload).
 CLOCK_KEEP = timedelta(seconds=30)
@@ -346,6 +351,9 @@ class CredentialTable(ScrollView, can_focus=True):
         self.marked: dict[str, str] = {}  # id -> name, in the order marked
         self._hold: ExitStack | None = None
         self._gc_paused = False
+        self._unmounted = False
+        self._laid_out_while_held = False
+        self._painted_clock: datetime | None = None
         self._resize_after_paint = False
         self._resize_queued = False
         self._hold_timer: Timer | None = None
@@ -354,6 +362,7 @@ class CredentialTable(ScrollView, can_focus=True):
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._recolour())
 
     def on_unmount(self) -> None:
+        self._unmounted = True
         self._release_paint()
         self._resume_gc()  # the paint the collector waits for may never come now
         self.app.theme_changed_signal.unsubscribe(self)
@@ -533,7 +542,23 @@ class CredentialTable(ScrollView, can_focus=True):
         else:
             # a read-ahead waits for the paint: beside it, building its rows would compete
             # with the paint for the interpreter
-            self.call_after_refresh(self._submit_read, result, key, urgent)
+            self._after_paint(lambda: self._submit_read(result, key, urgent))
+
+    def _after_paint(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, after the next paint; a timer stands behind it, as an
+        after-refresh callback is lost when its screen goes before it is idle."""
+        done = False
+
+        def once() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                callback()
+
+        if not self.call_after_refresh(once):
+            once()
+        else:
+            self.set_timer(AFTER_PAINT_BACKSTOP, once)
 
     def _submit_read(self, result: _Result, key: tuple[str, int], urgent: bool) -> None:
         if result.generation < self._floor:
@@ -673,7 +698,9 @@ class CredentialTable(ScrollView, can_focus=True):
         """Repaint what changed since the screen showed ``before`` from row ``top``: the
         lines whose row differs (typing a filter often keeps most rows on screen: those are
         not rendered again) and the ``header``, or everything after a scroll."""
-        if self.scroll_offset.y != top:
+        if self.scroll_offset.y != top or self._clock != self._painted_clock:
+            # a scroll moves every line; a new clock rewrites every relative time
+            self._painted_clock = self._clock
             self.refresh()
             return
         width = self.scrollable_content_region.width
@@ -695,18 +722,30 @@ class CredentialTable(ScrollView, can_focus=True):
     def hold_paint(self, seconds: float) -> None:
         """Hold the screen's repaint for ``seconds`` at most, or until the first page of
         the query being read lands."""
-        if self._hold is not None or not self.is_mounted:
+        if self._hold is not None or not self.is_mounted or self._unmounted:
             return  # the first deadline stands: a fast typist still sees the echo in time
         hold = ExitStack()
         hold.enter_context(self.app.batch_update())
-        if gc.isenabled():
+        if gc.isenabled() or self._gc_paused:
             # nor does the collector run until the frame is out: a full collection in the
             # middle of a keystroke costs a few milliseconds (seen: 3-4 ms)
             gc.disable()
             self._gc_paused = True
-            hold.callback(lambda: self.call_after_refresh(self._resume_gc))
+            hold.callback(lambda: self._after_paint(self._resume_gc))
+        # a screen layout while the paint is held is composed and then dropped (Textual
+        # does not write it out): repaint the screen whole once the hold ends
+        self._laid_out_while_held = False
+        self.screen.screen_layout_refresh_signal.subscribe(self, self._layout_while_held)
+        hold.callback(self._unsubscribe_layout)
         self._hold = hold
         self._hold_timer = self.set_timer(seconds, self._release_paint)
+
+    def _layout_while_held(self, _screen: object) -> None:
+        self._laid_out_while_held = True
+
+    def _unsubscribe_layout(self) -> None:
+        with contextlib.suppress(NoScreen):
+            self.screen.screen_layout_refresh_signal.unsubscribe(self)
 
     def _resume_gc(self) -> None:
         if self._gc_paused:
@@ -721,6 +760,10 @@ class CredentialTable(ScrollView, can_focus=True):
             self._hold_timer.stop()
             self._hold_timer = None
         hold.close()
+        if self._unmounted:
+            return
+        if self._laid_out_while_held:
+            self.screen.refresh()
         # the screen may have gone idle while held: it resumes painting on its next idle
         self.screen.check_idle()
 
@@ -813,7 +856,7 @@ class CredentialTable(ScrollView, can_focus=True):
         if self._resize_after_paint:
             if not self._resize_queued:
                 self._resize_queued = True
-                self.call_after_refresh(self._resize_now)
+                self._after_paint(self._resize_now)
             return
         size = Size(self.columns_layout.width, self.total + 1)  # + the header line
         if size != self.virtual_size:
@@ -823,8 +866,9 @@ class CredentialTable(ScrollView, can_focus=True):
             self.refresh(repaint=False, layout=True)
 
     def _resize_now(self) -> None:
-        self._resize_queued = False
-        self._resize_virtual()
+        if self._resize_queued:
+            self._resize_queued = False
+            self._resize_virtual()
 
     def _missing_on_screen(self) -> bool:
         result = self.result
@@ -977,6 +1021,8 @@ class CredentialTable(ScrollView, can_focus=True):
     def watch_cursor(self, old: int, new: int) -> None:
         self._near_end(new)
         top = int(self.scroll_offset.y)
+        if not top <= new < top + self.body_height:
+            self._resize_now()  # a height the paint put off: the scroll needs it now
         if new < top:
             self.scroll_to(y=new, animate=False, immediate=True)
         elif new >= top + self.body_height:
