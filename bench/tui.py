@@ -255,6 +255,7 @@ class Run:
     last_row: float = math.nan  # ms
     start: Answer | None = None
     answers: list[Answer] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # the filter after each timed key
     last: Answer | None = None  # after G: the last row's name and the exact count
     notes: list[str] = field(default_factory=list)
 
@@ -296,6 +297,7 @@ async def type_keys(side: Side, keys: list[Key], run: Run | None) -> None:
         send_key(side.app, key.key)
         t1, t2 = await asyncio.gather(rows, count)
         if run is not None:
+            run.texts.append(key.text)
             run.keys.append((t1 - t0) * 1000)
             run.counts.append((t2 - t0) * 1000)
             if key.word_end:
@@ -795,7 +797,12 @@ def summary(run: Run) -> str:
         f"p95 {p95(run.keys):7.1f}  max {max(run.keys, default=math.nan):7.1f} ms | "
         f"count p50 {p50(run.word_counts):7.1f}  p95 {p95(run.word_counts):7.1f} ms "
         f"(word ends, n={len(run.word_counts)}); every key p50 {p50(run.counts):.1f}  "
-        f"p95 {p95(run.counts):.1f} ms | G {run.last_row:7.1f} ms"
+        f"p95 {p95(run.counts):.1f} ms | G {run.last_row:7.1f} ms\n"
+        f"{'':<14} slowest keys: "
+        + ", ".join(
+            f"{text!r} {ms:.1f}"
+            for ms, text in sorted(zip(run.keys, run.texts, strict=True), reverse=True)[:5]
+        )
     )
 
 
