@@ -268,18 +268,21 @@ class CredentialRows(StoreBase):
         )
         return int(found or 0)
 
-    def _fts_few(self, drive: Plan) -> list[int] | None:
-        """The rows the FTS prefilter alone leaves when they are at most FTS_FEW (then the
-        drive plan is cheap and walking would only burn its budget); None when there are
-        more, or no prefilter. FTS5 stops at the LIMIT, so this costs well under a
+    def _fts_few(self, drive: Plan) -> str | None:
+        """The rows the FTS prefilter alone leaves, as a JSON array, when they are at most
+        FTS_FEW (then the drive plan is cheap and walking would only burn its budget); None
+        when there are more, or no prefilter. FTS5 stops at the LIMIT, so this costs well under a
         millisecond even for a term in every row."""
         if drive.fts_match is None:
             return None
-        rows = self._read(
-            "SELECT rowid FROM credentials_fts WHERE credentials_fts MATCH ? LIMIT ?",
-            (drive.fts_match, FTS_FEW + 1),
-        )
-        return [r["rowid"] for r in rows] if len(rows) <= FTS_FEW else None
+        # one row back, whatever the count: the rows as a JSON array the drive plan reads
+        with self._guard("read"):
+            found, rows = self._conn().execute(
+                "SELECT count(*), json_group_array(rowid) FROM (SELECT rowid FROM "
+                "credentials_fts WHERE credentials_fts MATCH ? LIMIT ?)",
+                (drive.fts_match, FTS_FEW + 1),
+            ).fetchone()
+        return rows if found <= FTS_FEW else None
 
     def explain(self, query: Query | None = None, mode: str = "walk") -> list[str]:
         """EXPLAIN QUERY PLAN of a page in the given plan mode (tests and benchmarks)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,10 +68,11 @@ class PlanBuilder:
         query: Query | None,
         mode: str,
         now: datetime | None = None,
-        fts_rows: list[int] | None = None,
+        fts_rows: str | None = None,
     ) -> None:
         self.query = query
-        # the FTS prefilter's rows, when already read: the drive plan starts from them
+        # the FTS prefilter's rows (a JSON array), when already read: the drive plan starts
+        # from them
         self.fts_rows = fts_rows
         self.walk = mode == "walk"
         self.now = now or utcnow()
@@ -101,7 +101,7 @@ class PlanBuilder:
             if parts:
                 self.fts_match = " AND ".join(parts)
                 if self.fts_rows is not None:
-                    rows = self._p(json.dumps(self.fts_rows))
+                    rows = self._p(self.fts_rows)
                     clauses.append(f"c.rid IN (SELECT value FROM json_each({rows}))")
                 else:
                     clauses.append(
