@@ -196,6 +196,74 @@ def test_three_listing_methods_agree(
     assert "c/d/e/f/leaf" in key(scan)
 
 
+def test_scan_body_read_in_small_chunks_lists_every_key_once(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SCAN body is parsed as a stream (OpenBao's SCAN has no pages): with chunks far
+    smaller than one key's metadata, every key still comes once, with the metadata the
+    folder walk reads, and the collect builds the same credentials as from whole chunks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from console.connections import vault_connection
+    from console.sources import vault as vault_module
+    from console.sources.vault import MountLister, VaultClient
+
+    # a value beyond ASCII, so a chunk boundary falls inside a multi-byte character
+    vault.secrets.kv.v2.update_metadata(
+        path="a/two", mount_point=mount, custom_metadata={"owner": "équipe-ü-✓"}
+    )
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount],
+                        "fingerprint": False, "auth": False, "leases": False})
+    loaded = loaded_from(inv, tmp_path)
+    whole = VaultSource(loaded.source("v"), loaded).collect()
+    monkeypatch.setattr(vault_module, "_SCAN_CHUNK", 7)
+    conn = vault_connection(loaded.source("v"))
+    client = VaultClient("v", conn.address, conn.token, None)
+    with ThreadPoolExecutor(2) as pool:
+        lister = MountLister(client, mount, pool)
+        scan = lister.list()
+        walk = MountLister(client, mount, pool)._walk(detailed=True)
+    client.close()
+    assert lister.method == "scan"
+    paths = [s.path for s in scan]
+    assert sorted(paths) == sorted(set(paths)) == sorted(hvac_listing(vault, mount))
+    assert {s.path: s.meta for s in scan} == {s.path: s.meta for s in walk}
+    assert {s.path: s.meta["custom_metadata"]["owner"] for s in scan}["a/two"] == "équipe-ü-✓"
+
+    source = VaultSource(loaded.source("v"), loaded)
+    chunked = source.collect()
+    assert source.listing_methods == {mount: "scan"}
+    assert chunked.complete, chunked.errors
+    assert [c.model_dump() for c in chunked.credentials] == [
+        c.model_dump() for c in whole.credentials
+    ]
+    assert len(chunked.credentials) == 6
+
+
+def test_json_stream_reads_what_json_loads_reads() -> None:
+    """The SCAN body's reader against the standard parser, on a document with whitespace,
+    numbers, escapes and nested objects cut at every chunk size, and on broken ones."""
+    from console.sources.vault import _JsonStream, _scan_entries
+
+    info = {
+        "a/b": {"current_version": 12, "custom_metadata": {"owner": "x\"y\\z", "n": "é✓"},
+                "versions": {"12": {"destroyed": False, "deletion_time": ""}}, "f": 1.5e3},
+        "c/": {},
+        "d": {"current_version": 0, "custom_metadata": None, "list": [1, [2, {"3": 4}]]},
+    }
+    doc = {"request_id": "r", "lease_duration": 1234567, "data": {"keys": ["a/b", "c/", "d"],
+           "key_info": info, "zzz": [None, True]}, "warnings": None}
+    for text in (json.dumps(doc), json.dumps(doc, indent=3)):
+        raw = text.encode()
+        for size in (1, 2, 3, 5, 13, 64, len(raw)):
+            chunks = iter([raw[i:i + size] for i in range(0, len(raw), size)])
+            assert list(_scan_entries(_JsonStream(chunks))) == list(info.items()), size
+    for broken in (b'{"data": {"key_info": {"a": {"x": 1}, "b": {', b'{"data": [}', b'["a"]',
+                   b'{"data": {"key_info": {"a": {"x": 1} "b": {}}}}'):
+        with pytest.raises(ValueError):
+            list(_scan_entries(_JsonStream(iter([broken[:4], broken[4:]]))))
+
+
 def test_deleted_current_version_is_inactive(
     seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
 ) -> None:

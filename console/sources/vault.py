@@ -13,8 +13,10 @@ keyshift itself).
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,12 +64,15 @@ class _Denied(Exception):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class _Secret:
     mount: str
     path: str
     meta: dict[str, Any]
     kv_version: int = 2
+    # its credential, when the lister was given a builder: made as the key is listed, so a
+    # listing's metadata and the credentials built from it are never all alive at once
+    cred: Credential | None = None
 
     @property
     def data_path(self) -> str:
@@ -174,9 +179,14 @@ def _version_of(info: dict[str, Any] | None) -> str:
 
 
 def _lister(
-    client: VaultClient, mount: str, version: int, pool: ThreadPoolExecutor
+    client: VaultClient,
+    mount: str,
+    version: int,
+    pool: ThreadPoolExecutor,
+    build: Callable[[_Secret], Credential] | None = None,
 ) -> MountLister | V1Lister:
-    return MountLister(client, mount, pool) if version == 2 else V1Lister(client, mount, pool)
+    kind = MountLister if version == 2 else V1Lister
+    return kind(client, mount, pool, build)
 
 
 def _is_unsupported(status: int, body: dict[str, Any]) -> bool:
@@ -191,8 +201,7 @@ def _is_unsupported(status: int, body: dict[str, Any]) -> bool:
 # listing
 
 # What ``_credential`` reads of a key's metadata, besides its current version. The rest (every
-# older version's times, the CAS and max-versions settings) is dropped as a listing is read:
-# parsed whole, 100,000 keys' metadata take about 170 MB.
+# older version's times, the CAS and max-versions settings) is dropped as a listing is read.
 _META_USED = ("custom_metadata", "current_version", "created_time", "updated_time",
               "delete_version_after")
 
@@ -208,24 +217,138 @@ def _slim(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _slim_hook(obj: dict[str, Any]) -> dict[str, Any]:
-    """``json.loads`` object hook: a key's metadata (it has ``current_version`` and a
-    ``versions`` object; custom metadata holds only strings) is slimmed as soon as it is
-    parsed, so a listing's full tree never exists at once."""
-    if "current_version" in obj and isinstance(obj.get("versions"), dict):
-        return _slim(obj)
-    return obj
+# How much of a SCAN body is read at a time. OpenBao's SCAN takes no ``after`` / ``limit``
+# (2.7: both are ignored, the whole mount comes back; LIST honours them), so the body is
+# read as a stream instead: one key's metadata is parsed at a time.
+_SCAN_CHUNK = 256 * 1024
+_WHITESPACE = " \t\n\r"
 
 
-class MountLister:
-    """Lists every KV v2 secret's metadata under one mount, with the fastest method available."""
+class _JsonStream:
+    """One JSON document read from byte chunks a value at a time, so a large response never
+    exists whole, as bytes, text or parsed tree (100,000 keys: about 50 MB of body)."""
 
-    def __init__(self, client: VaultClient, mount: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self._decoder = json.JSONDecoder()
+        self._buf = ""
+        self._pos = 0
+        self._ended = False
+
+    def _more(self, at_least: int) -> bool:
+        """Read at least ``at_least`` more characters (fewer only at the end); False: none."""
+        parts = [self._buf[self._pos:]]
+        got = 0
+        while got < at_least and not self._ended:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._ended = True
+                text = self._utf8.decode(b"", final=True)
+            else:
+                text = self._utf8.decode(chunk)
+            parts.append(text)
+            got += len(text)
+        self._buf, self._pos = "".join(parts), 0
+        return got > 0
+
+    def peek(self) -> str:
+        """The next character that is not whitespace (left unread)."""
+        while True:
+            buf, pos = self._buf, self._pos
+            while pos < len(buf) and buf[pos] in _WHITESPACE:
+                pos += 1
+            self._pos = pos
+            if pos < len(buf):
+                return buf[pos]
+            if not self._more(1):
+                raise ValueError("the JSON document ended early")
+
+    def take(self, char: str) -> None:
+        if self.peek() != char:
+            raise ValueError(f"expected {char!r} in the JSON document")
+        self._pos += 1
+
+    def value(self) -> Any:
+        """The next whole JSON value."""
+        self.peek()
+        while True:
+            try:
+                value, end = self._decoder.raw_decode(self._buf, self._pos)
+            except ValueError:
+                value, end = None, -1
+            # a value that reaches the buffer's end may go on (a number, or a cut one)
+            if end != -1 and (end < len(self._buf) or self._ended):
+                self._pos = end
+                return value
+            # read as much again as is buffered: a long value is parsed a few times, not once
+            # a chunk
+            if not self._more(max(len(self._buf) - self._pos, _SCAN_CHUNK)):
+                if end != -1:
+                    self._pos = end
+                    return value
+                raise ValueError("malformed JSON document")
+
+    def members(self) -> Iterator[str]:
+        """The keys of the object that starts here; the caller reads each one's value (with
+        ``value()`` or ``members()``) before asking for the next key."""
+        self.take("{")
+        first = True
+        while True:
+            if self.peek() == "}":
+                self._pos += 1
+                return
+            if not first:
+                self.take(",")
+            first = False
+            key = self.value()
+            if not isinstance(key, str):
+                raise ValueError("a JSON object's key is not a string")
+            self.take(":")
+            yield key
+
+
+def _scan_entries(stream: _JsonStream) -> Iterator[tuple[str, Any]]:
+    """(key, metadata) of each entry of a SCAN body's ``data.key_info``, as it is read."""
+    for key in stream.members():
+        if key == "data" and stream.peek() == "{":
+            for field in stream.members():
+                if field == "key_info" and stream.peek() == "{":
+                    for path in stream.members():
+                        yield path, stream.value()
+                else:
+                    stream.value()
+        else:
+            stream.value()
+
+
+class _Lister:
+    """What the listers share: the secrets each keeps, each built into its credential as it is
+    listed when a builder is given."""
+
+    def __init__(
+        self,
+        client: VaultClient,
+        mount: str,
+        pool: ThreadPoolExecutor,
+        build: Callable[[_Secret], Credential] | None = None,
+    ) -> None:
         self.client = client
         self.mount = mount.strip("/")
         self.pool = pool
+        self.build = build
         self.method = ""  # which listing method served, for the bench and tests
         self.errors: list[ItemError] = []
+
+    def _keep(self, secret: _Secret) -> _Secret:
+        if self.build is not None:
+            secret.cred = self.build(secret)
+            secret.meta = {}
+        return secret
+
+
+class MountLister(_Lister):
+    """Lists every KV v2 secret's metadata under one mount, with the fastest method available."""
 
     def list(self, *, use_scan: bool = True) -> list[_Secret]:
         if use_scan:
@@ -246,28 +369,31 @@ class MountLister:
         return found
 
     def _scan(self) -> list[_Secret]:
-        response = self.client.request("SCAN", f"{self.mount}/detailed-metadata/")
-        if response.status_code != 200:
-            if response.status_code == 404 and not (response.content and _errors(response)):
-                return []  # an empty mount
-            # 403: no "scan" capability at the root; a folder walk may still be allowed.
-            # Anything else (HashiCorp Vault has no SCAN): the walk says what is wrong
-            raise _Unsupported
-        # The whole mount is one response (~500 bytes a key): the raw body is let go of before
-        # the parse, and each key's metadata is cut to what is used as it is parsed
-        text = response.content.decode("utf-8", "replace")
-        del response
+        response = self.client.request("SCAN", f"{self.mount}/detailed-metadata/", stream=True)
         try:
-            body = json.loads(text, object_hook=_slim_hook)
-        except ValueError:
-            raise _Unsupported from None
-        del text
-        info = (body.get("data") or {}).get("key_info") or {}
-        return [
-            _Secret(self.mount, key, meta)
-            for key, meta in info.items()
-            if not key.endswith("/") and isinstance(meta, dict)
-        ]
+            if response.status_code != 200:
+                if response.status_code == 404 and not (response.content and _errors(response)):
+                    return []  # an empty mount
+                # 403: no "scan" capability at the root; a folder walk may still be allowed.
+                # Anything else (HashiCorp Vault has no SCAN): the walk says what is wrong
+                raise _Unsupported
+            found: list[_Secret] = []
+            stream = _JsonStream(response.iter_content(_SCAN_CHUNK))
+            try:
+                for path, meta in _scan_entries(stream):
+                    if not path.endswith("/") and isinstance(meta, dict):
+                        found.append(self._keep(_Secret(self.mount, path, _slim(meta))))
+            except ValueError:
+                raise _Unsupported from None  # what was built of it is dropped with ``found``
+            except requests.exceptions.RequestException as exc:
+                raise SourceError(
+                    f"{self.client.source}: the listing of {self.mount} from "
+                    f"{self.client.address} broke off ({type(exc).__name__})",
+                    hint="check the server and the network, then sync again",
+                ) from None
+            return found
+        finally:
+            response.close()
 
     def _list_folder(self, folder: str, detailed: bool) -> tuple[list[str], dict[str, Any]]:
         kind = "detailed-metadata" if detailed else "metadata"
@@ -304,7 +430,7 @@ class MountLister:
                     fut = self.pool.submit(self._list_folder, full, detailed)
                     pending[fut] = full
                 elif detailed and isinstance(info.get(key), dict):
-                    found.append(_Secret(self.mount, full, _slim(info[key])))
+                    found.append(self._keep(_Secret(self.mount, full, _slim(info[key]))))
                 else:
                     leaves.append(full)
 
@@ -334,7 +460,7 @@ class MountLister:
         out = []
         for path, status, body in self.pool.map(one, paths):
             if status == 200:
-                out.append(_Secret(self.mount, path, _slim(body.get("data") or {})))
+                out.append(self._keep(_Secret(self.mount, path, _slim(body.get("data") or {}))))
             elif status == 404:
                 continue  # deleted between the list and the read
             else:
@@ -348,16 +474,19 @@ class MountLister:
         return out
 
 
-class V1Lister:
+class V1Lister(_Lister):
     """Lists a KV v1 mount: LIST per folder, in parallel. KV v1 keeps no metadata, so the
     secrets have no times and no versions; only their paths (and values, to fingerprint)."""
 
-    def __init__(self, client: VaultClient, mount: str, pool: ThreadPoolExecutor) -> None:
-        self.client = client
-        self.mount = mount.strip("/")
-        self.pool = pool
+    def __init__(
+        self,
+        client: VaultClient,
+        mount: str,
+        pool: ThreadPoolExecutor,
+        build: Callable[[_Secret], Credential] | None = None,
+    ) -> None:
+        super().__init__(client, mount, pool, build)
         self.method = "kv-v1"
-        self.errors: list[ItemError] = []
 
     def _list(self, folder: str) -> list[str]:
         status, body = self.client.json("LIST", f"{self.mount}/{folder}")
@@ -384,7 +513,9 @@ class V1Lister:
                     if key.endswith("/"):
                         pending[self.pool.submit(self._list, folder + key)] = folder + key
                     else:
-                        found.append(_Secret(self.mount, folder + key, {}, kv_version=1))
+                        found.append(
+                            self._keep(_Secret(self.mount, folder + key, {}, kv_version=1))
+                        )
         return found
 
 
@@ -466,6 +597,7 @@ class VaultSource:
         # entity id -> (entity name, agents naming it), found while resolving identities:
         # the audit log names a token's entity by id
         self._entities: dict[str, tuple[str, list[str]]] = {}
+        self._environment = sys.intern(str(cfg.environment)) if cfg.environment else None
 
     # -- connection --------------------------------------------------------------------
 
@@ -533,14 +665,15 @@ class VaultSource:
                 auth = side.submit(self._auth_and_leases, client, pool, aside)
                 found: list[_Secret] = []
                 for mount, version in self._mounts(client):
-                    lister = _lister(client, mount, version, pool)
+                    lister = _lister(client, mount, version, pool, self._credential)
                     found.extend(lister.list())
                     self.listing_methods[lister.mount] = lister.method
                     result.errors.extend(lister.errors)
                 found.sort(key=lambda s: (s.mount, s.path))
-                creds = {self._cred_id(s): self._credential(s) for s in found}
+                creds: dict[str, Credential] = {}
                 for secret in found:
-                    secret.meta = {}  # built: a listing's metadata need not outlive it
+                    creds[self._cred_id(secret)] = secret.cred or self._credential(secret)
+                    secret.cred, secret.meta = None, {}
                 if self._cfg.fingerprint:
                     self._fingerprint(client, pool, found, creds, result, progress)
                 elif progress:
@@ -651,7 +784,12 @@ class VaultSource:
 
     def _credential(self, secret: _Secret) -> Credential:
         meta = secret.meta
-        custom = {str(k): str(v) for k, v in (meta.get("custom_metadata") or {}).items()}
+        # the same few owners, environments and sensitivities recur across 100,000 keys: one
+        # string each, not one a credential
+        custom = {
+            sys.intern(str(k)): sys.intern(str(v))
+            for k, v in (meta.get("custom_metadata") or {}).items()
+        }
         current = int(meta.get("current_version") or 0)
         version = (meta.get("versions") or {}).get(str(current)) or {}
         deleted = bool(parse_vault_time(version.get("deletion_time"))) or bool(
@@ -679,16 +817,16 @@ class VaultSource:
             # KV v1 records no times, versions or metadata: those stay unknown
             current, ttl, rotated, declared_created = 1, None, None, None
             tags = {"kv": "1"}
+        native_id = f"{secret.mount}/{secret.path}"
         fields = dict(
             id=self._cred_id(secret),
             source=self.name,
             kind=KIND if secret.kv_version == 2 else KIND_V1,
-            native_id=f"{secret.mount}/{secret.path}",
+            native_id=native_id,
             name=secret.path,
-            location=f"{secret.mount}/{secret.path}",
+            location=native_id,
             owner=custom.get("owner") or None,
-            environment=custom.get("environment")
-            or (str(self._cfg.environment) if self._cfg.environment else None),
+            environment=custom.get("environment") or self._environment,
             scope=custom.get("scope") or None,
             sensitivity=sensitivity,
             created_at=declared_created or parse_vault_time(meta.get("created_time")),
