@@ -341,9 +341,13 @@ class _Lister:
         self.errors: list[ItemError] = []
 
     def _keep(self, secret: _Secret) -> _Secret:
+        """``secret`` as listed, with its key's whole metadata: built into its credential,
+        or else its metadata cut to what a credential is built from."""
         if self.build is not None:
             secret.cred = self.build(secret)
             secret.meta = {}
+        else:
+            secret.meta = _slim(secret.meta)
         return secret
 
 
@@ -382,7 +386,7 @@ class MountLister(_Lister):
             try:
                 for path, meta in _scan_entries(stream):
                     if not path.endswith("/") and isinstance(meta, dict):
-                        found.append(self._keep(_Secret(self.mount, path, _slim(meta))))
+                        found.append(self._keep(_Secret(self.mount, path, meta)))
             except ValueError:
                 raise _Unsupported from None  # what was built of it is dropped with ``found``
             except requests.exceptions.RequestException as exc:
@@ -430,7 +434,7 @@ class MountLister(_Lister):
                     fut = self.pool.submit(self._list_folder, full, detailed)
                     pending[fut] = full
                 elif detailed and isinstance(info.get(key), dict):
-                    found.append(self._keep(_Secret(self.mount, full, _slim(info[key]))))
+                    found.append(self._keep(_Secret(self.mount, full, info[key])))
                 else:
                     leaves.append(full)
 
@@ -460,7 +464,7 @@ class MountLister(_Lister):
         out = []
         for path, status, body in self.pool.map(one, paths):
             if status == 200:
-                out.append(self._keep(_Secret(self.mount, path, _slim(body.get("data") or {}))))
+                out.append(self._keep(_Secret(self.mount, path, body.get("data") or {})))
             elif status == 404:
                 continue  # deleted between the list and the read
             else:
@@ -598,6 +602,7 @@ class VaultSource:
         # the audit log names a token's entity by id
         self._entities: dict[str, tuple[str, list[str]]] = {}
         self._environment = sys.intern(str(cfg.environment)) if cfg.environment else None
+        self._declared: dict[str | None, datetime | None] = {}  # custom "created" -> its time
 
     # -- connection --------------------------------------------------------------------
 
@@ -656,6 +661,7 @@ class VaultSource:
     def _collect(self, progress: Progress | None) -> CollectResult:
         result = CollectResult()
         self._entities = {}
+        self._declared = {}
         client = self._connect()
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool, ThreadPoolExecutor(1) as side:
@@ -808,7 +814,11 @@ class VaultSource:
         rotated = parse_vault_time(version.get("created_time")) or parse_vault_time(
             meta.get("updated_time")
         )
-        declared_created = parse_vault_time(custom.get("created"))
+        declared = custom.get("created")
+        if declared not in self._declared:
+            # a few declared dates recur across many keys: one datetime each
+            self._declared[declared] = parse_vault_time(declared)
+        declared_created = self._declared[declared]
         if current <= 1 and declared_created and (rotated is None or declared_created < rotated):
             # Never rotated here, and its owner says the value is older than this first version
             # (a secret migrated in): its age runs from that date, not from the import.
