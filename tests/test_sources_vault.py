@@ -240,6 +240,30 @@ def test_scan_body_read_in_small_chunks_lists_every_key_once(
     assert len(chunked.credentials) == 6
 
 
+def test_collects_side_by_side_put_the_collector_s_setting_back(
+    seeded_sandbox: Any, mount: str, tmp_path: Path
+) -> None:
+    """A collect raises the garbage collector's threshold while it builds; several at once
+    (sync runs sources in parallel) leave it as it was, whichever finishes last."""
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount],
+                        "fingerprint": False, "auth": False, "leases": False})
+    loaded = loaded_from(inv, tmp_path)
+    before = gc.get_threshold()
+    gc.set_threshold(1234, 11, 12)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(
+                lambda _: VaultSource(loaded.source("v"), loaded).collect(), range(6)
+            ))
+        assert gc.get_threshold() == (1234, 11, 12)
+    finally:
+        gc.set_threshold(*before)
+    assert all(len(r.credentials) == 6 and r.complete for r in results)
+
+
 def test_json_stream_reads_what_json_loads_reads() -> None:
     """The SCAN body's reader against the standard parser, on a document with whitespace,
     numbers, escapes and nested objects cut at every chunk size, and on broken ones."""

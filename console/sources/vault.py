@@ -14,8 +14,11 @@ keyshift itself).
 from __future__ import annotations
 
 import codecs
+import contextlib
+import gc
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -526,6 +529,34 @@ class V1Lister(_Lister):
 # ---------------------------------------------------------------------------------------
 # the collector
 
+# While a listing's credentials are built, the collector's youngest generation is collected
+# every 50,000 new objects instead of every 700: each credential leaves 4-5 live containers,
+# and the default collections took 40% of the build's time (100,000 keys: 1.5-1.7 s against
+# 0.93 s). Nothing there makes reference cycles. The setting is the process's, so it is
+# raised by the first collect to start and put back, as it was, by the last to finish.
+_GC_YOUNG = 50_000
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_saved: tuple[int, int, int] = (700, 10, 10)
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    global _gc_holders, _gc_saved
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(max(_gc_saved[0], _GC_YOUNG), *_gc_saved[1:])
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0:
+                gc.set_threshold(*_gc_saved)
+
+
 
 # the Vault identity types of the inventory, each resolved to the policies its tokens carry
 VAULT_IDENTITY_TYPES = ("vault-approle", "vault-token-role", "vault-entity")
@@ -670,16 +701,17 @@ class VaultSource:
                 aside = CollectResult()
                 auth = side.submit(self._auth_and_leases, client, pool, aside)
                 found: list[_Secret] = []
-                for mount, version in self._mounts(client):
-                    lister = _lister(client, mount, version, pool, self._credential)
-                    found.extend(lister.list())
-                    self.listing_methods[lister.mount] = lister.method
-                    result.errors.extend(lister.errors)
-                found.sort(key=lambda s: (s.mount, s.path))
                 creds: dict[str, Credential] = {}
-                for secret in found:
-                    creds[self._cred_id(secret)] = secret.cred or self._credential(secret)
-                    secret.cred, secret.meta = None, {}
+                with _fewer_collections():
+                    for mount, version in self._mounts(client):
+                        lister = _lister(client, mount, version, pool, self._credential)
+                        found.extend(lister.list())
+                        self.listing_methods[lister.mount] = lister.method
+                        result.errors.extend(lister.errors)
+                    found.sort(key=lambda s: (s.mount, s.path))
+                    for secret in found:
+                        creds[self._cred_id(secret)] = secret.cred or self._credential(secret)
+                        secret.cred, secret.meta = None, {}
                 if self._cfg.fingerprint:
                     self._fingerprint(client, pool, found, creds, result, progress)
                 elif progress:
