@@ -267,7 +267,7 @@ def test_collects_side_by_side_put_the_collector_s_setting_back(
 def test_json_stream_reads_what_json_loads_reads() -> None:
     """The SCAN body's reader against the standard parser, on a document with whitespace,
     numbers, escapes and nested objects cut at every chunk size, and on broken ones."""
-    from console.sources.vault import _JsonStream, _scan_entries
+    from console.sources.vault import _BadJson, _JsonStream, _scan_entries
 
     info = {
         "a/b": {"current_version": 12, "custom_metadata": {"owner": "x\"y\\z", "n": "é✓"},
@@ -284,7 +284,7 @@ def test_json_stream_reads_what_json_loads_reads() -> None:
             assert list(_scan_entries(_JsonStream(chunks))) == list(info.items()), size
     for broken in (b'{"data": {"key_info": {"a": {"x": 1}, "b": {', b'{"data": [}', b'["a"]',
                    b'{"data": {"key_info": {"a": {"x": 1} "b": {}}}}'):
-        with pytest.raises(ValueError):
+        with pytest.raises(_BadJson):
             list(_scan_entries(_JsonStream(iter([broken[:4], broken[4:]]))))
 
 

@@ -227,6 +227,10 @@ _SCAN_CHUNK = 256 * 1024
 _WHITESPACE = " \t\n\r"
 
 
+class _BadJson(ValueError):
+    """A SCAN body that is not the JSON document it should be."""
+
+
 class _JsonStream:
     """One JSON document read from byte chunks a value at a time, so a large response never
     exists whole, as bytes, text or parsed tree (100,000 keys: about 50 MB of body)."""
@@ -265,11 +269,11 @@ class _JsonStream:
             if pos < len(buf):
                 return buf[pos]
             if not self._more(1):
-                raise ValueError("the JSON document ended early")
+                raise _BadJson("the JSON document ended early")
 
     def take(self, char: str) -> None:
         if self.peek() != char:
-            raise ValueError(f"expected {char!r} in the JSON document")
+            raise _BadJson(f"expected {char!r} in the JSON document")
         self._pos += 1
 
     def value(self) -> Any:
@@ -290,7 +294,7 @@ class _JsonStream:
                 if end != -1:
                     self._pos = end
                     return value
-                raise ValueError("malformed JSON document")
+                raise _BadJson("malformed JSON document")
 
     def members(self) -> Iterator[str]:
         """The keys of the object that starts here; the caller reads each one's value (with
@@ -306,7 +310,7 @@ class _JsonStream:
             first = False
             key = self.value()
             if not isinstance(key, str):
-                raise ValueError("a JSON object's key is not a string")
+                raise _BadJson("a JSON object's key is not a string")
             self.take(":")
             yield key
 
@@ -390,7 +394,7 @@ class MountLister(_Lister):
                 for path, meta in _scan_entries(stream):
                     if not path.endswith("/") and isinstance(meta, dict):
                         found.append(self._keep(_Secret(self.mount, path, meta)))
-            except ValueError:
+            except _BadJson:
                 raise _Unsupported from None  # what was built of it is dropped with ``found``
             except requests.exceptions.RequestException as exc:
                 raise SourceError(
