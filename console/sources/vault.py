@@ -333,6 +333,8 @@ class _Lister:
     """What the listers share: the secrets each keeps, each built into its credential as it is
     listed when a builder is given."""
 
+    METHOD = ""  # the listing method before one has served
+
     def __init__(
         self,
         client: VaultClient,
@@ -344,7 +346,7 @@ class _Lister:
         self.mount = mount.strip("/")
         self.pool = pool
         self.build = build
-        self.method = ""  # which listing method served, for the bench and tests
+        self.method = self.METHOD  # which listing method served, for the bench and tests
         self.errors: list[ItemError] = []
 
     def _keep(self, secret: _Secret) -> _Secret:
@@ -489,15 +491,7 @@ class V1Lister(_Lister):
     """Lists a KV v1 mount: LIST per folder, in parallel. KV v1 keeps no metadata, so the
     secrets have no times and no versions; only their paths (and values, to fingerprint)."""
 
-    def __init__(
-        self,
-        client: VaultClient,
-        mount: str,
-        pool: ThreadPoolExecutor,
-        build: Callable[[_Secret], Credential] | None = None,
-    ) -> None:
-        super().__init__(client, mount, pool, build)
-        self.method = "kv-v1"
+    METHOD = "kv-v1"
 
     def _list(self, folder: str) -> list[str]:
         status, body = self.client.json("LIST", f"{self.mount}/{folder}")
