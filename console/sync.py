@@ -5,21 +5,28 @@ A partial listing (``complete=False``) never marks anything gone. Each source's 
 in one transaction with their ``sync.source`` audit entry, and the sync's end with its ``sync``
 entry, so a crash between two sources leaves nothing unaudited; the next sync closes out a sync
 whose process died (``sync.interrupted``).
+
+The sources are read side by side (``SYNC_WORKERS`` at a time, in threads of their own) and
+written one at a time, on the calling thread, in the inventory's order: the audit chain and the
+summary do not depend on which collect finished first. Collectors never touch the store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console import process
 from console.crashpoints import crash_point
 from console.errors import KeyshiftError
 from console.redaction import redact_active
-from console.sources.base import build_sources
+from console.sources.base import CollectResult, Source, build_sources
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +86,13 @@ class SyncSummary:
 
 
 # Progress events: (source, phase, message); phase is "start", "item", "done" or "failed".
+# "start" and "item" come from the source's collect thread, "done" and "failed" from the
+# calling thread once the source is written; the callback sees one call at a time.
 SyncProgress = Callable[[str, str, str], None]
+
+# Sources collected at once. A collect is network-bound (each Vault or AWS collect runs its own
+# pool of requests), and every collect waiting to be written holds its whole listing in memory.
+SYNC_WORKERS = 4
 
 
 def run_sync(
@@ -90,18 +103,25 @@ def run_sync(
     actor: str,
     only: list[str] | None = None,
     progress: SyncProgress | None = None,
+    workers: int = SYNC_WORKERS,
 ) -> SyncSummary:
     watcher = [progress]
+    # collects report from their own threads: the callback (the TUI's, the CLI's) was written
+    # for one caller at a time, and a watcher that went away must be gone for every thread
+    watcher_lock = threading.Lock()
 
     def emit(source: str, phase: str, message: str = "") -> None:
         if watcher[0] is None:
             return
-        try:
-            watcher[0](source, phase, message)
-        except Exception as exc:
-            # a watcher that went away (the TUI quit) must not turn into a source failure
-            log.warning("sync progress callback failed: %s", type(exc).__name__)
-            watcher[0] = None
+        with watcher_lock:
+            if watcher[0] is None:
+                return
+            try:
+                watcher[0](source, phase, message)
+            except Exception as exc:
+                # a watcher that went away (the TUI quit) must not turn into a source failure
+                log.warning("sync progress callback failed: %s", type(exc).__name__)
+                watcher[0] = None
 
     collectors = build_sources(loaded, only)
     close_interrupted_syncs(store, audit, actor)
@@ -109,12 +129,24 @@ def run_sync(
     store.upsert_agents(_agent_rows(loaded))
     sync_id = store.begin_sync([c.name for c in collectors], actor, process.me())
     outcomes: list[SourceOutcome] = []
+    collects: _Collects | None = None
     try:
         for collector in collectors:
-            outcomes.append(_sync_one(collector, store, audit, actor, sync_id, emit))
+            if hasattr(collector, "start_positions"):  # it reads an evidence log: resume there
+                collector.start_positions = store.read_positions(collector.name)
+        collects = _Collects(collectors, emit, workers)
+        for index, collector in enumerate(collectors):
+            outcomes.append(
+                _sync_one(collector, collects.take(index), store, audit, actor, sync_id, emit)
+            )
     except BaseException as exc:
         # The store itself failed (busy, disk full) or the run was interrupted: what earlier
         # sources wrote is committed, so the audit log must still say this sync happened.
+        # Collects not started never start; running ones are not waited for (their threads
+        # are daemons, and nothing they return is written).
+        if collects is not None:
+            collects.cancel()
+        watcher[0] = None
         detail = SyncSummary(sync_id, outcomes).as_dict()
         detail["status"] = "failed"
         detail["error"] = redact_active(f"{type(exc).__name__}: {exc}")
@@ -128,6 +160,57 @@ def run_sync(
         audit.append(actor, "sync", ",".join(o.source for o in outcomes), summary.as_dict())
     _refresh_findings(loaded, store, audit, actor, summary)
     return summary
+
+
+class _Collects:
+    """The sources' collects, run ``workers`` at a time in daemon threads, each result taken by
+    the calling thread in the inventory's order. A collect's exception is its result too: the
+    calling thread decides what it means (a failed source, or an interrupted sync)."""
+
+    def __init__(self, collectors: list[Source], emit: Callable[..., None], workers: int) -> None:
+        self._emit = emit
+        futures: list[Future[CollectResult]] = [Future() for _ in collectors]
+        self._jobs: queue.SimpleQueue[tuple[Source, Future[CollectResult]]] = queue.SimpleQueue()
+        for job in zip(collectors, futures, strict=True):
+            self._jobs.put(job)
+        self._futures: list[Future[CollectResult] | None] = list(futures)
+        # daemons: an interrupted sync (Ctrl-C) must not wait at exit for a slow source
+        for n in range(max(1, min(workers, len(collectors)))):
+            threading.Thread(target=self._work, name=f"keyshift-sync-{n}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                collector, future = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():  # else the sync ended before its turn
+                self._collect(collector, future)
+
+    def _collect(self, collector: Source, future: Future[CollectResult]) -> None:
+        # in a call of its own so that no local outlives it: the listing is the calling
+        # thread's to hold, and to let go once written
+        try:
+            self._emit(collector.name, "start")
+            future.set_result(
+                collector.collect(lambda item, name=collector.name: self._emit(name, "item", item))
+            )
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def take(self, index: int) -> Future[CollectResult]:
+        """The index-th source's collect, once finished; let go of here, so a written listing
+        is not held until the sync ends."""
+        future = self._futures[index]
+        assert future is not None
+        future.exception()  # waits (a Ctrl-C interrupts the wait; cancel() still sees it)
+        self._futures[index] = None
+        return future
+
+    def cancel(self) -> None:
+        for future in self._futures:
+            if future is not None:
+                future.cancel()
 
 
 def _refresh_findings(
@@ -162,14 +245,17 @@ def close_interrupted_syncs(store: Store, audit: AuditLog, actor: str) -> list[i
     return closed
 
 
-def _sync_one(  # type: ignore[no-untyped-def]
-    collector, store: Store, audit: AuditLog, actor: str, sync_id: int, emit
+def _sync_one(
+    collector: Source,
+    collect: Future[CollectResult],
+    store: Store,
+    audit: AuditLog,
+    actor: str,
+    sync_id: int,
+    emit: Callable[..., Any],
 ) -> SourceOutcome:
-    emit(collector.name, "start")
-    if hasattr(collector, "start_positions"):  # it reads an evidence log: resume where it was
-        collector.start_positions = store.read_positions(collector.name)
     try:
-        result = collector.collect(lambda item, name=collector.name: emit(name, "item", item))
+        result = collect.result()
     except KeyshiftError as exc:
         stale = _mark_failed(store, audit, actor, sync_id, collector.name, exc.one_line())
         log.warning("sync %s %s failed: %s", sync_id, collector.name, exc.one_line())
