@@ -264,11 +264,14 @@ def test_collects_side_by_side_put_the_collector_s_setting_back(
     assert all(len(r.credentials) == 6 and r.complete for r in results)
 
 
-def test_json_stream_reads_what_json_loads_reads() -> None:
-    """The SCAN body's reader against the standard parser, on a document with whitespace,
-    numbers, escapes and nested objects cut at every chunk size, and on broken ones."""
-    from console.sources.vault import _BadJson, _JsonStream, _scan_entries
+def test_scan_entries_match_json_loads_and_a_bad_body_is_bad_json() -> None:
+    """The SCAN body fed to the parser in chunks of every size (a multi-byte character cut
+    across chunks too) yields exactly ``data.key_info``'s entries, numbers as ``json`` reads
+    them; a body cut short, with trailing bytes, not UTF-8 or not an object is _BadJson,
+    which is what sends the lister to the folder walk. The C parser is the one in use."""
+    from console.sources.vault import _BadJson, _ijson, _scan_entries
 
+    assert _ijson.backend == "yajl2_c"
     info = {
         "a/b": {"current_version": 12, "custom_metadata": {"owner": "x\"y\\z", "n": "é✓"},
                 "versions": {"12": {"destroyed": False, "deletion_time": ""}}, "f": 1.5e3},
@@ -277,15 +280,132 @@ def test_json_stream_reads_what_json_loads_reads() -> None:
     }
     doc = {"request_id": "r", "lease_duration": 1234567, "data": {"keys": ["a/b", "c/", "d"],
            "key_info": info, "zzz": [None, True]}, "warnings": None}
-    for text in (json.dumps(doc), json.dumps(doc, indent=3)):
+    for text in (json.dumps(doc), json.dumps(doc, indent=3, ensure_ascii=False)):
         raw = text.encode()
         for size in (1, 2, 3, 5, 13, 64, len(raw)):
-            chunks = iter([raw[i:i + size] for i in range(0, len(raw), size)])
-            assert list(_scan_entries(_JsonStream(chunks))) == list(info.items()), size
-    for broken in (b'{"data": {"key_info": {"a": {"x": 1}, "b": {', b'{"data": [}', b'["a"]',
-                   b'{"data": {"key_info": {"a": {"x": 1} "b": {}}}}'):
+            chunks = [raw[i:i + size] for i in range(0, len(raw), size)]
+            assert list(_scan_entries(iter(chunks))) == list(info.items()), size
+    whole = json.dumps(doc).encode()
+    for broken in (whole[:-1], whole[: len(whole) // 2], whole + b"{}", b"", b"  \n",
+                   b'{"data": [}', b'["a"]', b"<html>502 Bad Gateway</html>",
+                   b'{"data": {"key_info": {"a": {"x": 1} "b": {}}}}',
+                   b'{"data": {"key_info": {"a": {"x": "\xff\xfe"}}}}'):
         with pytest.raises(_BadJson):
-            list(_scan_entries(_JsonStream(iter([broken[:4], broken[4:]]))))
+            list(_scan_entries(iter([broken[:4], broken[4:]])))
+
+
+class _ScanProxy:
+    """A real HTTP proxy in front of the sandbox OpenBao that passes every request on, but
+    answers SCAN as ``mode`` says: ``cut`` (a whole response whose JSON body stops halfway),
+    ``html`` (200 with a page that is not JSON), ``drop`` (the real body's first half, then the
+    connection closes before the length it announced)."""
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def relay(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                got = session.request(
+                    self.command, upstream + self.path, data=self.rfile.read(size) or None,
+                    headers={k: v for k, v in self.headers.items()
+                             if k.lower() in ("x-vault-token", "content-type")},
+                )
+                body, length = got.content, len(got.content)
+                if self.command == "SCAN" and mode == "cut":
+                    body = body[: len(body) // 2]
+                    length = len(body)
+                elif self.command == "SCAN" and mode == "html":
+                    body = b"<html><body>502 Bad Gateway</body></html>"
+                    length = len(body)
+                elif self.command == "SCAN" and mode == "drop":
+                    body = body[: len(body) // 2]
+                self.send_response(got.status_code)
+                self.send_header("Content-Type", got.headers.get("Content-Type", "text/plain"))
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.write(body)
+                if len(body) < length:
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_LIST = do_SCAN = do_DELETE = relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["cut", "html"])
+def test_a_scan_body_that_is_not_the_expected_json_falls_back_to_the_walk(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path, mode: str
+) -> None:
+    """A SCAN answered 200 with a body that is not the JSON it should be (cut short, or a
+    proxy's page) is not an empty mount and not an error: the listing is the folder walk's,
+    every key once, and the collect builds the same credentials as through SCAN."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from console.connections import vault_connection
+    from console.sources.vault import MountLister, VaultClient
+
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount],
+                        "fingerprint": False, "auth": False, "leases": False})
+    loaded = loaded_from(inv, tmp_path)
+    conn = vault_connection(loaded.source("v"))
+    proxy = _ScanProxy(conn.address, mode)
+    try:
+        client = VaultClient("v", proxy.address, conn.token, None)
+        with ThreadPoolExecutor(2) as pool:
+            lister = MountLister(client, mount, pool)
+            found = lister.list()
+        client.close()
+    finally:
+        proxy.close()
+    assert lister.method == "detailed-metadata"
+    paths = [s.path for s in found]
+    assert sorted(paths) == sorted(set(paths)) == sorted(hvac_listing(vault, mount))
+    assert all(s.meta["custom_metadata"]["owner"] == "team-x" for s in found)
+    assert not lister.errors
+
+
+def test_a_scan_connection_dropped_mid_body_is_a_source_error(
+    seeded_sandbox: Any, mount: str, tmp_path: Path
+) -> None:
+    """The connection closing before the SCAN body's announced length is requests' error,
+    said as one line naming the mount (not taken for a bad body, so no walk is tried)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from console.connections import vault_connection
+    from console.sources.vault import MountLister, VaultClient
+
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount],
+                        "fingerprint": False, "auth": False, "leases": False})
+    conn = vault_connection(loaded_from(inv, tmp_path).source("v"))
+    proxy = _ScanProxy(conn.address, "drop")
+    try:
+        client = VaultClient("v", proxy.address, conn.token, None)
+        with ThreadPoolExecutor(2) as pool, pytest.raises(SourceError) as raised:
+            MountLister(client, mount, pool).list()
+        client.close()
+    finally:
+        proxy.close()
+    assert f"the listing of {mount}" in raised.value.message
+    assert "broke off" in raised.value.message
 
 
 def test_deleted_current_version_is_inactive(
