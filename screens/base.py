@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 
 from console.errors import KeyshiftError
 from console.redaction import redact_active
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 
 class KeyshiftScreen(Screen):
+    # `/` is a priority binding (handled the moment it arrives, before the keys typed after
+    # it are passed to the focused table: a fast `/alpha` or a tmux burst lands whole in the
+    # filter box); check_action lets a focused text box have its "/".
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="view.back", show=False),
     ]
@@ -37,6 +41,8 @@ class KeyshiftScreen(Screen):
     header_note: str = ""  # shown at the right of the header (e.g. the audit chain's state)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter" and isinstance(self.app.focused, Input | TextArea):
+            return False  # a "/" typed in a box is text (a path in a filter)
         return not (action in self.MUTATING and getattr(self.app, "read_only", False))
 
     def action_back(self) -> None:

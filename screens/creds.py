@@ -37,7 +37,8 @@ SORTS = {"name": "name", "expires": "expiry", "used": "last use", "owner": "owne
 class CredsScreen(KeyshiftScreen):
     view_name = "creds"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="creds.filter"),
+        # priority, as `:` is: see KeyshiftScreen.check_action
+        Binding("slash", "filter", "Filter", id="creds.filter", priority=True),
         Binding("s", "sync", "Sync", id="creds.sync"),
         Binding("r", "rotate", "Rotate", id="creds.rotate"),
         Binding("c", "copy_id", "Copy id", id="creds.copy-id"),

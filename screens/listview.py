@@ -31,7 +31,8 @@ Row = dict[str, Any]
 class ListScreen(KeyshiftScreen):
     HOSTS = (DataTable,)  # its own keys (arrows, enter) are live on these screens
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="list.filter"),
+        # priority, as `:` is: see KeyshiftScreen.check_action
+        Binding("slash", "filter", "Filter", id="list.filter", priority=True),
         Binding("ctrl+l", "reload", "Reload", show=False, id="list.reload"),
     ]
     COLUMNS: ClassVar[list[tuple[str, str]]] = []  # (field, label)

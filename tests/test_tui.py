@@ -484,6 +484,31 @@ async def test_filter_narrows_inverts_and_clears(store: Store, creds) -> None:
 
 
 @sync_test
+async def test_a_filter_typed_in_one_burst_lands_whole_in_the_box(store: Store, creds) -> None:
+    """`/zulu` sent at once, as a fast typist or tmux does: the keys after `/` reach the box
+    (none is handed to the table before the box has focus), and a `/` typed in the box is
+    text, not the filter key again."""
+    from textual import events
+    from textual.widgets import Input
+
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for key, char in [("slash", "/"), *((c, c) for c in "zulu")]:
+            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        await pilot.pause(0.1)
+        await settle(pilot)
+        box = app.screen.query_one("#filter", Input)
+        assert box.value == "zulu" and box.has_focus
+        assert await all_names(pilot) == expected(creds, "zulu")
+        for key, char in [("slash", "/"), ("x", "x")]:
+            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        await pilot.pause(0.1)
+        await settle(pilot)
+        assert box.value == "zulu/x"
+
+
+@sync_test
 async def test_a_bad_filter_keeps_the_last_good_one_and_says_why(store: Store, creds) -> None:
     app = make_app(store)
     async with app.run_test(size=SIZE) as pilot:

@@ -27,6 +27,7 @@ from test_tui import (
     table,
     type_filter,
 )
+from textual.widgets import Input
 
 from console.audit import AuditLog
 from console.config import load_inventory
@@ -149,6 +150,28 @@ async def test_command_bar_keeps_keys_typed_before_it_had_focus(world) -> None:
             if isinstance(app.screen, AuditScreen):
                 break
         assert isinstance(app.screen, AuditScreen)
+
+
+@sync_test
+async def test_a_list_views_filter_keeps_keys_typed_in_one_burst(world) -> None:
+    """`/owner:team-a` sent at once in the agents view: every key after `/` lands in the
+    filter box, none in the list beneath."""
+    from textual import events
+
+    store, loaded, _granted, _runs = world
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"agents", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, AgentsScreen)
+        burst = [("slash", "/"), *((c, c) for c in "owner:team-a")]
+        for key, char in burst:
+            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        await pilot.pause(0.1)
+        await settle(pilot)
+        assert screen.query_one("#filter", Input).value == "owner:team-a"
+        assert [r["name"] for r in screen.shown] == ["agent-0"]
 
 
 @sync_test
