@@ -298,7 +298,8 @@ class _ScanProxy:
     """A real HTTP proxy in front of the sandbox OpenBao that passes every request on, but
     answers SCAN as ``mode`` says: ``cut`` (a whole response whose JSON body stops halfway),
     ``html`` (200 with a page that is not JSON), ``drop`` (the real body's first half, then the
-    connection closes before the length it announced)."""
+    connection closes before the length it announced); or, with ``redirect``, sends every
+    request back to the server itself with a 307 (as a standby node does)."""
 
     def __init__(self, upstream: str, mode: str) -> None:
         import threading
@@ -317,6 +318,13 @@ class _ScanProxy:
 
             def relay(self) -> None:
                 size = int(self.headers.get("Content-Length") or 0)
+                if mode == "redirect":
+                    self.rfile.read(size)
+                    self.send_response(307)
+                    self.send_header("Location", upstream + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 got = session.request(
                     self.command, upstream + self.path, data=self.rfile.read(size) or None,
                     headers={k: v for k, v in self.headers.items()
@@ -406,6 +414,120 @@ def test_a_scan_connection_dropped_mid_body_is_a_source_error(
         proxy.close()
     assert f"the listing of {mount}" in raised.value.message
     assert "broke off" in raised.value.message
+
+
+def test_a_refused_secret_id_lookup_is_an_item_error_and_the_rest_is_synced(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """A token that may look up one role's secret-ids and not another's: each refused lookup
+    is one ItemError naming the role and the accessor's start, the allowed role's secret-ids
+    and every token are still listed, and the sync says it is partial."""
+    suffix = uuid.uuid4().hex[:6]
+    allowed, denied = f"open-{suffix}", f"shut-{suffix}"
+    made: dict[str, list[str]] = {}
+    for role in (allowed, denied):
+        vault.auth.approle.create_or_update_approle(role, token_policies=["default"])
+        made[role] = [vault.auth.approle.generate_secret_id(role_name=role)["data"][
+            "secret_id_accessor"] for _ in range(2)]
+    name = f"lookups-{suffix}"
+    vault.sys.create_or_update_policy(
+        name,
+        'path "auth/token/accessors" { capabilities = ["list", "sudo"] }\n'
+        'path "auth/token/lookup-accessor" { capabilities = ["update"] }\n'
+        'path "auth/approle/role" { capabilities = ["list"] }\n'
+        'path "auth/approle/role/+/secret-id" { capabilities = ["list"] }\n'
+        f'path "auth/approle/role/{allowed}/secret-id-accessor/lookup" '
+        '{ capabilities = ["update"] }\n',
+    )
+    token = vault.auth.token.create(policies=[name], ttl="10m")["auth"]
+    ref = f"vault-lookups-{suffix}"
+    secret_refs.put("keyshift-test", ref, token["client_token"])
+    try:
+        inv = only_sources({
+            "name": "v", "type": "openbao", "token": f"keyring:keyshift-test/{ref}",
+            "address": seeded_sandbox.state.vault.address, "kv_mounts": [], "leases": False,
+        })
+        loaded = loaded_from(inv, tmp_path)
+        result = VaultSource(loaded.source("v"), loaded).collect()
+    finally:
+        secret_refs.delete("keyshift-test", ref)
+    ids = {c.native_id for c in result.credentials if c.kind == "approle-secret-id"}
+    assert {f"approle/{allowed}/{a}" for a in made[allowed]} <= ids
+    assert not [i for i in ids if i.startswith(f"approle/{denied}/")]
+    refused = {e.where for e in result.errors if e.message == "lookup permission denied"}
+    # the sandbox's own roles are refused alike; these two roles are the test's
+    assert {f"auth/approle/role/{denied} secret-id {a[:8]}" for a in made[denied]} <= refused
+    assert not [w for w in refused if w.startswith(f"auth/approle/role/{allowed} ")]
+    tokens = {c.native_id for c in result.credentials if c.kind == "vault-token"}
+    assert token["accessor"] in tokens and len(tokens) > 1
+    assert not result.complete
+
+
+def test_the_direct_path_answers_as_requests_does(
+    seeded_sandbox: Any, mount: str, tmp_path: Path
+) -> None:
+    """``VaultClient.json`` skips requests' per-request layers; it must answer what the
+    ordinary path answers, successes and refusals alike, follow a redirect as requests does,
+    and say an unreachable server the same way."""
+    from console.connections import vault_connection
+    from console.sources.vault import VaultClient
+
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]})
+    conn = vault_connection(loaded_from(inv, tmp_path).source("v"))
+    calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", "auth/token/lookup-self", None),
+        ("LIST", f"{mount}/metadata/a", None),
+        ("LIST", f"{mount}/metadata/no-such-folder", None),
+        ("GET", f"{mount}/metadata/a/one", None),
+        ("GET", f"{mount}//metadata//a/two", None),  # Vault reads // as /
+        ("POST", "auth/token/lookup-accessor", {"accessor": "not-an-accessor"}),
+        ("GET", "sys/no-such-endpoint", None),
+    ]
+    direct = VaultClient("v", conn.address, conn.token, None)
+    plain = VaultClient("v", conn.address, conn.token, None)
+    assert direct._direct is not None
+    plain._direct = None  # the ordinary path, through requests and hvac
+    try:
+        for method, path, payload in calls:
+            got = direct.json(method, path, json=payload)
+            want = plain.json(method, path, json=payload)
+            for _status, body in (got, want):  # what differs from one call to the next
+                body.pop("request_id", None)
+                (body.get("data") or {}).pop("ttl", None)
+            assert got == want, (method, path)
+        assert {status for status, _ in (direct.json(m, p, json=b) for m, p, b in calls)} >= {
+            200, 404, 400
+        }
+    finally:
+        direct.close()
+        plain.close()
+
+    proxy = _ScanProxy(conn.address, "redirect")
+    try:
+        moved = VaultClient("v", proxy.address, conn.token, None)
+        status, body = moved.json("GET", f"{mount}/metadata/a/one")
+        moved.close()
+    finally:
+        proxy.close()
+    assert status == 200 and body["data"]["custom_metadata"]["owner"] == "team-x"
+
+
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    said = []
+    for ordinary in (False, True):
+        client = VaultClient("v", closed, conn.token, None)
+        if ordinary:
+            client._direct = None
+        with pytest.raises(SourceError) as raised:
+            client.json("GET", "sys/health")
+        client.close()
+        said.append((raised.value.message, raised.value.hint))
+    assert said[0] == said[1]
+    assert said[0][0] == f"v: cannot reach {closed} (connection refused)"
 
 
 def test_deleted_current_version_is_inactive(
