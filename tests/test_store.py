@@ -773,6 +773,86 @@ def test_version_6_store_gets_the_character_counts(db_path: Path) -> None:
         assert store.count_credentials(parse("!a")) == 1  # quince
 
 
+def _pairs(store: Store) -> set[str]:
+    """search_pairs as kept, checked sound: every pair in it is in every row's search text
+    (a pair kept that a row lacks would make `!xy` answer nothing when that row matches)."""
+    with raw(store.path) as conn:
+        kept = {r[0] for r in conn.execute("SELECT pair FROM search_pairs")}
+        texts = [r[0] or "" for r in conn.execute("SELECT search_text FROM credentials")]
+    assert all(p in t for p in kept for t in texts), kept
+    return kept
+
+
+def _universal(store: Store) -> set[str]:
+    with raw(store.path) as conn:
+        texts = [r[0] or "" for r in conn.execute("SELECT search_text FROM credentials")]
+    first = texts[0]
+    return {first[i:i + 2] for i in range(len(first) - 1)
+            if all(first[i:i + 2] in t for t in texts)}
+
+
+def test_a_negated_pair_every_row_holds_answers_nothing_at_once(store: Store) -> None:
+    """``!se`` when every credential says "service": nothing matches, known from
+    search_pairs without a walk. Inserts and updates that lack a pair take it away at once
+    (triggers); a sync's end counts back what became universal again; the answers always
+    equal a full scan's (walk and drive)."""
+    apply(store, [mk(i, name=f"service-{i:04d}") for i in range(300)])
+    assert _pairs(store) == _universal(store) and "se" in _pairs(store)
+
+    def check(text: str, want: int, known: bool = True) -> None:
+        query = parse(text)
+        assert sum(query.matches(c) for c in store.all_credentials()) == want, text
+        assert store._unsatisfiable(query) is (known and want == 0), text
+        for plan in ("auto", "walk", "drive"):
+            assert store.count_credentials(query, plan=plan) == want, (text, plan)
+            assert len(store.page_credentials(query, 0, 500, plan=plan)) == want, (text, plan)
+
+    check("!se", 0)
+    check("!vi", 0)
+    check("!zz", 300)
+    # a row without "se" or "vi", written outside a sync: the triggers take the pairs away
+    store.bulk_insert_credentials([mk(900, name="lone")])
+    assert "vi" not in _pairs(store)
+    check("!vi", 1)
+    # renamed to hold "vi" again: the set stays short until a sync's end counts it back
+    with raw(store.path) as conn:
+        conn.execute("UPDATE credentials SET name = 'vim', location = 'x' WHERE id = ?",
+                     (mk(900).id,))
+    _pairs(store)
+    check("!vi", 0, known=False)  # answered by a walk
+    sync = store.begin_sync(["vault-prod"], "tester")
+    store.finish_sync(sync, "ok", {})
+    assert "vi" in _pairs(store)
+    check("!vi", 0)
+    # an update that drops a pair: taken away at once
+    with raw(store.path) as conn:
+        conn.execute("UPDATE credentials SET name = 'x', location = 'x' WHERE id = ?",
+                     (mk(900).id,))
+    assert "vi" not in _pairs(store)
+    check("!vi", 1)
+    bulk = Store(store.path.with_name("bulk.db"))  # a bulk load into an empty store counts
+    bulk.bulk_insert_credentials([mk(i, name=f"qu-{i}") for i in range(50)])
+    assert "qu" in _pairs(bulk) and _pairs(bulk) == _universal(bulk)
+    bulk.close()
+
+
+def test_version_7_store_gets_the_pairs_every_row_holds(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    store_mod.migrate(conn, upto=7)
+    for i, name in enumerate(("envoy", "tenant", "sentry")):
+        conn.execute(
+            "INSERT INTO credentials(id, source, kind, native_id, name, first_seen_at, "
+            "last_seen_at) VALUES (?, 'v', 'kv', ?, ?, '2025-01-01', '2025-01-01')",
+            (f"v:kv:{i}", str(i), name),
+        )
+    conn.commit()
+    conn.close()
+    with Store(db_path) as store:
+        assert "en" in _pairs(store) and _pairs(store) == _universal(store)
+        assert store.page_credentials(parse("!en")) == []
+        assert store.count_credentials(parse("!nt")) == 1  # envoy
+
+
 def test_words_with_letters_beyond_ascii_match_as_the_filter_language_says(store: Store) -> None:
     """The trigram index folds É to é; the filter language folds ASCII only: a word with
     other letters is checked row by row after the index narrowed it (both plans)."""

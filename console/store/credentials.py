@@ -30,6 +30,7 @@ from console.store.rows import (
     row_to_cred,
     search_chars_column,
     search_chars_recount,
+    search_pairs_recount,
     ts,
     utcnow,
 )
@@ -177,11 +178,15 @@ class CredentialRows(StoreBase):
         the counts in search_chars can."""
         if query is None:
             return False
-        chars = [
-            t for t in query.terms
-            if t.op == "text" and isinstance(t.value, str) and len(t.value) == 1
-            and t.value in SEARCH_CHARS
-        ]
+        text = [t for t in query.terms if t.op == "text" and isinstance(t.value, str)]
+        pairs = [t.value for t in text if t.negate and len(t.value) == 2]
+        # a negated pair every row holds (search_pairs, migration 8)
+        if pairs and self._conn().execute(
+            f"SELECT 1 FROM search_pairs WHERE pair IN ({', '.join('?' * len(pairs))}) LIMIT 1",
+            pairs,
+        ).fetchone():
+            return True
+        chars = [t for t in text if len(t.value) == 1 and t.value in SEARCH_CHARS]
         if not chars:
             return False
         columns = ", ".join(search_chars_column(t.value) for t in chars)
@@ -390,5 +395,6 @@ class CredentialRows(StoreBase):
                 conn.execute("INSERT INTO credentials_fts(credentials_fts) VALUES ('rebuild')")
                 for sql in search_chars_recount():
                     conn.execute(sql)
+                search_pairs_recount(conn, afresh=True)
         return total
 

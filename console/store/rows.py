@@ -50,6 +50,73 @@ def search_chars_recount() -> list[str]:
         f"INSERT INTO search_chars SELECT 1, count(*), {sums} FROM credentials c",
     ]
 
+# search_pairs (migration 8) holds two-character substrings found in every credential's
+# search text, so a negated two-character term (`!en` on the way to `!env:dev`) that no row
+# can satisfy is answered without a walk. Candidates are the pairs a sample of rows (the
+# first, the last and some between) all hold; at most PAIRS_MAX are checked.
+PAIRS_SAMPLE = 500
+PAIRS_MAX = 64
+
+
+def _sample_pairs(conn: sqlite3.Connection) -> list[str]:
+    """Pairs every sampled row holds: the rows at both ends of the table and PAIRS_SAMPLE
+    spread between (new rows, another source's, sit at the end)."""
+    top = conn.execute("SELECT max(rid) FROM credentials").fetchone()[0]
+    if top is None:
+        return []
+    between = json.dumps(list(range(1, top + 1, max(1, top // PAIRS_SAMPLE))))
+    texts = [
+        text or ""
+        for (text,) in conn.execute(
+            "SELECT search_text FROM credentials WHERE rid IN (SELECT rid FROM credentials "
+            f"ORDER BY rid LIMIT {PAIRS_SAMPLE}) OR rid IN (SELECT rid FROM credentials ORDER "
+            f"BY rid DESC LIMIT {PAIRS_SAMPLE}) OR rid IN (SELECT value FROM json_each(?))",
+            (between,),
+        )
+    ]
+    if not texts:
+        return []
+    first = texts[0]
+    candidates = {first[i : i + 2] for i in range(len(first) - 1)}
+    for text in texts[1:]:
+        candidates = {p for p in candidates if p in text}
+        if not candidates:
+            break
+    return sorted(candidates)[:PAIRS_MAX]
+
+
+def search_pairs_recount(conn: sqlite3.Connection, *, afresh: bool = False) -> None:
+    """Add to search_pairs the pairs every credential's search text now holds (call inside
+    a write transaction, so no row is written between the check and the insert). The
+    triggers only take pairs away (an insert or update lacking one), which keeps the set
+    sound; this puts back what updates and deletes made universal, and fills the set for a
+    table filled from empty. Each candidate not yet kept is looked for in a row lacking it:
+    one that is not universal stops at the first such row; one that is reads every row (once:
+    then it is kept). ``afresh``: start from an empty set and check every candidate in one
+    scan (after a load without triggers)."""
+    if afresh:
+        conn.execute("DELETE FROM search_pairs")
+        pairs = _sample_pairs(conn)
+        if pairs:  # most candidates are universal here: one scan checks them all
+            checks = ", ".join("min(instr(ifnull(search_text, ''), ?) > 0)" for _ in pairs)
+            held = conn.execute(f"SELECT {checks} FROM credentials", pairs).fetchone()
+            conn.executemany(
+                "INSERT INTO search_pairs(pair) VALUES (?)",
+                [(p,) for p, ok in zip(pairs, held, strict=True) if ok],
+            )
+        return
+    kept = {pair for (pair,) in conn.execute("SELECT pair FROM search_pairs")}
+    for pair in _sample_pairs(conn):
+        if pair in kept:
+            continue
+        lacking = conn.execute(
+            "SELECT 1 FROM credentials WHERE instr(ifnull(search_text, ''), ?) = 0 LIMIT 1",
+            (pair,),
+        ).fetchone()
+        if lacking is None:
+            conn.execute("INSERT INTO search_pairs(pair) VALUES (?)", (pair,))
+
+
 # Credential fields whose change counts as "changed" (everything but the store's bookkeeping).
 CONTENT_FIELDS = (
     "source",

@@ -28,6 +28,7 @@ from console.store.rows import (
     iter_rows,
     keep_what_a_partial_listing_blanked,
     parse_ts,
+    search_pairs_recount,
     to_json,
     ts,
     utcnow,
@@ -348,6 +349,9 @@ class SyncRows(StoreBase):
                 "UPDATE sync_runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
                 (ts(utcnow()), status, to_json(summary), sync_id),
             )
+            # the triggers only take pairs away: what the sync's changes made universal again
+            # (or a store filled from empty) is counted here, one scan
+            search_pairs_recount(self._conn())
 
     def _sync_dict(self, row: dict) -> dict:
         row["sources"] = from_json(row["sources"], [])
