@@ -836,6 +836,33 @@ def test_a_negated_pair_every_row_holds_answers_nothing_at_once(store: Store) ->
     bulk.close()
 
 
+def test_a_count_the_trigram_index_answers_alone_reads_only_the_index(store: Store) -> None:
+    """Words of three or more ASCII characters (and `field~word` on a searched column) are
+    answered exactly by the trigram index: the count is its rows', capped or not, and equals
+    the filter language's answer; anything else (a negated or short word, other letters, a
+    field condition) is counted through the table as before."""
+    from console.store.plan import PlanBuilder
+
+    apply(store, [mk(i, name=f"{('alpha', 'beta', 'Gamma')[i % 3]}-svc-{i:03d}",
+                     owner=("team-a" if i % 2 else "ops")) for i in range(240)])
+    apply(store, [mk(900, name="café-ÉÉÉ")], source="other")
+    stored = list(store.all_credentials())
+    cases = {"alpha": True, "gamma svc": True, "owner~ops": True, "alp 00": False,
+             "alpha !beta": False, "ééé": False, "alpha env:prod": False, "svc-0": True}
+    for text, only in cases.items():
+        query = parse(text)
+        assert PlanBuilder(query, "drive").build().fts_only is only, text
+        want = sum(query.matches(c) for c in stored)
+        assert store.count_credentials(query) == want, text
+        assert store.count_credentials(query, cap=7) == min(want, 7), text
+        assert store.count_credentials(query, plan="walk") == want, text
+    # rows gone from the table leave the index too (its triggers): the count follows
+    with raw(store.path) as conn:
+        conn.execute("DELETE FROM credential_tags")
+        conn.execute("DELETE FROM credentials WHERE name LIKE 'alpha-%'")
+    assert store.count_credentials(parse("alpha")) == 0
+
+
 def test_version_7_store_gets_the_pairs_every_row_holds(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     store_mod.migrate(conn, upto=7)

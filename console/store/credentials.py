@@ -120,7 +120,17 @@ class CredentialRows(StoreBase):
         "10,000+"): an exact count of a broad substring match over 1M rows is a full scan
         (seconds); a capped one stops as soon as it has found ``cap``. ``plan`` forces
         "walk" or "drive" (tests check both give the same answer)."""
-        text_only = plan == "auto" and self._text_only(query, PlanBuilder(query, "drive").build())
+        drive = PlanBuilder(query, "drive").build()
+        if plan == "auto" and drive.fts_only:
+            # every term answered exactly by the trigram index: count its rows, no table row
+            # read (a capped count of a common word: 2 ms against 40-60 ms walking at 1M)
+            limit = "" if cap is None else f" LIMIT {int(cap)}"
+            return int(self._scalar(
+                f"SELECT count(*) FROM (SELECT rowid FROM credentials_fts WHERE "
+                f"credentials_fts MATCH ?{limit})",
+                (drive.fts_match,),
+            ) or 0)
+        text_only = plan == "auto" and self._text_only(query, drive)
         if plan == "auto":
             # A count has no order to walk. Capped and dense, a scan in table order stops
             # after about cap/density rows, fewer than the FTS prefilter's density*total

@@ -41,6 +41,9 @@ class Plan:
     selective: bool = False  # a term that pins a few rows (id or fingerprint): drive at once
     fts_match: str | None = None  # the drive plan's FTS prefilter, if any
     source: str = "credentials c"  # FROM: the table, or the table with an index to use
+    # the FTS MATCH alone answers the query exactly (every term exact, no other condition):
+    # its rows are the matches, and a count need not read the table
+    fts_only: bool = False
 
 
 class PlanBuilder:
@@ -122,8 +125,13 @@ class PlanBuilder:
         else:
             # unary + : drive sorts the (few) matches instead of walking the sort index
             order = f"+{expr}{direction}, +c.id{direction}"
+        fts_only = (
+            self.fts_match is not None and self.fts_rows is None
+            and len(exact) == len(query.terms)
+        )
         return Plan(
-            " AND ".join(clauses) or "1", self.params, order, self.selective, self.fts_match
+            " AND ".join(clauses) or "1", self.params, order, self.selective, self.fts_match,
+            fts_only=fts_only,
         )
 
     def _p(self, value: Any) -> str:
