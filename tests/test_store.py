@@ -755,10 +755,11 @@ def test_short_and_negated_words_read_the_name_index(store: Store) -> None:
     assert "ix_cred_sort_name" in plan and "TEMP B-TREE" not in plan
 
 
-def test_version_6_store_gets_the_character_counts(db_path: Path) -> None:
+def _old_store(db_path: Path, version: int, names: tuple[str, ...]) -> None:
+    """A store as migration ``version`` left it, holding credentials named ``names``."""
     conn = sqlite3.connect(db_path)
-    store_mod.migrate(conn, upto=6)
-    for i, name in enumerate(("quartz", "quince", "apple")):
+    store_mod.migrate(conn, upto=version)
+    for i, name in enumerate(names):
         conn.execute(
             "INSERT INTO credentials(id, source, kind, native_id, name, first_seen_at, "
             "last_seen_at) VALUES (?, 'v', 'kv', ?, ?, '2025-01-01', '2025-01-01')",
@@ -766,6 +767,10 @@ def test_version_6_store_gets_the_character_counts(db_path: Path) -> None:
         )
     conn.commit()
     conn.close()
+
+
+def test_version_6_store_gets_the_character_counts(db_path: Path) -> None:
+    _old_store(db_path, 6, ("quartz", "quince", "apple"))
     with Store(db_path) as store:
         counts = _char_counts(store)
         assert counts["rows"] == 3 and counts["q"] == 2
@@ -864,16 +869,7 @@ def test_a_count_the_trigram_index_answers_alone_reads_only_the_index(store: Sto
 
 
 def test_version_7_store_gets_the_pairs_every_row_holds(db_path: Path) -> None:
-    conn = sqlite3.connect(db_path)
-    store_mod.migrate(conn, upto=7)
-    for i, name in enumerate(("envoy", "tenant", "sentry")):
-        conn.execute(
-            "INSERT INTO credentials(id, source, kind, native_id, name, first_seen_at, "
-            "last_seen_at) VALUES (?, 'v', 'kv', ?, ?, '2025-01-01', '2025-01-01')",
-            (f"v:kv:{i}", str(i), name),
-        )
-    conn.commit()
-    conn.close()
+    _old_store(db_path, 7, ("envoy", "tenant", "sentry"))
     with Store(db_path) as store:
         assert "en" in _pairs(store) and _pairs(store) == _universal(store)
         assert store.page_credentials(parse("!en")) == []
