@@ -130,6 +130,15 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
 
 
+def send_burst(app: KeyshiftApp, keys: list[tuple[str, str | None]]) -> None:
+    """Keys posted as the terminal driver posts them, all at once (a fast typist, tmux):
+    nothing is processed between two keys. ``keys``: (key name, character)."""
+    from textual import events
+
+    for key, char in keys:
+        app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+
+
 async def type_filter(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
     """Open the filter box (if closed) and type ``text`` after what it holds."""
     if not pilot.app.screen.query_one("#filter").has_focus:
@@ -488,21 +497,18 @@ async def test_a_filter_typed_in_one_burst_lands_whole_in_the_box(store: Store, 
     """`/zulu` sent at once, as a fast typist or tmux does: the keys after `/` reach the box
     (none is handed to the table before the box has focus), and a `/` typed in the box is
     text, not the filter key again."""
-    from textual import events
     from textual.widgets import Input
 
     app = make_app(store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        for key, char in [("slash", "/"), *((c, c) for c in "zulu")]:
-            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        send_burst(app, [("slash", "/"), *((c, c) for c in "zulu")])
         await pilot.pause(0.1)
         await settle(pilot)
         box = app.screen.query_one("#filter", Input)
         assert box.value == "zulu" and box.has_focus
         assert await all_names(pilot) == expected(creds, "zulu")
-        for key, char in [("slash", "/"), ("x", "x")]:
-            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        send_burst(app, [("slash", "/"), ("x", "x")])
         await pilot.pause(0.1)
         await settle(pilot)
         assert box.value == "zulu/x"

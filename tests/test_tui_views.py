@@ -21,6 +21,7 @@ from test_tui import (
     make_app,
     notes,
     screen_text,
+    send_burst,
     settle,
     sync_test,
     synthetic,
@@ -136,15 +137,11 @@ def build_world(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def test_command_bar_keeps_keys_typed_before_it_had_focus(world) -> None:
     """`:audit⏎` sent in one burst, as a fast typist or tmux does: every key lands in order,
     none goes to the view beneath."""
-    from textual import events
-
     store, loaded, _granted, _runs = world
     app = make_app(store, loaded)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        burst = [("colon", ":"), *((c, c) for c in "audit"), ("enter", None)]
-        for key, char in burst:  # what the terminal driver posts: no waiting between keys
-            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        send_burst(app, [("colon", ":"), *((c, c) for c in "audit"), ("enter", None)])
         for _ in range(100):
             await pilot.pause(0.02)
             if isinstance(app.screen, AuditScreen):
@@ -156,8 +153,6 @@ async def test_command_bar_keeps_keys_typed_before_it_had_focus(world) -> None:
 async def test_a_list_views_filter_keeps_keys_typed_in_one_burst(world) -> None:
     """`/owner:team-a` sent at once in the agents view: every key after `/` lands in the
     filter box, none in the list beneath."""
-    from textual import events
-
     store, loaded, _granted, _runs = world
     app = make_app(store, loaded)
     async with app.run_test(size=SIZE) as pilot:
@@ -165,9 +160,7 @@ async def test_a_list_views_filter_keeps_keys_typed_in_one_burst(world) -> None:
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, AgentsScreen)
-        burst = [("slash", "/"), *((c, c) for c in "owner:team-a")]
-        for key, char in burst:
-            app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+        send_burst(app, [("slash", "/"), *((c, c) for c in "owner:team-a")])
         await pilot.pause(0.1)
         await settle(pilot)
         assert screen.query_one("#filter", Input).value == "owner:team-a"
