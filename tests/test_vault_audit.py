@@ -5,6 +5,7 @@ and the read position kept in the store across processes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from test_sources_vault import VAULT, agent_read, base_inventory, loaded_from, vault_cfg
 
+from console import secret_refs
 from console.audit import AuditLog
 from console.sources.vault import VaultSource
 from console.sources.vault_audit import SEED_MARK, parse_vault_time, read_audit_log
@@ -234,3 +236,196 @@ def test_openbao_rotating_its_log_between_syncs_loses_nothing(
     run_sync(loaded, store, audit, actor="test", only=[VAULT])
     assert any(g.used for g in store.grants_for_credential(cred_id) if g.agent == "support-bot")
     assert len(store.usage_for_credential(cred_id)) == counted + 2
+
+
+# -- tokens' use -------------------------------------------------------------------------
+
+
+def token_line(n: int, accessor: str | None, *, error: str | None = None,
+               login_of: str | None = None, seeded: bool = False, operation: str = "update",
+               logged_accessor: bool = True) -> bytes:
+    """A response line as OpenBao writes it for a request made with the token ``accessor``
+    (None: a login, whose top-level ``auth`` is the token it made, ``login_of``)."""
+    request: dict[str, Any] = {"id": str(uuid.uuid4()), "operation": operation,
+                               "path": "auth/approle/login" if login_of else "sys/mounts",
+                               "remote_address": "127.0.0.9",
+                               "data": {"input": "hmac-sha256:beef"}}
+    if accessor:
+        request["client_token"] = f"hmac-sha256:{n:064x}"
+        if logged_accessor:
+            request["client_token_accessor"] = accessor
+    line: dict[str, Any] = {
+        "time": f"2026-12-03T11:00:{n:02d}.{n:06d}Z",
+        "type": "response",
+        "auth": {"client_token": f"hmac-sha256:{n:064x}", "accessor": login_of or accessor,
+                 "display_name": "token-x", "policies": ["default"],
+                 "metadata": {SEED_MARK[0]: SEED_MARK[1]} if seeded else {}},
+        "request": request,
+        "response": {"data": {"secret": "hmac-sha256:cafe"}},
+    }
+    if error:
+        line["error"] = error
+    return json.dumps(line).encode() + b"\n"
+
+
+def test_each_token_s_latest_successful_request_is_collected(tmp_path: Path) -> None:
+    """Per accessor as logged: the latest successful response's time and the count; a failed
+    request, a login (its ``auth`` is the token it made), the sandbox seed's requests and
+    request lines are no use."""
+    log = tmp_path / "audit.log"
+    log.write_bytes(
+        token_line(1, "acc-a") + request_line(1) + token_line(5, "acc-a")
+        + token_line(3, "acc-a")  # written late: changes the count, not the latest
+        + token_line(7, "acc-a", error="permission denied")
+        + token_line(8, None, login_of="acc-new")
+        + token_line(9, "acc-b", logged_accessor=False)  # an older device: auth.accessor
+        + token_line(10, "acc-seed", seeded=True)
+        + token_line(11, "hmac-sha256:feed", operation="read")
+    )
+    batch = read_audit_log(log)
+    assert sorted(batch.tokens) == ["acc-a", "acc-b", "hmac-sha256:feed"]
+    a = batch.tokens["acc-a"]
+    assert a.at == parse_vault_time("2026-12-03T11:00:05.000005Z") and a.count == 3
+    assert (a.operation, a.remote, a.display_name) == ("update", "127.0.0.9", "token-x")
+    assert batch.tokens["hmac-sha256:feed"].operation == "read"
+    assert batch.reads[0].path == "sys/mounts"  # a read response is still a read
+    assert "beef" not in repr(batch) and "cafe" not in repr(batch)  # no data copied
+    assert batch.malformed == 0
+
+
+def _log_time_of(log: Path, path: str, accessor_hmac: str) -> Any:
+    """The time the audit log gives the successful response to ``path`` made with the token
+    whose accessor the device names ``accessor_hmac``."""
+    found = []
+    for raw in log.read_bytes().splitlines():
+        entry = json.loads(raw)
+        request = entry.get("request") or {}
+        if (entry.get("type") == "response" and request.get("path") == path
+                and request.get("client_token_accessor") == accessor_hmac
+                and not entry.get("error")):
+            found.append(parse_vault_time(entry["time"]))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_token_s_request_is_its_last_use_matched_through_audit_hash(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device HMACs accessors (its default): a token that made a request gets that
+    request's time as its last use, through sys/audit-hash, and its holder's grant is used.
+    A token never used, and a token an AppRole login made (the login's entry names it) but
+    nobody used, stay without a use; so does the login's secret-id (its value is unknown to
+    keyshift). No token value in the result, the store or the logs."""
+    import hvac
+
+    suffix = uuid.uuid4().hex[:6]
+    token_role, login_role = f"tok-use-{suffix}", f"tok-login-{suffix}"
+    vault.write(f"auth/token/roles/{token_role}", allowed_policies=["default"], orphan=True)
+    used = vault.write(f"auth/token/create/{token_role}", ttl="1h")["auth"]
+    idle = vault.write(f"auth/token/create/{token_role}", ttl="1h")["auth"]
+    vault.auth.approle.create_or_update_approle(login_role, token_policies=["default"])
+    role_id = vault.auth.approle.read_role_id(role_name=login_role)["data"]["role_id"]
+    made = vault.auth.approle.generate_secret_id(role_name=login_role)["data"]
+    agent = hvac.Client(url=seeded_sandbox.state.vault_addr, timeout=30)
+    logged_in = agent.auth.approle.login(role_id=role_id, secret_id=made["secret_id"])["auth"]
+    user = hvac.Client(url=seeded_sandbox.state.vault_addr, token=used["client_token"],
+                       timeout=30)
+    user.lookup_token()  # auth/token/lookup-self: the used token's one request
+
+    log = Path(seeded_sandbox.state.vault_audit_log)
+    hashed = vault.write("sys/audit-hash/file", input=used["accessor"])["data"]["hash"]
+    _wait_for(lambda: hashed.encode() in log.read_bytes(), "the request in the log")
+    at = _log_time_of(log, "auth/token/lookup-self", hashed)
+    text = log.read_bytes()
+    for accessor in (used["accessor"], idle["accessor"], logged_in["accessor"]):
+        assert accessor.encode() not in text  # only HMAC'd: the match needs sys/audit-hash
+
+    inv = {"version": 1, "sources": [{"name": "v", "type": "openbao", "sandbox": True,
+                                      "kv_mounts": [], "fingerprint": False, "leases": False}]}
+    inv["agents"] = [
+        {"name": "runner", "environment": "dev",
+         "identities": [{"type": "vault-token-role", "source": "v", "role": token_role}]},
+        {"name": "logger", "environment": "dev",
+         "identities": [{"type": "vault-approle", "source": "v", "role": login_role}]},
+    ]
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    assert not [e for e in result.errors if e.where == "audit log"], result.errors
+    rows = {c.native_id: c for c in result.credentials}
+    mine = rows[used["accessor"]]
+    assert (mine.last_used_at, mine.last_used_evidence) == (at, "vault:audit")
+    for accessor in (idle["accessor"], logged_in["accessor"],
+                     f"approle/{login_role}/{made['secret_id_accessor']}"):
+        assert rows[accessor].last_used_at is None, accessor
+    events = [u for u in result.usage if u.credential_id == mine.id]
+    assert [(u.at, u.operation, u.evidence) for u in events] == [(at, "read", "vault:audit")]
+    assert not [u for u in result.usage if u.credential_id in
+                (rows[idle["accessor"]].id, rows[logged_in["accessor"]].id)]
+    used_grants = {(g.agent, g.credential_id): g.used for g in result.grants}
+    assert used_grants[("runner", mine.id)] is True
+    assert used_grants[("runner", rows[idle["accessor"]].id)] is False
+    assert used_grants[("logger", rows[logged_in["accessor"]].id)] is False
+    # keyshift's own token: its requests (this collect's) are its row's use, no usage event
+    (own,) = [c for c in result.credentials if c.kind == "vault-token" and "keyshift" in c.tags]
+    assert own.last_used_evidence == "vault:audit" and own.last_used_at is not None
+    assert not [u for u in result.usage if u.credential_id == own.id]
+
+    caplog.set_level(logging.DEBUG)
+    store = Store(tmp_path / "store.db")
+    try:
+        run_sync(loaded, store, AuditLog(store), actor="test", only=["v"])
+        kept = store.get_credential(mine.id)
+        assert kept and kept.last_used_at == at
+        assert any(g.used for g in store.grants_for_credential(mine.id))
+    finally:
+        store.close()
+    secrets = [t["client_token"] for t in (used, idle, logged_in)] + [made["secret_id"]]
+    dumped = repr(result) + caplog.text
+    for path in tmp_path.iterdir():
+        if path.name.startswith("store.db"):
+            dumped += path.read_bytes().decode("latin-1")
+    for value in secrets:
+        assert value not in dumped
+
+
+def test_token_use_that_cannot_be_matched_restarts_the_coverage(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """keyshift's token may list tokens but not read sys/audit: the log's HMAC'd accessors
+    cannot be matched, that is said, and the log's evidence restarts after the lines read (a
+    token with no use seen in them is not shown as never used)."""
+    suffix = uuid.uuid4().hex[:6]
+    policy = f"lister-{suffix}"
+    vault.sys.create_or_update_policy(
+        policy,
+        'path "auth/token/accessors" { capabilities = ["list", "sudo"] }\n'
+        'path "auth/token/lookup-accessor" { capabilities = ["update"] }\n',
+    )
+    token = vault.auth.token.create(policies=[policy], ttl="10m")["auth"]["client_token"]
+    other = vault.auth.token.create(policies=["default"], ttl="10m")["auth"]
+    import hvac
+
+    hvac.Client(url=seeded_sandbox.state.vault_addr, token=other["client_token"],
+                timeout=30).lookup_token()
+    log = Path(seeded_sandbox.state.vault_audit_log)
+    hashed = vault.write("sys/audit-hash/file", input=other["accessor"])["data"]["hash"]
+    _wait_for(lambda: hashed.encode() in log.read_bytes(), "the request in the log")
+    at = _log_time_of(log, "auth/token/lookup-self", hashed)
+    ref = f"vault-lister-{suffix}"
+    secret_refs.put("keyshift-test", ref, token)
+    try:
+        inv = {"version": 1, "sources": [{
+            "name": "v", "type": "openbao", "token": f"keyring:keyshift-test/{ref}",
+            "address": seeded_sandbox.state.vault.address, "fingerprint": False,
+            "kv_mounts": [], "leases": False, "audit_log": str(log)}]}
+        loaded = loaded_from(inv, tmp_path)
+        result = VaultSource(loaded.source("v"), loaded).collect()
+    finally:
+        secret_refs.delete("keyshift-test", ref)
+    rows = {c.native_id: c for c in result.credentials if c.kind == "vault-token"}
+    assert rows[other["accessor"]].last_used_at is None  # not matched, so not known
+    assert any("sys/audit not readable" in e.message for e in result.errors)
+    (position,) = result.positions
+    first = parse_vault_time(json.loads(log.read_bytes().split(b"\n", 1)[0])["time"])
+    assert position.covers_since is not None and position.covers_since >= at > first
+    assert token not in repr(result)

@@ -7,8 +7,9 @@ Listing, fastest first, detected per mount (one probe, then fallback):
 Each value is read only to fingerprint it (reuse across environments) and is never kept.
 
 Grants come from each agent's AppRole role -> token policies -> ACL rules (vault_policy.py);
-usage from the server's file audit log (reads of ``<mount>/data/<path>`` by someone other than
-keyshift itself).
+usage from the server's file audit log: reads of ``<mount>/data/<path>`` by someone other than
+keyshift itself, and each listed token's latest request, matched by its accessor (a plaintext
+accessor directly, an HMAC'd one through ``sys/audit-hash`` of the device writing that file).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from console.model import (
     credential_id,
 )
 from console.sources.base import CollectResult, Progress
-from console.sources.vault_audit import parse_vault_time, read_audit_log
+from console.sources.vault_audit import AuditBatch, TokenUse, parse_vault_time, read_audit_log
 from console.sources.vault_policy import Acl, PolicyError, Rule, parse_policy
 from rotators.values import canonical_value
 
@@ -59,6 +60,10 @@ if TYPE_CHECKING:
 KIND = "kv"
 KIND_V1 = "kv-v1"  # no versions and no metadata: nothing can be rotated safely
 _POOL_SIZE = 8
+# accessors hashed per round of sys/audit-hash calls: matching stops after the round in which
+# every HMAC'd accessor of the log is found, so few rounds run when the active tokens are young
+_HASH_ROUND = 64
+_HMAC = "hmac-sha256:"
 # custom_metadata keys keyshift reads into Credential fields; the rest become tags
 _KNOWN_META = {"owner", "environment", "scope", "sensitivity", "rotator", "created"}
 
@@ -112,6 +117,17 @@ def _duration_seconds(value: Any) -> int | None:
     if number:
         total += float(number)
     return int(total) or None
+
+
+def _same_file(written: Path, ours: Path) -> bool:
+    """Whether the server's audit file is the one keyshift reads (the server may run on
+    another host, where the path names another file or none)."""
+    if written == ours:
+        return True
+    try:
+        return written.samefile(ours)
+    except OSError:
+        return False
 
 
 def _errors(response: requests.Response) -> list[str]:
@@ -711,6 +727,7 @@ class VaultSource:
         self._entities: dict[str, tuple[str, list[str]]] = {}
         self._environment = sys.intern(str(cfg.environment)) if cfg.environment else None
         self._declared: dict[str | None, datetime | None] = {}  # custom "created" -> its time
+        self._devices: dict[str, Any] | None = None  # sys/audit's answer, once per collect
 
     # -- connection --------------------------------------------------------------------
 
@@ -770,6 +787,7 @@ class VaultSource:
         result = CollectResult()
         self._entities = {}
         self._declared = {}
+        self._devices = None
         client = self._connect()
         try:
             with ThreadPoolExecutor(_POOL_SIZE) as pool, ThreadPoolExecutor(1) as side:
@@ -795,9 +813,11 @@ class VaultSource:
                     for cid in creds:
                         progress(cid)
                 self._grants(client, found, result)
-                self._usage(client, found, creds, result)
+                batch = self._usage(client, found, creds, result)
                 result.credentials = list(creds.values())
                 auth.result()
+                if batch is not None and batch.tokens:
+                    self._token_usage(client, pool, batch, aside, result)
                 result.credentials.extend(aside.credentials)
                 result.grants.extend(aside.grants)
                 result.errors.extend(aside.errors)
@@ -1150,16 +1170,25 @@ class VaultSource:
             return state.audit_log_path if state else None
         return None
 
+    def _audit_devices(self, client: VaultClient) -> dict[str, Any] | None:
+        """The enabled audit devices (path -> type, options), or None when ``sys/audit`` is
+        not readable (it needs sudo)."""
+        if self._devices is None:
+            status, body = client.json("GET", "sys/audit")
+            if status != 200:
+                return None
+            self._devices = body.get("data") or body
+        return self._devices
+
     def _own_token_hmac(self, client: VaultClient) -> set[str]:
         """How the audit log names keyshift's own token, so its fingerprint reads are not
         counted as use. Asks the server to hash the token (``sys/audit-hash``)."""
         token = client.hvac.token
         if not token:
             return set()
-        status, body = client.json("GET", "sys/audit")
-        if status != 200:
+        devices = self._audit_devices(client)
+        if devices is None:
             return set()
-        devices = body.get("data") or body
         hashes = set()
         for device_path in devices:
             if not isinstance(devices.get(device_path), dict):
@@ -1178,22 +1207,24 @@ class VaultSource:
         found: list[_Secret],
         creds: dict[str, Credential],
         result: CollectResult,
-    ) -> None:
+    ) -> AuditBatch | None:
+        """KV reads from the audit log become use; returns the batch read (its tokens' use is
+        matched once the tokens are listed: ``_token_usage``)."""
         path = self._audit_path()
         if path is None:
-            return
+            return None
         if not path.is_file():
             result.errors.append(
                 ItemError(where="audit log", message=f"{path} not found; usage not collected")
             )
-            return
+            return None
         try:
             batch = read_audit_log(path, self.start_positions.get(str(path)))
         except OSError as exc:
             result.errors.append(
                 ItemError(where="audit log", message=f"cannot read {path}: {exc.strerror}")
             )
-            return
+            return None
         if batch.position is not None:
             result.positions.append(batch.position)
         if batch.malformed:
@@ -1248,3 +1279,170 @@ class VaultSource:
         for i, grant in enumerate(result.grants):
             if (grant.agent, grant.credential_id) in used:
                 result.grants[i] = grant.model_copy(update={"used": True})
+        return batch
+
+    def _token_usage(
+        self,
+        client: VaultClient,
+        pool: ThreadPoolExecutor,
+        batch: AuditBatch,
+        listed: CollectResult,
+        result: CollectResult,
+    ) -> None:
+        """Each token row listed in this collect whose accessor made a successful request in
+        the lines just read gets that request's time as its last use, a UsageEvent (not for
+        keyshift's own token: its requests are keyshift's), and its holders' grants are
+        marked used. A token with no request stays without a use: whether that is ``never``
+        is the findings' call, from the log's coverage; so when some token's use in these
+        lines may have gone unmatched (tokens not all listed, accessors not hashed), the
+        coverage restarts after them (``_restart_coverage``)."""
+        from console.sources.vault_auth import TOKEN_KIND
+
+        if any(e.where == "auth/token/accessors" or e.where.startswith("token ")
+               for e in listed.errors):
+            self._restart_coverage(batch, result)  # an unlisted token's use is lost
+        rows = {c.native_id: i for i, c in enumerate(listed.credentials) if c.kind == TOKEN_KIND}
+        if not rows:
+            return
+        matched: dict[str, TokenUse] = {}
+        hashed: dict[str, TokenUse] = {}
+        for logged, use in batch.tokens.items():
+            if logged.startswith(_HMAC):
+                hashed[logged] = use
+            elif logged in rows:
+                matched[logged] = use
+        if hashed:
+            for accessor, use in self._match_hashed(client, pool, batch, hashed, listed, rows,
+                                                    result).items():
+                if accessor not in matched or use.at > matched[accessor].at:
+                    matched[accessor] = use
+        cids: set[str] = set()
+        for accessor, use in matched.items():
+            i = rows[accessor]
+            cred = listed.credentials[i]
+            listed.credentials[i] = cred.model_copy(
+                update={"last_used_at": use.at, "last_used_evidence": "vault:audit"}
+            )
+            cids.add(cred.id)
+            if "keyshift" in cred.tags:
+                continue  # keyshift's own requests: its row's use, no agent's
+            entity = self._entities.get(use.entity_id or "")
+            result.usage.append(
+                UsageEvent(
+                    credential_id=cred.id,
+                    at=use.at,
+                    identity=(
+                        f"approle:{use.role}" if use.role
+                        else f"entity:{entity[0]}" if entity
+                        else use.display_name
+                    ),
+                    remote=use.remote,
+                    operation=use.operation,
+                    evidence="vault:audit",
+                )
+            )
+        for i, grant in enumerate(listed.grants):
+            if grant.credential_id in cids:
+                listed.grants[i] = grant.model_copy(update={"used": True})
+
+    def _hash_devices(self, client: VaultClient, result: CollectResult) -> list[str]:
+        """The audit devices whose HMAC names the accessors in the file keyshift reads: the
+        file devices writing to that path, else (the server's path is not ours to compare)
+        every file device."""
+        devices = self._audit_devices(client)
+        if devices is None:
+            result.errors.append(
+                ItemError(
+                    where="audit log",
+                    message="sys/audit not readable (it needs sudo): the log's HMAC'd token "
+                    "accessors cannot be matched, so tokens' use is not known",
+                )
+            )
+            return []
+        ours = self._audit_path()
+        files: list[str] = []
+        same: list[str] = []
+        for device_path, device in devices.items():
+            if not isinstance(device, dict) or device.get("type") != "file":
+                continue
+            files.append(device_path.strip("/"))
+            written = str((device.get("options") or {}).get("file_path") or "")
+            if ours is not None and written and _same_file(Path(written), ours):
+                same.append(device_path.strip("/"))
+        return same or files
+
+    def _restart_coverage(self, batch: AuditBatch, result: CollectResult) -> None:
+        """The log's lines just read may hold a listed token's use keyshift could not match:
+        its evidence (of no use) restarts after them, as after a gap in the log."""
+        if batch.position is None or not batch.tokens:
+            return
+        after = max(use.at for use in batch.tokens.values())
+        since = batch.position.covers_since
+        if since is not None and since >= after:
+            return
+        moved = batch.position.model_copy(update={"covers_since": after})
+        result.positions = [moved if p is batch.position else p for p in result.positions]
+        batch.position = moved
+
+    def _match_hashed(
+        self,
+        client: VaultClient,
+        pool: ThreadPoolExecutor,
+        batch: AuditBatch,
+        hashed: dict[str, TokenUse],
+        listed: CollectResult,
+        rows: dict[str, int],
+        result: CollectResult,
+    ) -> dict[str, TokenUse]:
+        """Listed accessor -> its use, for the HMAC'd accessors of the log: the server hashes
+        listed accessors (``sys/audit-hash``) in rounds on the pool, keyshift's own and the
+        youngest first, until every logged one is found or the list is done. A token made
+        after the last unmatched request cannot have made it and is not hashed."""
+        devices = self._hash_devices(client, result)
+        if not devices:
+            self._restart_coverage(batch, result)
+            return {}
+        latest = max(use.at for use in hashed.values())
+        candidates: list[tuple[bool, float, str]] = []
+        for accessor, i in rows.items():
+            cred = listed.credentials[i]
+            if cred.created_at is not None and cred.created_at > latest:
+                continue
+            own = "keyshift" in cred.tags
+            created = cred.created_at.timestamp() if cred.created_at else float("inf")
+            candidates.append((not own, -created, accessor))
+        candidates.sort()
+        work = [(device, accessor) for _o, _c, accessor in candidates for device in devices]
+        remaining = dict(hashed)
+        found: dict[str, TokenUse] = {}
+        failed: dict[int, int] = {}
+
+        def one(item: tuple[str, str]) -> tuple[str, int, str | None]:
+            device, accessor = item
+            status, body = client.json(
+                "POST", f"sys/audit-hash/{device}", json={"input": accessor}
+            )
+            value = (body.get("data") or body).get("hash") if status == 200 else None
+            return accessor, status, value if isinstance(value, str) else None
+
+        for start in range(0, len(work), _HASH_ROUND):
+            for accessor, status, value in pool.map(one, work[start:start + _HASH_ROUND]):
+                if value is None:
+                    failed[status] = failed.get(status, 0) + 1
+                elif value in remaining:
+                    use = remaining.pop(value)
+                    if accessor not in found or use.at > found[accessor].at:
+                        found[accessor] = use
+            if not remaining:
+                break
+        if failed:
+            codes = ", ".join(f"HTTP {code}: {n}" for code, n in sorted(failed.items()))
+            result.errors.append(
+                ItemError(
+                    where="audit log",
+                    message=f"sys/audit-hash refused some token accessors ({codes}); "
+                    "those tokens' use is not known",
+                )
+            )
+            self._restart_coverage(batch, result)
+        return found

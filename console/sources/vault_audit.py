@@ -6,6 +6,13 @@ the offset is the end of the last complete line read. When the file was rotated 
 a new one opened), the rest of the old file is found by its inode beside it and read first, so a
 rotation between two syncs loses no line and counts none twice. Only complete lines are read: a
 line still being written is read next time. Never copies a request's or response's ``data``.
+
+Besides successful KV reads, every successful response to a request made with a token gives
+that token's use: its accessor as the device logs it (``request.client_token_accessor``, HMAC'd
+unless the device has ``hmac_accessor=false``) and the latest time, per accessor. A login's
+response names the token it *creates*, not one it was made with, so it is no use of a token.
+AppRole secret-ids get no use from the log: a login logs its secret-id HMAC'd, and keyshift
+never knows secret-id values to hash, so nothing ties a login to a secret-id's row.
 """
 
 from __future__ import annotations
@@ -46,10 +53,25 @@ class AuditRead:
 
 
 @dataclass
+class TokenUse:
+    """The latest successful request made with one token (by its accessor as logged)."""
+
+    at: datetime
+    count: int  # successful requests in this pass
+    operation: str | None
+    role: str | None
+    display_name: str | None
+    remote: str | None
+    entity_id: str | None
+
+
+@dataclass
 class AuditBatch:
     """What one pass over the log found since the last position."""
 
     reads: list[AuditRead] = field(default_factory=list)
+    # accessor as logged ("hmac-sha256:..." or plaintext) -> its latest successful request
+    tokens: dict[str, TokenUse] = field(default_factory=dict)
     position: ReadPosition | None = None
     malformed: int = 0  # unparseable lines in this pass
     # said when keyshift cannot tell whether lines were missed (the file was truncated, or
@@ -166,8 +188,12 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
     if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
         batch.malformed += 1
         return None
-    # cheap filters first: most lines are requests, writes, or keyshift's own listing
-    if b'"response"' not in raw or b'"read"' not in raw:
+    # cheap filters first: half the lines are requests; a response made without a token (a
+    # login, sys/health) names no token, and only a response can be a KV read
+    if b'"response"' not in raw:
+        return None
+    with_token = b'"client_token' in raw
+    if not with_token and b'"read"' not in raw:
         return None
     try:
         entry = json.loads(raw)
@@ -177,17 +203,22 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
     if not isinstance(entry, dict):
         batch.malformed += 1
         return None
-    request = entry.get("request") or {}
-    if entry.get("type") != "response" or request.get("operation") != "read":
+    if entry.get("type") != "response":
         return None
     if entry.get("error"):
-        return None  # a denied or failed read is not a use
+        return None  # a denied or failed request is not a use
     at = parse_vault_time(entry.get("time"))
     if at is None:
         batch.malformed += 1
         return None
+    request = entry.get("request") or {}
     auth = entry.get("auth") or {}
     metadata = auth.get("metadata") or {}
+    seeded = metadata.get(SEED_MARK[0]) == SEED_MARK[1]
+    if with_token and not seeded:
+        _token_use(batch, request, auth, at)
+    if request.get("operation") != "read":
+        return None
     return AuditRead(
         path=str(request.get("path") or ""),
         at=at,
@@ -197,5 +228,34 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
         token_hmac=auth.get("client_token"),
         policies=tuple(auth.get("policies") or ()),
         entity_id=auth.get("entity_id") or None,
-        seeded=metadata.get(SEED_MARK[0]) == SEED_MARK[1],
+        seeded=seeded,
     )
+
+
+def _token_use(
+    batch: AuditBatch, request: dict[str, Any], auth: dict[str, Any], at: datetime
+) -> None:
+    """The request's own token: ``request.client_token_accessor`` (the top-level ``auth`` of a
+    login's response is the token it made, so ``auth.accessor`` counts only beside the
+    request's own token, for a device that logs no request accessor)."""
+    accessor = request.get("client_token_accessor") or (
+        auth.get("accessor") if request.get("client_token") else None
+    )
+    if not accessor or not isinstance(accessor, str):
+        return
+    seen = batch.tokens.get(accessor)
+    if seen is not None:
+        seen.count += 1
+        if at < seen.at:
+            return  # lines are nearly in time order; an older one changes only the count
+    metadata = auth.get("metadata") or {}
+    use = TokenUse(
+        at=at,
+        count=seen.count if seen else 1,
+        operation=request.get("operation"),
+        role=metadata.get("role_name"),
+        display_name=auth.get("display_name"),
+        remote=request.get("remote_address"),
+        entity_id=auth.get("entity_id") or None,
+    )
+    batch.tokens[accessor] = use
