@@ -794,6 +794,10 @@ class VaultSource:
                 # tokens, secret-ids and leases do not depend on the KV listing: their lists
                 # and lookups run beside it, on the same pool, into a result of their own
                 aside = CollectResult()
+                # the log is read before anything is listed: a token or secret whose request
+                # is in the lines read existed when it was listed, so none of that use can
+                # belong to one made after its list was taken (it would be lost)
+                batch = self._read_log(result)
                 auth = side.submit(self._auth_and_leases, client, pool, aside)
                 found: list[_Secret] = []
                 creds: dict[str, Credential] = {}
@@ -813,7 +817,8 @@ class VaultSource:
                     for cid in creds:
                         progress(cid)
                 self._grants(client, found, result)
-                batch = self._usage(client, found, creds, result)
+                if batch is not None:
+                    self._usage(client, batch, found, creds, result)
                 result.credentials = list(creds.values())
                 auth.result()
                 if batch is not None and batch.tokens:
@@ -1201,15 +1206,9 @@ class VaultSource:
                 hashes.add(value)
         return hashes
 
-    def _usage(
-        self,
-        client: VaultClient,
-        found: list[_Secret],
-        creds: dict[str, Credential],
-        result: CollectResult,
-    ) -> AuditBatch | None:
-        """KV reads from the audit log become use; returns the batch read (its tokens' use is
-        matched once the tokens are listed: ``_token_usage``)."""
+    def _read_log(self, result: CollectResult) -> AuditBatch | None:
+        """What the audit log holds since the last read (None: no log, or it is unreadable:
+        said in ``result``)."""
         path = self._audit_path()
         if path is None:
             return None
@@ -1236,6 +1235,18 @@ class VaultSource:
             )
         if batch.gap:
             result.errors.append(ItemError(where="audit log", message=batch.gap))
+        return batch
+
+    def _usage(
+        self,
+        client: VaultClient,
+        batch: AuditBatch,
+        found: list[_Secret],
+        creds: dict[str, Credential],
+        result: CollectResult,
+    ) -> None:
+        """KV reads from the audit log become use (its tokens' use is matched once the tokens
+        are listed: ``_token_usage``)."""
         reads = batch.reads
         own = self._own_token_hmac(client)
         by_api_path = {s.data_path: self._cred_id(s) for s in found}
@@ -1279,7 +1290,6 @@ class VaultSource:
         for i, grant in enumerate(result.grants):
             if (grant.agent, grant.credential_id) in used:
                 result.grants[i] = grant.model_copy(update={"used": True})
-        return batch
 
     def _token_usage(
         self,
