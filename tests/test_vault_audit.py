@@ -429,3 +429,85 @@ def test_token_use_that_cannot_be_matched_restarts_the_coverage(
     first = parse_vault_time(json.loads(log.read_bytes().split(b"\n", 1)[0])["time"])
     assert position.covers_since is not None and position.covers_since >= at > first
     assert token not in repr(result)
+
+
+@pytest.fixture
+def plain_accessor_bao(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An OpenBao dev server of its own whose file audit device logs accessors in plaintext
+    (``hmac_accessor = false``): (address, root token, audit log)."""
+    import secrets
+    import socket
+    import subprocess
+
+    import requests
+
+    from console.sandbox import find_bao
+
+    log = tmp_path / "plain-audit.log"
+    config = tmp_path / "audit.hcl"
+    config.write_text(
+        'audit "file" "plain" {\n  options {\n'
+        f"    file_path = {json.dumps(str(log))}\n"
+        '    hmac_accessor = "false"\n  }\n}\n'
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = secrets.token_urlsafe(18)
+    address = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [find_bao(), "server", "-dev", f"-dev-root-token-id={root}",
+         f"-dev-listen-address=127.0.0.1:{port}", f"-config={config}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    try:
+        def up() -> bool:
+            try:
+                return requests.get(f"{address}/v1/sys/health", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        _wait_for(up, "the dev server")
+        yield address, root, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_plaintext_accessor_matches_its_token_without_audit_hash(
+    plain_accessor_bao: Any, tmp_path: Path
+) -> None:
+    """A device with ``hmac_accessor = false`` names the accessor itself: the token's row is
+    matched directly, and no accessor is sent to sys/audit-hash (the one hash is of
+    keyshift's own token, for its KV reads)."""
+    import hvac
+
+    address, root, log = plain_accessor_bao
+    admin = hvac.Client(url=address, token=root, timeout=30)
+    used = admin.auth.token.create(policies=["default"], ttl="1h")["auth"]
+    idle = admin.auth.token.create(policies=["default"], ttl="1h")["auth"]
+    hvac.Client(url=address, token=used["client_token"], timeout=30).lookup_token()
+    _wait_for(lambda: used["accessor"].encode() in log.read_bytes(), "the request in the log")
+    at = _log_time_of(log, "auth/token/lookup-self", used["accessor"])
+    suffix = uuid.uuid4().hex[:6]
+    ref = f"vault-plain-{suffix}"
+    secret_refs.put("keyshift-test", ref, root)
+    try:
+        inv = {"version": 1, "sources": [{
+            "name": "p", "type": "openbao", "token": f"keyring:keyshift-test/{ref}",
+            "address": address, "fingerprint": False, "leases": False,
+            "audit_log": str(log)}]}
+        loaded = loaded_from(inv, tmp_path)
+        result = VaultSource(loaded.source("p"), loaded).collect()
+    finally:
+        secret_refs.delete("keyshift-test", ref)
+    rows = {c.native_id: c for c in result.credentials if c.kind == "vault-token"}
+    assert (rows[used["accessor"]].last_used_at,
+            rows[used["accessor"]].last_used_evidence) == (at, "vault:audit")
+    assert rows[idle["accessor"]].last_used_at is None
+    assert [u.at for u in result.usage if u.credential_id == rows[used["accessor"]].id] == [at]
+    hashes = [line for line in log.read_bytes().splitlines()
+              if b'"type":"response"' in line and b'"path":"sys/audit-hash/' in line]
+    assert len(hashes) == 1  # keyshift's own token's, for its KV reads; no accessor
+    assert root not in repr(result) and used["client_token"] not in repr(result)
