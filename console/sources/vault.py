@@ -1300,12 +1300,13 @@ class VaultSource:
         result: CollectResult,
     ) -> None:
         """Each token row listed in this collect whose accessor made a successful request in
-        the lines just read gets that request's time as its last use, a UsageEvent (not for
-        keyshift's own token: its requests are keyshift's), and its holders' grants are
-        marked used. A token with no request stays without a use: whether that is ``never``
-        is the findings' call, from the log's coverage; so when some token's use in these
-        lines may have gone unmatched (tokens not all listed, accessors not hashed), the
-        coverage restarts after them (``_restart_coverage``)."""
+        the lines just read gets that request's time as its last use, a UsageEvent, and its
+        holders' grants are marked used; keyshift's own token is matched (so the hashing can
+        stop) but gets none of these: its requests are keyshift's. A token with no request
+        stays without a use: whether that is ``never`` is the findings' call, from the log's
+        coverage; so when some token's use in these lines may have gone unmatched (tokens
+        not all listed, accessors not hashed), the coverage restarts after them
+        (``_restart_coverage``)."""
         from console.sources.vault_auth import TOKEN_KIND
 
         if any(e.where == "auth/token/accessors" or e.where.startswith("token ")
@@ -1330,12 +1331,14 @@ class VaultSource:
         for accessor, use in matched.items():
             i = rows[accessor]
             cred = listed.credentials[i]
+            if "keyshift" in cred.tags:
+                # keyshift's own requests (this sync's among them): no agent's use, and a
+                # last use that moved at every sync would make every resync a change
+                continue
             listed.credentials[i] = cred.model_copy(
                 update={"last_used_at": use.at, "last_used_evidence": "vault:audit"}
             )
             cids.add(cred.id)
-            if "keyshift" in cred.tags:
-                continue  # keyshift's own requests: its row's use, no agent's
             entity = self._entities.get(use.entity_id or "")
             result.usage.append(
                 UsageEvent(
