@@ -483,10 +483,16 @@ def test_the_direct_path_answers_as_requests_does(
         ("POST", "auth/token/lookup-accessor", {"accessor": "not-an-accessor"}),
         ("GET", "sys/no-such-endpoint", None),
     ]
+    from console.sources.vault import _Direct
+
     direct = VaultClient("v", conn.address, conn.token, None)
     plain = VaultClient("v", conn.address, conn.token, None)
     assert direct._direct is not None
     plain._direct = None  # the ordinary path, through requests and hvac
+    # an hvac whose adapter lacks the private settings the direct path reads: the ordinary
+    # path serves, nothing raises
+    del plain.hvac.adapter._kwargs
+    assert _Direct.of(plain.hvac.adapter) is None
     try:
         for method, path, payload in calls:
             got = direct.json(method, path, json=payload)

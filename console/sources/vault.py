@@ -259,8 +259,12 @@ class _Direct:
     def of(cls, vault: hvac.adapters.Adapter) -> _Direct | None:
         session: requests.Session = vault.session
         # what hvac passes to each request: connections.py's timeout, and TLS as hvac and the
-        # session settle it
-        settings = dict(vault._kwargs)
+        # session settle it. A private attribute of hvac's adapter: where a later hvac has
+        # none, the ordinary requests path serves (slower, the same answers)
+        kwargs = getattr(vault, "_kwargs", None)
+        if not isinstance(kwargs, dict):
+            return None
+        settings = dict(kwargs)
         url = vault.urljoin(vault.base_uri, "v1") + "/"
         try:
             merged = session.merge_environment_settings(
