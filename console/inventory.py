@@ -167,6 +167,13 @@ class AwsSource(_Model):
     fingerprint: bool = True  # read Secrets Manager / SSM values (in memory) to fingerprint them
     # a tag whose value declares what a secret or parameter holds (console/rotation/specs)
     issuer_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:/=+@-]+$")
+    # CloudTrail LookupEvents as use evidence. Off unless asked: an account or endpoint that
+    # refuses it (moto has no LookupEvents) would turn every sync of the source partial
+    cloudtrail: bool = False
+    # how far back the first read goes; LookupEvents keeps 90 days
+    cloudtrail_days: int = Field(default=7, ge=1, le=90)
+    # CloudTrail's own endpoint, when endpoint_url (which would apply to it too) must not
+    cloudtrail_endpoint_url: str | None = None
 
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> AwsSource:

@@ -6,7 +6,8 @@ a region that refuses keyshift is one ItemError naming it and the rest is kept. 
 (BatchGetSecretValue), each alone only where the batch call is refused. IAM access keys have no
 readable secret half after creation, so they carry no fingerprint; the key id is not secret and
 is the native id. Last use: GetAccessKeyLastUsed for keys, ListSecrets' LastAccessedDate for
-secrets (a date: evidence ``aws:secretsmanager:last-accessed (day)``); no evidence is unknown.
+secrets (a date: evidence ``aws:secretsmanager:last-accessed (day)``); with ``cloudtrail: true``,
+CloudTrail's read events too (aws_trail.py: who read what, when); no evidence is unknown.
 
 Grants, decided by aws_policy.py: an agent's ``aws-iam-user`` identity holds that user's access
 keys; an ``aws-iam-user`` or ``aws-iam-role`` identity may act on the secrets / parameters its
@@ -19,10 +20,11 @@ key makes its value actions conditional: the key policy is not read.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,16 @@ import botocore.exceptions
 from console.errors import KeyshiftError, SourceError
 from console.fingerprint import fingerprint as fingerprint_of
 from console.inventory import AwsIdentity
-from console.model import Credential, CredentialStatus, Grant, ItemError, UsageEvent, credential_id
+from console.model import (
+    Credential,
+    CredentialStatus,
+    Grant,
+    ItemError,
+    ReadPosition,
+    UsageEvent,
+    credential_id,
+)
+from console.sources import aws_trail
 from console.sources.aws_policy import (
     CONDITIONAL,
     Decision,
@@ -142,6 +153,9 @@ class AwsSource:
         self._account: str = cfg.account_id or ""
         self._endpoint = ""
         self._own_key = ""  # the access key keyshift collects with
+        self._own_arn = ""  # and who it is (an assumed role's session has no fixed key)
+        # where CloudTrail was read up to, by region (sync fills it from the store)
+        self.start_positions: dict[str, ReadPosition] = {}
         self._want_policies = False  # read secrets' resource policies (collect decides)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -237,6 +251,7 @@ class AwsSource:
                 hint="the access key is wrong, inactive or expired",
             )
         self._account = self._account or str(ident.get("Account") or "")
+        self._own_arn = str(ident.get("Arn") or "")
         creds = self._conn.session.get_credentials()
         self._own_key = creds.access_key if creds else ""
 
@@ -251,12 +266,25 @@ class AwsSource:
         # a secret's resource policy only matters to an agent's reach on this source
         self._want_policies = "iam" in services and bool(self._agent_principals())
         progress = _serialised(progress)
+        trail_events = [
+            *(aws_trail.SECRET_EVENTS if "secretsmanager" in services else ()),
+            *(aws_trail.PARAMETER_EVENTS if "ssm" in services else ()),
+        ] if self._cfg.cloudtrail else []
+        trail_jobs: list[Future[aws_trail.RegionRead]] = []
         # regions (and IAM, which is global: once per account) run side by side; each job
         # keeps its own result so a failed region is reported as one and the rest is kept
         with (
             ThreadPoolExecutor(_POOL_SIZE) as pool,
-            ThreadPoolExecutor(len(regions) + 1, thread_name_prefix="aws-region") as jobs,
+            ThreadPoolExecutor(
+                len(regions) * (2 if trail_events else 1) + 1, thread_name_prefix="aws-region"
+            ) as jobs,
         ):
+            if trail_events:
+                # the trail's reads need nothing the listing finds: they run beside it
+                now = datetime.now(UTC)
+                trail_jobs = [
+                    jobs.submit(self._trail, region, trail_events, now) for region in regions
+                ]
             region_jobs = [
                 (region, jobs.submit(self._region, region, i, pool, progress))
                 for i, region in enumerate(regions)
@@ -290,7 +318,37 @@ class AwsSource:
             self._grants(found, secrets, parameter_arns, result)
         if result.errors:
             result.complete = False
+        if trail_jobs:
+            # after the completeness check: a trail not read leaves the listing whole (rows
+            # may still be marked gone), while its ItemError still makes the sync partial
+            applied = aws_trail.apply(
+                [job.result() for job in trail_jobs],
+                result.credentials,
+                result.grants,
+                self._agent_principals(),
+                {self._own_key, self._own_arn} - {""},
+                self.start_positions,
+            )
+            result.usage += applied.usage
+            result.errors += applied.errors
+            result.positions += applied.positions
         return result
+
+    def _trail(self, region: str, names: list[str], now: datetime) -> aws_trail.RegionRead:
+        """One region's CloudTrail read events since its position (at most the window)."""
+        start = aws_trail.start_of(region, self.start_positions, now, self._cfg.cloudtrail_days)
+        conn = self._conn
+        assert conn is not None
+        if self._cfg.cloudtrail_endpoint_url:
+            # the source's endpoint_url is given to every client explicitly, which beats
+            # botocore's own per-service setting (AWS_ENDPOINT_URL_CLOUDTRAIL): CloudTrail's
+            # own endpoint has to be said on the source
+            conn = dataclasses.replace(conn, endpoint_url=self._cfg.cloudtrail_endpoint_url)
+        try:
+            client = conn.client("cloudtrail", region, config=_BOTO_CONFIG)
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            return aws_trail.RegionRead(region, error=type(exc).__name__)
+        return aws_trail.read_region(client, region, names, start, now)
 
     def _region(
         self, region: str, index: int, pool: ThreadPoolExecutor, progress: Progress | None
