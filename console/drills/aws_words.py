@@ -413,7 +413,8 @@ def scan_workspaces(drill: Drill, action: Action) -> dict[str, Any]:
 @RESPONDERS.word("key-activity",
                  help="review an access key's activity: IAM's GetAccessKeyLastUsed (when, "
                       "which service, which region) by its id; its calls are not listed "
-                      "(keyshift does not read CloudTrail and moto has no CloudTrail lookup)")
+                      "(keyshift reads only secret and parameter reads from CloudTrail, and "
+                      "moto has no CloudTrail lookup)")
 def key_activity(drill: Drill, action: Action) -> dict[str, Any]:
     parts = []
     for item in drill.items_for(action):

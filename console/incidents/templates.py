@@ -27,8 +27,9 @@ from typing import Any
 PHASES = ("detect", "respond", "recover")
 
 NO_CLOUDTRAIL = (
-    "keyshift does not read CloudTrail, and the moto sandbox has no CloudTrail lookup: an AWS "
-    "key's calls (and what they created) are checked by hand in CloudTrail"
+    "keyshift reads from CloudTrail only reads of secrets and parameters (a source's "
+    "cloudtrail: true), and the moto sandbox has no CloudTrail lookup: an AWS key's other "
+    "calls (and what they created) are checked by hand in CloudTrail"
 )
 HUNT = (
     "; the hunt lists IAM users, keys and user policies that exist now and were created after "
