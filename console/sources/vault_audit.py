@@ -216,7 +216,9 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
     metadata = auth.get("metadata") or {}
     seeded = metadata.get(SEED_MARK[0]) == SEED_MARK[1]
     if with_token and not seeded:
-        _token_use(batch, request, auth, at)
+        # a response that made a token (a login) carries that token as its auth
+        made = bool((entry.get("response") or {}).get("auth"))
+        _token_use(batch, request, auth, at, made)
     if request.get("operation") != "read":
         return None
     return AuditRead(
@@ -233,14 +235,16 @@ def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
 
 
 def _token_use(
-    batch: AuditBatch, request: dict[str, Any], auth: dict[str, Any], at: datetime
+    batch: AuditBatch, request: dict[str, Any], auth: dict[str, Any], at: datetime, made: bool
 ) -> None:
-    """The request's own token: ``request.client_token_accessor`` (the top-level ``auth`` of a
-    login's response is the token it made, so ``auth.accessor`` counts only beside the
-    request's own token, for a device that logs no request accessor)."""
-    accessor = request.get("client_token_accessor") or (
-        auth.get("accessor") if request.get("client_token") else None
-    )
+    """The request's own token: ``request.client_token_accessor``. For a device that logs no
+    request accessor, ``auth.accessor`` stands in, except in a response that ``made`` a
+    token: the ``auth`` of a login's response is the token it made (the entry then names it
+    as the request's client_token too, when the login carried some other token's header, a
+    stale VAULT_TOKEN, say), and making a token is not its use."""
+    accessor = request.get("client_token_accessor")
+    if not accessor and not made and request.get("client_token"):
+        accessor = auth.get("accessor")
     if not accessor or not isinstance(accessor, str):
         return
     seen = batch.tokens.get(accessor)
