@@ -22,6 +22,7 @@ from console.config import LoadedInventory, loads_inventory
 from console.errors import SourceError
 from console.fingerprint import fingerprint
 from console.sources.vault import VaultSource, canonical_value
+from console.sources.vault_audit import parse_vault_time
 from console.sources.vault_policy import Acl, matches, parse_policy
 from rotators.values import generate
 
@@ -548,6 +549,42 @@ def test_deleted_current_version_is_inactive(
     assert by_path[f"{mount}/a/one"].tags["deleted"] == "soft-deleted"
     assert by_path[f"{mount}/a/one"].fingerprint is None
     assert by_path[f"{mount}/a/two"].status == "active"
+    assert result.complete
+
+
+def test_a_versions_scheduled_deletion_is_its_expiry_and_the_mounts_maximum_counts(
+    seeded_sandbox: Any, vault: Any, mount: str, tmp_path: Path
+) -> None:
+    """KV v2 stamps a version written under a delete_version_after with its deletion_time:
+    the secret's own, or the mount's when shorter (a maximum the secret's metadata does not
+    show: it says "0s"). A deletion still to come is the secret's expiry, and it stays
+    active; one gone by is a deletion (inactive)."""
+    vault.secrets.kv.v2.configure(delete_version_after="1h", mount_point=mount)
+    vault.secrets.kv.v2.create_or_update_secret(path="ttl/mount", secret={"v": "1"},
+                                                mount_point=mount)
+    vault.secrets.kv.v2.update_metadata(path="ttl/own", mount_point=mount,
+                                        delete_version_after="30m")
+    vault.secrets.kv.v2.create_or_update_secret(path="ttl/own", secret={"v": "1"},
+                                                mount_point=mount)
+    vault.secrets.kv.v2.update_metadata(path="ttl/longer", mount_point=mount,
+                                        delete_version_after="5h")
+    vault.secrets.kv.v2.create_or_update_secret(path="ttl/longer", secret={"v": "1"},
+                                                mount_point=mount)
+    inv = only_sources({"name": "v", "type": "openbao", "sandbox": True, "kv_mounts": [mount]})
+    loaded = loaded_from(inv, tmp_path)
+    result = VaultSource(loaded.source("v"), loaded).collect()
+    by_path = {c.native_id: c for c in result.credentials}
+    for path, seconds in (("ttl/mount", 3600), ("ttl/own", 1800), ("ttl/longer", 3600)):
+        cred = by_path[f"{mount}/{path}"]
+        meta = vault.secrets.kv.v2.read_secret_metadata(path=path, mount_point=mount)["data"]
+        version = meta["versions"][str(meta["current_version"])]
+        assert cred.status == "active" and "deleted" not in cred.tags, path
+        assert cred.ttl_seconds == seconds, path
+        assert cred.expires_at == parse_vault_time(version["deletion_time"]), path
+        assert cred.expires_at == cred.rotated_at + timedelta(seconds=seconds), path
+    # written before the mount had a maximum: no deletion scheduled, no expiry
+    assert by_path[f"{mount}/top"].expires_at is None
+    assert by_path[f"{mount}/top"].status == "active"
     assert result.complete
 
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -731,6 +731,8 @@ class VaultSource:
         self._entities: dict[str, tuple[str, list[str]]] = {}
         self._environment = sys.intern(str(cfg.environment)) if cfg.environment else None
         self._declared: dict[str | None, datetime | None] = {}  # custom "created" -> its time
+        # a version's deletion_time before this is a deletion, after it a scheduled one
+        self._now = datetime.now(UTC)
         self._devices: dict[str, Any] | None = None  # sys/audit's answer, once per collect
 
     # -- connection --------------------------------------------------------------------
@@ -791,6 +793,7 @@ class VaultSource:
         result = CollectResult()
         self._entities = {}
         self._declared = {}
+        self._now = datetime.now(UTC)
         self._devices = None
         client = self._connect()
         try:
@@ -936,9 +939,14 @@ class VaultSource:
         }
         current = int(meta.get("current_version") or 0)
         version = (meta.get("versions") or {}).get(str(current)) or {}
-        deleted = bool(parse_vault_time(version.get("deletion_time"))) or bool(
-            version.get("destroyed")
-        )
+        # KV v2 sets a version's deletion_time when it is deleted, and also when it is written
+        # under a delete_version_after (the secret's, or the mount's when that is shorter: the
+        # mount's is a maximum the secret's metadata does not show): a time still to come is
+        # the version's expiry, one gone by is its deletion
+        deletion = parse_vault_time(version.get("deletion_time"))
+        destroyed = bool(version.get("destroyed"))
+        deleted = destroyed or (deletion is not None and deletion <= self._now)
+        scheduled = deletion if deletion is not None and not deleted else None
         sensitivity = custom.get("sensitivity") or None
         policy = (
             self._loaded.inventory.policies.by_sensitivity.get(sensitivity)  # type: ignore[call-overload]
@@ -949,9 +957,13 @@ class VaultSource:
         if deleted:
             tags["deleted"] = "destroyed" if version.get("destroyed") else "soft-deleted"
         ttl = _duration_seconds(meta.get("delete_version_after"))
-        rotated = parse_vault_time(version.get("created_time")) or parse_vault_time(
-            meta.get("updated_time")
-        )
+        written = parse_vault_time(version.get("created_time"))
+        rotated = written or parse_vault_time(meta.get("updated_time"))
+        expires = rotated + timedelta(seconds=ttl) if rotated and ttl else None
+        if scheduled is not None:
+            expires = scheduled
+            if written is not None:
+                ttl = int((scheduled - written).total_seconds())
         declared = custom.get("created")
         if declared not in self._declared:
             # a few declared dates recur across many keys: one datetime each
@@ -963,7 +975,7 @@ class VaultSource:
             rotated = declared_created
         if secret.kv_version == 1:
             # KV v1 records no times, versions or metadata: those stay unknown
-            current, ttl, rotated, declared_created = 1, None, None, None
+            current, ttl, rotated, declared_created, expires = 1, None, None, None, None
             tags = {"kv": "1"}
         native_id = f"{secret.mount}/{secret.path}"
         fields = dict(
@@ -979,7 +991,7 @@ class VaultSource:
             sensitivity=sensitivity,
             created_at=declared_created or parse_vault_time(meta.get("created_time")),
             rotated_at=rotated,
-            expires_at=rotated + timedelta(seconds=ttl) if rotated and ttl else None,
+            expires_at=expires,
             ttl_seconds=ttl,
             rotator=custom.get("rotator") or None,
             max_age_days=policy.max_age_days if policy else None,
