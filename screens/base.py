@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 class KeyshiftScreen(Screen):
     # `/` is a priority binding (handled the moment it arrives, before the keys typed after
     # it are passed to the focused table: a fast `/alpha` or a tmux burst lands whole in the
-    # filter box); check_action lets a focused text box have its "/".
+    # filter box); check_action lets a focused text box have its "/". `enter` in the filter
+    # box is one too, for the keys typed after it: they belong to the table (`/alpha⏎q`).
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="view.back", show=False),
+        Binding("enter", "filter_done", "Done filtering", id="view.filter-done", show=False,
+                priority=True),
     ]
     # actions that change a provider: under --read-only they are stripped (no key, no hint,
     # no palette entry), and the header says read-only is on
@@ -43,7 +46,23 @@ class KeyshiftScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "filter" and isinstance(self.app.focused, Input | TextArea):
             return False  # a "/" typed in a box is text (a path in a filter)
+        if action == "filter_done":
+            # only in this screen's filter box: elsewhere enter is the widget's own
+            focused = self.app.focused
+            return (isinstance(focused, Input) and focused.id == "filter"
+                    and focused.screen is self and hasattr(self, "filter_submitted"))
         return not (action in self.MUTATING and getattr(self.app, "read_only", False))
+
+    def action_filter_done(self) -> None:
+        """enter in the filter box: the table takes the keys from now on, at once; the
+        filter is finished (``filter_submitted``) once the box and then this screen have
+        handled the keys typed before enter, which are already queued to them."""
+        box = self.app.focused
+        table = getattr(self, "table", None)
+        if not isinstance(box, Input) or table is None:
+            return
+        self.set_focus(table)
+        box.call_later(self.call_later, self.filter_submitted)
 
     def action_back(self) -> None:
         """Back to the screen below; the first screen has nowhere to go back to."""

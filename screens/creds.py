@@ -186,11 +186,17 @@ class CredsScreen(KeyshiftScreen):
             super().action_back()
 
     @on(Input.Submitted, "#filter")
-    def _filter_submitted(self) -> None:
+    def filter_submitted(self) -> None:
+        """Done filtering (enter, see KeyshiftScreen.action_filter_done): a filter that does
+        not parse keeps the box, to be fixed."""
+        box = self.query_one("#filter", Input)
+        if self._filter_dirty:  # typed within the settle time: the filter is what is typed
+            self._filter_dirty = False
+            self._apply_filter(box.value)
         if self.filter_error:
             self.notify(f"filter not applied: {self.filter_error}", severity="warning")
+            self.set_focus(box)
             return
-        box = self.query_one("#filter", Input)
         box.display = bool(box.value)
         self.table.focus()
 

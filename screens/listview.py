@@ -230,9 +230,11 @@ class ListScreen(KeyshiftScreen):
             self.apply_filter()
 
     @on(Input.Submitted, "#filter")
-    def _filter_submitted(self) -> None:
+    def filter_submitted(self) -> None:
+        """Done filtering (see KeyshiftScreen.action_filter_done)."""
         if self.filter_error:
             self.notify(self.filter_error, severity="warning")
+            self.set_focus(self.query_one("#filter", Input))
             return
         self.query_one("#filter", Input).display = bool(self.filter_text)
         self.table.focus()
