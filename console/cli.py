@@ -575,12 +575,16 @@ LS_COLUMNS = [
     "expires_at",
     "rotated_at",
     "last_used_at",
+    "used",
     "status",
 ]
 
 
 def _cred_json(cred: Any) -> dict:
-    return cred.model_dump(mode="json")
+    from console.vocabulary import used_state
+
+    # "used": used / never / unknown (console/vocabulary.py), so a script need not work it out
+    return {**cred.model_dump(mode="json"), "used": used_state(cred)}
 
 
 @cli.command("ls")
@@ -624,7 +628,7 @@ def ls_cmd(
 def _print_table(creds: list[Any]) -> None:
     from rich.table import Table
 
-    from console.vocabulary import NEVER, UNKNOWN, owner_text, status_text
+    from console.vocabulary import NEVER, no_use_text, owner_text, status_text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in (
@@ -650,7 +654,7 @@ def _print_table(creds: list[Any]) -> None:
             ",".join(c.agents) or "-",
             _fmt_time(c.expires_at) if c.expires_at else NEVER,
             _fmt_time(c.rotated_at),
-            _fmt_time(c.last_used_at) if c.last_used_at else UNKNOWN,
+            _fmt_time(c.last_used_at) if c.last_used_at else no_use_text(c),
             status_text(c),
         )
     plain_console().print(table)

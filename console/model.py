@@ -127,6 +127,9 @@ class Credential(_Record):
     status: str = CredentialStatus.active.value
     agents: list[str] = Field(default_factory=list)  # derived from grants; filled by the store
     finding: str | None = None  # its most severe open finding's severity; filled by the store
+    # the evidence that covers its whole life and shows no use (last use ``never``), named as
+    # last_used_evidence is; computed by the store at read time from the evidence's coverage
+    no_use_evidence: str | None = None
     # store bookkeeping
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None

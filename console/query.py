@@ -18,7 +18,8 @@ Special values: ``owner:none`` (also any nullable field, ``agent:none``, ``tag:n
 ``tag:key`` / ``tag:key=value``, ``status:stale`` (stale status or stale mark),
 ``expires:never`` / ``expires:<30d`` (within 30 days, past included) / ``expires:>30d``,
 ``age:>90d`` (created or last rotated more than 90 days ago) / ``age:<7d``,
-``used:unknown`` (no evidence of use) / ``used:>90d`` (last used longer ago) / ``used:<7d``.
+``used:never`` (no use, and evidence covers the credential's whole life) / ``used:unknown``
+(no use, and no evidence covers it) / ``used:>90d`` (last used longer ago) / ``used:<7d``.
 Durations: ``N`` or ``Nd`` days, ``Nw`` weeks, ``Nh`` hours.
 
 Case folding is ASCII-only on purpose: it is what SQLite's NOCASE and lower() do, so the SQL
@@ -157,8 +158,10 @@ class Term:
     """One condition.
 
     ``op`` is one of: ``text`` (free text), ``eq``, ``glob`` (value has ``*``), ``contains``,
-    ``none`` (field empty), ``has`` (tag key present), ``never`` (time field empty),
-    ``within`` / ``beyond`` (time fields; ``value`` is a number of seconds).
+    ``none`` (field empty), ``has`` (tag key present), ``never`` (time field empty; for
+    ``used``: no use, and evidence covers the credential's whole life), ``unknown`` (``used``
+    only: no use, and no evidence covers it), ``within`` / ``beyond`` (time fields; ``value``
+    is a number of seconds).
     ``key`` is the tag key for tag terms. ``value`` of text ops is already ASCII-lowercased
     (``eq`` keeps the original, compared without case; ``id`` compares exactly).
     """
@@ -342,17 +345,9 @@ def _time_term(name: str, typed: str, operator: str, value: str, negate: bool) -
             f"{typed}~ is not supported", hint=f"use {typed}:<30d, {typed}:>90d or {_example(name)}"
         )
     lowered = value.lower()
-    if name == "used" and lowered in ("never", "none"):
-        # "never" means evidence covering a credential's whole life shows no use, and
-        # keyshift does not track that coverage yet: an empty last use is unknown, not never
-        raise UsageError(
-            f"{typed}:{value}: keyshift cannot tell that a credential was never used, only that "
-            "it has no evidence of use",
-            hint=f"use {typed}:unknown",
-        )
-    if (name == "expires" and lowered in ("never", "none")) or (
-        name == "used" and lowered == "unknown"
-    ):
+    if name == "used" and lowered == "unknown":
+        return Term(name, "unknown", negate=negate)
+    if name in ("expires", "used") and lowered in ("never", "none"):
         return Term(name, "never", negate=negate)
     match = _DURATION.match(lowered)
     if not match:
@@ -367,7 +362,7 @@ def _example(name: str) -> str:
     return {
         "expires": "expires:never, expires:<30d",
         "age": "age:>90d",
-        "used": "used:unknown, used:>90d",
+        "used": "used:never, used:unknown, used:>90d",
         "tag": "tag:team=support, tag:team",
         "owner": "owner:none, owner:platform",
     }.get(name, f"{name}:value")
@@ -441,7 +436,9 @@ def _time_matches(term: Term, cred: Credential, now: datetime) -> bool:
     else:
         when = cred.rotated_at or cred.created_at
     if term.op == "never":
-        return when is None
+        return when is None and (term.field != "used" or cred.no_use_evidence is not None)
+    if term.op == "unknown":
+        return when is None and cred.no_use_evidence is None
     if when is None:
         return False
     when = _aware(when)

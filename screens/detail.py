@@ -15,7 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from console.model import Credential
-from console.vocabulary import NONE, UNKNOWN
+from console.vocabulary import NONE, no_use_text
 from screens.base import KeyshiftScreen
 from screens.format import ago, expires_text, expiry_state, short_fingerprint, when
 from screens.theme import state_style, status_style
@@ -116,9 +116,13 @@ class DetailScreen(KeyshiftScreen):
             (
                 "last used",
                 Text(
-                    when(cred.last_used_at, now, none=UNKNOWN)
-                    + (f"  via {cred.last_used_evidence}" if cred.last_used_evidence else ""),
-                    style=state_style(self.app, "" if cred.last_used_at else "muted"),
+                    when(cred.last_used_at, now, none=no_use_text(cred))
+                    + (f"  via {cred.last_used_evidence}" if cred.last_used_evidence else "")
+                    + (f"  ({cred.no_use_evidence} covers its whole life)"
+                       if cred.last_used_at is None and cred.no_use_evidence else ""),
+                    style=state_style(
+                        self.app, "" if cred.last_used_at or cred.no_use_evidence else "muted"
+                    ),
                 ),
             ),
             ("rotator", cred.rotator or "-"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from console.model import Credential
-from console.vocabulary import NEVER, UNKNOWN, is_stale, owner_text, status_text
+from console.vocabulary import NEVER, is_stale, no_use_text, owner_text, status_text
 
 EXPIRING_SOON = timedelta(days=14)
 # a finding's severity -> the meaning its cell is marked with
@@ -114,8 +114,8 @@ def row_values(cred: Credential, now: datetime) -> list[tuple[str, str]]:
         "expires": (expires_text(cred, now), expiry or ""),
         "rotated": (ago(cred.rotated_at or cred.created_at, now, none="-"), ""),
         "used": (
-            ago(cred.last_used_at, now, none=UNKNOWN),
-            "muted" if cred.last_used_at is None else "",
+            ago(cred.last_used_at, now, none=no_use_text(cred)),
+            "muted" if cred.last_used_at is None and not cred.no_use_evidence else "",
         ),
         "finding": (cred.finding or "-", FINDING_MEANING.get(cred.finding or "", "muted")),
         "status": (status_text(cred), ""),

@@ -21,7 +21,8 @@ from screens.widgets.header import key_label
 FILTER_HELP = (
     "filter (/): words match name, location, owner, agents, tags, kind, source, env, scope;\n"
     "field:value exact (owner:none, env:prod, kind:api-key, agent:support-bot, tag:team=x),\n"
-    "field~value substring, * wildcard, !term inverts; expires:<14d, used:unknown, age:>90d."
+    "field~value substring, * wildcard, !term inverts; expires:<14d, used:never, used:unknown, "
+    "age:>90d."
 )
 
 

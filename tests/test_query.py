@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 from console.errors import UsageError
 from console.model import Credential, Grant
 from console.query import FIELDS, Term, parse
-from console.store import Store
+from console.store import Store, ts
+from console.vocabulary import NO_USE_RECORDED
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -61,7 +63,8 @@ def cred(**kw) -> Credential:
         ("expires:>2w", [Term("expires", "beyond", 14 * 86400)]),
         ("age:>90d", [Term("age", "beyond", 90 * 86400)]),
         ("age:<12h", [Term("age", "within", 12 * 3600)]),
-        ("used:unknown", [Term("used", "never")]),
+        ("used:unknown", [Term("used", "unknown")]),
+        ("used:never", [Term("used", "never")]),
         ("used:>90", [Term("used", "beyond", 90 * 86400)]),
         ('"two words"', [Term("text", "text", "two words")]),
         ('name:"two words"', [Term("name", "eq", "two words")]),
@@ -201,11 +204,16 @@ def _random_creds(n: int, seed: int = 11) -> list[Credential]:
         tags = {
             k: rnd.choice(WORDS) for k in rnd.sample(["team", "Cost", "tier"], rnd.randint(0, 2))
         }
+        kind = rnd.choice(["kv", "iam-key", "api-key", "vault-token"])
+        if kind == "iam-key" and rnd.random() < 0.5:
+            tags["last_used"] = NO_USE_RECORDED  # AWS's word: no use in the key's life
+        if kind == "vault-token" and rnd.random() < 0.3:
+            tags["keyshift"] = "own"  # keyshift's own token: its requests are no use
         out.append(
             Credential(
                 id=f"{source}:kv:{i:04d}",
                 source=source,
-                kind=rnd.choice(["kv", "iam-key", "api-key"]),
+                kind=kind,
                 native_id=f"{i:04d}",
                 name=rnd.choice([f"{team}-{svc}-{i}", f"{team.upper()}_{svc}", f"{svc} {team}"]),
                 location=rnd.choice([f"secret/agents/{team}/{svc}", f"arn:aws:{svc}:{i}", ""]),
@@ -233,6 +241,15 @@ def loaded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     store = Store(path)
     creds = _random_creds(400)
     store.bulk_insert_credentials(creds)
+    # vault-prod's audit log read without a gap since 100 days ago: what makes used:never
+    # (its KV secrets and tokens made since, with no use) tell from used:unknown
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
+            "covers_since, updated_at) VALUES ('vault-prod', '/var/log/audit.log', 1, 0, '', 0, ?1, "
+            "?1)",
+            (ts(NOW - timedelta(days=100)),),
+        )
     yield store, {c.id: c for c in creds}
     store.close()
 
@@ -301,6 +318,7 @@ _field_terms = st.one_of(
             "age:>90d",
             "age:<30d",
             "used:unknown",
+            "used:never",
             "used:>60d",
             "used:<20d",
             "owner:none",
@@ -387,9 +405,59 @@ def test_grants_feed_agent_filter(tmp_path) -> None:  # type: ignore[no-untyped-
     store.close()
 
 
-def test_used_never_is_refused_for_what_keyshift_cannot_tell() -> None:
-    """No evidence of use is "unknown"; "never" would need evidence covering the credential's
-    whole life, which keyshift does not track: it says so instead of guessing."""
-    with pytest.raises(UsageError) as err:
-        parse("used:never")
-    assert "used:unknown" in err.value.one_line()
+def test_used_never_only_where_evidence_covers_the_whole_life(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``never`` is no use under evidence that covers the credential's whole life: Vault's
+    audit log read without a gap since before a KV secret or token was made (not keyshift's
+    own token), AWS's record of an access key. Everything else without a use is
+    ``unknown``. The filters, the rows' ``no_use_evidence`` and ``matches()`` agree."""
+    since = NOW - timedelta(days=100)
+    made = NOW - timedelta(days=30)
+
+    def c(name: str, kind: str, source: str = "vault-prod", **kw) -> Credential:  # type: ignore[no-untyped-def]
+        return cred(id=f"{source}:{kind}:{name}", source=source, kind=kind, native_id=name,
+                    name=name, **{"created_at": made, **kw})
+
+    creds = [
+        c("kv-covered", "kv"),
+        c("kv1-covered", "kv-v1"),
+        c("kv-before-the-log", "kv", created_at=NOW - timedelta(days=200)),
+        c("kv-used", "kv", last_used_at=NOW - timedelta(days=1)),
+        c("kv-no-birth", "kv", created_at=None),
+        c("token-covered", "vault-token"),
+        c("token-keyshift", "vault-token", tags={"keyshift": "own"}),
+        c("lease", "vault-lease"),
+        c("kv-elsewhere", "kv", source="vault-dev"),
+        c("key-no-use", "iam-key", source="aws", tags={"last_used": NO_USE_RECORDED}),
+        c("key-unasked", "iam-key", source="aws"),
+        c("secret", "secretsmanager", source="aws"),
+    ]
+    store = Store(tmp_path / "k.db")
+    store.bulk_insert_credentials(creds)
+    with sqlite3.connect(tmp_path / "k.db") as conn:
+        conn.execute(
+            "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
+            "covers_since, updated_at) VALUES ('vault-prod', '/var/log/audit.log', 1, 0, '', 0, ?1, "
+            "?1)",
+            (ts(since),),
+        )
+    never = {"kv-covered", "kv1-covered", "token-covered", "key-no-use"}
+    unknown = {x.name for x in creds if x.last_used_at is None} - never
+    with time_machine.travel(NOW, tick=False):
+        rows = {x.name: x for x in store.all_credentials()}
+        assert {n for n, x in rows.items() if x.no_use_evidence} == never
+        assert rows["kv-covered"].no_use_evidence == "vault:audit"
+        assert rows["key-no-use"].no_use_evidence == "aws:GetAccessKeyLastUsed"
+        for text, want in [("used:never", never), ("used:unknown", unknown),
+                           ("!used:never", set(rows) - never), ("used:never kind:kv", {
+                               "kv-covered"})]:
+            query = parse(text)
+            assert {x.name for x in rows.values() if query.matches(x)} == want, text
+            for plan in ("walk", "drive"):
+                got = {x.name for x in store.page_credentials(query, 0, 100, plan=plan)}
+                assert got == want, (text, plan)
+            assert store.count_credentials(query) == len(want)
+        # the log's coverage restarting later turns its "never" into "unknown"
+        with sqlite3.connect(tmp_path / "k.db") as conn:
+            conn.execute("UPDATE read_positions SET covers_since = ?", (ts(NOW),))
+        assert {x.name for x in store.all_credentials(parse("used:never"))} == {"key-no-use"}
+    store.close()

@@ -18,10 +18,12 @@ from test_sources_vault import VAULT, agent_read, base_inventory, loaded_from, v
 
 from console import secret_refs
 from console.audit import AuditLog
+from console.query import parse
 from console.sources.vault import VaultSource
 from console.sources.vault_audit import SEED_MARK, parse_vault_time, read_audit_log
 from console.store import Store
 from console.sync import run_sync
+from console.vocabulary import used_state
 
 
 def entry(n: int, path: str = "secret/data/agents/x", *, role: str = "bot") -> bytes:
@@ -380,6 +382,16 @@ def test_a_token_s_request_is_its_last_use_matched_through_audit_hash(
         kept = store.get_credential(mine.id)
         assert kept and kept.last_used_at == at
         assert any(g.used for g in store.grants_for_credential(mine.id))
+        # the log has been read since before the idle tokens were made: "never", not
+        # "unknown"; a secret-id's use (a login) and keyshift's own token's stay unknown
+        states = {c.native_id: used_state(c) for c in store.all_credentials()}
+        assert states[used["accessor"]] == "used"
+        assert states[idle["accessor"]] == states[logged_in["accessor"]] == "never"
+        assert states[f"approle/{login_role}/{made['secret_id_accessor']}"] == "unknown"
+        assert states[own.native_id] == "unknown"
+        never = {c.native_id for c in store.all_credentials(parse("used:never kind:vault-token"))}
+        assert {idle["accessor"], logged_in["accessor"]} <= never
+        assert used["accessor"] not in never and own.native_id not in never
     finally:
         store.close()
     secrets = [t["client_token"] for t in (used, idle, logged_in)] + [made["secret_id"]]

@@ -9,7 +9,7 @@ from console.findings.facts import Facts
 from console.findings.grant_shape import reaches, through_wide_rule
 from console.findings.rules import Draft, Rule, by_sensitivity
 from console.inventory import VaultIdentity
-from console.vocabulary import NO_USE_RECORDED
+from console.vocabulary import IAM_LAST_USED, VAULT_AUDIT
 
 RULES = [
     Rule("use.stale", "use", "low",
@@ -19,16 +19,16 @@ RULES = [
          "Used by an identity no agent of the inventory holds a grant through: either the "
          "inventory is wrong, or someone else has the value."),
     Rule("use.never-used", "use", "low",
-         "Never used in its life, and the evidence covers all of it (a Vault audit log that "
-         "began before it was created; AWS's last use of an access key): it can go."),
+         "Never used in its life, and the evidence covers all of it (a Vault audit log read "
+         "without a gap since before it was made; AWS's last use of an access key): it can go."),
     Rule("use.grant-unused", "use", "low",
          "An agent can reach it and has not used it in stale_after_days, while the Vault "
          "audit log covered that whole time: a grant it does not need (least privilege)."),
 ]
 
 
-# the kinds whose use the Vault audit log records (reads of their data path)
-AUDITED_KINDS = frozenset({"kv", "kv-v1"})
+# the kinds an agent's grant lets it read, each read in the Vault audit log (its data path)
+READ_AUDITED_KINDS = frozenset({"kv", "kv-v1"})
 
 
 def check(facts: Facts) -> Iterator[Draft]:
@@ -40,18 +40,18 @@ def check(facts: Facts) -> Iterator[Draft]:
 
 def _never_used(facts: Facts) -> Iterator[Draft]:
     for cred in facts.credentials:
-        if cred.last_used_at is not None or cred.created_at is None:
-            continue  # used, or its life's start unknown: nothing covers "all of it"
+        if cred.no_use_evidence is None or cred.created_at is None:
+            continue  # used, or no evidence covers its whole life: unknown, not never
         days = int((facts.now - cred.created_at).total_seconds() // 86400)
         if days <= facts.stale_after_days(cred):
             continue  # young: not using it yet is no finding
         since = facts.coverage.get(cred.source)
-        if cred.kind in AUDITED_KINDS and since is not None and since <= cred.created_at:
+        if cred.no_use_evidence == VAULT_AUDIT and since is not None:
             evidence = f"the audit log covers it since {since.date().isoformat()}"
-        elif cred.kind == "iam-key" and cred.tags.get("last_used") == NO_USE_RECORDED:
+        elif cred.no_use_evidence == IAM_LAST_USED:
             evidence = "AWS records no use of this key (GetAccessKeyLastUsed)"
         else:
-            continue  # no evidence that covers its whole life: unknown, not never
+            evidence = f"{cred.no_use_evidence} covers its whole life"
         yield Draft("use.never-used", by_sensitivity(cred.sensitivity, "medium", "low"),
                     f"{cred.name} never used in its {days} days",
                     f"created {cred.created_at.date().isoformat()}; {evidence}",
@@ -69,7 +69,7 @@ def _grant_unused(facts: Facts) -> Iterator[Draft]:
                 last_use[key] = at
     for cred in facts.credentials:
         since = facts.coverage.get(cred.source)
-        if cred.kind not in AUDITED_KINDS or since is None:
+        if cred.kind not in READ_AUDITED_KINDS or since is None:
             continue
         window = timedelta(days=facts.stale_after_days(cred))
         start = facts.now - window

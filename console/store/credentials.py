@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from console.errors import StoreError
 from console.model import Credential
@@ -15,7 +16,7 @@ from console.query import (
     sort_column,
 )
 from console.store.base import StoreBase
-from console.store.plan import NAME_INDEX, Plan, PlanBuilder
+from console.store.plan import NAME_INDEX, Plan, PlanBuilder, no_use_sql
 from console.store.rows import (
     BOOKKEEPING_FIELDS,
     BULK_CACHE_KIB,
@@ -27,6 +28,7 @@ from console.store.rows import (
     WALK_TICK_STEPS,
     cred_row,
     iter_rows,
+    parse_ts,
     row_to_cred,
     search_chars_column,
     search_chars_recount,
@@ -39,8 +41,35 @@ from console.store.rows import (
 class CredentialRows(StoreBase):
     # credentials: reads -------------------------------------------------------------------
 
+    def evidence_coverage(self) -> dict[str, datetime]:
+        """Source -> since when its use evidence runs without a gap (the latest start of its
+        logs: a source is covered only where every log of it is)."""
+        out: dict[str, datetime] = {}
+        for r in self._read(
+            "SELECT source, max(covers_since) AS since FROM read_positions "
+            "WHERE covers_since IS NOT NULL GROUP BY source"
+        ):
+            since = parse_ts(r["since"])
+            if since is not None:
+                out[r["source"]] = since
+        return out
+
+    def _no_use(self) -> str:
+        """The SQL of ``no_use_evidence`` under the evidence's coverage now (``no_use_sql``)."""
+        return no_use_sql(self.evidence_coverage())
+
+    def _plan(self, query: Query | None, mode: str, **kwargs: Any) -> Plan:
+        return PlanBuilder(query, mode, no_use=self._no_use(), **kwargs).build()
+
+    def _select(self) -> str:
+        """A credential row's columns: the table's and the computed ``no_use_evidence``."""
+        return f"c.*, {self._no_use()} AS no_use_evidence"
+
+
     def get_credential(self, credential_id: str) -> Credential | None:
-        rows = self._read("SELECT * FROM credentials WHERE id = ?", (credential_id,))
+        rows = self._read(
+            f"SELECT {self._select()} FROM credentials c WHERE id = ?", (credential_id,)
+        )
         if not rows:
             return None
         cred = row_to_cred(rows[0])
@@ -58,17 +87,18 @@ class CredentialRows(StoreBase):
         """Credentials a person may mean by ``ref``: the id itself; else those named ``ref``;
         else those whose id ends in ``ref`` after a ``:`` or ``/`` (a path's tail, an access key
         id, a secret's name without its ARN's random suffix)."""
-        exact = self._read("SELECT * FROM credentials WHERE id = ?", (ref,))
+        exact = self._read(f"SELECT {self._select()} FROM credentials c WHERE id = ?", (ref,))
         if exact:
             return [row_to_cred(exact[0])]
         named = self._read(
-            "SELECT * FROM credentials WHERE name = ? ORDER BY gone_at IS NOT NULL, id LIMIT ?",
+            f"SELECT {self._select()} FROM credentials c WHERE name = ? "
+            "ORDER BY gone_at IS NOT NULL, id LIMIT ?",
             (ref, limit),
         )
         if named:
             return [row_to_cred(r) for r in named]
         tail = self._read(
-            "SELECT * FROM credentials WHERE length(id) > length(?1) "
+            f"SELECT {self._select()} FROM credentials c WHERE length(id) > length(?1) "
             "AND substr(id, length(id) - length(?1) + 1) = ?1 "
             "AND substr(id, length(id) - length(?1), 1) IN (':', '/') "
             "ORDER BY gone_at IS NOT NULL, id LIMIT ?2",
@@ -78,7 +108,7 @@ class CredentialRows(StoreBase):
             return [row_to_cred(r) for r in tail]
         # a Secrets Manager ARN ends in "-" and six random characters nobody types
         arn = self._read(
-            "SELECT * FROM credentials WHERE kind = 'secretsmanager' "
+            f"SELECT {self._select()} FROM credentials c WHERE kind = 'secretsmanager' "
             "AND (substr(id, 1, length(id) - 7) LIKE '%:' || ?1 ESCAPE '\\' "
             "OR substr(id, 1, length(id) - 7) LIKE '%/' || ?1 ESCAPE '\\') "
             "ORDER BY gone_at IS NOT NULL, id LIMIT ?2",
@@ -120,7 +150,7 @@ class CredentialRows(StoreBase):
         "10,000+"): an exact count of a broad substring match over 1M rows is a full scan
         (seconds); a capped one stops as soon as it has found ``cap``. ``plan`` forces
         "walk" or "drive" (tests check both give the same answer)."""
-        drive = PlanBuilder(query, "drive").build()
+        drive = self._plan(query, "drive")
         if plan == "auto" and drive.fts_only:
             # every term answered exactly by the trigram index: count its rows, no table row
             # read (a capped count of a common word: 2 ms against 40-60 ms walking at 1M)
@@ -138,7 +168,7 @@ class CredentialRows(StoreBase):
             # any index) is as fast or faster for every filter measured (bench/tui.py).
             plan = "drive"
             if cap is not None and query is not None and query.terms:
-                walk = PlanBuilder(query, "walk").build()
+                walk = self._plan(query, "walk")
                 density = self._probe(walk) / PROBE_ROWS
                 total = int(self._scalar("SELECT max(rid) FROM credentials") or 0)
                 if density * density * total >= cap:
@@ -157,7 +187,7 @@ class CredentialRows(StoreBase):
             return 0
         if text_only:
             # the name index holds the search text: reading it is reading fewer pages
-            built = PlanBuilder(query, "walk").build()
+            built = self._plan(query, "walk")
             built.source = f"credentials c INDEXED BY {NAME_INDEX}"
             rows = self._read(*sql(built))
         else:
@@ -169,11 +199,12 @@ class CredentialRows(StoreBase):
     ) -> list[Credential]:
         """One page of matches in the query's order (the TUI's table, 60 rows at a time).
         ``plan`` forces "walk" or "drive" (tests check both give the same rows)."""
+        select = self._select()
 
         def sql(plan: Plan) -> tuple[str, list]:
             return (
-                f"SELECT c.* FROM {plan.source} WHERE {plan.where} ORDER BY {plan.order} "
-                "LIMIT ? OFFSET ?",
+                f"SELECT {select} FROM {plan.source} WHERE {plan.where} "
+                f"ORDER BY {plan.order} LIMIT ? OFFSET ?",
                 [*plan.params, limit, offset],
             )
 
@@ -216,10 +247,10 @@ class CredentialRows(StoreBase):
         if plan not in ("auto", "walk", "drive"):
             raise StoreError(f"unknown plan {plan!r}", hint="auto, walk or drive")
         if plan != "auto":
-            sql, params = make(PlanBuilder(query, plan).build())
+            sql, params = make(self._plan(query, plan))
             return self._read(sql, params)
-        walk = PlanBuilder(query, "walk").build()
-        drive = PlanBuilder(query, "drive").build()
+        walk = self._plan(query, "walk")
+        drive = self._plan(query, "drive")
         on_name = query is not None and sort_column(query.sort) == "name"
         if on_name and self._text_only(query, drive):
             # the name index holds the search text (migration 7): walking it reads index
@@ -232,7 +263,7 @@ class CredentialRows(StoreBase):
         if few is not None:
             # the prefilter's rows are in hand: the drive plan starts from them instead of
             # asking the FTS index again
-            drive = PlanBuilder(query, "drive", fts_rows=few).build()
+            drive = self._plan(query, "drive", fts_rows=few)
         elif not walk.selective and self._dense(walk):
             sql, params = make(walk)
             deadline = time.perf_counter() + WALK_BUDGET_MS / 1000
@@ -301,7 +332,7 @@ class CredentialRows(StoreBase):
 
     def explain(self, query: Query | None = None, mode: str = "walk") -> list[str]:
         """EXPLAIN QUERY PLAN of a page in the given plan mode (tests and benchmarks)."""
-        plan = PlanBuilder(query, mode).build()
+        plan = self._plan(query, mode)
         sql = f"SELECT c.* FROM credentials c WHERE {plan.where} ORDER BY {plan.order} LIMIT 60"
         return [r["detail"] for r in self._read(f"EXPLAIN QUERY PLAN {sql}", plan.params)]
 
@@ -309,8 +340,11 @@ class CredentialRows(StoreBase):
         """Every match in the query's order, streamed (``keyshift ls``). Everything is read
         anyway, so filters drive (no early stop to gain from walking), unless there are none."""
         mode = "drive" if query is not None and query.terms else "walk"
-        plan = PlanBuilder(query, mode).build()
-        sql = f"SELECT c.* FROM credentials c WHERE {plan.where} ORDER BY {plan.order}"
+        plan = self._plan(query, mode)
+        sql = (
+            f"SELECT {self._select()} FROM credentials c WHERE {plan.where} "
+            f"ORDER BY {plan.order}"
+        )
         with self._guard("read"):
             cursor = self._conn().execute(sql, plan.params)
         for row in iter_rows(cursor):

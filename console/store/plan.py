@@ -20,6 +20,12 @@ from console.store.rows import (
     ts,
     utcnow,
 )
+from console.vocabulary import (
+    AUDITED_KINDS,
+    IAM_LAST_USED,
+    NO_USE_RECORDED,
+    VAULT_AUDIT,
+)
 
 # --- query -> SQL ---------------------------------------------------------------------------
 
@@ -31,6 +37,32 @@ TIME_COLUMNS = {
     "used": "c.last_used_at",
     "age": "coalesce(c.rotated_at, c.created_at)",
 }
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def no_use_sql(coverage: dict[str, datetime]) -> str:
+    """The SQL of a credential's ``no_use_evidence`` (``console/vocabulary.py``): the evidence
+    that covers its whole life and shows no use, or NULL. ``coverage`` is each source's start
+    of gapless use evidence (``evidence_coverage``); a handful of sources, so inlined as
+    literals: one expression the filters and every row read share, with no join."""
+    covered = " OR ".join(
+        f"(c.source = {_literal(source)} AND c.created_at >= {_literal(ts(since) or '')})"
+        for source, since in sorted(coverage.items())
+    )
+    audited = ", ".join(_literal(kind) for kind in AUDITED_KINDS)
+    vault = (
+        f" WHEN c.kind IN ({audited}) AND ({covered}) AND (c.kind != 'vault-token' "
+        f"OR json_extract(c.tags, '$.keyshift') IS NULL) THEN {_literal(VAULT_AUDIT)}"
+        if covered else ""
+    )
+    return (
+        "(CASE WHEN c.last_used_at IS NULL AND c.created_at IS NOT NULL THEN CASE "
+        f"WHEN c.kind = 'iam-key' AND json_extract(c.tags, '$.last_used') = "
+        f"{_literal(NO_USE_RECORDED)} THEN {_literal(IAM_LAST_USED)}{vault} END END)"
+    )
 
 
 @dataclass
@@ -72,8 +104,11 @@ class PlanBuilder:
         mode: str,
         now: datetime | None = None,
         fts_rows: str | None = None,
+        no_use: str = "NULL",
     ) -> None:
         self.query = query
+        # the SQL of no_use_evidence (no_use_sql), for used:never and used:unknown
+        self.no_use = no_use
         # the FTS prefilter's rows (a JSON array), when already read: the drive plan starts
         # from them
         self.fts_rows = fts_rows
@@ -175,6 +210,10 @@ class PlanBuilder:
             column = TIME_COLUMNS[name]
             if self.walk and TIME_SORT[name] != self.sort:
                 column = f"+{column}"
+            if op == "never" and name == "used":
+                return f"{column} IS NULL AND {self.no_use} IS NOT NULL"
+            if op == "unknown":
+                return f"{column} IS NULL AND {self.no_use} IS NULL"
             if op == "never":
                 return f"{column} IS NULL"
             limit = self._p(ts(time_limit(term, self.now)))

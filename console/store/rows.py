@@ -259,6 +259,7 @@ def row_to_cred(row: dict) -> Credential:
     data["tags"] = from_json(row["tags"], {})
     data["agents"] = row["agents"].split(" ") if row["agents"] else []
     data["finding"] = row.get("finding")
+    data["no_use_evidence"] = row.get("no_use_evidence")
     return Credential.model_validate(data)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from console.model import (
     Credential,
@@ -258,19 +257,6 @@ class SyncRows(StoreBase):
             )
             for r in self._read("SELECT * FROM read_positions WHERE source = ?", (source,))
         }
-
-    def evidence_coverage(self) -> dict[str, datetime]:
-        """Source -> since when its use evidence runs without a gap (the latest start of its
-        logs: a source is covered only where every log of it is)."""
-        out: dict[str, datetime] = {}
-        for r in self._read(
-            "SELECT source, max(covers_since) AS since FROM read_positions "
-            "WHERE covers_since IS NOT NULL GROUP BY source"
-        ):
-            since = parse_ts(r["since"])
-            if since is not None:
-                out[r["source"]] = since
-        return out
 
     def _insert_credential_rows(
         self, conn: sqlite3.Connection, rows: list[dict], now: str | None, sync_id: int | None
