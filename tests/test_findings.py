@@ -34,6 +34,7 @@ version: 1
 sources:
   - {name: v, type: openbao, sandbox: true, kv_mounts: [secret]}
   - {name: declared, type: declared}
+  - {name: aws, type: aws, sandbox: true}
 policies:
   by_sensitivity:
     high:   {max_age_days: 90, max_ttl_days: 30, stale_after_days: 30}
@@ -48,6 +49,11 @@ agents:
     owner: team-b
     environment: dev
     identities: [{type: vault-approle, source: v, role: dev-bot}]
+  - name: aws-bot
+    owner: team-a
+    environment: prod
+    identities: [{type: aws-iam-user, source: aws, name: aws-bot},
+                 {type: aws-iam-role, source: aws, name: reader-role}]
 credentials:
   - {name: handed-out, source: declared, kind: api-key, provider: openai, owner: team-a,
      environment: prod, agents: [prod-bot],
@@ -217,6 +223,42 @@ def test_stale_and_use_without_grant(world: World) -> None:
     assert "agent dev-bot, which holds no grant" in by_key["approle:dev-bot"].evidence
     assert "no agent of the inventory runs as" in by_key["approle:stranger"].evidence
     assert all(r.evaluated for r in findings.RULES.values())
+
+
+def test_cloudtrail_reads_by_callers_without_a_grant(world: World) -> None:
+    """CloudTrail names the caller by ARN: a user's and a role session's map to the agents
+    that run as them; a caller no agent holding a grant runs as is a finding, one per
+    credential and caller (a role's sessions are one caller)."""
+    secret = kv("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+                id="aws:secretsmanager:prod-db", source="aws", kind="secretsmanager",
+                native_id="prod-db")
+    other = kv("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/x-AbCdEf",
+               id="aws:secretsmanager:prod-x", source="aws", kind="secretsmanager",
+               native_id="prod-x")
+    mine = Grant(agent="aws-bot", credential_id=secret.id, capabilities=["read"],
+                 chain=["agent:aws-bot", "iam-user:aws-bot", "policy:p"])
+
+    def read(cred: Credential, arn: str, days: int) -> UsageEvent:
+        return UsageEvent(credential_id=cred.id, at=NOW - timedelta(days=days), identity=arn,
+                          operation="GetSecretValue", evidence="aws:cloudtrail")
+
+    acct = "123456789012"
+    world.put(
+        [secret, other], [mine],
+        [read(secret, f"arn:aws:iam::{acct}:user/agents/aws-bot", 1),  # its grant: fine
+         read(secret, f"arn:aws:sts::{acct}:assumed-role/admin/alice", 3),
+         read(secret, f"arn:aws:sts::{acct}:assumed-role/admin/bob", 2),
+         read(other, f"arn:aws:sts::{acct}:assumed-role/reader-role/run-7", 1)],
+        source="aws",
+    )
+    found = {(d.credential_id, d.key): d for d in world.drafts()
+             if d.rule == "use.without-grant"}
+    assert set(found) == {(secret.id, "iam-role:admin"), (other.id, "iam-role:reader-role")}
+    admin = found[(secret.id, "iam-role:admin")]
+    assert "assumed-role/admin/bob" in admin.evidence  # the latest session, named
+    assert "no agent of the inventory runs as" in admin.evidence
+    assert "agent aws-bot, which holds no grant" in found[(other.id,
+                                                           "iam-role:reader-role")].evidence
 
 
 def test_never_used_only_where_evidence_covers_its_whole_life(world: World) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from console.findings.facts import Facts
 from console.findings.grant_shape import reaches, through_wide_rule
 from console.findings.rules import Draft, Rule, by_sensitivity
-from console.inventory import VaultIdentity
+from console.inventory import AwsIdentity, VaultIdentity
 from console.vocabulary import IAM_LAST_USED, VAULT_AUDIT
 
 RULES = [
@@ -16,8 +16,9 @@ RULES = [
          "Not used within stale_after_days for its sensitivity: a key nobody needs is a key "
          "that can only leak."),
     Rule("use.without-grant", "use", "high",
-         "Used by an identity no agent of the inventory holds a grant through: either the "
-         "inventory is wrong, or someone else has the value."),
+         "Used by an identity no agent of the inventory holds a grant through (the Vault "
+         "audit log's or CloudTrail's caller): either the inventory is wrong, or someone else "
+         "has the value."),
     Rule("use.never-used", "use", "low",
          "Never used in its life, and the evidence covers all of it (a Vault audit log read "
          "without a gap since before it was made; AWS's last use of an access key): it can go."),
@@ -26,6 +27,10 @@ RULES = [
          "audit log covered that whole time: a grant it does not need (least privilege)."),
 ]
 
+
+# the evidence that names who used a credential (GetAccessKeyLastUsed and Secrets Manager's
+# LastAccessedDate do not)
+NAMING_EVIDENCE = frozenset({VAULT_AUDIT, "aws:cloudtrail"})
 
 # the kinds an agent's grant lets it read, each read in the Vault audit log (its data path)
 READ_AUDITED_KINDS = frozenset({"kv", "kv-v1"})
@@ -105,32 +110,58 @@ def _stale(facts: Facts) -> Iterator[Draft]:
 
 
 def _identity_agents(facts: Facts) -> dict[str, set[str]]:
-    """How usage evidence names an identity -> the agents that run as it."""
+    """How usage evidence names an identity (``_principal``) -> the agents that run as it."""
     out: dict[str, set[str]] = {}
     for agent in facts.agents.values():
         for ident in agent.identities:
+            key = None
             if isinstance(ident, VaultIdentity):
                 prefix = {"vault-approle": "approle", "vault-entity": "entity"}.get(ident.type)
-                if prefix:
-                    out.setdefault(f"{prefix}:{ident.role}", set()).add(agent.name)
+                key = f"{prefix}:{ident.role}" if prefix else None
+            elif isinstance(ident, AwsIdentity):
+                key = f"iam-{ident.type.removeprefix('aws-iam-')}:{ident.name}"
+            if key:
+                out.setdefault(key, set()).add(agent.name)
     return out
+
+
+def _principal(identity: str) -> str:
+    """CloudTrail names the caller by ARN: an IAM user's (``arn:aws:iam::<account>:user/
+    [<path>/]<name>``) is ``iam-user:<name>``, a role session's (``arn:aws:sts::<account>:
+    assumed-role/<role>/<session>``) is ``iam-role:<role>``, as an agent's identities are
+    named. Any other identity is itself."""
+    if identity.startswith("arn:aws"):
+        resource = identity.split(":", 5)[-1]
+        if resource.startswith("user/"):
+            return f"iam-user:{resource.rsplit('/', 1)[-1]}"
+        if resource.startswith("assumed-role/") and resource.count("/") >= 1:
+            return f"iam-role:{resource.split('/')[1]}"
+    return identity
 
 
 def _without_grant(facts: Facts) -> Iterator[Draft]:
     if not facts.agents:
         return  # no inventory: no agent to compare the evidence with
     agents_of = _identity_agents(facts)
+    # one finding per credential and caller: a role's sessions are one caller
+    latest: dict[tuple[str, str], dict] = {}
     for use in facts.usage:
-        cred = facts.by_id.get(use["credential_id"])
-        identity = use["identity"]
-        if cred is None or use["evidence"] != "vault:audit":
-            continue  # only the audit log names who used it
-        holders = {g.agent for g in facts.grants_of.get(cred.id, [])}
-        agents = agents_of.get(identity, set())
+        if use["evidence"] not in NAMING_EVIDENCE or use["credential_id"] not in facts.by_id:
+            continue  # evidence that does not name who used it
+        key = (use["credential_id"], _principal(use["identity"]))
+        if key not in latest or str(use["at"]) > str(latest[key]["at"]):
+            latest[key] = use
+    for (cid, principal), use in sorted(latest.items()):
+        cred = facts.by_id[cid]
+        holders = {g.agent for g in facts.grants_of.get(cid, [])}
+        agents = agents_of.get(principal, set())
         if agents & holders:
             continue
-        who = (f"{identity} (agent {', '.join(sorted(agents))}, which holds no grant on it)"
-               if agents else f"{identity}, which no agent of the inventory runs as")
+        identity = use["identity"]
+        named = principal if principal == identity else f"{principal} ({identity})"
+        who = (f"{named} (agent {', '.join(sorted(agents))}, which holds no grant on it)"
+               if agents else f"{named}, which no agent of the inventory runs as")
         yield Draft("use.without-grant", "high",
-                    f"{cred.name} used by {identity} without a known grant",
-                    f"last read {use['at']} by {who}", credential_id=cred.id, key=identity)
+                    f"{cred.name} used by {principal} without a known grant",
+                    f"last read {use['at']} by {who} ({use['evidence']})",
+                    credential_id=cid, key=principal)
