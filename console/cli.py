@@ -661,6 +661,27 @@ def _print_table(creds: list[Any]) -> None:
     click.echo(f"{len(creds)} credentials")
 
 
+def _last_use(ctx: Context, uses: list[Any]) -> dict | None:
+    """The latest use on record: when, the evidence, the caller it names and the agents of
+    the inventory that run as that caller (none without an inventory)."""
+    from console.callers import agents_by_caller, caller_agents
+
+    if not uses:
+        return None
+    use = uses[0]
+    try:
+        by_caller = agents_by_caller(ctx.loaded.inventory.agents)
+    except KeyshiftError:
+        by_caller = {}  # no inventory here: the caller is still named
+    return {
+        "at": use.at.isoformat(),
+        "evidence": use.evidence,
+        "identity": use.identity,
+        "operation": use.operation,
+        "agents": caller_agents(use.identity, by_caller),
+    }
+
+
 @cli.command("show")
 @click.argument("cred_id", metavar="CREDENTIAL")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
@@ -675,8 +696,10 @@ def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
     cred = resolve_credential(store, cred_id)
     grants = store.grants_for_credential(cred.id)
     runs = store.rotation_runs(cred.id, limit=20)
+    last_use = _last_use(ctx, store.usage_for_credential(cred.id, limit=1))
     if fmt == "json":
         data = _cred_json(cred)
+        data["last_use"] = last_use
         data["grants"] = [g.model_dump(mode="json") for g in grants]
         data["runs"] = [run_json(store, r) for r in runs]
         _out(json.dumps(data, indent=2))
@@ -689,6 +712,10 @@ def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
         _out(f"{key:<20} {value}")
+    if last_use:
+        by = last_use["identity"] or "an unnamed caller"
+        agents = f" (agent {', '.join(last_use['agents'])})" if last_use["agents"] else ""
+        _out(f"{'last used by':<20} {by}{agents}, {last_use['at']} ({last_use['evidence']})")
     if grants:
         _out("")
         _out("who can reach it:")

@@ -14,7 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from console.model import Credential
+from console.callers import agents_by_caller, caller_agents
+from console.model import Credential, UsageEvent
 from console.vocabulary import NONE, no_use_text
 from screens.base import KeyshiftScreen
 from screens.format import ago, expires_text, expiry_state, short_fingerprint, when
@@ -43,6 +44,7 @@ class DetailScreen(KeyshiftScreen):
         super().__init__()
         self.cred_id = cred_id
         self.cred: Credential | None = None
+        self.last_use: UsageEvent | None = None  # the latest use on record
 
     @property
     def crumb(self) -> str:
@@ -67,12 +69,24 @@ class DetailScreen(KeyshiftScreen):
         try:
             cred = store.get_credential(self.cred_id)
             grants = store.grants_for_credential(self.cred_id) if cred else []
+            self.last_use = next(iter(store.usage_for_credential(self.cred_id, limit=1)), None)
             runs = store.rotation_runs(credential_id=self.cred_id, limit=HISTORY_RUNS)
             steps = {_get(r, "id"): store.rotation_steps(_get(r, "id")) for r in runs}
         except Exception as exc:
             self.fail_from_thread(exc)
             return
         self.app.call_from_thread(self._show, cred, grants, runs, steps)
+
+    def _last_use_by(self, use: UsageEvent) -> str:
+        """Who made the latest use: the caller the evidence names and the agents that run as
+        it (``console/callers.py``)."""
+        loaded = self.ks.loaded
+        by_caller = agents_by_caller(loaded.inventory.agents) if loaded else {}
+        agents = caller_agents(use.identity, by_caller)
+        text = use.identity or "a caller the evidence does not name"
+        if agents:
+            text += f"  (agent {', '.join(agents)})"
+        return text + (f"  {use.operation}" if use.operation else "")
 
     def _show(self, cred: Credential | None, grants: list, runs: list, steps: dict) -> None:
         if not self.alive:
@@ -125,6 +139,7 @@ class DetailScreen(KeyshiftScreen):
                     ),
                 ),
             ),
+            *([("last used by", self._last_use_by(self.last_use))] if self.last_use else []),
             ("rotator", cred.rotator or "-"),
             ("max age", f"{cred.max_age_days}d" if cred.max_age_days else "-"),
             ("fingerprint", short_fingerprint(cred.fingerprint)),

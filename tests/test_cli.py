@@ -128,6 +128,12 @@ def test_sync_ls_show_and_no_canary_anywhere(tmp_path, env):
     assert "team-support" in show.stdout and "support-bot" in show.stdout
     show_json = json.loads(run(tmp_path, env, "show", openai["id"], "--format", "json").stdout)
     assert show_json["grants"][0]["agent"] == "support-bot"
+    # a declared last use: a time and its evidence, with no caller named
+    assert (openai["used"], stripe["used"]) == ("used", "unknown")
+    last = show_json["last_use"]
+    assert last["at"].startswith("2026-11-20") and last["evidence"] == "declared"
+    assert last["identity"] is None and last["agents"] == []
+    assert "last used by" in show.stdout and "(declared)" in show.stdout
 
     second = run(tmp_path, env, "sync", "--format", "json")
     summary = json.loads(second.stdout)

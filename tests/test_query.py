@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -235,6 +236,17 @@ def _random_creds(n: int, seed: int = 11) -> list[Credential]:
     return out
 
 
+def cover(path: Path, since: datetime) -> None:
+    """vault-prod's audit log read without a gap since ``since`` (a sync's read position)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
+            "covers_since, updated_at) VALUES ('vault-prod', '/var/log/audit.log', 1, 0, '', "
+            "0, ?1, ?1)",
+            (ts(since),),
+        )
+
+
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     path = tmp_path_factory.mktemp("query") / "k.db"
@@ -243,13 +255,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     store.bulk_insert_credentials(creds)
     # vault-prod's audit log read without a gap since 100 days ago: what makes used:never
     # (its KV secrets and tokens made since, with no use) tell from used:unknown
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
-            "covers_since, updated_at) VALUES ('vault-prod', '/var/log/audit.log', 1, 0, '', 0, ?1, "
-            "?1)",
-            (ts(NOW - timedelta(days=100)),),
-        )
+    cover(path, NOW - timedelta(days=100))
     yield store, {c.id: c for c in creds}
     store.close()
 
@@ -433,13 +439,7 @@ def test_used_never_only_where_evidence_covers_the_whole_life(tmp_path) -> None:
     ]
     store = Store(tmp_path / "k.db")
     store.bulk_insert_credentials(creds)
-    with sqlite3.connect(tmp_path / "k.db") as conn:
-        conn.execute(
-            "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
-            "covers_since, updated_at) VALUES ('vault-prod', '/var/log/audit.log', 1, 0, '', 0, ?1, "
-            "?1)",
-            (ts(since),),
-        )
+    cover(tmp_path / "k.db", since)
     never = {"kv-covered", "kv1-covered", "token-covered", "key-no-use"}
     unknown = {x.name for x in creds if x.last_used_at is None} - never
     with time_machine.travel(NOW, tick=False):

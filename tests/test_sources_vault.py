@@ -18,6 +18,7 @@ import yaml
 from conftest import BUILTIN_INVENTORY
 
 from console import secret_refs
+from console.callers import agents_by_caller, caller_agents
 from console.config import LoadedInventory, loads_inventory
 from console.errors import SourceError
 from console.fingerprint import fingerprint
@@ -654,6 +655,10 @@ def test_usage_from_the_audit_log(seeded_sandbox: Any, vault: Any, tmp_path: Pat
     assert len(events) == 1 and events[0].identity == "approle:support-bot"
     assert events[0].evidence == "vault:audit" and events[0].operation == "read"
     assert events[0].remote == "127.0.0.1"
+    # the caller it names is the agent that runs as that role (what `show` and the console
+    # say of the last use)
+    by_caller = agents_by_caller(loaded.inventory.agents)
+    assert caller_agents(events[0].identity, by_caller) == ["support-bot"]
 
 
 def test_over_broad_policy_and_missing_role(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from console.callers import agents_by_caller, principal
 from console.findings.facts import Facts
 from console.findings.grant_shape import reaches, through_wide_rule
 from console.findings.rules import Draft, Rule, by_sensitivity
-from console.inventory import AwsIdentity, VaultIdentity
 from console.vocabulary import IAM_LAST_USED, VAULT_AUDIT
 
 RULES = [
@@ -64,11 +64,11 @@ def _never_used(facts: Facts) -> Iterator[Draft]:
 
 
 def _grant_unused(facts: Facts) -> Iterator[Draft]:
-    agents_of = _identity_agents(facts)
+    agents_of = agents_by_caller(facts.agents.values())
     last_use: dict[tuple[str, str], datetime] = {}  # (agent, credential) -> latest use
     for use in facts.usage:
         at = datetime.fromisoformat(use["at"]) if isinstance(use["at"], str) else use["at"]
-        for agent in agents_of.get(use["identity"], set()):
+        for agent in agents_of.get(principal(use["identity"]), set()):
             key = (agent, use["credential_id"])
             if key not in last_use or at > last_use[key]:
                 last_use[key] = at
@@ -109,59 +109,29 @@ def _stale(facts: Facts) -> Iterator[Draft]:
                         f"stale after {limit} days", credential_id=cred.id)
 
 
-def _identity_agents(facts: Facts) -> dict[str, set[str]]:
-    """How usage evidence names an identity (``_principal``) -> the agents that run as it."""
-    out: dict[str, set[str]] = {}
-    for agent in facts.agents.values():
-        for ident in agent.identities:
-            key = None
-            if isinstance(ident, VaultIdentity):
-                prefix = {"vault-approle": "approle", "vault-entity": "entity"}.get(ident.type)
-                key = f"{prefix}:{ident.role}" if prefix else None
-            elif isinstance(ident, AwsIdentity):
-                key = f"iam-{ident.type.removeprefix('aws-iam-')}:{ident.name}"
-            if key:
-                out.setdefault(key, set()).add(agent.name)
-    return out
-
-
-def _principal(identity: str) -> str:
-    """CloudTrail names the caller by ARN: an IAM user's (``arn:aws:iam::<account>:user/
-    [<path>/]<name>``) is ``iam-user:<name>``, a role session's (``arn:aws:sts::<account>:
-    assumed-role/<role>/<session>``) is ``iam-role:<role>``, as an agent's identities are
-    named. Any other identity is itself."""
-    if identity.startswith("arn:aws"):
-        resource = identity.split(":", 5)[-1]
-        if resource.startswith("user/"):
-            return f"iam-user:{resource.rsplit('/', 1)[-1]}"
-        if resource.startswith("assumed-role/") and resource.count("/") >= 1:
-            return f"iam-role:{resource.split('/')[1]}"
-    return identity
-
-
 def _without_grant(facts: Facts) -> Iterator[Draft]:
     if not facts.agents:
         return  # no inventory: no agent to compare the evidence with
-    agents_of = _identity_agents(facts)
+    agents_of = agents_by_caller(facts.agents.values())
     # one finding per credential and caller: a role's sessions are one caller
     latest: dict[tuple[str, str], dict] = {}
     for use in facts.usage:
         if use["evidence"] not in NAMING_EVIDENCE or use["credential_id"] not in facts.by_id:
             continue  # evidence that does not name who used it
-        key = (use["credential_id"], _principal(use["identity"]))
+        key = (use["credential_id"], principal(use["identity"]))
         if key not in latest or str(use["at"]) > str(latest[key]["at"]):
             latest[key] = use
-    for (cid, principal), use in sorted(latest.items()):
+    for (cid, caller), use in sorted(latest.items()):
         cred = facts.by_id[cid]
         holders = {g.agent for g in facts.grants_of.get(cid, [])}
-        agents = agents_of.get(principal, set())
+        agents = agents_of.get(caller, set())
         if agents & holders:
             continue
         identity = use["identity"]
-        named = principal if principal == identity else f"{principal} ({identity})"
+        named = caller if caller == identity else f"{caller} ({identity})"
         who = (f"{named} (agent {', '.join(sorted(agents))}, which holds no grant on it)"
                if agents else f"{named}, which no agent of the inventory runs as")
         yield Draft("use.without-grant", "high",
-                    f"{cred.name} used by {principal} without a known grant",
+                    f"{cred.name} used by {caller} without a known grant",
                     f"last read {use['at']} by {who} ({use['evidence']})",
-                    credential_id=cid, key=principal)
+                    credential_id=cid, key=caller)
