@@ -42,24 +42,33 @@ def find_bao() -> str:
     return found
 
 
-def start_bao(token: str, workdir: Path) -> tuple[subprocess.Popen, str]:
-    """A dev server (it writes ~/.vault-token, hence ``HOME`` in ``workdir``)."""
+def start_bao(
+    token: str, workdir: Path, audit_log: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A dev server (it writes ~/.vault-token, hence ``HOME`` in ``workdir``); with
+    ``audit_log``, a file audit device writing there (OpenBao takes one only from its
+    configuration, not over the API)."""
     port = free_port()
     address = f"http://127.0.0.1:{port}"
     argv = [find_bao(), "server", "-dev", f"-dev-root-token-id={token}",
             f"-dev-listen-address=127.0.0.1:{port}"]
+    if audit_log is not None:
+        config = workdir / "audit.hcl"
+        config.write_text('audit "file" "file" {\n  options {\n'
+                          f"    file_path = {json.dumps(str(audit_log))}\n  }}\n}}\n")
+        argv.append(f"-config={config}")
     return start_server(argv, f"{address}/v1/sys/health", "OpenBao", home=workdir), address
 
 
 @contextlib.contextmanager
-def running_bao() -> Iterator[tuple[str, str]]:
+def running_bao(audit_log: Path | None = None) -> Iterator[tuple[str, str]]:
     """(address, root token) of a fresh OpenBao dev server, stopped on exit. The token is also
     put in ``BAO_TOKEN`` (this process's memory and its children's only): a source with no
     ``token`` reference signs in with it."""
     token = stdlib_secrets.token_urlsafe(24)
     os.environ["BAO_TOKEN"] = token
     with tempfile.TemporaryDirectory(prefix="keyshift-bench-") as tmp:
-        proc, address = start_bao(token, Path(tmp))
+        proc, address = start_bao(token, Path(tmp), audit_log)
         try:
             yield address, token
         finally:

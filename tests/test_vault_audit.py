@@ -245,11 +245,11 @@ def test_openbao_rotating_its_log_between_syncs_loses_nothing(
 
 def token_line(n: int, accessor: str | None, *, error: str | None = None,
                login_of: str | None = None, seeded: bool = False, operation: str = "update",
-               logged_accessor: bool = True) -> bytes:
+               logged_accessor: bool = True, path: str = "sys/mounts") -> bytes:
     """A response line as OpenBao writes it for a request made with the token ``accessor``
     (None: a login, whose top-level ``auth`` is the token it made, ``login_of``)."""
     request: dict[str, Any] = {"id": str(uuid.uuid4()), "operation": operation,
-                               "path": "auth/approle/login" if login_of else "sys/mounts",
+                               "path": "auth/approle/login" if login_of else path,
                                "remote_address": "127.0.0.9",
                                "data": {"input": "hmac-sha256:beef"}}
     if accessor:
@@ -283,14 +283,17 @@ def test_each_token_s_latest_successful_request_is_collected(tmp_path: Path) -> 
         + token_line(9, "acc-b", logged_accessor=False)  # an older device: auth.accessor
         + token_line(10, "acc-seed", seeded=True)
         + token_line(11, "hmac-sha256:feed", operation="read")
+        + token_line(12, "hmac-sha256:feed", operation="read", path="kv/data/agents/x")
     )
     batch = read_audit_log(log)
     assert sorted(batch.tokens) == ["acc-a", "acc-b", "hmac-sha256:feed"]
     a = batch.tokens["acc-a"]
     assert a.at == parse_vault_time("2026-12-03T11:00:05.000005Z") and a.count == 3
     assert (a.operation, a.remote, a.display_name) == ("update", "127.0.0.9", "token-x")
-    assert batch.tokens["hmac-sha256:feed"].operation == "read"
-    assert batch.reads[0].path == "sys/mounts"  # a read response is still a read
+    feed = batch.tokens["hmac-sha256:feed"]
+    assert (feed.operation, feed.count) == ("read", 2)
+    # a read under sys/ is the token's use but no KV read (no KV mount lives there)
+    assert [r.path for r in batch.reads] == ["kv/data/agents/x"]
     assert "beef" not in repr(batch) and "cafe" not in repr(batch)  # no data copied
     assert batch.malformed == 0
 
