@@ -712,8 +712,8 @@ def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
         _out(f"{key:<20} {value}")
-    if last_use:
-        by = last_use["identity"] or "an unnamed caller"
+    if last_use and last_use["identity"]:  # evidence that names who used it
+        by = last_use["identity"]
         agents = f" (agent {', '.join(last_use['agents'])})" if last_use["agents"] else ""
         _out(f"{'last used by':<20} {by}{agents}, {last_use['at']} ({last_use['evidence']})")
     if grants:

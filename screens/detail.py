@@ -83,7 +83,7 @@ class DetailScreen(KeyshiftScreen):
         loaded = self.ks.loaded
         by_caller = agents_by_caller(loaded.inventory.agents) if loaded else {}
         agents = caller_agents(use.identity, by_caller)
-        text = use.identity or "a caller the evidence does not name"
+        text = use.identity or ""
         if agents:
             text += f"  (agent {', '.join(agents)})"
         return text + (f"  {use.operation}" if use.operation else "")
@@ -139,7 +139,8 @@ class DetailScreen(KeyshiftScreen):
                     ),
                 ),
             ),
-            *([("last used by", self._last_use_by(self.last_use))] if self.last_use else []),
+            *([("last used by", self._last_use_by(self.last_use))]
+              if self.last_use and self.last_use.identity else []),
             ("rotator", cred.rotator or "-"),
             ("max age", f"{cred.max_age_days}d" if cred.max_age_days else "-"),
             ("fingerprint", short_fingerprint(cred.fingerprint)),

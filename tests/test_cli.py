@@ -133,7 +133,7 @@ def test_sync_ls_show_and_no_canary_anywhere(tmp_path, env):
     last = show_json["last_use"]
     assert last["at"].startswith("2026-11-20") and last["evidence"] == "declared"
     assert last["identity"] is None and last["agents"] == []
-    assert "last used by" in show.stdout and "(declared)" in show.stdout
+    assert "last used by" not in show.stdout  # the declared date names nobody
 
     second = run(tmp_path, env, "sync", "--format", "json")
     summary = json.loads(second.stdout)

@@ -259,6 +259,15 @@ def test_cloudtrail_reads_by_callers_without_a_grant(world: World) -> None:
     assert "no agent of the inventory runs as" in admin.evidence
     assert "agent aws-bot, which holds no grant" in found[(other.id,
                                                            "iam-role:reader-role")].evidence
+    # show names the latest use's caller and the agent that runs as it
+    (world.tmp / "inventory.yaml").write_text(INVENTORY)
+    inv = ("--inventory", str(world.tmp / "inventory.yaml"))
+    shown = json.loads(cli(world.tmp, *inv, "show", other.id, "--format", "json").stdout)
+    assert shown["last_use"]["identity"].endswith("assumed-role/reader-role/run-7")
+    assert shown["last_use"]["agents"] == ["aws-bot"]
+    assert shown["last_use"]["evidence"] == "aws:cloudtrail"
+    text = cli(world.tmp, *inv, "show", other.id).stdout
+    assert "last used by" in text and "(agent aws-bot)" in text
 
 
 def test_never_used_only_where_evidence_covers_its_whole_life(world: World) -> None:
