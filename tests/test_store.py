@@ -888,3 +888,49 @@ def test_words_with_letters_beyond_ascii_match_as_the_filter_language_says(store
             got = sorted(c.id for c in store.page_credentials(query, plan=plan))
             assert got == want, (text, plan)
             assert store.count_credentials(query, plan=plan) == len(want), (text, plan)
+
+
+def test_a_store_with_log_positions_from_before_token_use_starts_its_token_evidence_now(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """A store at version 8 may have read its audit log looking for KV reads only: the
+    coverage its positions claim says nothing of tokens. After migration 9, a token made
+    before the migration has no evidence of no use (unknown), one made after has (never);
+    a KV secret keeps the log's coverage. A store with no position gets no such limit."""
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def position(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
+            "covers_since, updated_at) VALUES ('v', '/var/log/audit.log', 1, 0, '', 0, ?1, ?1)",
+            (store_mod.ts(since),),
+        )
+
+    conn = sqlite3.connect(db_path)
+    store_mod.migrate(conn, upto=8)
+    position(conn)
+    conn.commit()
+    conn.close()
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    with Store(db_path) as store:
+        after = datetime.now(UTC) + timedelta(minutes=1)
+
+        def c(name: str, kind: str, created: datetime) -> Credential:
+            return Credential(id=f"v:{kind}:{name}", source="v", kind=kind, native_id=name,
+                              name=name, created_at=created)
+
+        store.bulk_insert_credentials([
+            c("old-token", "vault-token", before), c("new-token", "vault-token", after),
+            c("kv", "kv", before),
+        ])
+        assert {x.name for x in store.all_credentials(parse("used:never"))} == {
+            "new-token", "kv"}
+    fresh = tmp_path / "fresh.db"
+    conn = sqlite3.connect(fresh)
+    store_mod.migrate(conn)
+    position(conn)
+    conn.commit()
+    conn.close()
+    with Store(fresh) as store:
+        store.bulk_insert_credentials([c("old-token", "vault-token", before)])
+        assert [x.name for x in store.all_credentials(parse("used:never"))] == ["old-token"]

@@ -449,6 +449,74 @@ def test_token_use_that_cannot_be_matched_restarts_the_coverage(
     assert token not in repr(result)
 
 
+def _audit_hash_calls(log: Path, after: int) -> int:
+    """Requests to sys/audit-hash the log holds past byte ``after``."""
+    count = 0
+    for raw in log.read_bytes()[after:].splitlines():
+        entry = json.loads(raw)
+        if entry.get("type") == "request" and str(
+            (entry.get("request") or {}).get("path", "")
+        ).startswith("sys/audit-hash/"):
+            count += 1
+    return count
+
+
+def test_a_gone_token_s_use_costs_the_hashes_once_per_process(
+    seeded_sandbox: Any, vault: Any, tmp_path: Path
+) -> None:
+    """A short-lived token that made requests and is gone by the sync cannot be matched:
+    every listed token is hashed looking for it. The hashes are remembered for the process,
+    so the next sync (the console's, the scheduler's) hashes only keyshift's own token again,
+    to check the device's salt, and still matches a used token's request."""
+    import hvac
+
+    from console.sources import vault as vault_source
+
+    vault_source._HASHES.clear()  # as a new process starts: earlier tests' syncs hashed too
+    address = seeded_sandbox.state.vault_addr
+
+    def churn() -> None:  # a token that makes a request and is revoked before the sync
+        gone = vault.auth.token.create(policies=["default"], ttl="10m")["auth"]
+        hvac.Client(url=address, token=gone["client_token"], timeout=30).lookup_token()
+        vault.auth.token.revoke_accessor(gone["accessor"])
+
+    kept = vault.auth.token.create(policies=["default"], ttl="10m")["auth"]
+    churn()
+    log = Path(seeded_sandbox.state.vault_audit_log)
+    inv = {"version": 1, "sources": [{"name": "v", "type": "openbao", "sandbox": True,
+                                      "kv_mounts": [], "fingerprint": False,
+                                      "leases": False}]}
+    loaded = loaded_from(inv, tmp_path)
+    start = log.stat().st_size
+    first = VaultSource(loaded.source("v"), loaded).collect()
+    listed = sum(1 for c in first.credentials if c.kind == "vault-token")
+    cold = _audit_hash_calls(log, start)
+    assert cold >= listed > 2  # every listed token hashed, the gone one never found
+
+    hvac.Client(url=address, token=kept["client_token"], timeout=30).lookup_token()
+    churn()
+    start = log.stat().st_size
+    second = VaultSource(loaded.source("v"), loaded).collect()
+    warm = _audit_hash_calls(log, start)
+    assert warm <= 2, (cold, warm)  # keyshift's own token, afresh (and nothing new to hash)
+    rows = {c.native_id: c for c in second.credentials if c.kind == "vault-token"}
+    assert rows[kept["accessor"]].last_used_evidence == "vault:audit"
+
+    # a device enabled again hashes under a new salt: what is remembered no longer matches
+    # (here: every remembered hash made wrong). keyshift's own token, hashed afresh, shows
+    # it; the rest is dropped and hashed again, and the use is still found
+    for known in vault_source._HASHES.values():
+        for accessor in known:
+            known[accessor] = "hmac-sha256:" + "0" * 64
+    used_at = rows[kept["accessor"]].last_used_at
+    hvac.Client(url=address, token=kept["client_token"], timeout=30).lookup_token()
+    start = log.stat().st_size
+    third = VaultSource(loaded.source("v"), loaded).collect()
+    assert _audit_hash_calls(log, start) > warm
+    rows = {c.native_id: c for c in third.credentials if c.kind == "vault-token"}
+    assert rows[kept["accessor"]].last_used_at > used_at
+
+
 @pytest.fixture
 def plain_accessor_bao(tmp_path: Path):  # type: ignore[no-untyped-def]
     """An OpenBao dev server of its own whose file audit device logs accessors in plaintext

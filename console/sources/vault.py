@@ -63,6 +63,12 @@ _POOL_SIZE = 8
 # accessors hashed per round of sys/audit-hash calls: matching stops after the round in which
 # every HMAC'd accessor of the log is found, so few rounds run when the active tokens are young
 _HASH_ROUND = 64
+# (server address and namespace, audit device) -> accessor -> its HMAC under that device's
+# salt: what sys/audit-hash answered, kept for the process (the console and the scheduler
+# sync again and again; a token's hash does not change while the device keeps its salt, and
+# keyshift's own accessor, hashed afresh at every match, tells when it does not)
+_HASHES: dict[tuple[str, str], dict[str, str]] = {}
+_HASHES_LOCK = threading.Lock()
 _HMAC = "hmac-sha256:"
 # custom_metadata keys keyshift reads into Credential fields; the rest become tags
 _KNOWN_META = {"owner", "environment", "scope", "sensitivity", "rotator", "created"}
@@ -162,6 +168,7 @@ class VaultClient:
 
         self.source = source
         self.address = address
+        self.namespace = namespace
         self.hvac = hvac_client(VaultConnection(source, address, token or "", namespace))
         self.raw = hvac.adapters.RawAdapter.from_adapter(self.hvac.adapter)
         self._direct = _Direct.of(self.hvac.adapter)
@@ -1374,6 +1381,44 @@ class VaultSource:
             if grant.credential_id in cids:
                 listed.grants[i] = grant.model_copy(update={"used": True})
 
+    def _hash_caches(
+        self,
+        client: VaultClient,
+        pool: ThreadPoolExecutor,
+        devices: list[str],
+        candidates: list[tuple[bool, float, str]],
+        rows: dict[str, int],
+    ) -> dict[str, dict[str, str]]:
+        """Each device's remembered hashes (``_HASHES``), for the tokens still listed. The
+        first candidate (keyshift's own token, when listed) is hashed afresh: a hash that
+        differs from the remembered one means the device's salt changed (it was enabled
+        again), and what was remembered for it is dropped."""
+        out: dict[str, dict[str, str]] = {}
+        probe = candidates[0][2] if candidates and not candidates[0][0] else None
+        fresh: dict[str, str | None] = {}
+        if probe is not None:
+            for device, status, body in pool.map(
+                lambda d: (d, *client.json("POST", f"sys/audit-hash/{d}",
+                                           json={"input": probe})),
+                devices,
+            ):
+                value = (body.get("data") or body).get("hash") if status == 200 else None
+                fresh[device] = value if isinstance(value, str) else None
+        with _HASHES_LOCK:
+            for device in devices:
+                key = (f"{client.address}|{client.namespace or ''}", device)
+                known = _HASHES.setdefault(key, {})
+                if probe is None or fresh.get(device) is None or (
+                    probe in known and known[probe] != fresh[device]
+                ):
+                    known.clear()  # nothing to check it by, or the salt changed
+                for gone in [a for a in known if a not in rows]:
+                    del known[gone]  # the token is gone: nobody asks for it again
+                if probe is not None and fresh.get(device) is not None:
+                    known[probe] = fresh[device]  # type: ignore[assignment]
+                out[device] = known
+        return out
+
     def _hash_devices(self, client: VaultClient, result: CollectResult) -> list[str]:
         """The audit devices whose HMAC names the accessors in the file keyshift reads: the
         file devices writing to that path, else (the server's path is not ours to compare)
@@ -1441,29 +1486,44 @@ class VaultSource:
             created = cred.created_at.timestamp() if cred.created_at else float("inf")
             candidates.append((not own, -created, accessor))
         candidates.sort()
-        work = [(device, accessor) for _o, _c, accessor in candidates for device in devices]
         remaining = dict(hashed)
         found: dict[str, TokenUse] = {}
         failed: dict[int, int] = {}
 
-        def one(item: tuple[str, str]) -> tuple[str, int, str | None]:
+        def one(item: tuple[str, str]) -> tuple[str, str, int, str | None]:
             device, accessor = item
             status, body = client.json(
                 "POST", f"sys/audit-hash/{device}", json={"input": accessor}
             )
             value = (body.get("data") or body).get("hash") if status == 200 else None
-            return accessor, status, value if isinstance(value, str) else None
+            return device, accessor, status, value if isinstance(value, str) else None
 
+        def take(accessor: str, value: str) -> None:
+            if value in remaining:
+                use = remaining.pop(value)
+                if accessor not in found or use.at > found[accessor].at:
+                    found[accessor] = use
+
+        caches = self._hash_caches(client, pool, devices, candidates, rows)
+        work: list[tuple[str, str]] = []
+        for _own, _created, accessor in candidates:
+            for device in devices:
+                known = caches[device].get(accessor)
+                if known is None:
+                    work.append((device, accessor))
+                else:
+                    take(accessor, known)
         for start in range(0, len(work), _HASH_ROUND):
-            for accessor, status, value in pool.map(one, work[start:start + _HASH_ROUND]):
-                if value is None:
-                    failed[status] = failed.get(status, 0) + 1
-                elif value in remaining:
-                    use = remaining.pop(value)
-                    if accessor not in found or use.at > found[accessor].at:
-                        found[accessor] = use
             if not remaining:
                 break
+            for device, accessor, status, value in pool.map(one,
+                                                            work[start:start + _HASH_ROUND]):
+                if value is None:
+                    failed[status] = failed.get(status, 0) + 1
+                    continue
+                with _HASHES_LOCK:
+                    caches[device][accessor] = value
+                take(accessor, value)
         if failed:
             codes = ", ".join(f"HTTP {code}: {n}" for code, n in sorted(failed.items()))
             result.errors.append(

@@ -36,6 +36,7 @@ from console.store.rows import (
     ts,
     utcnow,
 )
+from console.store.schema import TOKEN_USE_FROM
 
 
 class CredentialRows(StoreBase):
@@ -56,7 +57,7 @@ class CredentialRows(StoreBase):
 
     def _no_use(self) -> str:
         """The SQL of ``no_use_evidence`` under the evidence's coverage now (``no_use_sql``)."""
-        return no_use_sql(self.evidence_coverage())
+        return no_use_sql(self.evidence_coverage(), parse_ts(self.get_meta(TOKEN_USE_FROM)))
 
     def _plan(self, query: Query | None, mode: str, **kwargs: Any) -> Plan:
         return PlanBuilder(query, mode, no_use=self._no_use(), **kwargs).build()

@@ -43,19 +43,25 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def no_use_sql(coverage: dict[str, datetime]) -> str:
+def no_use_sql(coverage: dict[str, datetime], tokens_from: datetime | None = None) -> str:
     """The SQL of a credential's ``no_use_evidence`` (``console/vocabulary.py``): the evidence
     that covers its whole life and shows no use, or NULL. ``coverage`` is each source's start
     of gapless use evidence (``evidence_coverage``); a handful of sources, so inlined as
-    literals: one expression the filters and every row read share, with no join."""
+    literals: one expression the filters and every row read share, with no join. A token
+    must also be younger than ``tokens_from``, when the store's evidence of tokens' use
+    began later than its log positions (schema migration 9)."""
     covered = " OR ".join(
         f"(c.source = {_literal(source)} AND c.created_at >= {_literal(ts(since) or '')})"
         for source, since in sorted(coverage.items())
     )
     audited = ", ".join(_literal(kind) for kind in AUDITED_KINDS)
+    token_from = (
+        f" AND c.created_at >= {_literal(ts(tokens_from) or '')}" if tokens_from else ""
+    )
     vault = (
         f" WHEN c.kind IN ({audited}) AND ({covered}) AND (c.kind != 'vault-token' "
-        f"OR json_extract(c.tags, '$.keyshift') IS NULL) THEN {_literal(VAULT_AUDIT)}"
+        f"OR (json_extract(c.tags, '$.keyshift') IS NULL{token_from})) "
+        f"THEN {_literal(VAULT_AUDIT)}"
         if covered else ""
     )
     return (

@@ -562,6 +562,22 @@ def _m008_search_pairs(db: sqlite_utils.Database) -> None:
     )
 
 
+# meta key: since when every token's use in the audit log has been read (see _m009)
+TOKEN_USE_FROM = "token_use_evidence_from"
+
+
+def _m009_token_use_evidence(db: sqlite_utils.Database) -> None:
+    """Where the store already holds audit log read positions, the lines behind them may
+    have been read by a keyshift that looked for KV reads only: their coverage says nothing
+    about tokens. Evidence of a token's use (and so its ``never``) starts now for such a
+    store; a store with no position yet reads every line for both from its first sync."""
+    if db.execute("SELECT 1 FROM read_positions LIMIT 1").fetchone():
+        db.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            [TOKEN_USE_FROM, ts(utcnow())],
+        )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_core,
     _m002_search,
@@ -571,6 +587,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m006_task_owner,
     _m007_search_chars,
     _m008_search_pairs,
+    _m009_token_use_evidence,
 ]
 
 
