@@ -1237,3 +1237,72 @@ async def test_quit_waits_for_a_running_rotation(kv_secret) -> None:
     finally:
         release.set()
         registry.unregister("test-slow-create")
+
+
+LAST_USE_INVENTORY = """\
+version: 1
+sources:
+  - {name: v, type: openbao, sandbox: true}
+agents:
+  - name: support-bot
+    environment: prod
+    identities: [{type: vault-approle, source: v, role: support-bot}]
+"""
+
+
+@sync_test
+async def test_last_use_says_never_unknown_or_who(tmp_path: Path) -> None:
+    """LAST USED: a time; `never` where the audit log covers the secret's whole life and
+    shows no use; `unknown` where it does not cover it. The detail names the caller of the
+    latest use and the agent that runs as it, and the evidence behind a `never`."""
+    from datetime import timedelta
+
+    from console.config import loads_inventory
+    from console.model import ReadPosition, UsageEvent
+
+    loaded = loads_inventory(LAST_USE_INVENTORY, file="inventory.yaml", base_dir=tmp_path)
+    since = FROZEN - timedelta(days=30)
+
+    def kv(name: str, days: int, **kw) -> Credential:  # type: ignore[no-untyped-def]
+        return Credential(id=f"v:kv:secret/{name}", source="v", kind="kv",
+                          native_id=f"secret/{name}", name=name,
+                          created_at=FROZEN - timedelta(days=days), **kw)
+
+    read = kv("read-one", 10, last_used_at=FROZEN - timedelta(days=2),
+              last_used_evidence="vault:audit")
+    rows = [read, kv("idle-one", 10), kv("older-than-the-log", 90)]
+    store = Store(tmp_path / "keyshift.db")
+    sync = store.begin_sync(["v"], "test")
+    store.apply_source(
+        sync, "v", rows, [],
+        [UsageEvent(credential_id=read.id, at=FROZEN - timedelta(days=2),
+                    identity="approle:support-bot", operation="read", evidence="vault:audit")],
+        [], True,
+        [ReadPosition(log="/var/log/audit.log", inode=1, offset=10, head="h",
+                      covers_since=since)],
+    )
+    store.finish_sync(sync, "ok", {})
+    app = make_app(store, loaded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        lines = {line.split()[0]: line for line in screen_text(app).splitlines()
+                 if line.split() and line.split()[0] in {c.name for c in rows}}
+        assert "2d ago" in lines["read-one"]
+        # EXPIRES says never for all three (no expiry); LAST USED for the idle one only
+        assert lines["idle-one"].count(" never ") == 2 and "unknown" not in lines["idle-one"]
+        assert lines["older-than-the-log"].count(" never ") == 1
+        assert " unknown " in lines["older-than-the-log"]
+        await type_filter(pilot, "used:never")
+        assert await all_names(pilot) == ["idle-one"]
+        await pilot.press("enter", "enter")  # out of the box, into the detail
+        await settle(pilot)
+        assert "never  (vault:audit covers its whole life)" in screen_text(app)
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+        await type_filter(pilot, "name:read-one")
+        await pilot.press("enter", "enter")
+        await settle(pilot)
+        text = screen_text(app)
+        assert isinstance(app.screen, DetailScreen)
+        assert "last used by  approle:support-bot  (agent support-bot)  read" in text
+    store.close()
