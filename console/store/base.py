@@ -20,6 +20,7 @@ from console.store.rows import (
     BUSY_TIMEOUT_MS,
     CANCEL_TICK_STEPS,
     iter_rows,
+    parse_ts,
 )
 from console.store.schema import MIGRATIONS, migrate, schema_version
 
@@ -303,6 +304,15 @@ class StoreBase:
     def _read(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
         with self._guard("read"):
             return list(iter_rows(self._conn().execute(sql, params)))
+
+    def _times_by_source(self, sql: str) -> dict[str, datetime]:
+        """``source`` -> ``at`` of each row ``sql`` reads (rows with no time left out)."""
+        out: dict[str, datetime] = {}
+        for r in self._read(sql):
+            at = parse_ts(r["at"])
+            if at is not None:
+                out[r["source"]] = at
+        return out
 
     def _scalar(self, sql: str, params: Sequence | dict = ()) -> Any:
         with self._guard("read"):

@@ -45,15 +45,10 @@ class CredentialRows(StoreBase):
     def evidence_coverage(self) -> dict[str, datetime]:
         """Source -> since when its use evidence runs without a gap (the latest start of its
         logs: a source is covered only where every log of it is)."""
-        out: dict[str, datetime] = {}
-        for r in self._read(
-            "SELECT source, max(covers_since) AS since FROM read_positions "
+        return self._times_by_source(
+            "SELECT source, max(covers_since) AS at FROM read_positions "
             "WHERE covers_since IS NOT NULL GROUP BY source"
-        ):
-            since = parse_ts(r["since"])
-            if since is not None:
-                out[r["source"]] = since
-        return out
+        )
 
     def _no_use(self) -> str:
         """The SQL of ``no_use_evidence`` under the evidence's coverage now (``no_use_sql``)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from console.store.base import StoreBase
-from console.store.rows import parse_ts, ts
+from console.store.rows import ts
 
 
 class MetricsRows(StoreBase):
@@ -36,15 +36,10 @@ class MetricsRows(StoreBase):
     def last_successful_syncs(self) -> dict[str, datetime]:
         """source -> when a sync last applied its listing (ok, or partial: the rows it could
         read were written)."""
-        out: dict[str, datetime] = {}
-        for r in self._read(
+        return self._times_by_source(
             "SELECT source, max(at) AS at FROM sync_source_results "
             "WHERE status IN ('ok', 'partial') GROUP BY source"
-        ):
-            at = parse_ts(r["at"])
-            if at is not None:
-                out[r["source"]] = at
-        return out
+        )
 
     def latest_sync_statuses(self) -> dict[str, str]:
         """source -> the status of its newest sync result (ok, partial or failed)."""
