@@ -39,13 +39,13 @@ set lifetime
 audit trail
     A system recorded its use, so "who used it, when" has an answer. ``yes`` when a source
     recorded use (``last_used_evidence``, or a usage event) with evidence other than
-    ``declared`` (a person's statement in the YAML is not a record). ``unknown`` when nothing
-    is recorded but keyshift reads use evidence for it (a Vault KV secret on a source whose
-    audit log keyshift reads, a Secrets Manager secret, an IAM key): unused so far, or used
-    before the evidence reaches back; keyshift does not record how far back that is.
-    ``no`` when nothing keyshift reads could show its use (provider keys, keyring entries,
-    SSM parameters, Vault tokens, secret-ids and leases, KV on a Vault source with no audit
-    log).
+    ``declared`` (a person's statement in the YAML is not a record), or when its last use is
+    ``never``: the evidence covers its whole life and records none (``no_use_evidence``).
+    ``unknown`` when nothing is recorded but keyshift reads use evidence for it (a Vault KV
+    secret or token on a source whose audit log keyshift reads, a Secrets Manager secret, an
+    IAM key): unused so far, or used before the evidence reaches back. ``no`` when nothing
+    keyshift reads could show its use (provider keys, keyring entries, SSM parameters, Vault
+    secret-ids and leases, KV and tokens on a Vault source with no audit log).
 
 A card's share of a property is ``yes / (yes + no)``: unknowns are in neither, and are counted
 beside it, so what keyshift cannot tell neither passes nor fails a card. A card with only
@@ -84,6 +84,7 @@ from console.findings.rules import SEVERITIES
 from console.inventory import VaultSource
 from console.model import Credential
 from console.store.findings import effective_status
+from console.vocabulary import AUDITED_KINDS
 
 if TYPE_CHECKING:
     from console.config import LoadedInventory
@@ -117,7 +118,7 @@ UNKNOWN_HELP = (
 DECLARED_EVIDENCE = "declared"
 # kinds whose use keyshift reads from the provider whatever the source's settings
 USE_READ_KINDS = frozenset({"secretsmanager", "iam-key"})  # LastAccessedDate, GetAccessKeyLastUsed
-VAULT_KV_KINDS = frozenset({"kv", "kv-v1"})  # read from the Vault audit log, when there is one
+VAULT_KV_KINDS = frozenset(AUDITED_KINDS)  # read from the Vault audit log, when there is one
 # upper bounds (days, inclusive) of the age buckets; past the last is its own bucket
 AGE_BUCKETS = (30, 90, 180, 365)
 
@@ -253,6 +254,8 @@ def audit_trail(facts: Facts, cred: Credential, recorded: set[str]) -> Verdict:
     evidence = cred.last_used_evidence
     if cred.id in recorded or (evidence and evidence != DECLARED_EVIDENCE):
         return "yes"
+    if cred.no_use_evidence:
+        return "yes"  # never used, and the record says so for its whole life
     return "no" if _use_is_read(facts, cred) is False else "unknown"
 
 

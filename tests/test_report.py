@@ -24,7 +24,7 @@ from console.audit import AuditLog
 from console.cli_report import md, to_html, to_markdown
 from console.config import LoadedInventory, loads_inventory
 from console.findings.facts import gather
-from console.model import Credential, Grant, UsageEvent
+from console.model import Credential, Grant, ReadPosition, UsageEvent
 from console.store import Store
 
 KEYSHIFT = str(Path(sys.executable).parent / "keyshift")
@@ -102,9 +102,13 @@ class World:
         (tmp_path / "inventory.yaml").write_text(INVENTORY)
 
     def put(self, source: str, creds: list[Credential], grants: list[Grant] = (),  # type: ignore[assignment]
-            usage: list[UsageEvent] = ()) -> None:  # type: ignore[assignment]
+            usage: list[UsageEvent] = (),  # type: ignore[assignment]
+            covers_since: datetime | None = None) -> None:
         sync = self.store.begin_sync([source], "tester")
-        self.store.apply_source(sync, source, creds, list(grants), list(usage), [], True)
+        positions = [ReadPosition(log="/var/log/audit.log", inode=1, offset=10, head="h",
+                                  covers_since=covers_since)] if covers_since else []
+        self.store.apply_source(sync, source, creds, list(grants), list(usage), [], True,
+                                positions)
         self.store.finish_sync(sync, "ok", {})
 
     def refresh(self) -> Any:
@@ -208,6 +212,24 @@ def test_each_credential_judged(world: World) -> None:
         "set_lifetime": (7, 2, 0), "audit_trail": (3, 3, 3),
     }
     assert card.overall.tallies["audit_trail"].share == 0.5  # 3 of 6: unknowns left out
+
+
+def test_a_never_used_credential_has_its_audit_trail(world: World) -> None:
+    """An audit log that covers a secret's or a token's whole life and records no use is a
+    trail with an answer (never used): yes. Without that coverage: unknown; a token on a
+    source whose log keyshift reads is unknown too, not "nothing could show its use"."""
+    def made(name: str, kind: str, days: int) -> Credential:
+        return Credential(id=f"v:{kind}:{name}", source="v", kind=kind, native_id=name,
+                          name=name, owner="team-a", created_at=NOW - timedelta(days=days))
+
+    covered, old, token = made("covered", "kv", 10), made("old", "kv", 90), made(
+        "tok", "vault-token", 90)
+    world.put("v", [covered, old, token], covers_since=NOW - timedelta(days=30))
+    judged = {
+        j.credential.name: j.audit_trail
+        for j in scorecard.judge(gather(world.store, world.loaded, NOW), set(), set()).values()
+    }
+    assert judged == {"covered": "yes", "old": "unknown", "tok": "unknown"}
 
 
 def test_agent_and_owner_cards(world: World) -> None:
