@@ -26,6 +26,8 @@ class KeyshiftScreen(Screen):
         Binding("escape", "back", "Back", id="view.back", show=False),
         Binding("enter", "filter_done", "Done filtering", id="view.filter-done", show=False,
                 priority=True),
+        Binding("escape", "filter_clear", "Clear the filter", id="view.filter-clear",
+                show=False, priority=True),
     ]
     # actions that change a provider: under --read-only they are stripped (no key, no hint,
     # no palette entry), and the header says read-only is on
@@ -46,8 +48,8 @@ class KeyshiftScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "filter" and isinstance(self.app.focused, Input | TextArea):
             return False  # a "/" typed in a box is text (a path in a filter)
-        if action == "filter_done":
-            # only in this screen's filter box: elsewhere enter is the widget's own
+        if action in ("filter_done", "filter_clear"):
+            # only in this screen's filter box: elsewhere enter and esc are what they were
             focused = self.app.focused
             return (isinstance(focused, Input) and focused.id == "filter"
                     and focused.screen is self and hasattr(self, "filter_submitted"))
@@ -63,6 +65,22 @@ class KeyshiftScreen(Screen):
             return
         self.set_focus(table)
         box.call_later(self.call_later, self.filter_submitted)
+
+    def action_filter_clear(self) -> None:
+        """esc in the filter box: as enter does, the table takes the keys at once; once the
+        keys queued before esc have reached the box, it is emptied and closed and the filter
+        cleared (``filter_cleared``), so none of them is left behind in a hidden box."""
+        box = self.app.focused
+        table = getattr(self, "table", None)
+        if not isinstance(box, Input) or table is None:
+            return
+        self.set_focus(table)
+        box.call_later(self.call_later, self.filter_cleared)
+
+    def filter_cleared(self) -> None:
+        """Empty and close the filter box, and show every row again (each screen with a
+        filter box says how)."""
+        raise NotImplementedError
 
     def action_back(self) -> None:
         """Back to the screen below; the first screen has nowhere to go back to."""

@@ -185,6 +185,13 @@ class CredsScreen(KeyshiftScreen):
         else:
             super().action_back()
 
+    def filter_cleared(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""  # Input.Changed applies the empty filter
+        if self.filter_text:
+            self._apply_filter("")
+        box.display = False
+
     @on(Input.Submitted, "#filter")
     def filter_submitted(self) -> None:
         """Done filtering (enter, see KeyshiftScreen.action_filter_done): a filter that does

@@ -229,6 +229,11 @@ class ListScreen(KeyshiftScreen):
         if self.loaded:
             self.apply_filter()
 
+    def filter_cleared(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""  # Input.Changed applies the empty filter
+        box.display = False
+
     @on(Input.Submitted, "#filter")
     def filter_submitted(self) -> None:
         """Done filtering (see KeyshiftScreen.action_filter_done)."""

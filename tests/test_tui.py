@@ -520,6 +520,13 @@ async def test_a_filter_typed_in_one_burst_lands_whole_in_the_box(store: Store, 
         assert box.value == "zulu/xy" and not box.has_focus
         assert app.screen.sort == "expires"
         assert sorted(await all_names(pilot)) == sorted(expected(creds, "zulu/xy"))
+        # esc likewise: the box is emptied and closed after the keys before it, and the key
+        # behind it is the table's (E again: expiry, descending)
+        send_burst(app, [("slash", "/"), ("q", "q"), ("escape", None), ("E", "E")])
+        await pilot.pause(0.1)
+        await settle(pilot)
+        assert box.value == "" and not box.display and not box.has_focus
+        assert app.screen.descending and table(app).total == N
 
 
 @sync_test
