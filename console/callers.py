@@ -44,6 +44,26 @@ def agents_by_caller(agents: Iterable[Agent]) -> dict[str, set[str]]:
     return out
 
 
-def caller_agents(identity: str | None, by_caller: dict[str, set[str]]) -> list[str]:
-    """The agents that run as the caller ``identity`` names, sorted."""
-    return sorted(by_caller.get(principal(identity), set())) if identity else []
+def arn_account(arn: str | None) -> str | None:
+    """The account of an ARN (``arn:aws:<service>:<region>:<account>:...``); None otherwise."""
+    if not arn or not arn.startswith("arn:aws"):
+        return None
+    parts = arn.split(":", 5)
+    return parts[4] or None if len(parts) > 4 else None
+
+
+def foreign(identity: str | None, account: str | None) -> bool:
+    """A caller ARN of another account than ``account`` (the credential's): its user or role
+    is not the inventory's namesake in the credential's account."""
+    theirs = arn_account(identity)
+    return bool(theirs and account and theirs != account)
+
+
+def caller_agents(
+    identity: str | None, by_caller: dict[str, set[str]], account: str | None = None
+) -> list[str]:
+    """The agents that run as the caller ``identity`` names, sorted; none for a caller of
+    another account than ``account``, the credential's, when both are known."""
+    if not identity or foreign(identity, account):
+        return []
+    return sorted(by_caller.get(principal(identity), set()))

@@ -661,7 +661,7 @@ def _print_table(creds: list[Any]) -> None:
     click.echo(f"{len(creds)} credentials")
 
 
-def _last_use(ctx: Context, uses: list[Any]) -> dict | None:
+def _last_use(ctx: Context, uses: list[Any], account: str | None) -> dict | None:
     """The latest use on record: when, the evidence, the caller it names and the agents of
     the inventory that run as that caller (none without an inventory)."""
     from console.callers import agents_by_caller, caller_agents
@@ -678,7 +678,7 @@ def _last_use(ctx: Context, uses: list[Any]) -> dict | None:
         "evidence": use.evidence,
         "identity": use.identity,
         "operation": use.operation,
-        "agents": caller_agents(use.identity, by_caller),
+        "agents": caller_agents(use.identity, by_caller, account),
     }
 
 
@@ -689,6 +689,7 @@ def _last_use(ctx: Context, uses: list[Any]) -> dict | None:
 def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
     """Everything keyshift knows about one credential (never its value), and its rotations.
     CREDENTIAL is its id, its name, or the end of its id (`show openai-prod`)."""
+    from console.callers import arn_account
     from console.cli_rotation import history_lines, run_json
     from console.refs import resolve_credential
 
@@ -696,7 +697,8 @@ def show_cmd(ctx: Context, cred_id: str, fmt: str) -> None:
     cred = resolve_credential(store, cred_id)
     grants = store.grants_for_credential(cred.id)
     runs = store.rotation_runs(cred.id, limit=20)
-    last_use = _last_use(ctx, store.usage_for_credential(cred.id, limit=1))
+    last_use = _last_use(ctx, store.usage_for_credential(cred.id, limit=1),
+                         arn_account(cred.location) or arn_account(cred.native_id))
     if fmt == "json":
         data = _cred_json(cred)
         data["last_use"] = last_use

@@ -347,7 +347,13 @@ def _time_term(name: str, typed: str, operator: str, value: str, negate: bool) -
     lowered = value.lower()
     if name == "used" and lowered == "unknown":
         return Term(name, "unknown", negate=negate)
-    if name in ("expires", "used") and lowered in ("never", "none"):
+    if name == "used" and lowered == "none":
+        # "none" is "empty" for other fields; an empty last use is never or unknown
+        raise UsageError(f"{typed}:{value} is ambiguous",
+                         hint=f"use {typed}:never (evidence shows no use) or {typed}:unknown")
+    if (name == "expires" and lowered in ("never", "none")) or (
+        name == "used" and lowered == "never"
+    ):
         return Term(name, "never", negate=negate)
     match = _DURATION.match(lowered)
     if not match:

@@ -197,12 +197,16 @@ class CredsScreen(KeyshiftScreen):
         """Done filtering (enter, see KeyshiftScreen.action_filter_done): a filter that does
         not parse keeps the box, to be fixed."""
         box = self.query_one("#filter", Input)
-        if self._filter_dirty:  # typed within the settle time: the filter is what is typed
+        if self._filter_dirty or box.value != self.typed:
+            # typed within the settle time, or its Input.Changed still on the way: the
+            # filter is what the box holds now
             self._filter_dirty = False
             self._apply_filter(box.value)
         if self.filter_error:
             self.notify(f"filter not applied: {self.filter_error}", severity="warning")
             self.set_focus(box)
+            box.call_later(box.action_end)  # to be fixed where it ends, not replaced by
+            # the next key (the box selects all it holds when it gets focus)
             return
         box.display = bool(box.value)
         self.table.focus()

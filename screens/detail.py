@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from console.callers import agents_by_caller, caller_agents
+from console.callers import agents_by_caller, arn_account, caller_agents
 from console.model import Credential, UsageEvent
 from console.vocabulary import NONE, no_use_text
 from screens.base import KeyshiftScreen
@@ -82,7 +82,9 @@ class DetailScreen(KeyshiftScreen):
         it (``console/callers.py``)."""
         loaded = self.ks.loaded
         by_caller = agents_by_caller(loaded.inventory.agents) if loaded else {}
-        agents = caller_agents(use.identity, by_caller)
+        cred = self.cred
+        account = (arn_account(cred.location) or arn_account(cred.native_id)) if cred else None
+        agents = caller_agents(use.identity, by_caller, account)
         text = use.identity or ""
         if agents:
             text += f"  (agent {', '.join(agents)})"

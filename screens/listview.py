@@ -237,9 +237,16 @@ class ListScreen(KeyshiftScreen):
     @on(Input.Submitted, "#filter")
     def filter_submitted(self) -> None:
         """Done filtering (see KeyshiftScreen.action_filter_done)."""
+        box = self.query_one("#filter", Input)
+        if box.value != self.filter_text:  # its Input.Changed still on the way
+            self.filter_text = box.value
+            if self.loaded:
+                self.apply_filter()
         if self.filter_error:
             self.notify(self.filter_error, severity="warning")
-            self.set_focus(self.query_one("#filter", Input))
+            self.set_focus(box)
+            box.call_later(box.action_end)  # to be fixed where it ends, not replaced by
+            # the next key (the box selects all it holds when it gets focus)
             return
         self.query_one("#filter", Input).display = bool(self.filter_text)
         self.table.focus()

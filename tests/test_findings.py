@@ -229,9 +229,9 @@ def test_cloudtrail_reads_by_callers_without_a_grant(world: World) -> None:
     """CloudTrail names the caller by ARN: a user's and a role session's map to the agents
     that run as them; a caller no agent holding a grant runs as is a finding, one per
     credential and caller (a role's sessions are one caller)."""
-    secret = kv("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
-                id="aws:secretsmanager:prod-db", source="aws", kind="secretsmanager",
-                native_id="prod-db")
+    secret = kv("prod/db", id="aws:secretsmanager:prod-db", source="aws",
+                kind="secretsmanager", native_id="prod-db",
+                location="arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf")
     other = kv("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/x-AbCdEf",
                id="aws:secretsmanager:prod-x", source="aws", kind="secretsmanager",
                native_id="prod-x")
@@ -248,12 +248,15 @@ def test_cloudtrail_reads_by_callers_without_a_grant(world: World) -> None:
         [read(secret, f"arn:aws:iam::{acct}:user/agents/aws-bot", 1),  # its grant: fine
          read(secret, f"arn:aws:sts::{acct}:assumed-role/admin/alice", 3),
          read(secret, f"arn:aws:sts::{acct}:assumed-role/admin/bob", 2),
-         read(other, f"arn:aws:sts::{acct}:assumed-role/reader-role/run-7", 1)],
+         read(other, f"arn:aws:sts::{acct}:assumed-role/reader-role/run-7", 1),
+         # another account's user of the same name as the agent's: not the agent
+         read(secret, "arn:aws:iam::999999999999:user/aws-bot", 4)],
         source="aws",
     )
     found = {(d.credential_id, d.key): d for d in world.drafts()
              if d.rule == "use.without-grant"}
-    assert set(found) == {(secret.id, "iam-role:admin"), (other.id, "iam-role:reader-role")}
+    assert set(found) == {(secret.id, "iam-role:admin"), (other.id, "iam-role:reader-role"),
+                          (secret.id, "iam-user:aws-bot@999999999999")}
     admin = found[(secret.id, "iam-role:admin")]
     assert "assumed-role/admin/bob" in admin.evidence  # the latest session, named
     assert "no agent of the inventory runs as" in admin.evidence

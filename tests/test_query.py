@@ -100,7 +100,8 @@ def test_unknown_field_names_it_and_lists_valid_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["age~3d", "expires:soon", "used:<d", 'name:"open', "name:", "!", "age:never"]
+    "text",
+    ["age~3d", "expires:soon", "used:<d", 'name:"open', "name:", "!", "age:never", "used:none"],
 )
 def test_invalid_expressions_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError):

@@ -934,3 +934,16 @@ def test_a_store_with_log_positions_from_before_token_use_starts_its_token_evide
     with Store(fresh) as store:
         store.bulk_insert_credentials([c("old-token", "vault-token", before)])
         assert [x.name for x in store.all_credentials(parse("used:never"))] == ["old-token"]
+    # CloudTrail's positions say nothing of the Vault audit log: no limit either
+    trail = tmp_path / "trail.db"
+    conn = sqlite3.connect(trail)
+    store_mod.migrate(conn, upto=8)
+    conn.execute(
+        "INSERT INTO read_positions(source, log, inode, offset, head, malformed, "
+        "covers_since, updated_at) VALUES ('aws', 'cloudtrail:us-east-1', 0, 1, '', 0, NULL, "
+        "?1)", (store_mod.ts(since),),
+    )
+    conn.commit()
+    conn.close()
+    with Store(trail) as store:
+        assert store.get_meta("token_use_evidence_from") is None

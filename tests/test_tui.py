@@ -530,6 +530,30 @@ async def test_a_filter_typed_in_one_burst_lands_whole_in_the_box(store: Store, 
 
 
 @sync_test
+async def test_enter_right_behind_a_burst_judges_what_the_box_holds(store: Store) -> None:
+    """`/owner:⏎` in one burst: enter is judged on what the box holds once the keys before
+    it are in (a filter that does not parse: said, and the box taken back), not on what the
+    screen had seen of them; and `x⏎` fixing it is applied, with no warning."""
+    from textual.widgets import Input
+
+    app = make_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        send_burst(app, [("slash", "/"), *((c, c) for c in "owner:"), ("enter", None)])
+        await pilot.pause(0.1)
+        await settle(pilot)
+        box = app.screen.query_one("#filter", Input)
+        assert box.value == "owner:" and box.has_focus
+        assert any("not applied" in m for m in notes(app))
+        app._notifications.clear()
+        send_burst(app, [("x", "x"), ("enter", None)])
+        await pilot.pause(0.1)
+        await settle(pilot)
+        assert not box.has_focus and not any("not applied" in m for m in notes(app))
+        assert "filter owner:x" in screen_text(app).splitlines()[-1]
+
+
+@sync_test
 async def test_a_bad_filter_keeps_the_last_good_one_and_says_why(store: Store, creds) -> None:
     app = make_app(store)
     async with app.run_test(size=SIZE) as pilot:

@@ -41,13 +41,13 @@ def entry(n: int, path: str = "secret/data/agents/x", *, role: str = "bot") -> b
                     "remote_address": "127.0.0.1"},
         "response": {"mount_type": "kv", "data": {"value": "hmac-sha256:abc"}},
     }
-    return json.dumps(line).encode() + b"\n"
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"  # compact, as OpenBao
 
 
 def request_line(n: int) -> bytes:
     line = {"time": "2026-12-03T10:00:00Z", "type": "request",
             "request": {"id": str(n), "operation": "read", "path": "secret/data/agents/x"}}
-    return json.dumps(line).encode() + b"\n"
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"  # compact, as OpenBao
 
 
 def times(batch: Any) -> list[str]:
@@ -144,10 +144,12 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     assert times(batch) == expected(range(1, 3))
     assert batch.malformed == 3
     with log.open("ab") as fh:
-        fh.write(b"[1, 2]\n" + entry(3))
+        # a list; a request line cut short (a crash mid-write) with the next line run into it
+        fh.write(b"[1, 2]\n" + b'{"time":"2026-12-03T11:00:00Z","type":"request","req'
+                 + entry(3) + entry(4))
     later = read_audit_log(log, batch.position)
-    assert times(later) == expected(range(3, 4))
-    assert later.malformed == 1 and later.position.malformed == 4  # kept over the log's life
+    assert times(later) == expected(range(4, 5))
+    assert later.malformed == 2 and later.position.malformed == 5  # kept over the log's life
 
 
 # -- the real OpenBao --------------------------------------------------------------------
@@ -267,7 +269,7 @@ def token_line(n: int, accessor: str | None, *, error: str | None = None,
     }
     if error:
         line["error"] = error
-    return json.dumps(line).encode() + b"\n"
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"  # compact, as OpenBao
 
 
 def test_each_token_s_latest_successful_request_is_collected(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from console.callers import agents_by_caller, principal
+from console.callers import agents_by_caller, arn_account, foreign, principal
 from console.findings.facts import Facts
 from console.findings.grant_shape import reaches, through_wide_rule
 from console.findings.rules import Draft, Rule, by_sensitivity
@@ -118,7 +118,12 @@ def _without_grant(facts: Facts) -> Iterator[Draft]:
     for use in facts.usage:
         if use["evidence"] not in NAMING_EVIDENCE or use["credential_id"] not in facts.by_id:
             continue  # evidence that does not name who used it
-        key = (use["credential_id"], principal(use["identity"]))
+        cred = facts.by_id[use["credential_id"]]
+        caller = principal(use["identity"])
+        if foreign(use["identity"], arn_account(cred.location) or arn_account(cred.native_id)):
+            # another account's user or role: not the inventory's namesake
+            caller = f"{caller}@{arn_account(use['identity'])}"
+        key = (use["credential_id"], caller)
         if key not in latest or str(use["at"]) > str(latest[key]["at"]):
             latest[key] = use
     for (cid, caller), use in sorted(latest.items()):

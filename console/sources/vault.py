@@ -66,8 +66,9 @@ _HASH_ROUND = 64
 # (server address and namespace, audit device) -> accessor -> its HMAC under that device's
 # salt: what sys/audit-hash answered, kept for the process (the console and the scheduler
 # sync again and again; a token's hash does not change while the device keeps its salt, and
-# keyshift's own accessor, hashed afresh at every match, tells when it does not)
+# one remembered accessor, hashed afresh at every match, tells when it does not)
 _HASHES: dict[tuple[str, str], dict[str, str]] = {}
+_HASH_GENERATION: dict[tuple[str, str], int] = {}  # bumped when a device's hashes are dropped
 _HASHES_LOCK = threading.Lock()
 _HMAC = "hmac-sha256:"
 # custom_metadata keys keyshift reads into Credential fields; the rest become tags
@@ -1388,35 +1389,43 @@ class VaultSource:
         devices: list[str],
         candidates: list[tuple[bool, float, str]],
         rows: dict[str, int],
-    ) -> dict[str, dict[str, str]]:
-        """Each device's remembered hashes (``_HASHES``), for the tokens still listed. The
-        first candidate (keyshift's own token, when listed) is hashed afresh: a hash that
-        differs from the remembered one means the device's salt changed (it was enabled
-        again), and what was remembered for it is dropped."""
-        out: dict[str, dict[str, str]] = {}
-        probe = candidates[0][2] if candidates and not candidates[0][0] else None
-        fresh: dict[str, str | None] = {}
-        if probe is not None:
-            for device, status, body in pool.map(
-                lambda d: (d, *client.json("POST", f"sys/audit-hash/{d}",
-                                           json={"input": probe})),
-                devices,
-            ):
-                value = (body.get("data") or body).get("hash") if status == 200 else None
-                fresh[device] = value if isinstance(value, str) else None
+    ) -> dict[str, tuple[tuple[str, str], dict[str, str], int]]:
+        """Each device's remembered hashes (``_HASHES``) for the tokens still listed, with its
+        key and generation. One remembered, still listed accessor (keyshift's own first) is
+        hashed afresh: an answer that differs (the device enabled again, under a new salt) or
+        none drops what was remembered, and a new generation keeps a sync that asked before
+        the drop from putting back hashes of the old salt."""
+        base = f"{client.address}|{client.namespace or ''}"
+        witness: dict[str, str | None] = {}
         with _HASHES_LOCK:
             for device in devices:
-                key = (f"{client.address}|{client.namespace or ''}", device)
+                known = _HASHES.get((base, device), {})
+                witness[device] = next(
+                    (a for _own, _created, a in candidates if a in known), None
+                )
+
+        def fresh(device: str) -> tuple[str, str | None]:
+            accessor = witness[device]
+            if accessor is None:
+                return device, None
+            status, body = client.json("POST", f"sys/audit-hash/{device}",
+                                       json={"input": accessor})
+            value = (body.get("data") or body).get("hash") if status == 200 else None
+            return device, value if isinstance(value, str) else None
+
+        answers = dict(pool.map(fresh, devices))
+        out: dict[str, tuple[tuple[str, str], dict[str, str], int]] = {}
+        with _HASHES_LOCK:
+            for device in devices:
+                key = (base, device)
                 known = _HASHES.setdefault(key, {})
-                if probe is None or fresh.get(device) is None or (
-                    probe in known and known[probe] != fresh[device]
-                ):
-                    known.clear()  # nothing to check it by, or the salt changed
+                accessor = witness[device]
+                if known and (accessor is None or known.get(accessor) != answers[device]):
+                    known.clear()  # nothing still listed to check it by, or a new salt
+                    _HASH_GENERATION[key] = _HASH_GENERATION.get(key, 0) + 1
                 for gone in [a for a in known if a not in rows]:
                     del known[gone]  # the token is gone: nobody asks for it again
-                if probe is not None and fresh.get(device) is not None:
-                    known[probe] = fresh[device]  # type: ignore[assignment]
-                out[device] = known
+                out[device] = (key, known, _HASH_GENERATION.get(key, 0))
         return out
 
     def _hash_devices(self, client: VaultClient, result: CollectResult) -> list[str]:
@@ -1508,7 +1517,7 @@ class VaultSource:
         work: list[tuple[str, str]] = []
         for _own, _created, accessor in candidates:
             for device in devices:
-                known = caches[device].get(accessor)
+                known = caches[device][1].get(accessor)
                 if known is None:
                     work.append((device, accessor))
                 else:
@@ -1521,8 +1530,10 @@ class VaultSource:
                 if value is None:
                     failed[status] = failed.get(status, 0) + 1
                     continue
+                key, remembered, generation = caches[device]
                 with _HASHES_LOCK:
-                    caches[device][accessor] = value
+                    if _HASH_GENERATION.get(key, 0) == generation:  # not dropped meanwhile
+                        remembered[accessor] = value
                 take(accessor, value)
         if failed:
             codes = ", ".join(f"HTTP {code}: {n}" for code, n in sorted(failed.items()))

@@ -187,17 +187,26 @@ _NOT_KV = ("auth/", "sys/", "identity/", "cubbyhole/")
 
 
 def _parse_line(raw: bytes, batch: AuditBatch) -> AuditRead | None:
-    if not raw.startswith(b"{"):  # the device writes one object per line, from column 1
+    if not (raw.startswith(b"{") and raw.endswith(b"}\n")):  # the device's usual line
         stripped = raw.strip()
-        if stripped and not (stripped.startswith(b"{") and stripped.endswith(b"}")):
-            batch.malformed += 1
-            return None
         if not stripped:
+            return None
+        if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+            batch.malformed += 1  # a line cut short, or two run together
             return None
     # cheap filters first: half the lines are requests; a response made without a token (a
     # login, sys/health) names no token, and only a response can be a KV read
-    if raw.find(b'"type":"request"', 0, 96) != -1 or b'"response"' not in raw:
-        return None  # the device writes "time" then "type" first: most requests end here
+    head = raw.find(b'Z","type":"request"', 0, 96)
+    if head != -1:
+        # the device writes "time" (UTC, so ...Z) then "type" first: most requests end
+        # here, unparsed, unless a second entry's head follows (a line cut short by a crash,
+        # the next run on; "Z" is rare enough in a line to find that in a fraction of the
+        # time any other search takes)
+        if raw.find(b'Z","type":"', head + 1) != -1:
+            batch.malformed += 1
+        return None
+    if b'"response"' not in raw:
+        return None
     with_token = b'"client_token' in raw
     if not with_token and b'"read"' not in raw:
         return None

@@ -54,12 +54,17 @@ class CredentialRows(StoreBase):
         """The SQL of ``no_use_evidence`` under the evidence's coverage now (``no_use_sql``)."""
         return no_use_sql(self.evidence_coverage(), parse_ts(self.get_meta(TOKEN_USE_FROM)))
 
-    def _plan(self, query: Query | None, mode: str, **kwargs: Any) -> Plan:
-        return PlanBuilder(query, mode, no_use=self._no_use(), **kwargs).build()
+    def _plan(
+        self, query: Query | None, mode: str, no_use: str | None = None, **kwargs: Any
+    ) -> Plan:
+        """``no_use``: the expression the caller already read (one read of the coverage per
+        call, so its filter and its rows' ``no_use_evidence`` cannot disagree)."""
+        no_use = no_use if no_use is not None else self._no_use()
+        return PlanBuilder(query, mode, no_use=no_use, **kwargs).build()
 
-    def _select(self) -> str:
+    def _select(self, no_use: str | None = None) -> str:
         """A credential row's columns: the table's and the computed ``no_use_evidence``."""
-        return f"c.*, {self._no_use()} AS no_use_evidence"
+        return f"c.*, {no_use if no_use is not None else self._no_use()} AS no_use_evidence"
 
 
     def get_credential(self, credential_id: str) -> Credential | None:
@@ -146,7 +151,8 @@ class CredentialRows(StoreBase):
         "10,000+"): an exact count of a broad substring match over 1M rows is a full scan
         (seconds); a capped one stops as soon as it has found ``cap``. ``plan`` forces
         "walk" or "drive" (tests check both give the same answer)."""
-        drive = self._plan(query, "drive")
+        no_use = self._no_use()
+        drive = self._plan(query, "drive", no_use)
         if plan == "auto" and drive.fts_only:
             # every term answered exactly by the trigram index: count its rows, no table row
             # read (a capped count of a common word: 2 ms against 40-60 ms walking at 1M)
@@ -164,7 +170,7 @@ class CredentialRows(StoreBase):
             # any index) is as fast or faster for every filter measured (bench/tui.py).
             plan = "drive"
             if cap is not None and query is not None and query.terms:
-                walk = self._plan(query, "walk")
+                walk = self._plan(query, "walk", no_use)
                 density = self._probe(walk) / PROBE_ROWS
                 total = int(self._scalar("SELECT max(rid) FROM credentials") or 0)
                 if density * density * total >= cap:
@@ -183,11 +189,11 @@ class CredentialRows(StoreBase):
             return 0
         if text_only:
             # the name index holds the search text: reading it is reading fewer pages
-            built = self._plan(query, "walk")
+            built = self._plan(query, "walk", no_use)
             built.source = f"credentials c INDEXED BY {NAME_INDEX}"
             rows = self._read(*sql(built))
         else:
-            rows = self._adaptive(query, sql, plan)
+            rows = self._adaptive(query, sql, plan, no_use)
         return int(next(iter(rows[0].values())) if rows else 0)
 
     def page_credentials(
@@ -195,7 +201,8 @@ class CredentialRows(StoreBase):
     ) -> list[Credential]:
         """One page of matches in the query's order (the TUI's table, 60 rows at a time).
         ``plan`` forces "walk" or "drive" (tests check both give the same rows)."""
-        select = self._select()
+        no_use = self._no_use()
+        select = self._select(no_use)
 
         def sql(plan: Plan) -> tuple[str, list]:
             return (
@@ -206,7 +213,7 @@ class CredentialRows(StoreBase):
 
         if self._unsatisfiable(query):
             return []
-        return [row_to_cred(r) for r in self._adaptive(query, sql, plan)]
+        return [row_to_cred(r) for r in self._adaptive(query, sql, plan, no_use)]
 
     def _unsatisfiable(self, query: Query | None) -> bool:
         """Whether a one-character text term of ``query`` holds for no credential at all
@@ -236,17 +243,22 @@ class CredentialRows(StoreBase):
         )
 
     def _adaptive(
-        self, query: Query | None, make: Callable[[Plan], tuple[str, list]], plan: str = "auto"
+        self,
+        query: Query | None,
+        make: Callable[[Plan], tuple[str, list]],
+        plan: str = "auto",
+        no_use: str | None = None,
     ) -> list:
         """Run the walk plan within WALK_BUDGET_MS; when it runs out, the matches are sparse
         along the sort order, so run the drive plan instead (see ``PlanBuilder``)."""
         if plan not in ("auto", "walk", "drive"):
             raise StoreError(f"unknown plan {plan!r}", hint="auto, walk or drive")
         if plan != "auto":
-            sql, params = make(self._plan(query, plan))
+            sql, params = make(self._plan(query, plan, no_use))
             return self._read(sql, params)
-        walk = self._plan(query, "walk")
-        drive = self._plan(query, "drive")
+        no_use = no_use if no_use is not None else self._no_use()
+        walk = self._plan(query, "walk", no_use)
+        drive = self._plan(query, "drive", no_use)
         on_name = query is not None and sort_column(query.sort) == "name"
         if on_name and self._text_only(query, drive):
             # the name index holds the search text (migration 7): walking it reads index
@@ -259,7 +271,7 @@ class CredentialRows(StoreBase):
         if few is not None:
             # the prefilter's rows are in hand: the drive plan starts from them instead of
             # asking the FTS index again
-            drive = self._plan(query, "drive", fts_rows=few)
+            drive = self._plan(query, "drive", no_use, fts_rows=few)
         elif not walk.selective and self._dense(walk):
             sql, params = make(walk)
             deadline = time.perf_counter() + WALK_BUDGET_MS / 1000
@@ -336,9 +348,10 @@ class CredentialRows(StoreBase):
         """Every match in the query's order, streamed (``keyshift ls``). Everything is read
         anyway, so filters drive (no early stop to gain from walking), unless there are none."""
         mode = "drive" if query is not None and query.terms else "walk"
-        plan = self._plan(query, mode)
+        no_use = self._no_use()
+        plan = self._plan(query, mode, no_use)
         sql = (
-            f"SELECT {self._select()} FROM credentials c WHERE {plan.where} "
+            f"SELECT {self._select(no_use)} FROM credentials c WHERE {plan.where} "
             f"ORDER BY {plan.order}"
         )
         with self._guard("read"):

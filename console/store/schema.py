@@ -571,7 +571,10 @@ def _m009_token_use_evidence(db: sqlite_utils.Database) -> None:
     have been read by a keyshift that looked for KV reads only: their coverage says nothing
     about tokens. Evidence of a token's use (and so its ``never``) starts now for such a
     store; a store with no position yet reads every line for both from its first sync."""
-    if db.execute("SELECT 1 FROM read_positions LIMIT 1").fetchone():
+    # a Vault audit log's position (CloudTrail's are named "cloudtrail:<region>")
+    if db.execute(
+        "SELECT 1 FROM read_positions WHERE log NOT LIKE 'cloudtrail:%' LIMIT 1"
+    ).fetchone():
         db.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
             [TOKEN_USE_FROM, ts(utcnow())],
