@@ -4,6 +4,7 @@ error (a notification, never a traceback)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
@@ -56,26 +57,23 @@ class KeyshiftScreen(Screen):
         return not (action in self.MUTATING and getattr(self.app, "read_only", False))
 
     def action_filter_done(self) -> None:
-        """enter in the filter box: the table takes the keys from now on, at once; the
-        filter is finished (``filter_submitted``) once the box and then this screen have
-        handled the keys typed before enter, which are already queued to them."""
-        box = self.app.focused
-        table = getattr(self, "table", None)
-        if not isinstance(box, Input) or table is None:
-            return
-        self.set_focus(table)
-        box.call_later(self.call_later, self.filter_submitted)
+        """enter in the filter box: finished by ``filter_submitted`` (``_leave_filter``)."""
+        self._leave_filter(self.filter_submitted)  # type: ignore[attr-defined]
 
     def action_filter_clear(self) -> None:
-        """esc in the filter box: as enter does, the table takes the keys at once; once the
-        keys queued before esc have reached the box, it is emptied and closed and the filter
-        cleared (``filter_cleared``), so none of them is left behind in a hidden box."""
+        """esc in the filter box: emptied, closed and cleared by ``filter_cleared``, after
+        the keys queued before esc, so none of them is left behind in a hidden box."""
+        self._leave_filter(self.filter_cleared)
+
+    def _leave_filter(self, then: Callable[[], None]) -> None:
+        """The table takes the keys from now on, at once; ``then`` runs once the box and
+        then this screen have handled the keys typed before, already queued to them."""
         box = self.app.focused
         table = getattr(self, "table", None)
         if not isinstance(box, Input) or table is None:
             return
         self.set_focus(table)
-        box.call_later(self.call_later, self.filter_cleared)
+        box.call_later(self.call_later, then)
 
     def filter_cleared(self) -> None:
         """Empty and close the filter box, and show every row again (each screen with a
