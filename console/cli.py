@@ -575,8 +575,8 @@ LS_COLUMNS = [
     "expires_at",
     "rotated_at",
     "last_used_at",
-    "used",
     "status",
+    "used",  # appended: scripts that read the columns by position keep working
 ]
 
 

@@ -140,7 +140,9 @@ def test_sync_ls_show_and_no_canary_anywhere(tmp_path, env):
     assert (summary["new"], summary["changed"], summary["gone"]) == (0, 0, 0)
 
     csv_out = run(tmp_path, env, "ls", "--format", "csv").stdout.splitlines()
-    assert csv_out[0].startswith("id,name,kind,source,owner,environment")
+    assert csv_out[0] == ("id,name,kind,source,owner,environment,agents,expires_at,"
+                          "rotated_at,last_used_at,status,used")
+    assert all(line.endswith((",used", ",unknown")) for line in csv_out[1:])
     assert len(csv_out) == 3
     table = run(tmp_path, env, "ls", "-vv")
     tail = run(tmp_path, env, "audit", "tail", "-n", "5")
