@@ -20,8 +20,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import keyring
 import keyring.errors
@@ -29,6 +32,8 @@ import keyring.errors
 from console.errors import SecretError
 from console.inventory import KEYRING_REF, REF_FORMS, SECRET_REF
 from console.redaction import OWN
+
+T = TypeVar("T")
 
 KINDS = ("keyring", "env", "file", "credential")
 # What a file or credential may hold: keyshift's own secrets are tokens and keys, never
@@ -80,11 +85,35 @@ def _backend_error(exc: Exception) -> SecretError:
     )
 
 
+# a refusal to open the keyring that comes back sooner than this is no person's answer to
+# an unlock prompt: asked again (below)
+_PROMPT_SECONDS = 1.0
+_TRIES = 3
+
+
+def _keyring_call(fn: Callable[..., T], *args: str) -> T:
+    """``fn(*args)`` on the keyring, asked again when it refuses to open at once.
+
+    gnome-keyring has reported its unlocked collection as locked for a moment (its prompt
+    for an unlock then fails at once, there being no display), with the next call fine: a
+    test run lost one sync to it. A refusal that took longer is a person who dismissed the
+    prompt, and is not asked again."""
+    for attempt in range(_TRIES):
+        started = time.monotonic()
+        try:
+            return fn(*args)
+        except keyring.errors.InitError:
+            if attempt == _TRIES - 1 or time.monotonic() - started > _PROMPT_SECONDS:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def get(service: str, name: str, *, own: bool = True) -> str | None:
     """The entry's value, or None. ``own=False`` for an agent's entry (a delivery target):
     that value is not keyshift's, so it is not kept for redaction."""
     try:
-        value = keyring.get_password(service, name)
+        value = _keyring_call(keyring.get_password, service, name)
     except keyring.errors.KeyringError as exc:
         raise _backend_error(exc) from None
     if own:
@@ -96,14 +125,14 @@ def put(service: str, name: str, value: str, *, own: bool = True) -> None:
     if own:
         OWN.add(value)
     try:
-        keyring.set_password(service, name, value)
+        _keyring_call(keyring.set_password, service, name, value)
     except keyring.errors.KeyringError as exc:
         raise _backend_error(exc) from None
 
 
 def delete(service: str, name: str) -> bool:
     try:
-        keyring.delete_password(service, name)
+        _keyring_call(keyring.delete_password, service, name)
     except keyring.errors.PasswordDeleteError:
         return False
     except keyring.errors.KeyringError as exc:

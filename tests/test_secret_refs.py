@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 
 import keyring
+import keyring.backend
+import keyring.errors
 import pytest
 
 from console import own_keys, secret_refs
@@ -353,3 +355,62 @@ def test_secret_set_refuses_what_it_cannot_write_and_says_how(tmp_path, name, ho
     assert "keyshift does not write" in lines[0] and how in lines[0]
     assert "a-value-never-written" not in proc.stdout + proc.stderr
     assert not Path("/tmp/ks-set-me").exists()
+
+
+class _RefusesToOpen(keyring.backend.KeyringBackend):
+    """The real Secret Service behind a fault the suite met once: the collection refused to
+    open (InitError) a few times in a row, quickly or after a delay (a person dismissing an
+    unlock prompt), then fine. Only the opening is faked; the values are the real keyring's."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self, real: keyring.backend.KeyringBackend, refusals: int, delay: float) -> None:
+        super().__init__()
+        self.real, self.refusals, self.delay, self.calls = real, refusals, delay, 0
+
+    def _open(self) -> None:
+        import time
+
+        self.calls += 1
+        if self.calls <= self.refusals:
+            time.sleep(self.delay)
+            raise keyring.errors.InitError("Failed to unlock the collection!")
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._open()
+        return self.real.get_password(service, username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._open()
+        self.real.set_password(service, username, password)
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._open()
+        self.real.delete_password(service, username)
+
+
+def test_a_keyring_that_refuses_to_open_at_once_is_asked_again_not_a_slow_refusal() -> None:
+    real = keyring.get_keyring()
+    name = f"flaky-{uuid.uuid4().hex[:8]}"
+    value = f"v-{uuid.uuid4().hex}"
+    try:
+        quick = _RefusesToOpen(real, refusals=2, delay=0)
+        keyring.set_keyring(quick)
+        secret_refs.put("keyshift-test", name, value)  # refused twice, then written
+        assert quick.calls == 3
+        quick.calls = 0
+        assert secret_refs.get("keyshift-test", name) == value
+        assert quick.calls == 3
+        stubborn = _RefusesToOpen(real, refusals=5, delay=0)
+        keyring.set_keyring(stubborn)
+        with pytest.raises(SecretError, match="keyring is unavailable"):
+            secret_refs.get("keyshift-test", name)
+        assert stubborn.calls == 3  # three tries, then said
+        person = _RefusesToOpen(real, refusals=1, delay=1.2)
+        keyring.set_keyring(person)
+        with pytest.raises(SecretError):
+            secret_refs.get("keyshift-test", name)
+        assert person.calls == 1  # a dismissed prompt is not put up again
+    finally:
+        keyring.set_keyring(real)
+        secret_refs.delete("keyshift-test", name)
