@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,8 +92,16 @@ _PROMPT_SECONDS = 1.0
 _TRIES = 3
 
 
-def _keyring_call(fn: Callable[..., T], *args: str) -> T:
-    """``fn(*args)`` on the keyring, asked again when it refuses to open at once.
+# one keyring call at a time in this process: six threads writing and reading at once made
+# gnome-keyring report its unlocked collection locked within seconds, and within a minute
+# its daemon died (a D-Bus-started, locked one took its place); the parallel sync and the
+# rotation engine's threads all come through here
+KEYRING_LOCK = threading.RLock()  # re-entered: the keyring source reads own keys under it
+
+
+def keyring_call(fn: Callable[..., T], *args: str) -> T:
+    """``fn(*args)`` on the keyring, one call at a time (``KEYRING_LOCK``), asked again when
+    it refuses to open at once.
 
     gnome-keyring has reported its unlocked collection as locked for a moment (its prompt
     for an unlock then fails at once, there being no display), with the next call fine: a
@@ -101,7 +110,8 @@ def _keyring_call(fn: Callable[..., T], *args: str) -> T:
     for attempt in range(_TRIES):
         started = time.monotonic()
         try:
-            return fn(*args)
+            with KEYRING_LOCK:
+                return fn(*args)
         except keyring.errors.InitError:
             if attempt == _TRIES - 1 or time.monotonic() - started > _PROMPT_SECONDS:
                 raise
@@ -113,7 +123,7 @@ def get(service: str, name: str, *, own: bool = True) -> str | None:
     """The entry's value, or None. ``own=False`` for an agent's entry (a delivery target):
     that value is not keyshift's, so it is not kept for redaction."""
     try:
-        value = _keyring_call(keyring.get_password, service, name)
+        value = keyring_call(keyring.get_password, service, name)
     except keyring.errors.KeyringError as exc:
         raise _backend_error(exc) from None
     if own:
@@ -125,14 +135,14 @@ def put(service: str, name: str, value: str, *, own: bool = True) -> None:
     if own:
         OWN.add(value)
     try:
-        _keyring_call(keyring.set_password, service, name, value)
+        keyring_call(keyring.set_password, service, name, value)
     except keyring.errors.KeyringError as exc:
         raise _backend_error(exc) from None
 
 
 def delete(service: str, name: str) -> bool:
     try:
-        _keyring_call(keyring.delete_password, service, name)
+        keyring_call(keyring.delete_password, service, name)
     except keyring.errors.PasswordDeleteError:
         return False
     except keyring.errors.KeyringError as exc:

@@ -414,3 +414,56 @@ def test_a_keyring_that_refuses_to_open_at_once_is_asked_again_not_a_slow_refusa
     finally:
         keyring.set_keyring(real)
         secret_refs.delete("keyshift-test", name)
+
+
+class _Overlaps(keyring.backend.KeyringBackend):
+    """The real keyring, counting how many calls are in it at once."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self, real: keyring.backend.KeyringBackend) -> None:
+        import threading
+
+        super().__init__()
+        self.real, self.inside, self.most = real, 0, 0
+        self.guard = threading.Lock()
+
+    def get_password(self, service: str, username: str) -> str | None:
+        import time
+
+        with self.guard:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        try:
+            time.sleep(0.01)  # long enough for the other threads to arrive
+            return self.real.get_password(service, username)
+        finally:
+            with self.guard:
+                self.inside -= 1
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.real.set_password(service, username, password)
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.real.delete_password(service, username)
+
+
+def test_keyring_calls_from_many_threads_reach_the_keyring_one_at_a_time() -> None:
+    """Six threads writing and reading at once made gnome-keyring report its collection
+    locked and then die (a stress run of a minute): keyshift's threads (the parallel sync,
+    the engine) reach it one call at a time, and every answer is still right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    real = keyring.get_keyring()
+    name = f"serial-{uuid.uuid4().hex[:8]}"
+    secret_refs.put("keyshift-test", name, "v")
+    counting = _Overlaps(real)
+    try:
+        keyring.set_keyring(counting)
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(lambda _i: secret_refs.get("keyshift-test", name), range(24)))
+        assert got == ["v"] * 24
+        assert counting.most == 1
+    finally:
+        keyring.set_keyring(real)
+        secret_refs.delete("keyshift-test", name)
