@@ -96,7 +96,9 @@ _TRIES = 3
 # gnome-keyring report its unlocked collection locked within seconds, and within a minute
 # its daemon died (a D-Bus-started, locked one took its place); the parallel sync and the
 # rotation engine's threads all come through here
-KEYRING_LOCK = threading.RLock()  # re-entered: the keyring source reads own keys under it
+# held for one keyring call only, never while waiting for another lock (the keyring source
+# once scanned under it and deadlocked against own_keys' first-use file lock)
+KEYRING_LOCK = threading.Lock()
 
 
 def keyring_call(fn: Callable[..., T], *args: str) -> T:

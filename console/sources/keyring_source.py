@@ -62,13 +62,6 @@ class KeyringSource:
         services = self._services()
         if not services:
             return result
-        from console.secret_refs import KEYRING_LOCK
-
-        with KEYRING_LOCK:  # one keyring caller at a time (console/secret_refs.py)
-            return self._collect(secretstorage, services, progress)
-
-    def _collect(self, secretstorage: Any, services: dict, progress: Any) -> CollectResult:
-        result = CollectResult()
         try:
             connection = secretstorage.dbus_init()
         except (secretstorage.exceptions.SecretServiceNotAvailableException, OSError) as exc:
